@@ -1,0 +1,171 @@
+"""Static checks of shapes, ranks and dtypes, run at trace time.
+
+Every public loss calls these before it computes anything. They look only at
+shapes and dtypes, so they cost nothing under ``jit``, and they raise
+``ValueError`` (shapes, ranks, lengths, options) or ``TypeError`` (dtypes) with
+a message that names the loss, the argument and what was received. Value checks
+(labels in range, probabilities in [0, 1]) are ``checkify.debug_check`` calls:
+free unless the caller wraps the loss with ``checkify.checkify``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import checkify
+
+
+def _fail(fn: str, message: str, error: type[Exception] = ValueError):
+  raise error(f"{fn}: {message}")
+
+
+def _chex(fn: str, check, *args, message: str) -> None:
+  """Runs a chex assertion and re-raises its failure as a named ValueError."""
+  try:
+    check(*args)
+  except AssertionError:
+    _fail(fn, message)
+
+
+def as_float(fn: str, name: str, x, *, min_rank: int = 0) -> jax.Array:
+  """Returns ``x`` as an array, requiring a floating dtype and a minimum rank."""
+  x = jnp.asarray(x)
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    _fail(fn, f"{name} must have a floating dtype, got {x.dtype} "
+          f"(cast with {name}.astype(jnp.float32))", TypeError)
+  if x.ndim < min_rank:
+    _fail(fn, f"{name} must have rank >= {min_rank} (the class axis is last), "
+          f"got {name}.shape {x.shape}")
+  return x
+
+
+def same_shape(fn: str, names: tuple[str, str], a: jax.Array, b) -> jax.Array:
+  """Returns ``b`` as an array, requiring ``b.shape == a.shape``."""
+  b = jnp.asarray(b)
+  _chex(fn, chex.assert_equal_shape, [a, b],
+        message=f"{names[1]}.shape {b.shape} must equal {names[0]}.shape "
+        f"{a.shape}")
+  return b
+
+
+def labels_for(fn: str, preds_name: str, preds: jax.Array, labels) -> jax.Array:
+  """Checks ``labels`` against ``preds`` of shape ``[..., C]``.
+
+  Integer class ids take shape ``preds.shape[:-1]``; targets (float, bool or
+  integer 0/1) take ``preds.shape``.
+  """
+  labels = jnp.asarray(labels)
+  if labels.shape == preds.shape:
+    return labels
+  if labels.shape == preds.shape[:-1]:
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+      _fail(fn, f"labels of shape {preds_name}.shape[:-1] {labels.shape} are "
+            f"class ids and must have an integer dtype, got {labels.dtype}; "
+            f"pass float targets with the shape of {preds_name} "
+            f"{preds.shape}", TypeError)
+    return labels
+  _fail(fn, f"labels.shape {labels.shape} must equal {preds_name}.shape[:-1] "
+        f"or {preds_name}.shape; got {preds_name}.shape {preds.shape}")
+
+
+def mask_for(fn: str, where, shape: tuple[int, ...], *,
+             broadcast: bool = False) -> jax.Array | None:
+  """Checks a boolean mask; returns it broadcast to ``shape`` (or None)."""
+  if where is None:
+    return None
+  where = jnp.asarray(where)
+  if where.dtype != jnp.bool_:
+    _fail(fn, f"where must be a boolean array, got dtype {where.dtype} "
+          "(for an ignore label use where=labels != 255)", TypeError)
+  if where.shape == shape:
+    return where
+  if broadcast:
+    try:
+      if np.broadcast_shapes(where.shape, shape) == shape:
+        return jnp.broadcast_to(where, shape)
+    except ValueError:
+      pass
+    _fail(fn, f"where.shape {where.shape} must broadcast to the loss shape "
+          f"{shape}")
+  _fail(fn, f"where.shape {where.shape} must equal {shape} (one flag a pixel)")
+
+
+def pooled_axes(fn: str, axis: int | Sequence[int] | None,
+                ndim: int) -> tuple[int, ...]:
+  """Normalises ``axis`` over the leading (non-class) axes of a rank-``ndim`` input."""
+  if axis is None:
+    return tuple(range(ndim - 1))
+  axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+  out = []
+  for a in axes:
+    if not isinstance(a, (int, np.integer)):
+      _fail(fn, f"axis must be an int or a sequence of ints, got {axis!r}")
+    if not -ndim <= a < ndim:
+      _fail(fn, f"axis {a} is out of range for an input of rank {ndim}")
+    a = int(a) % ndim
+    if a == ndim - 1:
+      _fail(fn, f"axis {axis!r} includes the class axis (the last axis, "
+            f"{ndim - 1}); pool over the leading axes only")
+    if a in out:
+      _fail(fn, f"axis {axis!r} repeats axis {a}")
+    out.append(a)
+  return tuple(sorted(out))
+
+
+def class_vector(fn: str, name: str, x, num_classes: int) -> jax.Array:
+  """Checks a per-class vector of shape ``[C]``."""
+  x = jnp.asarray(x)
+  if x.shape != (num_classes,):
+    _fail(fn, f"{name}.shape {x.shape} must be ({num_classes},), one entry "
+          "per class")
+  return x
+
+
+def class_selection(fn: str, classes, num_classes: int):
+  """Returns "all", "present" or a concrete index array, checked."""
+  if isinstance(classes, str):
+    if classes not in ("all", "present"):
+      _fail(fn, f'classes must be "all", "present" or an integer array of '
+            f"class ids, got {classes!r}")
+    return classes
+  idx = jnp.asarray(classes)
+  if not jnp.issubdtype(idx.dtype, jnp.integer) or idx.ndim != 1:
+    _fail(fn, "classes as an array must be a rank-1 integer array of class "
+          f"ids, got dtype {idx.dtype} and shape {idx.shape}", TypeError)
+  if not isinstance(idx, jax.core.Tracer):
+    values = np.asarray(idx)
+    if values.size and (values.min() < 0 or values.max() >= num_classes):
+      _fail(fn, f"classes {values.tolist()} must lie in [0, {num_classes})")
+  return idx
+
+
+def option(fn: str, name: str, value, allowed: Sequence[str]) -> str:
+  if value not in allowed:
+    _fail(fn, f"{name} must be one of {list(allowed)}, got {value!r}")
+  return value
+
+
+def nonnegative(fn: str, name: str, value) -> None:
+  if isinstance(value, (int, float)) and value < 0:
+    _fail(fn, f"{name} must be >= 0, got {value}")
+
+
+def debug_labels_in_range(fn: str, labels: jax.Array, num_classes: int,
+                          where: jax.Array | None) -> None:
+  """Reports (under checkify) a class id outside [0, C) at a valid pixel."""
+  bad = (labels < 0) | (labels >= num_classes)
+  if where is not None:
+    bad = bad & where
+  checkify.debug_check(~jnp.any(bad),
+                       f"{fn}: labels must lie in [0, {num_classes}) where "
+                       "where is True")
+
+
+def debug_unit_interval(fn: str, name: str, x: jax.Array) -> None:
+  """Reports (under checkify) an entry of ``x`` outside [0, 1]."""
+  checkify.debug_check(~jnp.any((x < 0) | (x > 1)),
+                       f"{fn}: {name} must lie in [0, 1]")

@@ -1,0 +1,186 @@
+"""Focal losses: sigmoid (binary / multi-label) and softmax (exclusive classes)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from jaxloss import _checks
+from jaxloss import _numerics
+
+
+def _log_add_exp(a: jax.Array, b: jax.Array) -> jax.Array:
+  """``log(exp(a) + exp(b))`` where either may be ``-inf`` (not both)."""
+  return jnp.maximum(a, b) + jnp.log1p(jnp.exp(-jnp.abs(a - b)))
+
+
+def focal_loss(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    alpha: float | None = 0.25,
+    gamma: float = 2.0,
+    where: ArrayLike | None = None,
+) -> jax.Array:
+  r"""Sigmoid focal loss, elementwise (binary and multi-label).
+
+  With :math:`p = \sigma(x)` and a target :math:`y \in [0, 1]`,
+
+  .. math::
+    \ell = -\alpha_t \, (1 - p_t)^\gamma \,
+      \big(y \log p + (1 - y) \log(1 - p)\big),
+    \qquad p_t = y p + (1 - y)(1 - p),
+    \qquad \alpha_t = \alpha y + (1 - \alpha)(1 - y).
+
+  For a hard label this is :math:`-\alpha_t (1 - p_t)^\gamma \log p_t`.
+
+  Args:
+    logits: Float logits of any shape.
+    labels: Targets of the same shape, in ``[0, 1]`` (hard or soft; bool and
+      integer 0/1 are accepted).
+    alpha: Weight of the positives; negatives get ``1 - alpha``. ``None``
+      drops :math:`\alpha_t`. RetinaNet uses 0.25.
+    gamma: Focusing exponent, ``>= 0``. ``gamma=0`` is binary cross-entropy.
+    where: Optional boolean mask broadcastable to ``logits.shape``; masked
+      entries return 0.
+
+  Returns:
+    The loss of each element, shape ``logits.shape``, in float32 (float64 for
+    float64 logits). Reduce it yourself, e.g. ``.sum() / num_positives``.
+
+  Convention:
+    Equal to ``optax.sigmoid_focal_loss`` (same soft-label definition), but
+    computed from one ``exp`` and one ``log1p`` per element: a whole ``gamma``
+    is a product, any other ``gamma`` is ``exp(gamma * log(1 - p_t))`` with
+    :math:`\log(1 - p_t)` formed in log space, so gradients stay finite for
+    ``gamma < 1`` at saturated logits. ``alpha`` goes to the positives, as in
+    RetinaNet. Masked entries carry no gradient, even if their logits are
+    ``inf`` or NaN. bf16/fp16 logits are computed in float32.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> # logit 0 means p = 1/2: with gamma=0 and no alpha, the loss is log 2.
+    >>> jaxloss.focal_loss(jnp.zeros(2), jnp.array([0.0, 1.0]), alpha=None,
+    ...                    gamma=0.0)
+    Array([0.6931472, 0.6931472], dtype=float32)
+    >>> # gamma=2 scales it by (1 - p_t)^2 = 1/4, alpha=0.25 by 1/4 more.
+    >>> jaxloss.focal_loss(jnp.zeros(1), jnp.ones(1))
+    Array([0.0433217], dtype=float32)
+
+  References:
+    Lin, Goyal, Girshick, He, Dollár, "Focal Loss for Dense Object Detection",
+    ICCV 2017. https://arxiv.org/abs/1708.02002
+  """
+  fn = "focal_loss"
+  logits = _checks.as_float(fn, "logits", logits)
+  labels = _checks.same_shape(fn, ("logits", "labels"), logits, labels)
+  mask = _checks.mask_for(fn, where, logits.shape, broadcast=True)
+  _checks.nonnegative(fn, "gamma", gamma)
+  dtype = _numerics.accum_dtype(logits.dtype)
+  x = logits.astype(dtype)
+  y = labels.astype(dtype)
+  _checks.debug_unit_interval(fn, "labels", y)
+  if mask is not None:  # Double where: masked entries get no gradient at all.
+    x = jnp.where(mask, x, 0)
+    y = jnp.where(mask, y, 0)
+
+  e = jnp.exp(-jnp.abs(x))
+  log1p_e = jnp.log1p(e)
+  positive = x >= 0
+  bce = jnp.maximum(x, 0) - x * y + log1p_e
+  if _numerics.is_whole(gamma):
+    inv = 1 / (1 + e)
+    sigmoid = jnp.where(positive, 1, e) * inv         # sigma(x)
+    sigmoid_neg = jnp.where(positive, e, 1) * inv     # sigma(-x) = 1 - sigma(x)
+    weight = _numerics.power(y * sigmoid_neg + (1 - y) * sigmoid, gamma)
+  else:
+    # log(1 - p_t) = log(y sigma(-x) + (1 - y) sigma(x)), in log space.
+    log_one_minus_pt = _log_add_exp(
+        jnp.log(y) - jnp.maximum(x, 0), jnp.log1p(-y) + jnp.minimum(x, 0)
+    ) - log1p_e
+    weight = jnp.exp(gamma * log_one_minus_pt)
+  loss = bce * weight
+  if alpha is not None:
+    alpha = jnp.asarray(alpha, dtype)
+    loss = (alpha * y + (1 - alpha) * (1 - y)) * loss
+  if mask is not None:
+    loss = jnp.where(mask, loss, 0)
+  return loss
+
+
+def softmax_focal_loss(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    alpha: float | ArrayLike | None = None,
+    gamma: float = 2.0,
+    where: ArrayLike | None = None,
+) -> jax.Array:
+  r"""Softmax focal loss over the last (class) axis.
+
+  With :math:`p = \mathrm{softmax}(x)` over the :math:`C` classes and targets
+  :math:`t` (one-hot or soft),
+
+  .. math::
+    \ell = -\sum_{c=1}^{C} \alpha_c \, t_c \, (1 - p_c)^\gamma \log p_c .
+
+  Args:
+    logits: Float logits of shape ``[..., C]``.
+    labels: Integer class ids of shape ``logits.shape[:-1]``, or targets of
+      shape ``logits.shape`` (one-hot or soft, rows summing to 1).
+    alpha: ``None`` (no weighting), a scalar, or per-class weights ``[C]``.
+    gamma: Focusing exponent, ``>= 0``. ``gamma=0`` is softmax cross-entropy.
+    where: Optional boolean mask broadcastable to ``logits.shape[:-1]``;
+      masked pixels return 0. For an ignore label: ``where=labels != 255``.
+
+  Returns:
+    The loss of each pixel, shape ``logits.shape[:-1]``, in float32 (float64
+    for float64 logits).
+
+  Convention:
+    :math:`\log p` is ``log_softmax``; :math:`1 - p_c` is ``-expm1(log p_c)``,
+    accurate for confident predictions. ``gamma < 1`` keeps finite gradients
+    where :math:`p_c` rounds to 1. A class id outside ``[0, C)`` at a valid
+    pixel gives a zero target row (loss 0); ``checkify`` reports it. Masked
+    pixels carry no gradient, even with ``inf`` or NaN logits.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> # Two equal logits: p = 1/2, loss = (1/2)^2 * log 2.
+    >>> jaxloss.softmax_focal_loss(jnp.zeros((1, 2)), jnp.array([1]))
+    Array([0.1732868], dtype=float32)
+
+  References:
+    Lin, Goyal, Girshick, He, Dollár, "Focal Loss for Dense Object Detection",
+    ICCV 2017. https://arxiv.org/abs/1708.02002
+  """
+  fn = "softmax_focal_loss"
+  logits = _checks.as_float(fn, "logits", logits, min_rank=1)
+  labels = _checks.labels_for(fn, "logits", logits, labels)
+  mask = _checks.mask_for(fn, where, logits.shape[:-1], broadcast=True)
+  _checks.nonnegative(fn, "gamma", gamma)
+  num_classes = logits.shape[-1]
+  dtype = _numerics.accum_dtype(logits.dtype)
+  if labels.shape != logits.shape:
+    _checks.debug_labels_in_range(fn, labels, num_classes, mask)
+  x = logits.astype(dtype)
+  t = _numerics.targets(labels, logits.shape, dtype)
+  if mask is not None:
+    x = jnp.where(mask[..., None], x, 0)
+    t = jnp.where(mask[..., None], t, 0)
+
+  log_p = jax.nn.log_softmax(x, axis=-1)
+  weight = _numerics.power(-jnp.expm1(log_p), gamma)
+  if alpha is not None:
+    alpha = jnp.asarray(alpha, dtype)
+    if alpha.ndim:
+      alpha = _checks.class_vector(fn, "alpha", alpha, num_classes)
+      alpha = alpha.reshape((1,) * (x.ndim - 1) + (num_classes,))
+    weight = alpha * weight
+  loss = -jnp.sum(t * weight * log_p, axis=-1)
+  if mask is not None:
+    loss = jnp.where(mask, loss, 0)
+  return loss

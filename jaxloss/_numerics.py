@@ -1,0 +1,60 @@
+"""Shared numerics: accumulation dtype, safe division and powers, targets."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+
+def accum_dtype(dtype) -> jnp.dtype:
+  """The dtype sums are taken in: at least float32 (bf16/fp16 are upcast)."""
+  dtype = jnp.dtype(dtype)
+  return dtype if dtype.itemsize >= 4 else jnp.dtype(jnp.float32)
+
+
+def safe_div(num: jax.Array, den: jax.Array, at_zero: float) -> jax.Array:
+  """``num / den``, or ``at_zero`` where ``den == 0``, with finite gradients."""
+  zero = den == 0
+  return jnp.where(zero, at_zero, num / jnp.where(zero, 1, den))
+
+
+def is_whole(gamma) -> bool:
+  return isinstance(gamma, (int, float)) and float(gamma).is_integer() and gamma >= 0
+
+
+def power(x: jax.Array, gamma) -> jax.Array:
+  """``x ** gamma`` for ``x >= 0`` with finite gradients at ``x == 0``.
+
+  A whole, static ``gamma`` is a chain of multiplications. Any other ``gamma``
+  is ``exp(gamma * log(x))`` with the double-``where`` trick, so that
+  ``0 ** 0.5`` has gradient 0 instead of NaN.
+  """
+  if is_whole(gamma):
+    return lax.integer_pow(x, int(gamma))
+  positive = x > 0
+  safe = jnp.where(positive, x, 1)
+  return jnp.where(positive, jnp.exp(gamma * jnp.log(safe)), 0)
+
+
+def exp_power(log_x: jax.Array, gamma, x: jax.Array) -> jax.Array:
+  """``x ** gamma`` given both ``x`` and ``log x``.
+
+  Whole, static ``gamma``: multiplications of ``x``; otherwise
+  ``exp(gamma * log x)``, which keeps gradients finite where ``x``
+  underflows, as long as ``log x`` itself is finite.
+  """
+  if is_whole(gamma):
+    return lax.integer_pow(x, int(gamma))
+  return jnp.exp(gamma * log_x)
+
+
+def targets(labels: jax.Array, preds_shape: tuple[int, ...], dtype) -> jax.Array:
+  """Targets of shape ``preds_shape`` (``[..., C]``) in ``dtype``.
+
+  Class ids (shape ``preds_shape[:-1]``) become one-hot rows; a class id outside
+  ``[0, C)`` gives an all-zero row. Targets of shape ``preds_shape`` are cast.
+  """
+  if labels.shape == tuple(preds_shape):
+    return labels.astype(dtype)
+  return jax.nn.one_hot(labels, preds_shape[-1], dtype=dtype)

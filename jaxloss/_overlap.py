@@ -1,0 +1,346 @@
+"""Overlap (region) losses: Dice, soft IoU / Jaccard, Tversky, generalized Dice.
+
+Each loss pools three statistics per class over the pooled axes and the valid
+pixels, :math:`I = \\sum p t`, :math:`P = \\sum p`, :math:`T = \\sum t`, turns
+them into a per-class loss and averages over the selected classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.typing import ArrayLike
+
+from jaxloss import _checks
+from jaxloss import _numerics
+
+Axis = int | Sequence[int] | None
+Classes = str | ArrayLike
+
+
+def _pooled_stats(fn, probs, labels, axis, where, squared):
+  """Returns ``(I, P, T)``, each of shape ``kept axes + [C]``, accumulated."""
+  probs = _checks.as_float(fn, "probs", probs, min_rank=1)
+  labels = _checks.labels_for(fn, "probs", probs, labels)
+  mask = _checks.mask_for(fn, where, probs.shape[:-1])
+  axes = _checks.pooled_axes(fn, axis, probs.ndim)
+  dtype = _numerics.accum_dtype(probs.dtype)
+  _checks.debug_unit_interval(fn, "probs", probs)
+  if labels.shape != probs.shape:
+    _checks.debug_labels_in_range(fn, labels, probs.shape[-1], mask)
+  p = probs.astype(dtype)
+  t = _numerics.targets(labels, probs.shape, dtype)
+  if mask is not None:
+    p = jnp.where(mask[..., None], p, 0)
+    t = jnp.where(mask[..., None], t, 0)
+  inter = jnp.sum(p * t, axis=axes)
+  pred = jnp.sum(p * p if squared else p, axis=axes)
+  true = jnp.sum(t * t if squared else t, axis=axes)
+  return inter, pred, true
+
+
+def _class_weights(fn, true, classes, class_weights) -> jax.Array:
+  """Weight of each class in the mean, shape of ``true``: 0 = not selected."""
+  num_classes = true.shape[-1]
+  classes = _checks.class_selection(fn, classes, num_classes)
+  weights = jnp.ones((num_classes,), true.dtype)
+  if class_weights is not None:
+    weights = _checks.class_vector(fn, "class_weights", class_weights,
+                                   num_classes).astype(true.dtype)
+  if not isinstance(classes, str):
+    weights = weights * jnp.zeros((num_classes,), true.dtype).at[classes].set(1)
+  weights = jnp.broadcast_to(weights, true.shape)
+  if classes == "present":
+    weights = jnp.where(true > 0, weights, 0)
+  return weights
+
+
+def _class_mean(fn, per_class, true, classes, class_weights) -> jax.Array:
+  """Weighted mean over the selected classes; 0 when none is selected."""
+  weights = _class_weights(fn, true, classes, class_weights)
+  return _numerics.safe_div(jnp.sum(weights * per_class, axis=-1),
+                            jnp.sum(weights, axis=-1), 0)
+
+
+def dice_loss(
+    probs: ArrayLike,
+    labels: ArrayLike,
+    *,
+    axis: Axis = None,
+    where: ArrayLike | None = None,
+    smooth: float = 1.0,
+    squared: bool = False,
+    classes: Classes = "all",
+    class_weights: ArrayLike | None = None,
+) -> jax.Array:
+  r"""Soft Dice loss, pooled over ``axis``, averaged over classes.
+
+  Per class :math:`c`, over the pooled valid pixels,
+
+  .. math::
+    \ell_c = 1 - \frac{2 I_c + s}{P_c + T_c + s},
+    \qquad I_c = \sum_i p_{ic} t_{ic},\ P_c = \sum_i p_{ic},\
+    T_c = \sum_i t_{ic}
+
+  (with ``squared=True``, :math:`P_c = \sum_i p_{ic}^2`,
+  :math:`T_c = \sum_i t_{ic}^2`, as in V-Net), and the loss is
+  :math:`\sum_c w_c \ell_c / \sum_c w_c` over the selected classes.
+
+  Args:
+    probs: Probabilities ``[..., C]`` (apply ``jax.nn.softmax`` or
+      ``jax.nn.sigmoid`` to logits first).
+    labels: Integer class ids of shape ``probs.shape[:-1]``, or targets
+      (one-hot, multi-label or soft) of shape ``probs.shape``. Binary masks
+      with one channel: ``mask[..., None]``.
+    axis: Axes to pool over; default every axis but the class axis (the whole
+      batch is one example). ``axis=(1, 2)`` on ``[B, H, W, C]`` is per-image.
+    where: Optional boolean mask of shape ``probs.shape[:-1]``; a masked pixel
+      counts for nothing. For an ignore label: ``where=labels != 255``.
+    smooth: :math:`s`, added to numerator and denominator.
+    squared: Square :math:`p` and :math:`t` in the denominator.
+    classes: ``"all"``, ``"present"`` (classes with :math:`T_c > 0` in the
+      pooled group) or an integer array of class ids to average over.
+    class_weights: Optional ``[C]`` weights :math:`w_c` of the class mean.
+
+  Returns:
+    The loss with the pooled axes and the class axis removed (a scalar by
+    default), float32 (float64 for float64 probabilities).
+
+  Convention:
+    Sums run in float32 for bf16/fp16 input, so large fp16 volumes do not
+    overflow. A class with :math:`P_c + T_c + s = 0` has loss 0 (empty
+    prediction of an empty target is perfect), with zero gradient. No selected
+    class (e.g. ``"present"`` on an empty target) gives 0. ``smooth=1`` is the
+    common choice (optax's default); MONAI uses ``1e-5``. Default pooling is
+    the batch-global Dice; optax's ``dice_loss`` defaults to per-image.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> # A 2x2 binary mask: I = 1, P = 2, T = 2, so Dice = 2 * 1 / (2 + 2).
+    >>> probs = jnp.array([[1.0, 0.0], [1.0, 0.0]])[..., None]
+    >>> mask = jnp.array([[1.0, 1.0], [0.0, 0.0]])[..., None]
+    >>> jaxloss.dice_loss(probs, mask, smooth=0.0)
+    Array(0.5, dtype=float32)
+
+  References:
+    Milletari, Navab, Ahmadi, "V-Net: Fully Convolutional Neural Networks for
+    Volumetric Medical Image Segmentation", 3DV 2016.
+    https://arxiv.org/abs/1606.04797
+  """
+  fn = "dice_loss"
+  inter, pred, true = _pooled_stats(fn, probs, labels, axis, where, squared)
+  per_class = 1 - _numerics.safe_div(2 * inter + smooth, pred + true + smooth, 1)
+  return _class_mean(fn, per_class, true, classes, class_weights)
+
+
+def iou_loss(
+    probs: ArrayLike,
+    labels: ArrayLike,
+    *,
+    axis: Axis = None,
+    where: ArrayLike | None = None,
+    smooth: float = 1.0,
+    squared: bool = False,
+    classes: Classes = "all",
+    class_weights: ArrayLike | None = None,
+) -> jax.Array:
+  r"""Soft IoU (Jaccard) loss, pooled over ``axis``, averaged over classes.
+
+  Per class, with :math:`I, P, T` as in :func:`dice_loss`,
+
+  .. math::
+    \ell_c = 1 - \frac{I_c + s}{P_c + T_c - I_c + s}.
+
+  Args:
+    probs: Probabilities ``[..., C]``.
+    labels: Integer class ids ``probs.shape[:-1]`` or targets ``probs.shape``.
+    axis: Pooled axes; default all but the class axis.
+    where: Optional boolean mask of shape ``probs.shape[:-1]``.
+    smooth: :math:`s`, added to numerator and denominator.
+    squared: Use :math:`\sum p^2` and :math:`\sum t^2` for :math:`P, T`.
+    classes: ``"all"``, ``"present"`` or an integer array of class ids.
+    class_weights: Optional ``[C]`` weights of the class mean.
+
+  Returns:
+    The loss with the pooled axes and the class axis removed, float32
+    (float64 for float64 probabilities).
+
+  Convention:
+    As :func:`dice_loss`. On hard labels and ``smooth=0``, per class
+    :math:`\mathrm{IoU} = D / (2 - D)` with :math:`D` the Dice score.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> # I = 1, union = 2 + 2 - 1 = 3: loss 1 - 1/3.
+    >>> probs = jnp.array([[1.0, 0.0], [1.0, 0.0]])[..., None]
+    >>> mask = jnp.array([[1.0, 1.0], [0.0, 0.0]])[..., None]
+    >>> jaxloss.iou_loss(probs, mask, smooth=0.0)
+    Array(0.6666666, dtype=float32)
+
+  References:
+    Rahman, Wang, "Optimizing Intersection-Over-Union in Deep Neural Networks
+    for Image Segmentation", ISVC 2016.
+    https://doi.org/10.1007/978-3-319-50835-1_22
+  """
+  fn = "iou_loss"
+  inter, pred, true = _pooled_stats(fn, probs, labels, axis, where, squared)
+  per_class = 1 - _numerics.safe_div(inter + smooth,
+                                     pred + true - inter + smooth, 1)
+  return _class_mean(fn, per_class, true, classes, class_weights)
+
+
+def tversky_loss(
+    probs: ArrayLike,
+    labels: ArrayLike,
+    *,
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    gamma: float = 1.0,
+    axis: Axis = None,
+    where: ArrayLike | None = None,
+    smooth: float = 1.0,
+    squared: bool = False,
+    classes: Classes = "all",
+    class_weights: ArrayLike | None = None,
+) -> jax.Array:
+  r"""Tversky loss and focal Tversky loss, pooled over ``axis``.
+
+  Per class, with :math:`I, P, T` as in :func:`dice_loss`, false positives
+  :math:`P - I` and false negatives :math:`T - I`,
+
+  .. math::
+    \ell_c = \left(1 - \frac{I_c + s}
+      {I_c + \alpha (P_c - I_c) + \beta (T_c - I_c) + s}\right)^{\gamma}.
+
+  Args:
+    probs: Probabilities ``[..., C]``.
+    labels: Integer class ids ``probs.shape[:-1]`` or targets ``probs.shape``.
+    alpha: Weight of false positives.
+    beta: Weight of false negatives (``beta > alpha`` favours recall).
+    gamma: Focal exponent; ``gamma=1`` is the Tversky loss.
+    axis: Pooled axes; default all but the class axis.
+    where: Optional boolean mask of shape ``probs.shape[:-1]``.
+    smooth: :math:`s`, added to numerator and denominator.
+    squared: Use :math:`\sum p^2` and :math:`\sum t^2` for :math:`P, T`.
+    classes: ``"all"``, ``"present"`` or an integer array of class ids.
+    class_weights: Optional ``[C]`` weights of the class mean.
+
+  Returns:
+    The loss with the pooled axes and the class axis removed, float32
+    (float64 for float64 probabilities).
+
+  Convention:
+    As :func:`dice_loss`; ``alpha = beta = 1/2`` is the Dice loss and
+    ``alpha = beta = 1`` the IoU loss. ``gamma`` is the exponent itself:
+    Abraham and Khan write :math:`\ell^{1/\gamma}`, so their
+    :math:`\gamma = 4/3` is ``gamma=0.75`` here. For ``gamma < 1`` the
+    gradient at a perfect class (loss 0) is 0, not infinite.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> # I = 1, one false positive, one false negative.
+    >>> probs = jnp.array([[1.0, 0.0], [1.0, 0.0]])[..., None]
+    >>> mask = jnp.array([[1.0, 1.0], [0.0, 0.0]])[..., None]
+    >>> # Only false negatives count: 1 - 1 / (1 + 1).
+    >>> jaxloss.tversky_loss(probs, mask, alpha=0.0, beta=1.0, smooth=0.0)
+    Array(0.5, dtype=float32)
+
+  References:
+    Salehi, Erdogmus, Gholipour, "Tversky loss function for image segmentation
+    using 3D fully convolutional deep networks", MLMI 2017.
+    https://arxiv.org/abs/1706.05721 ;
+    Abraham, Khan, "A Novel Focal Tversky loss function with improved
+    Attention U-Net for lesion segmentation", ISBI 2019.
+    https://arxiv.org/abs/1810.07842
+  """
+  fn = "tversky_loss"
+  _checks.nonnegative(fn, "gamma", gamma)
+  inter, pred, true = _pooled_stats(fn, probs, labels, axis, where, squared)
+  den = inter + alpha * (pred - inter) + beta * (true - inter) + smooth
+  per_class = 1 - _numerics.safe_div(inter + smooth, den, 1)
+  if gamma != 1:
+    per_class = _numerics.power(jnp.maximum(per_class, 0), gamma)
+  return _class_mean(fn, per_class, true, classes, class_weights)
+
+
+def generalized_dice_loss(
+    probs: ArrayLike,
+    labels: ArrayLike,
+    *,
+    weighting: str = "square",
+    axis: Axis = None,
+    where: ArrayLike | None = None,
+    smooth: float = 1.0,
+    squared: bool = False,
+    classes: Classes = "all",
+    class_weights: ArrayLike | None = None,
+) -> jax.Array:
+  r"""Generalized Dice loss (Sudre et al.), pooled over ``axis``.
+
+  With :math:`I, P, T` as in :func:`dice_loss`,
+
+  .. math::
+    \ell = 1 - \frac{2 \sum_c w_c I_c + s}{\sum_c w_c (P_c + T_c) + s},
+    \qquad w_c = 1 / T_c^2 \ \text{("square")},\ 1 / T_c \
+    \text{("simple")},\ 1 \ \text{("uniform")}.
+
+  Args:
+    probs: Probabilities ``[..., C]``.
+    labels: Integer class ids ``probs.shape[:-1]`` or targets ``probs.shape``.
+    weighting: ``"square"``, ``"simple"`` or ``"uniform"``.
+    axis: Pooled axes; default all but the class axis.
+    where: Optional boolean mask of shape ``probs.shape[:-1]``.
+    smooth: :math:`s`, added to numerator and denominator.
+    squared: Use :math:`\sum p^2` and :math:`\sum t^2` for :math:`P, T`.
+    classes: ``"all"``, ``"present"`` or an integer array of class ids that
+      enter the sums.
+    class_weights: Optional ``[C]`` factors multiplied into :math:`w_c`.
+
+  Returns:
+    The loss with the pooled axes and the class axis removed, float32
+    (float64 for float64 probabilities).
+
+  Convention:
+    A class absent from the target (:math:`T_c = 0`) takes the largest finite
+    weight of its pooled group, so false positives on it still cost (MONAI's
+    choice); if no class is present every weight is 1. The weights are
+    constants of the gradient. :math:`w_c` uses :math:`T_c` as pooled (so
+    :math:`\sum t^2` with ``squared=True``).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> # A perfect prediction: loss 0.
+    >>> labels = jnp.array([[0, 1], [1, 1]])
+    >>> probs = jnp.eye(2)[labels]
+    >>> jaxloss.generalized_dice_loss(probs, labels)
+    Array(0., dtype=float32)
+
+  References:
+    Sudre, Li, Vercauteren, Ourselin, Cardoso, "Generalised Dice overlap as a
+    deep learning loss function for highly unbalanced segmentations", DLMIA
+    2017. https://arxiv.org/abs/1707.03237
+  """
+  fn = "generalized_dice_loss"
+  _checks.option(fn, "weighting", weighting, ("square", "simple", "uniform"))
+  inter, pred, true = _pooled_stats(fn, probs, labels, axis, where, squared)
+  true_const = lax.stop_gradient(true)
+  if weighting == "uniform":
+    weights = jnp.ones_like(true_const)
+  else:
+    power = 2 if weighting == "square" else 1
+    weights = _numerics.safe_div(1, lax.integer_pow(true_const, power), jnp.inf)
+    finite = jnp.isfinite(weights)
+    largest = jnp.max(jnp.where(finite, weights, 0), axis=-1, keepdims=True)
+    largest = jnp.where(jnp.any(finite, axis=-1, keepdims=True), largest, 1)
+    weights = jnp.where(finite, weights, largest)
+  weights = weights * _class_weights(fn, true_const, classes, class_weights)
+  num = 2 * jnp.sum(weights * inter, axis=-1) + smooth
+  den = jnp.sum(weights * (pred + true), axis=-1) + smooth
+  return 1 - _numerics.safe_div(num, den, 1)
