@@ -7,7 +7,9 @@ them into a per-class loss and averages over the selected classes.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from collections.abc import Sequence
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -18,11 +20,43 @@ from jaxloss import _checks
 from jaxloss import _numerics
 
 Axis = int | Sequence[int] | None
+AxisName = Hashable | None
 Classes = str | ArrayLike
 
 
-def _pooled_stats(fn, probs, labels, axis, where, squared):
-  """Returns ``(I, P, T)``, each of shape ``kept axes + [C]``, accumulated."""
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _psum_own_share(stats, axis_name):
+  """``lax.psum`` whose gradient passes each device's cotangent unchanged.
+
+  Every device computes the same global loss from the summed statistics, so
+  the gradient of its own copy with respect to its own shard is exactly the
+  slice of the global gradient: the transpose of the sum is the identity.
+  ``lax.psum`` itself transposes to another sum under ``jax.pmap`` (and
+  ``shard_map(check_vma=False)``), which would scale every gradient by the
+  number of devices.
+  """
+  return lax.psum(stats, axis_name)
+
+
+def _psum_own_share_fwd(stats, axis_name):
+  return lax.psum(stats, axis_name), stats
+
+
+def _psum_own_share_bwd(axis_name, stats, cotangent):
+  del axis_name
+  # Adding a zero of the shard's type gives the cotangent the shard's
+  # device-varying type inside a type-checked ``shard_map``; elsewhere a no-op.
+  return (jax.tree.map(lambda g, x: g + jnp.zeros_like(x), cotangent, stats),)
+
+
+_psum_own_share.defvjp(_psum_own_share_fwd, _psum_own_share_bwd)
+
+
+def _pooled_stats(fn, probs, labels, axis, where, squared, axis_name=None):
+  """Returns ``(I, P, T)``, each of shape ``kept axes + [C]``, accumulated.
+
+  With ``axis_name``, the statistics are summed over that mapped axis.
+  """
   probs = _checks.as_float(fn, "probs", probs, min_rank=1)
   labels = _checks.labels_for(fn, "probs", probs, labels)
   mask = _checks.mask_for(fn, where, probs.shape[:-1])
@@ -39,6 +73,8 @@ def _pooled_stats(fn, probs, labels, axis, where, squared):
   inter = jnp.sum(p * t, axis=axes)
   pred = jnp.sum(p * p if squared else p, axis=axes)
   true = jnp.sum(t * t if squared else t, axis=axes)
+  if axis_name is not None:
+    inter, pred, true = _psum_own_share((inter, pred, true), axis_name)
   return inter, pred, true
 
 
@@ -70,6 +106,7 @@ def dice_loss(
     labels: ArrayLike,
     *,
     axis: Axis = None,
+    axis_name: AxisName = None,
     where: ArrayLike | None = None,
     smooth: float = 1.0,
     squared: bool = False,
@@ -97,6 +134,10 @@ def dice_loss(
       with one channel: ``mask[..., None]``.
     axis: Axes to pool over; default every axis but the class axis (the whole
       batch is one example). ``axis=(1, 2)`` on ``[B, H, W, C]`` is per-image.
+    axis_name: Name (or tuple of names) of the ``jax.shard_map`` /
+      ``jax.pmap`` axis over which the pooled axes are split across devices.
+      The pooled statistics are summed over it, so every device returns the
+      loss of the global batch. Default ``None``: no communication.
     where: Optional boolean mask of shape ``probs.shape[:-1]``; a masked pixel
       counts for nothing. For an ignore label: ``where=labels != 255``.
     smooth: :math:`s`, added to numerator and denominator.
@@ -117,6 +158,20 @@ def dice_loss(
     common choice (optax's default); MONAI uses ``1e-5``. Default pooling is
     the batch-global Dice; optax's ``dice_loss`` defaults to per-image.
 
+    Across devices (``axis_name``): :math:`I, P, T` are summed over the mapped
+    axis before the loss is formed, so the value equals the single-device loss
+    on the concatenated global batch (classes ``"present"`` and the
+    generalized-Dice weights too), and the gradient with respect to each
+    device's ``probs`` is that device's slice of the global gradient. The sum
+    is transposed as the identity, not as another ``psum`` (which under
+    ``pmap`` would scale each gradient by the number of devices). Gradients of
+    replicated parameters: ``shard_map`` sums the devices' shares itself;
+    under ``pmap`` sum them with ``lax.psum`` (not ``pmean``). The mapped axis
+    must split pooled axes only: per-image losses (``axis=(1, 2)`` over a
+    batch-split input) need no ``axis_name``. Outside ``shard_map`` / ``pmap``
+    an ``axis_name`` raises JAX's ``NameError`` (unbound axis name). No
+    forward-mode differentiation (``jax.jvp``) with ``axis_name``.
+
   Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
@@ -132,7 +187,8 @@ def dice_loss(
     https://arxiv.org/abs/1606.04797
   """
   fn = "dice_loss"
-  inter, pred, true = _pooled_stats(fn, probs, labels, axis, where, squared)
+  inter, pred, true = _pooled_stats(fn, probs, labels, axis, where, squared,
+                                     axis_name)
   per_class = 1 - _numerics.safe_div(2 * inter + smooth, pred + true + smooth, 1)
   return _class_mean(fn, per_class, true, classes, class_weights)
 
@@ -142,6 +198,7 @@ def iou_loss(
     labels: ArrayLike,
     *,
     axis: Axis = None,
+    axis_name: AxisName = None,
     where: ArrayLike | None = None,
     smooth: float = 1.0,
     squared: bool = False,
@@ -159,6 +216,9 @@ def iou_loss(
     probs: Probabilities ``[..., C]``.
     labels: Integer class ids ``probs.shape[:-1]`` or targets ``probs.shape``.
     axis: Pooled axes; default all but the class axis.
+    axis_name: Mapped axis (``shard_map`` / ``pmap``) to sum the pooled
+      statistics over, for the loss of the global batch; see
+      :func:`dice_loss`.
     where: Optional boolean mask of shape ``probs.shape[:-1]``.
     smooth: :math:`s`, added to numerator and denominator.
     squared: Use :math:`\sum p^2` and :math:`\sum t^2` for :math:`P, T`.
@@ -170,8 +230,9 @@ def iou_loss(
     (float64 for float64 probabilities).
 
   Convention:
-    As :func:`dice_loss`. On hard labels and ``smooth=0``, per class
-    :math:`\mathrm{IoU} = D / (2 - D)` with :math:`D` the Dice score.
+    As :func:`dice_loss`, ``axis_name`` included. On hard labels and
+    ``smooth=0``, per class :math:`\mathrm{IoU} = D / (2 - D)` with :math:`D`
+    the Dice score.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -188,7 +249,8 @@ def iou_loss(
     https://doi.org/10.1007/978-3-319-50835-1_22
   """
   fn = "iou_loss"
-  inter, pred, true = _pooled_stats(fn, probs, labels, axis, where, squared)
+  inter, pred, true = _pooled_stats(fn, probs, labels, axis, where, squared,
+                                     axis_name)
   per_class = 1 - _numerics.safe_div(inter + smooth,
                                      pred + true - inter + smooth, 1)
   return _class_mean(fn, per_class, true, classes, class_weights)
@@ -202,6 +264,7 @@ def tversky_loss(
     beta: float = 0.5,
     gamma: float = 1.0,
     axis: Axis = None,
+    axis_name: AxisName = None,
     where: ArrayLike | None = None,
     smooth: float = 1.0,
     squared: bool = False,
@@ -224,6 +287,9 @@ def tversky_loss(
     beta: Weight of false negatives (``beta > alpha`` favours recall).
     gamma: Focal exponent; ``gamma=1`` is the Tversky loss.
     axis: Pooled axes; default all but the class axis.
+    axis_name: Mapped axis (``shard_map`` / ``pmap``) to sum the pooled
+      statistics over, for the loss of the global batch; see
+      :func:`dice_loss`.
     where: Optional boolean mask of shape ``probs.shape[:-1]``.
     smooth: :math:`s`, added to numerator and denominator.
     squared: Use :math:`\sum p^2` and :math:`\sum t^2` for :math:`P, T`.
@@ -235,10 +301,10 @@ def tversky_loss(
     (float64 for float64 probabilities).
 
   Convention:
-    As :func:`dice_loss`; ``alpha = beta = 1/2`` is the Dice loss and
-    ``alpha = beta = 1`` the IoU loss. ``gamma`` is the exponent itself:
-    Abraham and Khan write :math:`\ell^{1/\gamma}`, so their
-    :math:`\gamma = 4/3` is ``gamma=0.75`` here. For ``gamma < 1`` the
+    As :func:`dice_loss` (``axis_name`` included); ``alpha = beta = 1/2`` is
+    the Dice loss and ``alpha = beta = 1`` the IoU loss. ``gamma`` is the
+    exponent itself: Abraham and Khan write :math:`\ell^{1/\gamma}`, so
+    their :math:`\gamma = 4/3` is ``gamma=0.75`` here. For ``gamma < 1`` the
     gradient at a perfect class (loss 0) is 0, not infinite.
 
   Examples:
@@ -261,7 +327,8 @@ def tversky_loss(
   """
   fn = "tversky_loss"
   _checks.nonnegative(fn, "gamma", gamma)
-  inter, pred, true = _pooled_stats(fn, probs, labels, axis, where, squared)
+  inter, pred, true = _pooled_stats(fn, probs, labels, axis, where, squared,
+                                     axis_name)
   den = inter + alpha * (pred - inter) + beta * (true - inter) + smooth
   per_class = 1 - _numerics.safe_div(inter + smooth, den, 1)
   if gamma != 1:
@@ -275,6 +342,7 @@ def generalized_dice_loss(
     *,
     weighting: str = "square",
     axis: Axis = None,
+    axis_name: AxisName = None,
     where: ArrayLike | None = None,
     smooth: float = 1.0,
     squared: bool = False,
@@ -295,6 +363,9 @@ def generalized_dice_loss(
     labels: Integer class ids ``probs.shape[:-1]`` or targets ``probs.shape``.
     weighting: ``"square"``, ``"simple"`` or ``"uniform"``.
     axis: Pooled axes; default all but the class axis.
+    axis_name: Mapped axis (``shard_map`` / ``pmap``) to sum the pooled
+      statistics over, for the loss of the global batch; see
+      :func:`dice_loss`.
     where: Optional boolean mask of shape ``probs.shape[:-1]``.
     smooth: :math:`s`, added to numerator and denominator.
     squared: Use :math:`\sum p^2` and :math:`\sum t^2` for :math:`P, T`.
@@ -311,7 +382,8 @@ def generalized_dice_loss(
     weight of its pooled group, so false positives on it still cost (MONAI's
     choice); if no class is present every weight is 1. The weights are
     constants of the gradient. :math:`w_c` uses :math:`T_c` as pooled (so
-    :math:`\sum t^2` with ``squared=True``).
+    :math:`\sum t^2` with ``squared=True``). With ``axis_name`` the weights
+    come from the globally summed :math:`T_c`, as in :func:`dice_loss`.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -329,7 +401,8 @@ def generalized_dice_loss(
   """
   fn = "generalized_dice_loss"
   _checks.option(fn, "weighting", weighting, ("square", "simple", "uniform"))
-  inter, pred, true = _pooled_stats(fn, probs, labels, axis, where, squared)
+  inter, pred, true = _pooled_stats(fn, probs, labels, axis, where, squared,
+                                     axis_name)
   true_const = lax.stop_gradient(true)
   if weighting == "uniform":
     weights = jnp.ones_like(true_const)
