@@ -1,5 +1,13 @@
 """Segmentation and detection losses for JAX."""
 
+from jaxloss._boxes import box_ciou_loss
+from jaxloss._boxes import box_convert
+from jaxloss._boxes import box_diou_loss
+from jaxloss._boxes import box_eiou_loss
+from jaxloss._boxes import box_giou_loss
+from jaxloss._boxes import box_iou
+from jaxloss._boxes import box_iou_loss
+from jaxloss._boxes import generalized_box_iou
 from jaxloss._focal import focal_loss
 from jaxloss._focal import softmax_focal_loss
 from jaxloss._overlap import dice_loss
@@ -10,8 +18,16 @@ from jaxloss._overlap import tversky_loss
 __version__ = "0.1.0"
 
 __all__ = (
+    "box_ciou_loss",
+    "box_convert",
+    "box_diou_loss",
+    "box_eiou_loss",
+    "box_giou_loss",
+    "box_iou",
+    "box_iou_loss",
     "dice_loss",
     "focal_loss",
+    "generalized_box_iou",
     "generalized_dice_loss",
     "iou_loss",
     "softmax_focal_loss",
