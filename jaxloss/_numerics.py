@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -58,3 +60,46 @@ def targets(labels: jax.Array, preds_shape: tuple[int, ...], dtype) -> jax.Array
   if labels.shape == tuple(preds_shape):
     return labels.astype(dtype)
   return jax.nn.one_hot(labels, preds_shape[-1], dtype=dtype)
+
+
+def _add(a, b):
+  return tuple(x + y for x, y in zip(a, b))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def overlap_sums(p: jax.Array, t: jax.Array, axes: tuple[int, ...],
+                 squared: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """``(sum p t, sum p, sum t)`` over ``axes`` (squares of p, t if ``squared``).
+
+  ``t`` is a float target or a boolean one-hot mask. One variadic reduction
+  reads the inputs once, and the gradient is written by hand as one
+  elementwise expression, ``dI t + dP`` (``+ 2 p dP`` when squared), which
+  XLA fuses into the caller's backward pass instead of materialising the
+  broadcast cotangents of three separate sums.
+  """
+  return _overlap_sums_fwd(p, t, axes, squared)[0]
+
+
+def _overlap_sums_fwd(p, t, axes, squared):
+  zero = jnp.zeros((), p.dtype)
+  if t.dtype == jnp.bool_:
+    terms = (jnp.where(t, p, zero), p * p if squared else p, t.astype(p.dtype))
+  else:
+    terms = (p * t, p * p if squared else p, t * t if squared else t)
+  sums = lax.reduce(terms, (zero,) * 3, _add, axes)
+  keep_p = squared or t.dtype != jnp.bool_
+  return sums, (p if keep_p else None, t)
+
+
+def _overlap_sums_bwd(axes, squared, residuals, cotangents):
+  p, t = residuals
+  d_inter, d_pred, d_true = (jnp.expand_dims(g, axes) for g in cotangents)
+  if squared:
+    d_pred = 2 * p * d_pred
+  if t.dtype == jnp.bool_:
+    return jnp.where(t, d_inter + d_pred, d_pred), None
+  d_t = d_inter * p + (2 * t * d_true if squared else d_true)
+  return d_inter * t + d_pred, d_t
+
+
+overlap_sums.defvjp(_overlap_sums_fwd, _overlap_sums_bwd)

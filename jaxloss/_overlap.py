@@ -66,13 +66,14 @@ def _pooled_stats(fn, probs, labels, axis, where, squared, axis_name=None):
   if labels.shape != probs.shape:
     _checks.debug_labels_in_range(fn, labels, probs.shape[-1], mask)
   p = probs.astype(dtype)
-  t = _numerics.targets(labels, probs.shape, dtype)
+  if labels.shape == probs.shape:
+    t = labels.astype(dtype)
+  else:  # Class ids as a boolean one-hot mask, never a float one-hot array.
+    t = jax.nn.one_hot(labels, probs.shape[-1], dtype=jnp.bool_)
   if mask is not None:
     p = jnp.where(mask[..., None], p, 0)
-    t = jnp.where(mask[..., None], t, 0)
-  inter = jnp.sum(p * t, axis=axes)
-  pred = jnp.sum(p * p if squared else p, axis=axes)
-  true = jnp.sum(t * t if squared else t, axis=axes)
+    t = jnp.where(mask[..., None], t, jnp.zeros((), t.dtype))
+  inter, pred, true = _numerics.overlap_sums(p, t, axes, squared)
   if axis_name is not None:
     inter, pred, true = _psum_own_share((inter, pred, true), axis_name)
   return inter, pred, true
