@@ -1,0 +1,414 @@
+"""Box losses and helpers: hand cases, float64 references, identities, edges."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxloss
+import reference_boxes as ref
+
+LOSSES = {
+    "iou": (jaxloss.box_iou_loss, ref.iou_loss),
+    "giou": (jaxloss.box_giou_loss, ref.giou_loss),
+    "diou": (jaxloss.box_diou_loss, ref.diou_loss),
+    "ciou": (jaxloss.box_ciou_loss, ref.ciou_loss),
+    "eiou": (jaxloss.box_eiou_loss, ref.eiou_loss),
+}
+NAMES = sorted(LOSSES)
+FORMATS = ("xyxy", "xywh", "cxcywh")
+
+
+def random_boxes(seed, n, spread=3.0):
+  """``n`` valid boxes, many of them disjoint, as float64 NumPy."""
+  rng = np.random.default_rng(seed)
+  corner = rng.uniform(0, spread, (n, 2))
+  size = rng.uniform(0.2, 2.0, (n, 2))
+  return np.concatenate([corner, corner + size], axis=-1)
+
+
+def total(fn, **kwargs):
+  return lambda p, t: jnp.sum(fn(p, t, **kwargs))
+
+
+# 1. Hand-computed cases -------------------------------------------------------
+
+A = [0., 0., 2., 2.]
+SHIFTED = [1., 1., 3., 3.]  # I = 1, U = 7, C = 9, rho^2 = 2, c^2 = 18
+RIGHT = [2., 0., 3., 1.]    # disjoint from the unit square
+
+
+@pytest.mark.parametrize("name, pred, target, want", [
+    ("iou", A, SHIFTED, 6 / 7),
+    ("giou", A, SHIFTED, 1 - 1 / 7 + 2 / 9),
+    ("diou", A, SHIFTED, 1 - 1 / 7 + 2 / 18),
+    ("ciou", A, SHIFTED, 1 - 1 / 7 + 2 / 18),
+    ("eiou", A, [0., 0., 4., 2.], 1 / 2 + 1 / 20 + 4 / 16),
+    # Unit square vs [2, 3] x [0, 1]: U = 2, C = 3, rho^2 = 4, c^2 = 10.
+    ("iou", [0., 0., 1., 1.], RIGHT, 1.0),
+    ("giou", [0., 0., 1., 1.], RIGHT, 1 + 1 / 3),
+    ("diou", [0., 0., 1., 1.], RIGHT, 1 + 4 / 10),
+    # [0,2]x[0,1] vs [0,1]x[0,2]: IoU 1/3, c^2 = 8, rho^2 = 1/2,
+    # v = 4/pi^2 (atan(1/2) - atan(2))^2.
+    ("ciou", [0., 0., 2., 1.], [0., 0., 1., 2.],
+     2 / 3 + 1 / 16 + (lambda v: v * v / (2 / 3 + v))(
+         4 / np.pi**2 * (np.arctan(0.5) - np.arctan(2.0))**2)),
+])
+def test_hand_cases(name, pred, target, want):
+  got = LOSSES[name][0](jnp.array(pred), jnp.array(target))
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_pairwise_hand_case():
+  a = jnp.array([[0., 0., 2., 2.], [0., 0., 1., 1.]])
+  b = jnp.array([[1., 1., 3., 3.], [2., 0., 3., 1.]])
+  np.testing.assert_allclose(jaxloss.box_iou(a, b),
+                             [[1 / 7, 0.0], [0.0, 0.0]], atol=1e-7)
+  np.testing.assert_allclose(jaxloss.generalized_box_iou(a, b),
+                             # U = 7, C = 9 | U = 5, C = 6
+                             # U = 5, C = 9 | U = 2, C = 3
+                             [[1 / 7 - 2 / 9, -1 / 6], [-4 / 9, -1 / 3]],
+                             rtol=1e-6, atol=1e-7)
+
+
+# 2. float64 references: values and gradients ----------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_values_match_reference(name):
+  fn, reference = LOSSES[name]
+  pred, target = random_boxes(0, 64), random_boxes(1, 64)
+  want = reference(pred, target)
+  got = fn(jnp.asarray(pred, jnp.float32), jnp.asarray(target, jnp.float32))
+  assert got.shape == (64,) and got.dtype == jnp.float32
+  np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+  with jax.enable_x64(True):
+    got64 = fn(jnp.asarray(pred), jnp.asarray(target))
+    assert got64.dtype == jnp.float64
+    np.testing.assert_allclose(got64, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradients_match_reference(name):
+  fn, reference = LOSSES[name]
+  # Away from ties (equal edges), where the loss is differentiable.
+  pred, target = random_boxes(2, 12), random_boxes(3, 12)
+  if name == "ciou":  # The paper's gradient: alpha held at its value.
+    alpha = ref.ciou_alpha(pred, target)
+    scalar = lambda p: np.sum(ref.ciou_loss(p, target, alpha=alpha))
+  else:
+    scalar = lambda p: np.sum(reference(p, target))
+  want = ref.numerical_grad(scalar, pred)
+  with jax.enable_x64(True):
+    got = jax.grad(total(fn))(jnp.asarray(pred), jnp.asarray(target))
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+  assert np.abs(want).max() > 0
+
+
+def test_ciou_alpha_is_constant_in_the_gradient():
+  pred, target = random_boxes(4, 8), random_boxes(5, 8)
+  full = ref.numerical_grad(lambda p: np.sum(ref.ciou_loss(p, target)), pred)
+  with jax.enable_x64(True):
+    got = jax.grad(total(jaxloss.box_ciou_loss))(jnp.asarray(pred),
+                                                 jnp.asarray(target))
+  assert not np.allclose(got, full, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("fn, reference", [
+    (jaxloss.box_iou, ref.iou),
+    (jaxloss.generalized_box_iou, ref.giou),
+])
+def test_pairwise_matches_reference(fn, reference):
+  a, b = random_boxes(6, 5), random_boxes(7, 3)
+  want = ref.pairwise(reference, a, b)
+  got = fn(jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32))
+  assert got.shape == (5, 3)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  # Batched over leading axes, which broadcast: [2, 5, 4] x [3, 4].
+  batch = jnp.stack([jnp.asarray(a, jnp.float32)] * 2)
+  got = fn(batch, jnp.asarray(b, jnp.float32))
+  assert got.shape == (2, 5, 3)
+  np.testing.assert_allclose(got[1], want, rtol=1e-5, atol=1e-6)
+  # Symmetric.
+  np.testing.assert_allclose(fn(jnp.asarray(b, jnp.float32),
+                                jnp.asarray(a, jnp.float32)),
+                             want.T, rtol=1e-5, atol=1e-6)
+
+
+def test_pairwise_equals_elementwise_losses():
+  a = jnp.asarray(random_boxes(8, 4), jnp.float32)
+  b = jnp.asarray(random_boxes(9, 3), jnp.float32)
+  pairs = (jnp.broadcast_to(a[:, None], (4, 3, 4)),
+           jnp.broadcast_to(b[None], (4, 3, 4)))
+  np.testing.assert_allclose(jaxloss.box_iou(a, b),
+                             1 - jaxloss.box_iou_loss(*pairs, eps=0.0),
+                             rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(jaxloss.generalized_box_iou(a, b),
+                             1 - jaxloss.box_giou_loss(*pairs, eps=0.0),
+                             rtol=1e-6, atol=1e-6)
+
+
+# 3. Identities ----------------------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_identical_boxes_give_zero(name):
+  boxes = jnp.asarray(random_boxes(10, 16), jnp.float32)
+  # eps=1e-7 against areas ~1 leaves at most a few float32 ulps.
+  np.testing.assert_allclose(LOSSES[name][0](boxes, boxes), 0, atol=1e-6)
+  np.testing.assert_allclose(LOSSES[name][0](boxes, boxes, eps=0.0), 0,
+                             atol=1e-7)
+  np.testing.assert_allclose(jnp.diagonal(jaxloss.box_iou(boxes, boxes)), 1,
+                             rtol=1e-6)
+
+
+def test_giou_equals_iou_when_the_enclosing_box_is_the_union():
+  pred = jnp.array([[0., 0., 4., 4.],   # holds the target
+                    [1., 1., 2., 2.],   # inside the target
+                    [0., 0., 2., 1.]])  # shares the full side y in [0, 1]
+  target = jnp.array([[1., 1., 3., 2.],
+                      [0., 0., 3., 3.],
+                      [1., 0., 3., 1.]])
+  giou = jaxloss.box_giou_loss(pred, target)
+  np.testing.assert_allclose(giou, jaxloss.box_iou_loss(pred, target),
+                             rtol=1e-6)
+  np.testing.assert_allclose(giou, [1 - 2 / 16, 1 - 1 / 9, 1 - 1 / 3],
+                             rtol=1e-6)
+
+
+def test_diou_equals_iou_for_concentric_boxes():
+  rng = np.random.default_rng(11)
+  centre = rng.uniform(-5, 5, (16, 2))
+  half = rng.uniform(0.1, 2, (2, 16, 2))
+  pred, target = (jnp.asarray(np.concatenate([centre - h, centre + h], -1),
+                              jnp.float32) for h in half)
+  np.testing.assert_allclose(jaxloss.box_diou_loss(pred, target),
+                             jaxloss.box_iou_loss(pred, target),
+                             rtol=1e-6, atol=1e-6)
+
+
+def test_ciou_equals_diou_for_equal_aspect_ratios():
+  pred = jnp.asarray(random_boxes(12, 16), jnp.float32)
+  scale = jnp.asarray(np.random.default_rng(13).uniform(0.3, 3, (16, 1)),
+                      jnp.float32)
+  shift = jnp.asarray(np.random.default_rng(14).uniform(-2, 2, (16, 2)),
+                      jnp.float32)
+  xy1 = pred[:, :2] + shift
+  target = jnp.concatenate([xy1, xy1 + scale * (pred[:, 2:] - pred[:, :2])],
+                           axis=-1)
+  np.testing.assert_allclose(jaxloss.box_ciou_loss(pred, target),
+                             jaxloss.box_diou_loss(pred, target),
+                             rtol=1e-6, atol=1e-6)
+  # And their gradients agree there too (v = 0 has zero gradient).
+  np.testing.assert_allclose(
+      jax.grad(total(jaxloss.box_ciou_loss))(pred, target),
+      jax.grad(total(jaxloss.box_diou_loss))(pred, target),
+      rtol=1e-5, atol=1e-6)
+
+
+def test_eiou_equals_diou_for_equal_sizes():
+  pred = jnp.asarray(random_boxes(15, 16), jnp.float32)
+  target = pred + jnp.asarray([[1.5, -0.5, 1.5, -0.5]])
+  np.testing.assert_allclose(jaxloss.box_eiou_loss(pred, target),
+                             jaxloss.box_diou_loss(pred, target), rtol=1e-6)
+
+
+def test_ordering_of_the_family_on_valid_boxes():
+  pred = jnp.asarray(random_boxes(16, 64), jnp.float32)
+  target = jnp.asarray(random_boxes(17, 64), jnp.float32)
+  iou = jaxloss.box_iou_loss(pred, target)
+  assert bool(jnp.all((iou >= 0) & (iou <= 1)))
+  for fn in (jaxloss.box_giou_loss, jaxloss.box_diou_loss):
+    assert bool(jnp.all(fn(pred, target) >= iou - 1e-6))
+  assert bool(jnp.all(jaxloss.box_giou_loss(pred, target) <= 2))
+  assert bool(jnp.all(jaxloss.box_ciou_loss(pred, target)
+                      >= jaxloss.box_diou_loss(pred, target) - 1e-6))
+  assert bool(jnp.all(jaxloss.box_eiou_loss(pred, target)
+                      >= jaxloss.box_diou_loss(pred, target) - 1e-6))
+
+
+# 4. Degenerate boxes: finite values and gradients ------------------------------
+
+DEGENERATE = {
+    # pred, target
+    "point vs box": ([1., 1., 1., 1.], [0., 0., 2., 2.]),
+    "box vs point": ([0., 0., 2., 2.], [1., 1., 1., 1.]),
+    "same point": ([1., 1., 1., 1.], [1., 1., 1., 1.]),
+    "two points": ([0., 0., 0., 0.], [3., 4., 3., 4.]),
+    "flat vs box": ([0., 1., 2., 1.], [0., 0., 2., 2.]),
+    "thin vs box": ([1., 0., 1., 2.], [0., 0., 2., 2.]),
+    "flat vs flat": ([0., 1., 2., 1.], [0., 1., 2., 1.]),
+    "identical": ([0., 0., 2., 3.], [0., 0., 2., 3.]),
+    "touching": ([0., 0., 1., 1.], [1., 0., 2., 1.]),
+    "disjoint": ([0., 0., 1., 1.], [5., 5., 6., 7.]),
+    "far apart": ([0., 0., 1., 1.], [1e6, -1e6, 1e6 + 2, -1e6 + 1]),
+    "invalid pred": ([2., 2., 0., 0.], [0., 0., 2., 2.]),
+    "inverted width": ([2., 0., 0., 2.], [0., 0., 2., 2.]),
+}
+
+
+@pytest.fixture(scope="module")
+def degenerate():
+  pred = jnp.array([p for p, _ in DEGENERATE.values()])
+  target = jnp.array([t for _, t in DEGENERATE.values()])
+  return pred, target
+
+
+@pytest.mark.parametrize("eps", [1e-7, 0.0])
+@pytest.mark.parametrize("name", NAMES)
+def test_degenerate_boxes_are_finite(name, eps, degenerate):
+  fn = LOSSES[name][0]
+  pred, target = degenerate
+  value = fn(pred, target, eps=eps)
+  grads = jax.grad(lambda p, t: jnp.sum(fn(p, t, eps=eps)), argnums=(0, 1))(
+      pred, target)
+  bad = [k for k, ok in zip(DEGENERATE, np.isfinite(value)) if not ok]
+  assert not bad, bad
+  for g in grads:
+    bad = [k for k, ok in zip(DEGENERATE, np.isfinite(g).all(-1)) if not ok]
+    assert not bad, bad
+
+
+def test_degenerate_values(degenerate):
+  pred, target = degenerate
+  cases = list(DEGENERATE)
+  iou = jaxloss.box_iou_loss(pred, target)
+  # A zero-area box has IoU 0 with everything, itself included.
+  for k in ("point vs box", "same point", "flat vs flat", "touching",
+            "far apart", "invalid pred"):
+    np.testing.assert_allclose(iou[cases.index(k)], 1.0, err_msg=k)
+  diou = jaxloss.box_diou_loss(pred, target)
+  np.testing.assert_allclose(diou[cases.index("far apart")], 2.0, atol=1e-5)
+  np.testing.assert_allclose(diou[cases.index("same point")], 1.0)
+  # Flat box: atan2 gives pi/2 where arctan(w / 0) would be inf/NaN.
+  ciou = jaxloss.box_ciou_loss(pred, target)
+  k = cases.index("flat vs box")
+  v = 4 / np.pi**2 * (np.pi / 4 - np.pi / 2)**2  # = 1/4
+  # IoU = 0 and the centres coincide, so DIoU = 1 and alpha = v / (1 + v).
+  np.testing.assert_allclose(diou[k], 1.0)
+  np.testing.assert_allclose(ciou[k], 1 + v * v / (1 + v), rtol=1e-6)
+
+
+def test_disjoint_boxes_pull_together_except_under_iou():
+  pred = jnp.array([0., 0., 1., 1.])
+  target = jnp.array([3., 0., 4., 1.])
+  assert float(jnp.abs(jax.grad(jaxloss.box_iou_loss)(pred, target)).max()) == 0
+  for fn in (jaxloss.box_giou_loss, jaxloss.box_diou_loss,
+             jaxloss.box_ciou_loss, jaxloss.box_eiou_loss):
+    g = jax.grad(fn)(pred, target)
+    assert float(g[2]) < 0, fn.__name__  # moving x2 right lowers the loss
+
+
+def test_pairwise_degenerate_is_finite():
+  a = jnp.array([[1., 1., 1., 1.], [0., 0., 2., 2.], [0., 1., 2., 1.]])
+  grads = jax.grad(
+      lambda a: jnp.sum(jaxloss.box_iou(a, a) + jaxloss.generalized_box_iou(a, a)))(a)
+  assert bool(jnp.all(jnp.isfinite(grads)))
+  assert bool(jnp.all(jnp.isfinite(jaxloss.generalized_box_iou(a, a))))
+  np.testing.assert_allclose(jaxloss.box_iou(a, a)[0, 0], 0.0)
+
+
+# 5. Dtypes and broadcasting ---------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bf16_is_finite_and_close(name):
+  fn = LOSSES[name][0]
+  pred = jnp.asarray(random_boxes(18, 32), jnp.bfloat16)
+  target = jnp.asarray(random_boxes(19, 32), jnp.bfloat16)
+  got = fn(pred, target)
+  assert got.dtype == jnp.float32
+  want = fn(pred.astype(jnp.float32), target.astype(jnp.float32))
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+  g = jax.grad(total(fn))(pred, target)
+  assert g.dtype == jnp.bfloat16 and bool(jnp.all(jnp.isfinite(g)))
+
+
+def test_broadcasting_is_explicit_and_matches_tiling():
+  pred = jnp.asarray(random_boxes(20, 6), jnp.float32).reshape(2, 3, 4)
+  target = jnp.asarray(random_boxes(21, 3), jnp.float32)
+  for fn in (jaxloss.box_diou_loss, jaxloss.box_ciou_loss):
+    got = fn(pred, target)  # [2, 3, 4] vs [3, 4]: rank promotion is explicit
+    assert got.shape == (2, 3)
+    np.testing.assert_allclose(got, fn(pred, jnp.stack([target] * 2)),
+                               rtol=1e-6)
+    one = fn(pred, target[0])  # one target for every prediction
+    np.testing.assert_allclose(
+        one, fn(pred, jnp.broadcast_to(target[0], pred.shape)), rtol=1e-6)
+
+
+# 6. Bad input -----------------------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_input_names_function_and_argument(name):
+  fn = LOSSES[name][0]
+  fname = fn.__name__
+  ok = jnp.zeros((3, 4))
+  with pytest.raises(ValueError, match=rf"{fname}: pred must have shape"):
+    fn(jnp.zeros((3, 5)), ok)
+  with pytest.raises(ValueError, match=rf"{fname}: target must have shape"):
+    fn(ok, jnp.zeros(()))
+  with pytest.raises(ValueError, match=rf"{fname}: .*pred.shape and "
+                     r"target.shape must broadcast, got \(3,\) and \(2,\)"):
+    fn(ok, jnp.zeros((2, 4)))
+  with pytest.raises(TypeError, match=rf"{fname}: pred must have a floating"):
+    fn(jnp.zeros((3, 4), jnp.int32), ok)
+  with pytest.raises(TypeError, match=rf"{fname}: target must have a floating"):
+    fn(ok, np.zeros((3, 4), np.int64))
+  with pytest.raises(ValueError, match=rf"{fname}: eps must be >= 0"):
+    fn(ok, ok, eps=-1.0)
+
+
+def test_bad_input_helpers():
+  ok = jnp.zeros((3, 4))
+  with pytest.raises(ValueError, match=r"box_iou: a must have shape \[\.\.\., N, 4\]"):
+    jaxloss.box_iou(jnp.zeros(4), ok)
+  with pytest.raises(ValueError, match=r"generalized_box_iou: b must have shape"):
+    jaxloss.generalized_box_iou(ok, jnp.zeros((3, 3)))
+  with pytest.raises(ValueError, match=r"box_iou: the batch axes .* got \(2,\) and \(3,\)"):
+    jaxloss.box_iou(jnp.zeros((2, 5, 4)), jnp.zeros((3, 5, 4)))
+  with pytest.raises(TypeError, match=r"box_iou: b must have a floating"):
+    jaxloss.box_iou(ok, jnp.zeros((3, 4), jnp.int32))
+  with pytest.raises(ValueError, match=r"box_convert: source must be one of"):
+    jaxloss.box_convert(ok, source="xyxy2", target="xyxy")
+  with pytest.raises(ValueError, match=r"box_convert: target must be one of"):
+    jaxloss.box_convert(ok, source="xyxy", target="yolo")
+  with pytest.raises(ValueError, match=r"box_convert: boxes must have shape"):
+    jaxloss.box_convert(jnp.zeros((3, 2)), source="xyxy", target="xywh")
+  with pytest.raises(TypeError, match=r"box_convert: boxes must have a floating"):
+    jaxloss.box_convert(jnp.zeros((3, 4), jnp.int32), source="xyxy",
+                        target="xywh")
+  with pytest.raises(TypeError):  # the formats are required keywords
+    jaxloss.box_convert(ok, "xyxy", "xywh")
+
+
+# 7. box_convert ---------------------------------------------------------------
+
+def test_box_convert_table():
+  table = {"xyxy": [1., 2., 4., 8.], "xywh": [1., 2., 3., 6.],
+           "cxcywh": [2.5, 5., 3., 6.]}
+  for source, target in itertools.product(FORMATS, FORMATS):
+    got = jaxloss.box_convert(jnp.array([table[source]]), source=source,
+                              target=target)
+    np.testing.assert_allclose(got, [table[target]], err_msg=(source, target))
+
+
+@pytest.mark.parametrize("source, target",
+                         list(itertools.permutations(FORMATS, 2)))
+def test_box_convert_round_trips_and_reference(source, target):
+  boxes = jnp.asarray(
+      np.random.default_rng(22).uniform(-5, 5, (2, 7, 4)), jnp.float32)
+  there = jaxloss.box_convert(boxes, source=source, target=target)
+  np.testing.assert_allclose(there, ref.convert(boxes, source, target),
+                             rtol=1e-6, atol=1e-6)
+  back = jaxloss.box_convert(there, source=target, target=source)
+  assert back.shape == boxes.shape and back.dtype == boxes.dtype
+  np.testing.assert_allclose(back, boxes, rtol=1e-6, atol=1e-6)
+
+
+def test_box_convert_keeps_dtype_and_feeds_the_losses():
+  cxcywh = jnp.array([[1., 1., 2., 2.], [2., 2., 2., 2.]], jnp.bfloat16)
+  xyxy = jaxloss.box_convert(cxcywh, source="cxcywh", target="xyxy")
+  assert xyxy.dtype == jnp.bfloat16
+  np.testing.assert_allclose(xyxy.astype(jnp.float32), [A, SHIFTED])
+  np.testing.assert_allclose(jaxloss.box_iou_loss(xyxy[0], xyxy[1]), 6 / 7,
+                             rtol=1e-6)
