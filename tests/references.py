@@ -1,0 +1,147 @@
+"""Float64 NumPy references for the focal and overlap losses, from the papers.
+
+Written directly from the definitions (Lin et al. 2017; Milletari et al. 2016;
+Rahman and Wang 2016; Salehi et al. 2017; Abraham and Khan 2019; Sudre et al.
+2017), with plain loops over classes where that is clearer. Gradients of these
+references are taken by central differences in float64.
+"""
+
+import numpy as np
+
+
+def numerical_grad(f, x, eps=1e-6):
+  """Central-difference gradient of the scalar ``f`` at ``x`` (float64)."""
+  x = np.asarray(x, np.float64)
+  grad = np.zeros_like(x)
+  for i in np.ndindex(x.shape):
+    up, down = x.copy(), x.copy()
+    up[i] += eps
+    down[i] -= eps
+    grad[i] = (f(up) - f(down)) / (2 * eps)
+  return grad
+
+
+def one_hot(labels, num_classes):
+  return (np.asarray(labels)[..., None] == np.arange(num_classes)).astype(
+      np.float64)
+
+
+# Focal (Lin et al. 2017).
+
+
+def sigmoid_focal(logits, labels, alpha=0.25, gamma=2.0):
+  """-alpha_t (1 - p_t)^gamma [y log p + (1 - y) log(1 - p)], elementwise."""
+  x = np.asarray(logits, np.float64)
+  y = np.asarray(labels, np.float64)
+  log_p = -np.logaddexp(0, -x)       # log sigmoid(x)
+  log_1mp = -np.logaddexp(0, x)      # log sigmoid(-x)
+  p = np.exp(log_p)
+  ce = -(y * log_p + (1 - y) * log_1mp)
+  p_t = y * p + (1 - y) * (1 - p)
+  loss = (1 - p_t) ** gamma * ce
+  if alpha is not None:
+    loss = (alpha * y + (1 - alpha) * (1 - y)) * loss
+  return loss
+
+
+def softmax_focal(logits, targets, alpha=None, gamma=2.0):
+  """-sum_c alpha_c t_c (1 - p_c)^gamma log p_c over the last axis."""
+  x = np.asarray(logits, np.float64)
+  t = np.asarray(targets, np.float64)
+  log_p = x - np.log(np.sum(np.exp(x - x.max(-1, keepdims=True)), -1,
+                            keepdims=True)) - x.max(-1, keepdims=True)
+  p = np.exp(log_p)
+  a = 1.0 if alpha is None else np.asarray(alpha, np.float64)
+  return -np.sum(a * t * (1 - p) ** gamma * log_p, axis=-1)
+
+
+# Overlap losses: per-class statistics over the pooled valid pixels.
+
+
+def overlap_stats(probs, targets, axes, where=None, squared=False):
+  """I, P, T per class, pooled over ``axes`` (a tuple of leading axes)."""
+  p = np.asarray(probs, np.float64)
+  t = np.asarray(targets, np.float64)
+  if where is not None:
+    valid = np.asarray(where, np.float64)[..., None]
+    p, t = p * valid, t * valid
+  inter = np.sum(p * t, axis=axes)
+  pred = np.sum(p**2 if squared else p, axis=axes)
+  true = np.sum(t**2 if squared else t, axis=axes)
+  return inter, pred, true
+
+
+def selected(true, classes="all"):
+  """1 for each selected class, 0 otherwise, in the shape of ``true``."""
+  num_classes = true.shape[-1]
+  if isinstance(classes, str):
+    keep = np.ones_like(true) if classes == "all" else (true > 0) * 1.0
+  else:
+    chosen = np.zeros(num_classes)
+    chosen[np.asarray(classes)] = 1
+    keep = np.broadcast_to(chosen, true.shape)
+  return keep
+
+
+def class_mean(per_class, true, classes="all", class_weights=None):
+  """Weighted mean over the selected classes (0 if none), last axis."""
+  w = selected(true, classes)
+  if class_weights is not None:
+    w = w * np.asarray(class_weights, np.float64)
+  den = w.sum(-1)
+  num = (w * per_class).sum(-1)
+  return np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
+
+
+def _ratio(num, den):
+  """num / den, with 0/0 counted as a perfect score of 1."""
+  return np.where(den == 0, 1.0, num / np.where(den == 0, 1, den))
+
+
+def dice(probs, targets, axes, where=None, smooth=1.0, squared=False,
+         classes="all", class_weights=None):
+  i, p, t = overlap_stats(probs, targets, axes, where, squared)
+  per_class = 1 - _ratio(2 * i + smooth, p + t + smooth)
+  return class_mean(per_class, t, classes, class_weights)
+
+
+def iou(probs, targets, axes, where=None, smooth=1.0, squared=False,
+        classes="all", class_weights=None):
+  i, p, t = overlap_stats(probs, targets, axes, where, squared)
+  per_class = 1 - _ratio(i + smooth, p + t - i + smooth)
+  return class_mean(per_class, t, classes, class_weights)
+
+
+def tversky(probs, targets, axes, alpha=0.5, beta=0.5, gamma=1.0, where=None,
+            smooth=1.0, squared=False, classes="all", class_weights=None):
+  i, p, t = overlap_stats(probs, targets, axes, where, squared)
+  fp, fn = p - i, t - i
+  per_class = (1 - _ratio(i + smooth, i + alpha * fp + beta * fn + smooth))
+  per_class = np.maximum(per_class, 0) ** gamma
+  return class_mean(per_class, t, classes, class_weights)
+
+
+def generalized_dice(probs, targets, axes, weighting="square", where=None,
+                     smooth=1.0, squared=False, classes="all",
+                     class_weights=None):
+  """Sudre et al. 2017; an absent class takes the largest finite weight."""
+  i, p, t = overlap_stats(probs, targets, axes, where, squared)
+  if weighting == "uniform":
+    w = np.ones_like(t)
+  else:
+    power = 2 if weighting == "square" else 1
+    with np.errstate(divide="ignore"):
+      w = 1.0 / t**power
+    w = np.atleast_1d(w)
+    flat = w.reshape(-1, w.shape[-1])
+    for row in flat:
+      finite = np.isfinite(row)
+      row[~finite] = row[finite].max() if finite.any() else 1.0
+    w = flat.reshape(w.shape)
+  keep = selected(t, classes)
+  if class_weights is not None:
+    keep = keep * np.asarray(class_weights, np.float64)
+  w = w * keep
+  num = 2 * np.sum(w * i, -1) + smooth
+  den = np.sum(w * (p + t), -1) + smooth
+  return 1 - _ratio(num, den)
