@@ -1,5 +1,6 @@
 """Box losses and helpers: hand cases, float64 references, identities, edges."""
 
+import functools
 import itertools
 
 import jax
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 import jaxloss
-import reference_boxes as ref
+from tests import reference_boxes as ref
 
 LOSSES = {
     "iou": (jaxloss.box_iou_loss, ref.iou_loss),
@@ -31,6 +32,14 @@ def random_boxes(seed, n, spread=3.0):
 
 def total(fn, **kwargs):
   return lambda p, t: jnp.sum(fn(p, t, **kwargs))
+
+
+@functools.cache
+def compiled(name, eps=1e-7):
+  """``jit`` of a loss and of the gradient of its sum, shared across tests."""
+  fn = LOSSES[name][0]
+  return (jax.jit(functools.partial(fn, eps=eps)),
+          jax.jit(jax.grad(total(fn, eps=eps), argnums=(0, 1))))
 
 
 # 1. Hand-computed cases -------------------------------------------------------
@@ -78,13 +87,14 @@ def test_pairwise_hand_case():
 @pytest.mark.parametrize("name", NAMES)
 def test_values_match_reference(name):
   fn, reference = LOSSES[name]
-  pred, target = random_boxes(0, 64), random_boxes(1, 64)
+  pred, target = random_boxes(0, 16), random_boxes(1, 16)
   want = reference(pred, target)
-  got = fn(jnp.asarray(pred, jnp.float32), jnp.asarray(target, jnp.float32))
-  assert got.shape == (64,) and got.dtype == jnp.float32
+  value, _ = compiled(name)
+  got = value(jnp.asarray(pred, jnp.float32), jnp.asarray(target, jnp.float32))
+  assert got.shape == (16,) and got.dtype == jnp.float32
   np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
   with jax.enable_x64(True):
-    got64 = fn(jnp.asarray(pred), jnp.asarray(target))
+    got64 = value(jnp.asarray(pred), jnp.asarray(target))
     assert got64.dtype == jnp.float64
     np.testing.assert_allclose(got64, want, rtol=1e-12, atol=1e-12)
 
@@ -93,7 +103,7 @@ def test_values_match_reference(name):
 def test_gradients_match_reference(name):
   fn, reference = LOSSES[name]
   # Away from ties (equal edges), where the loss is differentiable.
-  pred, target = random_boxes(2, 12), random_boxes(3, 12)
+  pred, target = random_boxes(2, 16), random_boxes(3, 16)
   if name == "ciou":  # The paper's gradient: alpha held at its value.
     alpha = ref.ciou_alpha(pred, target)
     scalar = lambda p: np.sum(ref.ciou_loss(p, target, alpha=alpha))
@@ -101,23 +111,26 @@ def test_gradients_match_reference(name):
     scalar = lambda p: np.sum(reference(p, target))
   want = ref.numerical_grad(scalar, pred)
   with jax.enable_x64(True):
-    got = jax.grad(total(fn))(jnp.asarray(pred), jnp.asarray(target))
+    got, _ = compiled(name)[1](jnp.asarray(pred), jnp.asarray(target))
   np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
   assert np.abs(want).max() > 0
 
 
 def test_ciou_alpha_is_constant_in_the_gradient():
-  pred, target = random_boxes(4, 8), random_boxes(5, 8)
+  pred, target = random_boxes(4, 16), random_boxes(5, 16)
   full = ref.numerical_grad(lambda p: np.sum(ref.ciou_loss(p, target)), pred)
   with jax.enable_x64(True):
-    got = jax.grad(total(jaxloss.box_ciou_loss))(jnp.asarray(pred),
-                                                 jnp.asarray(target))
+    got, _ = compiled("ciou")[1](jnp.asarray(pred), jnp.asarray(target))
   assert not np.allclose(got, full, rtol=1e-4, atol=1e-6)
 
 
+BOX_IOU = jax.jit(jaxloss.box_iou)
+GENERALIZED_BOX_IOU = jax.jit(jaxloss.generalized_box_iou)
+
+
 @pytest.mark.parametrize("fn, reference", [
-    (jaxloss.box_iou, ref.iou),
-    (jaxloss.generalized_box_iou, ref.giou),
+    (BOX_IOU, ref.iou),
+    (GENERALIZED_BOX_IOU, ref.giou),
 ])
 def test_pairwise_matches_reference(fn, reference):
   a, b = random_boxes(6, 5), random_boxes(7, 3)
@@ -137,15 +150,15 @@ def test_pairwise_matches_reference(fn, reference):
 
 
 def test_pairwise_equals_elementwise_losses():
-  a = jnp.asarray(random_boxes(8, 4), jnp.float32)
+  a = jnp.asarray(random_boxes(8, 5), jnp.float32)
   b = jnp.asarray(random_boxes(9, 3), jnp.float32)
-  pairs = (jnp.broadcast_to(a[:, None], (4, 3, 4)),
-           jnp.broadcast_to(b[None], (4, 3, 4)))
-  np.testing.assert_allclose(jaxloss.box_iou(a, b),
-                             1 - jaxloss.box_iou_loss(*pairs, eps=0.0),
+  pairs = (jnp.broadcast_to(a[:, None], (5, 3, 4)),
+           jnp.broadcast_to(b[None], (5, 3, 4)))
+  np.testing.assert_allclose(BOX_IOU(a, b),
+                             1 - compiled("iou", 0.0)[0](*pairs),
                              rtol=1e-6, atol=1e-7)
-  np.testing.assert_allclose(jaxloss.generalized_box_iou(a, b),
-                             1 - jaxloss.box_giou_loss(*pairs, eps=0.0),
+  np.testing.assert_allclose(GENERALIZED_BOX_IOU(a, b),
+                             1 - compiled("giou", 0.0)[0](*pairs),
                              rtol=1e-6, atol=1e-6)
 
 
@@ -155,8 +168,8 @@ def test_pairwise_equals_elementwise_losses():
 def test_identical_boxes_give_zero(name):
   boxes = jnp.asarray(random_boxes(10, 16), jnp.float32)
   # eps=1e-7 against areas ~1 leaves at most a few float32 ulps.
-  np.testing.assert_allclose(LOSSES[name][0](boxes, boxes), 0, atol=1e-6)
-  np.testing.assert_allclose(LOSSES[name][0](boxes, boxes, eps=0.0), 0,
+  np.testing.assert_allclose(compiled(name)[0](boxes, boxes), 0, atol=1e-6)
+  np.testing.assert_allclose(compiled(name, 0.0)[0](boxes, boxes), 0,
                              atol=1e-7)
   np.testing.assert_allclose(jnp.diagonal(jaxloss.box_iou(boxes, boxes)), 1,
                              rtol=1e-6)
@@ -196,35 +209,31 @@ def test_ciou_equals_diou_for_equal_aspect_ratios():
   xy1 = pred[:, :2] + shift
   target = jnp.concatenate([xy1, xy1 + scale * (pred[:, 2:] - pred[:, :2])],
                            axis=-1)
-  np.testing.assert_allclose(jaxloss.box_ciou_loss(pred, target),
-                             jaxloss.box_diou_loss(pred, target),
+  np.testing.assert_allclose(compiled("ciou")[0](pred, target),
+                             compiled("diou")[0](pred, target),
                              rtol=1e-6, atol=1e-6)
   # And their gradients agree there too (v = 0 has zero gradient).
-  np.testing.assert_allclose(
-      jax.grad(total(jaxloss.box_ciou_loss))(pred, target),
-      jax.grad(total(jaxloss.box_diou_loss))(pred, target),
-      rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(compiled("ciou")[1](pred, target)[0],
+                             compiled("diou")[1](pred, target)[0],
+                             rtol=1e-5, atol=1e-6)
 
 
 def test_eiou_equals_diou_for_equal_sizes():
   pred = jnp.asarray(random_boxes(15, 16), jnp.float32)
   target = pred + jnp.asarray([[1.5, -0.5, 1.5, -0.5]])
-  np.testing.assert_allclose(jaxloss.box_eiou_loss(pred, target),
-                             jaxloss.box_diou_loss(pred, target), rtol=1e-6)
+  np.testing.assert_allclose(compiled("eiou")[0](pred, target),
+                             compiled("diou")[0](pred, target), rtol=1e-6)
 
 
 def test_ordering_of_the_family_on_valid_boxes():
-  pred = jnp.asarray(random_boxes(16, 64), jnp.float32)
-  target = jnp.asarray(random_boxes(17, 64), jnp.float32)
-  iou = jaxloss.box_iou_loss(pred, target)
-  assert bool(jnp.all((iou >= 0) & (iou <= 1)))
-  for fn in (jaxloss.box_giou_loss, jaxloss.box_diou_loss):
-    assert bool(jnp.all(fn(pred, target) >= iou - 1e-6))
-  assert bool(jnp.all(jaxloss.box_giou_loss(pred, target) <= 2))
-  assert bool(jnp.all(jaxloss.box_ciou_loss(pred, target)
-                      >= jaxloss.box_diou_loss(pred, target) - 1e-6))
-  assert bool(jnp.all(jaxloss.box_eiou_loss(pred, target)
-                      >= jaxloss.box_diou_loss(pred, target) - 1e-6))
+  pred = jnp.asarray(random_boxes(16, 16), jnp.float32)
+  target = jnp.asarray(random_boxes(17, 16), jnp.float32)
+  v = {name: np.asarray(compiled(name)[0](pred, target)) for name in NAMES}
+  assert np.all((v["iou"] >= 0) & (v["iou"] <= 1))
+  assert np.all(v["giou"] >= v["iou"] - 1e-6) and np.all(v["giou"] <= 2)
+  assert np.all(v["diou"] >= v["iou"] - 1e-6) and np.all(v["diou"] < 2)
+  assert np.all(v["ciou"] >= v["diou"] - 1e-6)
+  assert np.all(v["eiou"] >= v["diou"] - 1e-6) and np.all(v["eiou"] < 4)
 
 
 # 4. Degenerate boxes: finite values and gradients ------------------------------
@@ -257,11 +266,10 @@ def degenerate():
 @pytest.mark.parametrize("eps", [1e-7, 0.0])
 @pytest.mark.parametrize("name", NAMES)
 def test_degenerate_boxes_are_finite(name, eps, degenerate):
-  fn = LOSSES[name][0]
   pred, target = degenerate
-  value = fn(pred, target, eps=eps)
-  grads = jax.grad(lambda p, t: jnp.sum(fn(p, t, eps=eps)), argnums=(0, 1))(
-      pred, target)
+  value, grad = compiled(name, eps)
+  value = value(pred, target)
+  grads = grad(pred, target)
   bad = [k for k, ok in zip(DEGENERATE, np.isfinite(value)) if not ok]
   assert not bad, bad
   for g in grads:
@@ -290,43 +298,41 @@ def test_degenerate_values(degenerate):
 
 
 def test_disjoint_boxes_pull_together_except_under_iou():
-  pred = jnp.array([0., 0., 1., 1.])
-  target = jnp.array([3., 0., 4., 1.])
-  assert float(jnp.abs(jax.grad(jaxloss.box_iou_loss)(pred, target)).max()) == 0
-  for fn in (jaxloss.box_giou_loss, jaxloss.box_diou_loss,
-             jaxloss.box_ciou_loss, jaxloss.box_eiou_loss):
-    g = jax.grad(fn)(pred, target)
-    assert float(g[2]) < 0, fn.__name__  # moving x2 right lowers the loss
+  pred = jnp.array([[0., 0., 1., 1.]])
+  target = jnp.array([[3., 0., 4., 1.]])
+  assert float(jnp.abs(compiled("iou")[1](pred, target)[0]).max()) == 0
+  for name in ("giou", "diou", "ciou", "eiou"):
+    g, _ = compiled(name)[1](pred, target)
+    assert float(g[0, 2]) < 0, name  # moving x2 right lowers the loss
 
 
 def test_pairwise_degenerate_is_finite():
   a = jnp.array([[1., 1., 1., 1.], [0., 0., 2., 2.], [0., 1., 2., 1.]])
-  grads = jax.grad(
-      lambda a: jnp.sum(jaxloss.box_iou(a, a) + jaxloss.generalized_box_iou(a, a)))(a)
-  assert bool(jnp.all(jnp.isfinite(grads)))
-  assert bool(jnp.all(jnp.isfinite(jaxloss.generalized_box_iou(a, a))))
-  np.testing.assert_allclose(jaxloss.box_iou(a, a)[0, 0], 0.0)
+  both = lambda a: jnp.sum(BOX_IOU(a, a) + GENERALIZED_BOX_IOU(a, a))
+  value, grads = jax.jit(jax.value_and_grad(both))(a)
+  assert bool(jnp.isfinite(value)) and bool(jnp.all(jnp.isfinite(grads)))
+  np.testing.assert_allclose(BOX_IOU(a, a)[0, 0], 0.0)
 
 
 # 5. Dtypes and broadcasting ---------------------------------------------------
 
 @pytest.mark.parametrize("name", NAMES)
 def test_bf16_is_finite_and_close(name):
-  fn = LOSSES[name][0]
-  pred = jnp.asarray(random_boxes(18, 32), jnp.bfloat16)
-  target = jnp.asarray(random_boxes(19, 32), jnp.bfloat16)
-  got = fn(pred, target)
+  value, grad = compiled(name)
+  pred = jnp.asarray(random_boxes(18, 16), jnp.bfloat16)
+  target = jnp.asarray(random_boxes(19, 16), jnp.bfloat16)
+  got = value(pred, target)
   assert got.dtype == jnp.float32
-  want = fn(pred.astype(jnp.float32), target.astype(jnp.float32))
+  want = value(pred.astype(jnp.float32), target.astype(jnp.float32))
   np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
-  g = jax.grad(total(fn))(pred, target)
+  g, _ = grad(pred, target)
   assert g.dtype == jnp.bfloat16 and bool(jnp.all(jnp.isfinite(g)))
 
 
 def test_broadcasting_is_explicit_and_matches_tiling():
   pred = jnp.asarray(random_boxes(20, 6), jnp.float32).reshape(2, 3, 4)
   target = jnp.asarray(random_boxes(21, 3), jnp.float32)
-  for fn in (jaxloss.box_diou_loss, jaxloss.box_ciou_loss):
+  for fn in (compiled("diou")[0], compiled("ciou")[0]):
     got = fn(pred, target)  # [2, 3, 4] vs [3, 4]: rank promotion is explicit
     assert got.shape == (2, 3)
     np.testing.assert_allclose(got, fn(pred, jnp.stack([target] * 2)),
