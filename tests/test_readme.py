@@ -1,0 +1,45 @@
+"""The README's code runs, and CI runs the README's test command."""
+
+import pathlib
+import re
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def _blocks(language):
+  return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+
+
+def test_quickstart_has_two_single_line_commands_and_ci_runs_the_second():
+  demo, tests = _blocks("bash")[:2]
+  assert demo.strip().startswith('pip install -e ".[examples]" && python ')
+  assert tests.strip() == 'pip install -e ".[test]" && pytest'
+  assert tests.strip() in (ROOT / ".ci" / "run").read_text()
+  script = demo.strip().split("&& python ")[1].split()[0]
+  assert (ROOT / script).is_file()
+
+
+def test_train_step_snippet_trains():
+  namespace = {}
+  exec(compile(_blocks("python")[0], "README.md", "exec"), namespace)
+
+  class Net(nnx.Module):
+    def __init__(self, rngs):
+      self.conv = nnx.Conv(1, 3, (3, 3), rngs=rngs)
+
+    def __call__(self, x):
+      return self.conv(x)
+
+  model = Net(nnx.Rngs(0))
+  optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)
+  images = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 1))
+  labels = (images[..., 0] > 0).astype(jnp.int32) * 2
+  losses = [float(namespace["train_step"](model, optimizer, images, labels))
+            for _ in range(15)]
+  assert losses[-1] < losses[0]
