@@ -9,7 +9,9 @@ from jaxloss._boxes import box_iou
 from jaxloss._boxes import box_iou_loss
 from jaxloss._boxes import generalized_box_iou
 from jaxloss._focal import focal_loss
+from jaxloss._focal import quality_focal_loss
 from jaxloss._focal import softmax_focal_loss
+from jaxloss._focal import varifocal_loss
 from jaxloss._overlap import dice_loss
 from jaxloss._overlap import generalized_dice_loss
 from jaxloss._overlap import iou_loss
@@ -30,6 +32,8 @@ __all__ = (
     "generalized_box_iou",
     "generalized_dice_loss",
     "iou_loss",
+    "quality_focal_loss",
     "softmax_focal_loss",
     "tversky_loss",
+    "varifocal_loss",
 )

@@ -184,3 +184,170 @@ def softmax_focal_loss(
   if mask is not None:
     loss = jnp.where(mask, loss, 0)
   return loss
+
+
+def _sigmoid_terms(x: jax.Array, y: jax.Array):
+  """Binary cross-entropy with logits and the two sigmoids, stably.
+
+  Returns ``(bce, sigma(x), sigma(-x), log sigma(x))`` from one ``exp`` and one
+  ``log1p``, the numerics of :func:`focal_loss`.
+  """
+  e = jnp.exp(-jnp.abs(x))
+  log1p_e = jnp.log1p(e)
+  positive = x >= 0
+  inv = 1 / (1 + e)
+  bce = jnp.maximum(x, 0) - x * y + log1p_e
+  sigmoid = jnp.where(positive, 1, e) * inv
+  sigmoid_neg = jnp.where(positive, e, 1) * inv
+  return bce, sigmoid, sigmoid_neg, jnp.minimum(x, 0) - log1p_e
+
+
+def _elementwise_inputs(fn, logits, targets, where):
+  """Checked, masked logits and targets for the elementwise detection losses."""
+  logits = _checks.as_float(fn, "logits", logits)
+  targets = _checks.same_shape(fn, ("logits", "targets"), logits, targets)
+  mask = _checks.mask_for(fn, where, logits.shape, broadcast=True)
+  dtype = _numerics.accum_dtype(logits.dtype)
+  x = logits.astype(dtype)
+  y = targets.astype(dtype)
+  _checks.debug_unit_interval(fn, "targets", y)
+  if mask is not None:  # Double where: masked entries get no gradient at all.
+    x = jnp.where(mask, x, 0)
+    y = jnp.where(mask, y, 0)
+  return x, y, mask
+
+
+def varifocal_loss(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    alpha: float = 0.75,
+    gamma: float = 2.0,
+    where: ArrayLike | None = None,
+) -> jax.Array:
+  r"""Varifocal loss, elementwise (VarifocalNet, Zhang et al. 2021).
+
+  With :math:`p = \sigma(x)` and an IoU-aware target :math:`q \in [0, 1]`
+  (the IoU of the predicted box with its ground truth at the true class,
+  0 elsewhere),
+
+  .. math::
+    \ell = \begin{cases}
+      -q \big(q \log p + (1 - q) \log(1 - p)\big) & q > 0, \\
+      -\alpha \, p^\gamma \log(1 - p) & q = 0.
+    \end{cases}
+
+  Positives are weighted by their own target, so high-quality positives
+  dominate; only negatives are down-weighted, by :math:`\alpha p^\gamma`.
+
+  Args:
+    logits: Float logits of any shape (e.g. ``[..., C]`` per anchor and
+      class).
+    targets: IoU-aware targets of the same shape, in ``[0, 1]``.
+    alpha: Weight of the negatives, ``>= 0``. VarifocalNet uses 0.75.
+    gamma: Focusing exponent of the negatives, ``>= 0``.
+    where: Optional boolean mask broadcastable to ``logits.shape``; masked
+      entries return 0.
+
+  Returns:
+    The loss of each element, shape ``logits.shape``, in float32 (float64 for
+    float64 logits). Reduce it yourself; VarifocalNet divides the sum by the
+    number of positives.
+
+  Convention:
+    The binary cross-entropy and :math:`p^\gamma` are computed from logits
+    in log space (:math:`p^\gamma = e^{\gamma \log \sigma(x)}` for a
+    fractional ``gamma``), so ±1e4 logits and ``gamma < 1`` give finite
+    gradients. The weight :math:`q` or :math:`\alpha p^\gamma` is part of the
+    loss, not a constant: the gradient flows through :math:`p^\gamma` (as in
+    the reference implementation, which does not detach it). ``targets``
+    should carry no gradient (wrap computed IoUs in ``jax.lax.stop_gradient``).
+    Masked entries carry no gradient, even with ``inf`` or NaN logits.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> # p = 1/2: q = 1 gives log 2; q = 1/2 gives (1/2) log 2; q = 0 gives
+    >>> # alpha (1/2)^2 log 2 = 0.75 / 4 * 0.6931.
+    >>> jaxloss.varifocal_loss(jnp.zeros(3), jnp.array([1.0, 0.5, 0.0]))
+    Array([0.693147, 0.346574, 0.129965], dtype=float32)
+
+  References:
+    Zhang, Wang, Dayoub, Sünderhauf, "VarifocalNet: An IoU-aware Dense Object
+    Detector", CVPR 2021. https://arxiv.org/abs/2008.13367
+  """
+  fn = "varifocal_loss"
+  _checks.nonnegative(fn, "alpha", alpha)
+  _checks.nonnegative(fn, "gamma", gamma)
+  x, q, mask = _elementwise_inputs(fn, logits, targets, where)
+  bce, sigmoid, _, log_sigmoid = _sigmoid_terms(x, q)
+  negative = jnp.asarray(alpha, x.dtype) * _numerics.exp_power(
+      log_sigmoid, gamma, sigmoid)
+  loss = jnp.where(q > 0, q, negative) * bce
+  if mask is not None:
+    loss = jnp.where(mask, loss, 0)
+  return loss
+
+
+def quality_focal_loss(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    beta: float = 2.0,
+    where: ArrayLike | None = None,
+) -> jax.Array:
+  r"""Quality focal loss, elementwise (Generalized Focal Loss, Li et al. 2020).
+
+  With :math:`\sigma = \sigma(x)` and a soft quality target
+  :math:`y \in [0, 1]` (the IoU at the true class, 0 elsewhere),
+
+  .. math::
+    \ell = -|y - \sigma|^\beta \,
+      \big(y \log \sigma + (1 - y) \log(1 - \sigma)\big).
+
+  The focal factor is the distance to the soft target, so the loss is 0
+  exactly when :math:`\sigma = y`.
+
+  Args:
+    logits: Float logits of any shape (e.g. ``[..., C]`` per anchor and
+      class).
+    targets: Quality targets of the same shape, in ``[0, 1]``.
+    beta: Focusing exponent, ``>= 0``; GFL uses 2. ``beta=0`` is binary
+      cross-entropy with soft targets.
+    where: Optional boolean mask broadcastable to ``logits.shape``; masked
+      entries return 0.
+
+  Returns:
+    The loss of each element, shape ``logits.shape``, in float32 (float64 for
+    float64 logits). Reduce it yourself; GFL divides the sum by the number of
+    positives.
+
+  Convention:
+    :math:`y - \sigma` is formed as :math:`y\,\sigma(-x) - (1 - y)\,\sigma(x)`,
+    accurate when :math:`\sigma` is close to 1; a fractional ``beta`` uses
+    the double-``where`` power, so the gradient at :math:`\sigma = y` is 0, not
+    NaN. For hard targets (:math:`y \in \{0, 1\}`) it is the sigmoid focal
+    loss without :math:`\alpha` and with :math:`\gamma = \beta`. Masked entries
+    carry no gradient, even with ``inf`` or NaN logits.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> # sigma = 1/2: y = 1 and y = 0 give (1/2)^2 log 2; y = 1/2 gives 0.
+    >>> jaxloss.quality_focal_loss(jnp.zeros(3), jnp.array([1.0, 0.5, 0.0]))
+    Array([0.173287, 0.      , 0.173287], dtype=float32)
+
+  References:
+    Li, Wang, Wu, Chen, Hu, Li, Tang, Yang, "Generalized Focal Loss: Learning
+    Qualified and Distributed Bounding Boxes for Dense Object Detection",
+    NeurIPS 2020. https://arxiv.org/abs/2006.04388
+  """
+  fn = "quality_focal_loss"
+  _checks.nonnegative(fn, "beta", beta)
+  x, y, mask = _elementwise_inputs(fn, logits, targets, where)
+  bce, sigmoid, sigmoid_neg, _ = _sigmoid_terms(x, y)
+  distance = jnp.abs(y * sigmoid_neg - (1 - y) * sigmoid)
+  loss = _numerics.power(distance, beta) * bce
+  if mask is not None:
+    loss = jnp.where(mask, loss, 0)
+  return loss

@@ -32,6 +32,12 @@ def _binary(key, shape):
   return jax.random.bernoulli(key, 0.3, shape).astype(jnp.float32)
 
 
+def _quality(key, shape):
+  """IoU-aware soft targets: 0 for most entries, an IoU in (0, 1] for some."""
+  k1, k2 = jax.random.split(key)
+  return _binary(k1, shape) * jax.random.uniform(k2, shape, minval=0.1)
+
+
 def _boxes(key, shape):
   """Valid (x1, y1, x2, y2) boxes of shape ``shape + (4,)``."""
   k1, k2 = jax.random.split(key)
@@ -63,6 +69,10 @@ CASES = {
     "iou_loss": _region(classes="present"),
     "tversky_loss": _region(alpha=0.3, beta=0.7, gamma=0.75),
     "generalized_dice_loss": _region(weighting="simple"),
+    "varifocal_loss": lambda k1, k2: (
+        (_logits(k1, (2, 7, 3)), _quality(k2, (2, 7, 3))), {"gamma": 1.5}),
+    "quality_focal_loss": lambda k1, k2: (
+        (_logits(k1, (2, 7, 3)), _quality(k2, (2, 7, 3))), {}),
     "box_iou_loss": _box_pair(),
     "box_giou_loss": _box_pair(),
     "box_diou_loss": _box_pair(),
