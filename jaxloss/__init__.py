@@ -12,6 +12,8 @@ from jaxloss._focal import focal_loss
 from jaxloss._focal import quality_focal_loss
 from jaxloss._focal import softmax_focal_loss
 from jaxloss._focal import varifocal_loss
+from jaxloss._lovasz import lovasz_hinge
+from jaxloss._lovasz import lovasz_softmax
 from jaxloss._overlap import dice_loss
 from jaxloss._overlap import generalized_dice_loss
 from jaxloss._overlap import iou_loss
@@ -32,6 +34,8 @@ __all__ = (
     "generalized_box_iou",
     "generalized_dice_loss",
     "iou_loss",
+    "lovasz_hinge",
+    "lovasz_softmax",
     "quality_focal_loss",
     "softmax_focal_loss",
     "tversky_loss",

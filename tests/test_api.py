@@ -69,6 +69,9 @@ CASES = {
     "iou_loss": _region(classes="present"),
     "tversky_loss": _region(alpha=0.3, beta=0.7, gamma=0.75),
     "generalized_dice_loss": _region(weighting="simple"),
+    "lovasz_softmax": _region(classes="all"),
+    "lovasz_hinge": lambda k1, k2: (
+        (_logits(k1, (2, 5, 6)), _binary(k2, (2, 5, 6))), {}),
     "varifocal_loss": lambda k1, k2: (
         (_logits(k1, (2, 7, 3)), _quality(k2, (2, 7, 3))), {"gamma": 1.5}),
     "quality_focal_loss": lambda k1, k2: (

@@ -1,0 +1,486 @@
+"""Lovász losses: the convex Lovász extension of the Jaccard (IoU) loss.
+
+Both losses sort per-pixel errors in decreasing order and take the dot product
+of the sorted errors with the Lovász gradient of the Jaccard loss (Berman,
+Rannen Triki, Blaschko 2018, Algorithm 1). The sort is the whole cost, so the
+core is a ``jax.custom_vjp`` around one sort:
+
+* errors (non-negative floats) and the foreground bit are packed into one
+  unsigned integer key, ``bits(e) << 1 | fg``: the bits of a non-negative float
+  order like the float, so one single-operand integer sort gives the sorted
+  errors and the sorted foreground flags exactly, with nothing else to carry;
+* the Lovász gradient at sorted position :math:`k` has the closed form
+  :math:`1 / (T + B_k)` at a foreground pixel and
+  :math:`(T - F_k) / ((T + B_k - 1)(T + B_k))` at a background pixel
+  (:math:`F_k, B_k` the foreground and background counts in the first
+  :math:`k`, :math:`T` the foreground total), so no difference of nearly
+  equal Jaccard values loses precision;
+* the forward pass of a differentiated call also keeps the permutation and
+  scatters each position's weight back to its pixel; that one array (the
+  derivative of the loss with respect to each error) is the only residual,
+  and the backward pass is a product with the cotangent.
+
+On CPU the core runs in NumPy through ``jax.pure_callback`` (XLA's CPU sort is
+several times slower than NumPy's vectorised sort); on GPU and TPU it is pure
+XLA. ``jax.lax.platform_dependent`` picks one when the call is lowered; both
+share the formula above and agree to rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.experimental import checkify
+from jax.typing import ArrayLike
+import numpy as np
+
+from jaxloss import _checks
+from jaxloss import _numerics
+
+Axis = int | Sequence[int] | None
+Classes = str | ArrayLike
+
+
+# ---------------------------------------------------------------------------
+# The sorted core, shared by both losses.
+
+
+def _jaccard_weights(xp, fg, valid, dtype):
+  """Lovász gradient of the Jaccard loss at each sorted position.
+
+  Args:
+    xp: ``numpy`` or ``jax.numpy``: the same formula runs in both.
+    fg: Boolean ``[..., n]``, foreground flag in decreasing-error order.
+    valid: Boolean ``[..., n]``, valid flag in the same order.
+    dtype: Float dtype of the result.
+
+  Returns:
+    ``g[..., k] = J(k + 1) - J(k)``, with :math:`J(k)` the Jaccard loss of
+    predicting the first :math:`k` pixels wrong, in closed form; 0 at invalid
+    positions. A row without foreground has :math:`J = 1` after its first
+    valid pixel, so its first valid position takes weight 1.
+  """
+  fg = fg & valid
+  bg = valid & ~fg
+  fg_count = xp.cumsum(fg, axis=-1, dtype=xp.int32)
+  bg_count = xp.cumsum(bg, axis=-1, dtype=xp.int32)
+  total = fg_count[..., -1:].astype(dtype)          # T, foreground total
+  inter = total - fg_count.astype(dtype)            # T - F_k
+  union = total + bg_count.astype(dtype)            # T + B_k
+  at_fg = 1 / xp.maximum(union, 1)
+  at_bg = inter / (xp.maximum(union - 1, 1) * xp.maximum(union, 1))
+  at_bg = xp.where(total > 0, at_bg, (bg_count == 1).astype(dtype))
+  return xp.where(fg, at_fg, xp.where(bg, at_bg, 0)).astype(dtype)
+
+
+def _unsigned(dtype):
+  return jnp.uint64 if jnp.dtype(dtype).itemsize == 8 else jnp.uint32
+
+
+def _keys(errors, fg, valid):
+  """Sort keys: ascending order of the key is decreasing error.
+
+  ``bits(e) << 1 | fg`` orders like ``e`` for ``e >= 0`` (the shift drops only
+  the sign bit, which is 0, or set for ``-0.0``); equal errors put foreground
+  first. An invalid pixel takes the smallest key, 0, so it sorts last. The
+  complement turns decreasing into ascending order.
+  """
+  utype = _unsigned(errors.dtype)
+  key = (lax.bitcast_convert_type(errors, utype) << 1) | fg.astype(utype)
+  return ~jnp.where(valid, key, 0)
+
+
+def _decode(sorted_keys, dtype, xp):
+  """Sorted errors and foreground flags from ascending complemented keys."""
+  key = ~sorted_keys
+  fg = (key & 1) == 1
+  if xp is np:
+    errors = (key >> 1).view(dtype)
+  else:
+    errors = lax.bitcast_convert_type(key >> 1, dtype)
+  return errors, fg
+
+
+def _xla_core(nkeys, valid, dtype, with_weights):
+  """Pure XLA core: loss per row, and with ``with_weights`` dloss/derror."""
+  valid = jnp.broadcast_to(valid, nkeys.shape)
+  axis = nkeys.ndim - 1
+  iota = lax.broadcasted_iota(jnp.int32, nkeys.shape, axis)
+  if with_weights:
+    sorted_keys, perm = lax.sort((nkeys, iota), dimension=axis, num_keys=1,
+                                 is_stable=True)
+    valid_sorted = jnp.take_along_axis(valid, perm, axis=axis)
+  else:
+    sorted_keys = lax.sort(nkeys, dimension=axis)
+    # Invalid pixels sort last; valid ones with key 0 (zero error,
+    # background) may interleave with them, but those add 0 to the loss.
+    num_valid = jnp.sum(valid, axis=axis, keepdims=True, dtype=jnp.int32)
+    valid_sorted = iota < num_valid
+  errors, fg = _decode(sorted_keys, dtype, jnp)
+  g = _jaccard_weights(jnp, fg, valid_sorted, dtype)
+  loss = jnp.sum(errors * g, axis=axis)
+  if not with_weights:
+    return loss
+  n = nkeys.shape[-1]
+  flat_perm = perm.reshape(-1, n)
+  rows = lax.broadcasted_iota(jnp.int32, flat_perm.shape, 0)
+  weights = jnp.zeros(flat_perm.shape, dtype).at[rows, flat_perm].set(
+      g.reshape(-1, n), unique_indices=True)
+  return loss, weights.reshape(nkeys.shape)
+
+
+def _numpy_core(nkeys, valid, *, dtype, with_weights):
+  """NumPy core (CPU): the same computation as :func:`_xla_core`."""
+  nkeys = np.asarray(nkeys)
+  shape = nkeys.shape
+  n = shape[-1]
+  keys = nkeys.reshape(-1, n)
+  valid = np.broadcast_to(np.asarray(valid), shape).reshape(-1, n)
+  dtype = np.dtype(dtype)
+  if with_weights:
+    if keys.dtype == np.uint32:
+      # One sort of 64-bit keys carries the pixel index in the low half:
+      # ties are broken by index, as the stable XLA sort does.
+      packed = keys.astype(np.uint64) << np.uint64(32)
+      packed |= np.arange(n, dtype=np.uint64)
+      packed.sort(axis=-1)
+      perm = (packed & np.uint64(0xFFFFFFFF)).astype(np.intp)
+      sorted_keys = (packed >> np.uint64(32)).astype(np.uint32)
+      del packed
+    else:
+      perm = np.argsort(keys, axis=-1, kind="stable")
+      sorted_keys = np.take_along_axis(keys, perm, axis=-1)
+    valid_sorted = np.take_along_axis(valid, perm, axis=-1)
+  else:
+    sorted_keys = np.sort(keys, axis=-1)
+    num_valid = valid.sum(axis=-1, keepdims=True)
+    valid_sorted = np.arange(n) < num_valid
+  errors, fg = _decode(sorted_keys, dtype, np)
+  g = _jaccard_weights(np, fg, valid_sorted, dtype)
+  loss = np.einsum("rn,rn->r", errors, g).astype(dtype).reshape(shape[:-1])
+  if not with_weights:
+    return loss
+  weights = np.empty_like(g)
+  np.put_along_axis(weights, perm, g, axis=-1)
+  return loss, weights.reshape(shape)
+
+
+def _callback_core(nkeys, valid, dtype, with_weights):
+  """:func:`_numpy_core` staged out as a ``jax.pure_callback``."""
+  loss_shape = jax.ShapeDtypeStruct(nkeys.shape[:-1], dtype)
+  if with_weights:
+    result = (loss_shape, jax.ShapeDtypeStruct(nkeys.shape, dtype))
+  else:
+    result = loss_shape
+  kernel = functools.partial(_numpy_core, dtype=dtype, with_weights=with_weights)
+  return jax.pure_callback(kernel, result, nkeys, valid,
+                           vmap_method="broadcast_all")
+
+
+def _core(errors, fg, valid, impl, with_weights):
+  nkeys = _keys(errors, fg, valid)
+  xla = functools.partial(_xla_core, dtype=errors.dtype,
+                          with_weights=with_weights)
+  host = functools.partial(_callback_core, dtype=errors.dtype,
+                           with_weights=with_weights)
+  if impl == "xla":
+    return xla(nkeys, valid)
+  if impl == "numpy":
+    return host(nkeys, valid)
+  return lax.platform_dependent(nkeys, valid, cpu=host, default=xla)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _lovasz_rows(errors, fg, valid, impl):
+  """Lovász extension of the Jaccard loss along the last axis.
+
+  Args:
+    errors: Non-negative float errors ``[..., n]`` (float32 or float64).
+    fg: Boolean foreground flags, shape of ``errors``.
+    valid: Boolean flags broadcastable to ``errors`` (same rank); invalid
+      pixels carry no weight.
+    impl: ``"auto"`` (NumPy on CPU, XLA elsewhere), ``"xla"`` or
+      ``"numpy"``.
+
+  Returns:
+    ``[...]``: per row, the sorted errors dotted with the Lovász gradient.
+  """
+  return _core(errors, fg, valid, impl, with_weights=False)
+
+
+def _lovasz_rows_fwd(errors, fg, valid, impl):
+  loss, weights = _core(errors, fg, valid, impl, with_weights=True)
+  return loss, weights
+
+
+def _lovasz_rows_bwd(impl, weights, cotangent):
+  del impl
+  return cotangent[..., None] * weights, None, None
+
+
+_lovasz_rows.defvjp(_lovasz_rows_fwd, _lovasz_rows_bwd)
+
+
+# ---------------------------------------------------------------------------
+# Layout: pooled axes last, one row per (kept index, class).
+
+
+def _to_rows(x, kept, pooled, class_axis=None):
+  """Moves ``kept`` axes first, then ``class_axis``, then the pooled ones."""
+  order = kept + ((class_axis,) if class_axis is not None else ()) + pooled
+  x = jnp.transpose(x, order)
+  lead = x.shape[:len(order) - len(pooled)]
+  return x.reshape(lead + (-1,))
+
+
+def _all_axes(fn: str, axis: Axis, ndim: int) -> tuple[int, ...]:
+  """Normalises ``axis`` over every axis of a rank-``ndim`` input."""
+  if axis is None:
+    return tuple(range(ndim))
+  axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+  out = []
+  for a in axes:
+    if not isinstance(a, (int, np.integer)):
+      _checks._fail(fn, f"axis must be an int or a sequence of ints, got "
+                    f"{axis!r}")
+    if not -ndim <= a < ndim:
+      _checks._fail(fn, f"axis {a} is out of range for logits of rank {ndim}")
+    a = int(a) % ndim
+    if a in out:
+      _checks._fail(fn, f"axis {axis!r} repeats axis {a}")
+    out.append(a)
+  return tuple(sorted(out))
+
+
+def _impl(fn: str, impl: str) -> str:
+  return _checks.option(fn, "impl", impl, ("auto", "xla", "numpy"))
+
+
+def _lovasz_softmax(probs, labels, *, axis=None, where=None,
+                    classes="present", impl="auto"):
+  fn = "lovasz_softmax"
+  impl = _impl(fn, impl)
+  probs = _checks.as_float(fn, "probs", probs, min_rank=1)
+  labels = jnp.asarray(labels)
+  if labels.shape != probs.shape[:-1]:
+    _checks._fail(fn, f"labels.shape {labels.shape} must equal "
+                  f"probs.shape[:-1] (integer class ids, one a pixel); got "
+                  f"probs.shape {probs.shape}")
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
+    _checks._fail(fn, f"labels must be integer class ids, got dtype "
+                  f"{labels.dtype}", TypeError)
+  mask = _checks.mask_for(fn, where, probs.shape[:-1])
+  axes = _checks.pooled_axes(fn, axis, probs.ndim)
+  num_classes = probs.shape[-1]
+  selection = _checks.class_selection(fn, classes, num_classes)
+  _checks.debug_unit_interval(fn, "probs", probs)
+  _checks.debug_labels_in_range(fn, labels, num_classes, mask)
+
+  dtype = _numerics.accum_dtype(probs.dtype)
+  p = probs.astype(dtype)
+  if isinstance(selection, str):
+    class_ids = jnp.arange(num_classes, dtype=labels.dtype)
+  else:
+    class_ids = selection.astype(labels.dtype)
+    p = jnp.take(p, selection, axis=-1)
+  kept = tuple(a for a in range(probs.ndim - 1) if a not in axes)
+  class_axis = probs.ndim - 1
+
+  fg = labels[..., None] == jnp.broadcast_to(
+      class_ids, (1,) * labels.ndim + class_ids.shape)
+  if mask is None:
+    valid = jnp.ones(probs.shape[:-1] + (1,), bool)
+  else:
+    valid = mask[..., None]
+    p = jnp.where(valid, p, 0)    # masked pixels: no value, no gradient
+  errors = jnp.abs(fg.astype(dtype) - p)
+
+  fg_rows = _to_rows(fg, kept, axes, class_axis)
+  valid_rows = _to_rows(valid, kept, axes, class_axis)
+  losses = _lovasz_rows(_to_rows(errors, kept, axes, class_axis), fg_rows,
+                        valid_rows, impl)
+  if selection == "present":
+    weights = jnp.any(fg_rows & valid_rows, axis=-1).astype(dtype)
+  else:
+    weights = jnp.ones(losses.shape, dtype)
+  return _numerics.safe_div(jnp.sum(weights * losses, axis=-1),
+                            jnp.sum(weights, axis=-1), 0)
+
+
+def _lovasz_hinge(logits, labels, *, axis=None, where=None, impl="auto"):
+  fn = "lovasz_hinge"
+  impl = _impl(fn, impl)
+  logits = _checks.as_float(fn, "logits", logits)
+  labels = _checks.same_shape(fn, ("logits", "labels"), logits, labels)
+  if not (jnp.issubdtype(labels.dtype, jnp.integer)
+          or jnp.issubdtype(labels.dtype, jnp.floating)
+          or labels.dtype == jnp.bool_):
+    _checks._fail(fn, f"labels must be bool, integer or float 0/1, got dtype "
+                  f"{labels.dtype}", TypeError)
+  mask = _checks.mask_for(fn, where, logits.shape)
+  axes = _all_axes(fn, axis, logits.ndim)
+  if labels.dtype != jnp.bool_:
+    bad = (labels != 0) & (labels != 1)
+    if mask is not None:
+      bad = bad & mask
+    checkify.debug_check(
+        ~jnp.any(bad), f"{fn}: labels must be 0 or 1 where where is True")
+
+  dtype = _numerics.accum_dtype(logits.dtype)
+  x = logits.astype(dtype)
+  fg = labels.astype(bool)
+  valid = jnp.ones(logits.shape, bool) if mask is None else mask
+  if mask is not None:
+    x = jnp.where(mask, x, 0)     # masked pixels: no value, no gradient
+  errors = jax.nn.relu(jnp.where(fg, 1 - x, 1 + x))
+
+  kept = tuple(a for a in range(logits.ndim) if a not in axes)
+  return _lovasz_rows(_to_rows(errors, kept, axes), _to_rows(fg, kept, axes),
+                      _to_rows(valid, kept, axes), impl)
+
+
+# ---------------------------------------------------------------------------
+# Public losses.
+
+
+def lovasz_softmax(
+    probs: ArrayLike,
+    labels: ArrayLike,
+    *,
+    axis: Axis = None,
+    where: ArrayLike | None = None,
+    classes: Classes = "present",
+) -> jax.Array:
+  r"""Lovász-softmax loss: the Lovász extension of the multiclass IoU loss.
+
+  For each class :math:`c`, over the pooled valid pixels :math:`i`, the
+  errors :math:`e_i = |\mathbb{1}[y_i = c] - p_{ic}|` are sorted in decreasing
+  order, :math:`e_{\pi_1} \ge e_{\pi_2} \ge \dots`, and
+
+  .. math::
+    \ell_c = \sum_k e_{\pi_k} \big(J_c(k) - J_c(k - 1)\big),
+    \qquad J_c(k) = 1 - \frac{T_c - F_k}{T_c + B_k},
+
+  with :math:`T_c` the number of pixels of class :math:`c`, and :math:`F_k`,
+  :math:`B_k` the pixels of class :math:`c` and of other classes among the
+  first :math:`k` (:math:`J_c(k)` is the Jaccard loss of getting exactly
+  those :math:`k` pixels wrong; :math:`J_c(0) = 0`). The loss is the mean of
+  :math:`\ell_c` over the selected classes.
+
+  Args:
+    probs: Probabilities ``[..., C]`` (apply ``jax.nn.softmax`` to logits).
+    labels: Integer class ids of shape ``probs.shape[:-1]``.
+    axis: Axes to pool over; default every axis but the class axis (the
+      whole batch is one example, the reference's ``per_image=False``).
+      ``axis=(1, 2)`` on ``[B, H, W, C]`` gives the per-image losses ``[B]``,
+      equal to ``jax.vmap``; their mean is the reference's
+      ``per_image=True``.
+    where: Optional boolean mask of shape ``probs.shape[:-1]``; a masked pixel
+      counts for nothing. For an ignore label: ``where=labels != 255``.
+    classes: ``"present"`` (classes with a pixel among the valid pooled
+      pixels), ``"all"``, or an integer array of class ids to average over.
+
+  Returns:
+    The loss with the pooled axes and the class axis removed (a scalar by
+    default), float32 (float64 for float64 probabilities).
+
+  Convention:
+    Equal to Algorithm 1 of Berman et al. in value and gradient. A class
+    absent from its pooled group, when selected (``"all"`` or an index
+    array), has :math:`J_c = 1` from the first pixel on, so its loss is its
+    largest probability. No valid pixel, or no present class with
+    ``"present"``, gives 0 with a zero gradient. Masked pixels sort last with
+    zero weight (shapes never depend on the mask). Tied errors give the
+    reference's value (the Lovász extension does not depend on how ties are
+    ordered) and the gradient of one tie order, a valid subgradient. The
+    derivative of :math:`|t - p|` at :math:`p = t` is taken as 0. bf16/fp16
+    probabilities are sorted and summed in float32. The sort runs once per
+    call; the gradient reuses its order and saves one float per pixel and
+    class. ``where`` and ``labels`` out of range are checked only under
+    ``checkify``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> labels = jnp.array([0, 1])
+    >>> # A perfect prediction costs nothing.
+    >>> jaxloss.lovasz_softmax(jnp.eye(2), labels)
+    Array(0., dtype=float32)
+    >>> # Every error is 1/4: each class loses 1/4 times the Jaccard loss of
+    >>> # getting both pixels wrong, which is 1.
+    >>> probs = jnp.array([[0.75, 0.25], [0.25, 0.75]])
+    >>> jaxloss.lovasz_softmax(probs, labels)
+    Array(0.25, dtype=float32)
+
+  References:
+    Berman, Rannen Triki, Blaschko, "The Lovász-Softmax loss: A tractable
+    surrogate for the optimization of the intersection-over-union measure in
+    neural networks", CVPR 2018. https://arxiv.org/abs/1705.08790
+  """
+  return _lovasz_softmax(probs, labels, axis=axis, where=where,
+                         classes=classes)
+
+
+def lovasz_hinge(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    axis: Axis = None,
+    where: ArrayLike | None = None,
+) -> jax.Array:
+  r"""Lovász hinge loss: the Lovász extension of the binary IoU loss.
+
+  Over the pooled valid pixels, with signs :math:`s_i = 2 y_i - 1`, the hinge
+  errors :math:`e_i = 1 - s_i x_i` are sorted in decreasing order and
+
+  .. math::
+    \ell = \sum_k \max(e_{\pi_k}, 0) \big(J(k) - J(k - 1)\big),
+    \qquad J(k) = 1 - \frac{T - F_k}{T + B_k},
+
+  with :math:`T` the number of foreground pixels and :math:`F_k, B_k` the
+  foreground and background pixels among the first :math:`k`.
+
+  Args:
+    logits: Float logits of any shape (one per pixel, no class axis).
+    labels: Binary labels of the same shape (bool, integer or float, 0 or 1).
+    axis: Axes to pool over; default every axis (the whole batch is one
+      example). ``axis=(1, 2)`` on ``[B, H, W]`` gives the per-image losses
+      ``[B]``, equal to ``jax.vmap``.
+    where: Optional boolean mask of the shape of ``logits``; a masked pixel
+      counts for nothing.
+
+  Returns:
+    The loss with the pooled axes removed (a scalar by default), float32
+    (float64 for float64 logits).
+
+  Convention:
+    Equal to the binary Lovász hinge of Berman et al. in value and gradient.
+    An image without foreground has :math:`J = 1` from the first pixel on,
+    so its loss is the largest hinge error (as in the reference; it is not
+    0). No valid pixel gives 0 with a zero gradient. Masked pixels sort last
+    with zero weight. Ties: the reference's value and a valid subgradient.
+    bf16/fp16 logits are computed in float32. The gradient reuses the
+    forward sort (one saved float per pixel). Labels other than 0 or 1 are
+    reported under ``checkify``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> labels = jnp.array([1, 0])
+    >>> # Margins of 2 on both pixels: every hinge error is <= 0.
+    >>> jaxloss.lovasz_hinge(jnp.array([2.0, -2.0]), labels)
+    Array(0., dtype=float32)
+    >>> # Both errors are 1/2 and the Jaccard loss of missing both is 1.
+    >>> jaxloss.lovasz_hinge(jnp.array([0.5, -0.5]), labels)
+    Array(0.5, dtype=float32)
+
+  References:
+    Berman, Rannen Triki, Blaschko, "The Lovász-Softmax loss: A tractable
+    surrogate for the optimization of the intersection-over-union measure in
+    neural networks", CVPR 2018. https://arxiv.org/abs/1705.08790
+  """
+  return _lovasz_hinge(logits, labels, axis=axis, where=where)

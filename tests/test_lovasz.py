@@ -1,0 +1,409 @@
+"""Lovász-softmax and Lovász hinge: reference, identities, edge cases, checks.
+
+Every value and gradient test runs both cores: the NumPy one (the default on
+CPU, through ``jax.pure_callback``) and the pure-XLA one (the default on GPU
+and TPU), through the private ``impl`` switch.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import checkify
+import numpy as np
+import pytest
+
+import jaxloss
+from jaxloss import _lovasz
+from tests import reference_lovasz as ref
+
+IMPLS = ("numpy", "xla")
+
+
+@functools.lru_cache(maxsize=None)
+def _softmax_fn(impl, axis=None, classes="present", masked=False):
+  """Jitted value and gradient; one compilation per option combination."""
+  if not isinstance(classes, str):
+    classes_arr = jnp.asarray(classes)
+  def loss(probs, labels, where):
+    return _lovasz._lovasz_softmax(
+        probs, labels, axis=axis, where=where if masked else None,
+        classes=classes if isinstance(classes, str) else classes_arr,
+        impl=impl)
+  def total(probs, labels, where):
+    return jnp.sum(loss(probs, labels, where))
+  return jax.jit(loss), jax.jit(jax.grad(total))
+
+
+@functools.lru_cache(maxsize=None)
+def _hinge_fn(impl, axis=None, masked=False):
+  def loss(logits, labels, where):
+    return _lovasz._lovasz_hinge(logits, labels, axis=axis,
+                                 where=where if masked else None, impl=impl)
+  def total(logits, labels, where):
+    return jnp.sum(loss(logits, labels, where))
+  return jax.jit(loss), jax.jit(jax.grad(total))
+
+
+def _softmax_inputs(seed, shape=(2, 5, 6, 4), scale=3.0):
+  rng = np.random.default_rng(seed)
+  logits = scale * rng.standard_normal(shape)
+  probs = np.exp(logits - logits.max(-1, keepdims=True))
+  probs = (probs / probs.sum(-1, keepdims=True)).astype(np.float32)
+  labels = rng.integers(0, shape[-1], shape[:-1]).astype(np.int32)
+  where = rng.random(shape[:-1]) < 0.7
+  return probs, labels, where
+
+
+def _hinge_inputs(seed, shape=(3, 5, 7)):
+  rng = np.random.default_rng(seed)
+  logits = (2 * rng.standard_normal(shape)).astype(np.float32)
+  labels = (rng.random(shape) < 0.4).astype(np.int32)
+  where = rng.random(shape) < 0.7
+  return logits, labels, where
+
+
+def _close(actual, expected):
+  np.testing.assert_allclose(np.asarray(actual, np.float64), expected,
+                             rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# 1. Hand-computed cases.
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_softmax_three_pixels_by_hand(impl):
+  # Class 0: errors (0.1, 0.6, 0.3), fg (1, 1, 0), T = 2. Sorted: 0.6 (fg,
+  # g = 1/2), 0.3 (bg, g = 1/(2*3)), 0.1 (fg, g = 1/3): loss 23/60.
+  # Class 1: errors (0.1, 0.6, 0.3), fg (0, 0, 1), T = 1. Sorted: 0.6 (bg,
+  # g = 1/2), 0.3 (fg, g = 1/2), 0.1 (bg, g = 0): loss 27/60. Mean 25/60.
+  probs = jnp.array([[0.9, 0.1], [0.4, 0.6], [0.3, 0.7]])
+  labels = jnp.array([0, 0, 1])
+  loss, grad = _softmax_fn(impl)
+  _close(loss(probs, labels, None), 25 / 60)
+  # d/dp = g * sign(p - fg) / 2 (two classes in the mean).
+  _close(grad(probs, labels, None),
+         np.array([[-1 / 3, 0.0], [-1 / 2, 1 / 2], [1 / 6, -1 / 2]]) / 2)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_hinge_by_hand(impl):
+  # Errors 1 - s x: (0.5, 1.5, -1.0); T = 1. Sorted: 1.5 (bg, g = 1/2),
+  # 0.5 (fg, g = 1/2), then a negative error (relu 0): loss 1.
+  logits = jnp.array([0.5, 0.5, -2.0])
+  labels = jnp.array([1, 0, 0])
+  loss, grad = _hinge_fn(impl)
+  _close(loss(logits, labels, None), 1.0)
+  _close(grad(logits, labels, None), [-0.5, 0.5, 0.0])
+
+
+# ---------------------------------------------------------------------------
+# 2. The float64 reference, values and gradients.
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize("classes", ["present", "all", (3, 0, 3)])
+def test_softmax_matches_reference(impl, masked, per_image, classes):
+  probs, labels, where = _softmax_inputs(1)
+  labels[0][labels[0] == 2] = 1     # class 2 absent from the first image
+  axis = (1, 2) if per_image else None
+  loss, grad = _softmax_fn(impl, axis, classes, masked)
+  want, want_grad = ref.lovasz_softmax(
+      probs, labels, where if masked else None,
+      classes if isinstance(classes, str) else list(classes), per_image)
+  _close(loss(probs, labels, where), want)
+  _close(grad(probs, labels, where), want_grad)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("per_image", [False, True])
+def test_hinge_matches_reference(impl, masked, per_image):
+  logits, labels, where = _hinge_inputs(2)
+  labels[1] = 0                      # an image without foreground
+  axis = (1, 2) if per_image else None
+  loss, grad = _hinge_fn(impl, axis, masked)
+  want, want_grad = ref.lovasz_hinge(logits, labels,
+                                     where if masked else None, per_image)
+  _close(loss(logits, labels, where), want)
+  _close(grad(logits, labels, where), want_grad)
+
+
+def test_larger_pooled_group_matches_reference():
+  # A few thousand pixels: the closed-form weights keep their precision.
+  probs, labels, _ = _softmax_inputs(3, shape=(4, 32, 32, 5), scale=1.0)
+  want, want_grad = ref.lovasz_softmax(probs, labels)
+  for impl in IMPLS:
+    loss, grad = _softmax_fn(impl, None, "present", False)
+    _close(loss(probs, labels, None), want)
+    np.testing.assert_allclose(grad(probs, labels, None), want_grad,
+                               rtol=1e-4, atol=1e-8)
+
+
+# ---------------------------------------------------------------------------
+# 3. The custom_vjp against autodiff through a plain sort.
+
+
+def _plain_lovasz_rows(errors, fg):
+  """Sort-based Lovász, differentiated by JAX through argsort."""
+  order = jnp.argsort(-errors, axis=-1)
+  e = jnp.take_along_axis(errors, order, axis=-1)
+  gt = jnp.take_along_axis(fg, order, axis=-1).astype(errors.dtype)
+  total = jnp.sum(gt, axis=-1, keepdims=True)
+  inter = total - jnp.cumsum(gt, axis=-1)
+  union = total + jnp.cumsum(1 - gt, axis=-1)
+  jac = 1 - inter / union
+  g = jnp.concatenate([jac[..., :1], jac[..., 1:] - jac[..., :-1]], axis=-1)
+  return jnp.sum(e * g, axis=-1)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_custom_vjp_equals_autodiff_through_sort(impl):
+  rng = np.random.default_rng(4)
+  errors = jnp.asarray(rng.random((3, 4, 50)), jnp.float32)   # tie-free
+  fg = jnp.asarray(rng.random((3, 4, 50)) < 0.3)
+  valid = jnp.ones((3, 4, 50), bool)
+  cot = jnp.asarray(rng.standard_normal((3, 4)), jnp.float32)
+  ours = lambda e: jnp.sum(cot * _lovasz._lovasz_rows(e, fg, valid, impl))
+  plain = lambda e: jnp.sum(cot * _plain_lovasz_rows(e, fg))
+  np.testing.assert_allclose(ours(errors), plain(errors), rtol=1e-5)
+  np.testing.assert_allclose(jax.grad(ours)(errors), jax.grad(plain)(errors),
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_gradient_sorts_once_and_keeps_one_array():
+  probs, labels, _ = _softmax_inputs(5)
+  f = lambda p: _lovasz._lovasz_softmax(p, labels, impl="xla")
+  text = str(jax.make_jaxpr(jax.grad(f))(probs))
+  assert text.count(" sort[") == 1, text
+  # The residual of the custom_vjp: one float per pixel and class.
+  _, f_vjp = jax.vjp(f, probs)
+  leaves = jax.tree_util.tree_leaves(f_vjp)
+  sizes = sorted(x.size for x in leaves if hasattr(x, "size"))
+  assert sum(s for s in sizes if s >= probs.size) <= 3 * probs.size, sizes
+
+
+# ---------------------------------------------------------------------------
+# 4. Identities.
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_per_image_equals_vmap(impl):
+  probs, labels, where = _softmax_inputs(6)
+  f = lambda p, y, w: _lovasz._lovasz_softmax(p, y, where=w, impl=impl)
+  per_image = _lovasz._lovasz_softmax(probs, labels, axis=(1, 2), where=where,
+                                      impl=impl)
+  _close(per_image, jax.vmap(f)(probs, labels, where))
+  logits, hlabels, hwhere = _hinge_inputs(7)
+  h = lambda x, y, w: _lovasz._lovasz_hinge(x, y, where=w, impl=impl)
+  _close(_lovasz._lovasz_hinge(logits, hlabels, axis=(1, 2), where=hwhere,
+                               impl=impl),
+         jax.vmap(h)(logits, hlabels, hwhere))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_masked_equals_sliced(impl):
+  probs, labels, _ = _softmax_inputs(8, shape=(1, 4, 6, 3))
+  where = np.zeros(labels.shape, bool)
+  where[:, :, :4] = True
+  # Garbage (NaN) at masked pixels changes nothing, gradient there is 0.
+  dirty = probs.copy()
+  dirty[~where] = np.nan
+  f = lambda p: _lovasz._lovasz_softmax(p, labels, where=where, impl=impl)
+  g = lambda p: _lovasz._lovasz_softmax(p, labels[:, :, :4], impl=impl)
+  _close(f(dirty), g(probs[:, :, :4]))
+  grad = jax.grad(f)(dirty)
+  _close(grad[:, :, :4], jax.grad(g)(probs[:, :, :4]))
+  assert np.all(np.asarray(grad)[:, :, 4:] == 0)
+
+
+def test_the_two_cores_agree_on_ties():
+  # Uniform probabilities: every error of a class is tied. Ties are broken
+  # by pixel index in both cores, so the subgradients are identical.
+  probs = jnp.full((2, 3, 4, 3), 1 / 3)
+  labels = jnp.asarray(np.random.default_rng(9).integers(0, 3, (2, 3, 4)))
+  grads = [jax.grad(lambda p: _lovasz._lovasz_softmax(p, labels, impl=i))(
+      probs) for i in IMPLS]
+  np.testing.assert_array_equal(grads[0], grads[1])
+
+
+# ---------------------------------------------------------------------------
+# 5. Edge cases.
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_ties_give_reference_value_and_a_subgradient(impl):
+  labels = np.random.default_rng(10).integers(0, 3, (2, 3, 4))
+  probs = np.full((2, 3, 4, 3), 1 / 3, np.float32)
+  f = lambda p: _lovasz._lovasz_softmax(p, labels, impl=impl)
+  _close(f(probs), ref.lovasz_softmax(probs, labels)[0])
+  grad = np.asarray(jax.grad(f)(probs), np.float64)
+  assert np.all(np.isfinite(grad))
+  # The loss is convex in probs (errors are affine in p on [0, 1]), so a
+  # subgradient satisfies L(p + d) >= L(p) + <grad, d>.
+  rng = np.random.default_rng(11)
+  base = ref.lovasz_softmax(probs, labels)[0]
+  for _ in range(20):
+    d = 0.05 * rng.standard_normal(probs.shape)
+    moved = ref.lovasz_softmax(probs + d, labels)[0]
+    assert moved >= base + np.sum(grad * d) - 1e-6
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_no_valid_pixel_gives_zero_and_zero_gradient(impl):
+  probs, labels, _ = _softmax_inputs(12)
+  where = np.zeros(labels.shape, bool)
+  loss, grad = _softmax_fn(impl, None, "present", True)
+  assert float(loss(probs, labels, where)) == 0.0
+  assert np.all(np.asarray(grad(probs, labels, where)) == 0)
+  per_image = _softmax_fn(impl, (1, 2), "all", True)
+  where[1, 0, 0] = True
+  np.testing.assert_array_equal(
+      per_image[0](probs, labels, where)[0], 0.0)
+  logits, hlabels, _ = _hinge_inputs(13)
+  hloss, hgrad = _hinge_fn(impl, None, True)
+  none = np.zeros(hlabels.shape, bool)
+  assert float(hloss(logits, hlabels, none)) == 0.0
+  assert np.all(np.asarray(hgrad(logits, hlabels, none)) == 0)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_absent_selected_class_is_its_largest_probability(impl):
+  probs, labels, _ = _softmax_inputs(14, shape=(1, 3, 3, 3))
+  labels[:] = 0
+  loss = _lovasz._lovasz_softmax(probs, labels, classes=jnp.array([1]),
+                                 impl=impl)
+  _close(loss, probs[..., 1].max())
+
+
+def test_one_class_and_one_pixel():
+  for impl in IMPLS:
+    # One class: every pixel is foreground, errors 1 - p.
+    probs = jnp.array([[0.2], [0.7]])
+    want = ref.lovasz_softmax(probs[None], jnp.zeros((1, 2), int))[0]
+    _close(_lovasz._lovasz_softmax(probs, jnp.zeros(2, int), impl=impl), want)
+    # One pixel: the loss is its error.
+    _close(_lovasz._lovasz_hinge(jnp.array([0.25]), jnp.array([1]),
+                                 impl=impl), 0.75)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_extreme_logits_are_finite_and_nan_propagates(impl):
+  logits = jnp.array([1e4, -1e4, 1e4, -1e4])
+  labels = jnp.array([1, 0, 0, 1])
+  f = lambda x: _lovasz._lovasz_hinge(x, labels, impl=impl)
+  assert np.isfinite(f(logits)) and np.all(np.isfinite(jax.grad(f)(logits)))
+  _close(f(logits), ref.lovasz_hinge(logits, labels)[0])
+  assert np.isnan(f(logits.at[0].set(jnp.nan)))
+  probs = jax.nn.softmax(jnp.array([[1e4, -1e4], [-1e4, 1e4]]), axis=-1)
+  g = lambda p: _lovasz._lovasz_softmax(p, jnp.array([1, 1]), impl=impl)
+  assert np.all(np.isfinite(jax.grad(g)(probs)))
+  assert np.isnan(g(probs.at[0, 0].set(jnp.nan)))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_bf16_accumulates_in_float32(impl):
+  probs, labels, _ = _softmax_inputs(15)
+  low = jnp.asarray(probs, jnp.bfloat16)
+  out = _lovasz._lovasz_softmax(low, labels, impl=impl)
+  assert out.dtype == jnp.float32
+  # Equal to the float32 loss of the rounded probabilities.
+  _close(out, ref.lovasz_softmax(np.asarray(low, np.float32), labels)[0])
+  logits, hlabels, _ = _hinge_inputs(16)
+  out = _lovasz._lovasz_hinge(jnp.asarray(logits, jnp.float16), hlabels,
+                              impl=impl)
+  assert out.dtype == jnp.float32
+  np.testing.assert_allclose(out, ref.lovasz_hinge(logits, hlabels)[0],
+                             rtol=1e-2)
+
+
+def test_float64_inputs_when_x64_is_enabled():
+  with jax.enable_x64(True):
+    probs, labels, where = _softmax_inputs(17)
+    probs = probs.astype(np.float64)
+    for impl in IMPLS:
+      f = lambda p: _lovasz._lovasz_softmax(p, labels, where=where, impl=impl)
+      out = f(probs)
+      assert out.dtype == jnp.float64
+      want, want_grad = ref.lovasz_softmax(probs, labels, where)
+      np.testing.assert_allclose(out, want, rtol=1e-12)
+      np.testing.assert_allclose(jax.grad(f)(probs), want_grad, rtol=1e-10,
+                                 atol=1e-14)
+
+
+def test_bool_and_float_hinge_labels():
+  logits, labels, _ = _hinge_inputs(18)
+  want = jaxloss.lovasz_hinge(logits, labels)
+  _close(jaxloss.lovasz_hinge(logits, labels.astype(bool)), want)
+  _close(jaxloss.lovasz_hinge(logits, labels.astype(np.float32)), want)
+
+
+def test_public_default_is_the_cpu_core_and_matches():
+  probs, labels, where = _softmax_inputs(19)
+  _close(jaxloss.lovasz_softmax(probs, labels, where=where),
+         ref.lovasz_softmax(probs, labels, where)[0])
+  text = str(jax.make_jaxpr(
+      lambda p: jaxloss.lovasz_softmax(p, labels))(probs))
+  assert "platform_index" in text or "cond" in text
+
+
+# ---------------------------------------------------------------------------
+# 6. Bad input.
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3, 4)), jnp.zeros((2, 4), int)),
+     ValueError, r"lovasz_softmax: labels.shape \(2, 4\) must equal "
+     r"probs.shape\[:-1\]"),
+    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3)), jnp.zeros(2)),
+     TypeError, "lovasz_softmax: labels must be integer class ids"),
+    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3)), jnp.zeros((2, 3), int)),
+     ValueError, r"labels.shape \(2, 3\) must equal probs.shape\[:-1\]"),
+    (lambda: jaxloss.lovasz_softmax(jnp.ones(()), jnp.zeros((), int)),
+     ValueError, "lovasz_softmax: probs must have rank >= 1"),
+    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3)), jnp.zeros(2, int),
+                                    where=jnp.ones(3, bool)),
+     ValueError, r"lovasz_softmax: where.shape \(3,\) must equal \(2,\)"),
+    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3)), jnp.zeros(2, int),
+                                    axis=1),
+     ValueError, "lovasz_softmax: axis 1 includes the class axis"),
+    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3)), jnp.zeros(2, int),
+                                    classes="some"),
+     ValueError, "lovasz_softmax: classes must be"),
+    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3), int), jnp.zeros(2, int)),
+     TypeError, "lovasz_softmax: probs must have a floating dtype"),
+    (lambda: jaxloss.lovasz_hinge(jnp.ones((2, 3)), jnp.zeros((2, 4))),
+     ValueError, r"lovasz_hinge: labels.shape \(2, 4\) must equal "
+     r"logits.shape \(2, 3\)"),
+    (lambda: jaxloss.lovasz_hinge(jnp.ones((2, 3)), jnp.zeros((2, 3)),
+                                  where=jnp.ones(3, bool)),
+     ValueError, r"lovasz_hinge: where.shape \(3,\) must equal \(2, 3\)"),
+    (lambda: jaxloss.lovasz_hinge(jnp.ones((2, 3)), jnp.zeros((2, 3)),
+                                  axis=2),
+     ValueError, "lovasz_hinge: axis 2 is out of range"),
+    (lambda: jaxloss.lovasz_hinge(jnp.ones((2, 3)), jnp.zeros((2, 3)),
+                                  axis=(1, -1)),
+     ValueError, "lovasz_hinge: axis .* repeats axis 1"),
+])
+def test_bad_input_names_function_and_argument(call, error, match):
+  with pytest.raises(error, match=match):
+    call()
+
+
+def test_labels_out_of_range_reported_under_checkify():
+  probs = jnp.full((3, 2), 0.5)
+  checked = checkify.checkify(
+      lambda y, w: jaxloss.lovasz_softmax(probs, y, where=w))
+  err, _ = checked(jnp.array([0, 2, 1]), jnp.ones(3, bool))
+  with pytest.raises(checkify.JaxRuntimeError, match="lovasz_softmax: labels"):
+    err.throw()
+  err, _ = checked(jnp.array([0, -1, 1]), jnp.array([True, False, True]))
+  err.throw()    # the bad label is masked: nothing to report
+  hinge = checkify.checkify(
+      lambda y: jaxloss.lovasz_hinge(jnp.zeros(3), y))
+  err, _ = hinge(jnp.array([0, 2, 1]))
+  with pytest.raises(checkify.JaxRuntimeError, match="lovasz_hinge: labels"):
+    err.throw()
