@@ -418,3 +418,38 @@ def test_box_convert_keeps_dtype_and_feeds_the_losses():
   np.testing.assert_allclose(xyxy.astype(jnp.float32), [A, SHIFTED])
   np.testing.assert_allclose(jaxloss.box_iou_loss(xyxy[0], xyxy[1]), 6 / 7,
                              rtol=1e-6)
+
+
+# 8. The simulation example runs (tiny) ----------------------------------------
+
+def _load_simulation():
+  import importlib.util
+  import pathlib
+  path = (pathlib.Path(__file__).parent.parent / "examples"
+          / "box_regression_simulation.py")
+  spec = importlib.util.spec_from_file_location("box_regression_simulation",
+                                                path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_simulation_example_smoke(tmp_path, capsys):
+  sim = _load_simulation()
+  anchors, targets, results = sim.run(2, 12, losses=("IoU", "DIoU"))
+  assert anchors.shape == targets.shape == (2 * 7 * 7 * 7, 4)
+  disjoint = ~sim.overlaps(anchors, targets)
+  assert disjoint.any() and (~disjoint).any()
+  for name, (boxes, errors) in results.items():
+    assert boxes.shape == anchors.shape and errors.shape == (12, 4)
+    assert np.isfinite(boxes).all()
+  start = np.abs(anchors - targets).sum()
+  # The IoU loss has no gradient for disjoint boxes: they never move.
+  np.testing.assert_array_equal(results["IoU"][0][disjoint], anchors[disjoint])
+  diou = results["DIoU"][1].sum(-1)
+  assert diou[-1] < diou[0] < start
+  assert diou[-1] < results["IoU"][1][-1].sum()
+  sim.main(["--points", "1", "--iterations", "4", "--losses", "CIoU",
+            "--out", str(tmp_path)])
+  assert (tmp_path / "box_regression_simulation.png").stat().st_size > 0
+  assert "CIoU" in capsys.readouterr().out
