@@ -30,6 +30,7 @@ paper's size).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import time
 
@@ -84,6 +85,7 @@ def learning_rates(iterations: int) -> np.ndarray:
   return lr
 
 
+@functools.cache
 def make_simulation(loss_fn):
   """A jit-compiled function ``(anchors, targets, lrs) -> (boxes, errors)``.
 
