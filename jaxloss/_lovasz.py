@@ -29,7 +29,9 @@ share the formula above and agree to rounding.
 from __future__ import annotations
 
 from collections.abc import Sequence
+import concurrent.futures
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -49,32 +51,35 @@ Classes = str | ArrayLike
 # The sorted core, shared by both losses.
 
 
-def _jaccard_weights(xp, fg, valid, dtype):
+def _jaccard_weights(xp, fg, fg_count, valid_count, dtype):
   """Lovász gradient of the Jaccard loss at each sorted position.
 
+  The same closed form runs in NumPy and in XLA (``xp``).
+
   Args:
-    xp: ``numpy`` or ``jax.numpy``: the same formula runs in both.
-    fg: Boolean ``[..., n]``, foreground flag in decreasing-error order.
-    valid: Boolean ``[..., n]``, valid flag in the same order.
+    xp: ``numpy`` or ``jax.numpy``.
+    fg: Boolean ``[..., n]``, foreground flags in decreasing-error order.
+    fg_count: int32 ``[..., n]``, foreground pixels among the first ``k + 1``.
+    valid_count: int32 (broadcastable), valid pixels among the first
+      ``k + 1``.
     dtype: Float dtype of the result.
 
   Returns:
-    ``g[..., k] = J(k + 1) - J(k)``, with :math:`J(k)` the Jaccard loss of
-    predicting the first :math:`k` pixels wrong, in closed form; 0 at invalid
-    positions. A row without foreground has :math:`J = 1` after its first
-    valid pixel, so its first valid position takes weight 1.
+    ``g[..., k] = J(k + 1) - J(k)`` at valid positions, with
+    :math:`J(k) = 1 - (T - F_k) / (T + B_k)`: :math:`1 / (T + B_k)` at a
+    foreground pixel, :math:`(T - F_k) / ((T + B_k - 1)(T + B_k))` at a
+    background pixel. A row without foreground has :math:`J = 1` from its
+    first valid pixel on: weight 1 there, 0 elsewhere. Positions of invalid
+    pixels are not zeroed here.
   """
-  fg = fg & valid
-  bg = valid & ~fg
-  fg_count = xp.cumsum(fg, axis=-1, dtype=xp.int32)
-  bg_count = xp.cumsum(bg, axis=-1, dtype=xp.int32)
-  total = fg_count[..., -1:].astype(dtype)          # T, foreground total
-  inter = total - fg_count.astype(dtype)            # T - F_k
-  union = total + bg_count.astype(dtype)            # T + B_k
+  total = fg_count[..., -1:]
+  bg_count = valid_count - fg_count
+  union = (total + bg_count).astype(dtype)
+  inter = (total - fg_count).astype(dtype)
   at_fg = 1 / xp.maximum(union, 1)
   at_bg = inter / (xp.maximum(union - 1, 1) * xp.maximum(union, 1))
   at_bg = xp.where(total > 0, at_bg, (bg_count == 1).astype(dtype))
-  return xp.where(fg, at_fg, xp.where(bg, at_bg, 0)).astype(dtype)
+  return xp.where(fg, at_fg, at_bg)
 
 
 def _unsigned(dtype):
@@ -91,37 +96,40 @@ def _keys(errors, fg, valid):
   """
   utype = _unsigned(errors.dtype)
   key = (lax.bitcast_convert_type(errors, utype) << 1) | fg.astype(utype)
-  return ~jnp.where(valid, key, 0)
-
-
-def _decode(sorted_keys, dtype, xp):
-  """Sorted errors and foreground flags from ascending complemented keys."""
-  key = ~sorted_keys
-  fg = (key & 1) == 1
-  if xp is np:
-    errors = (key >> 1).view(dtype)
-  else:
-    errors = lax.bitcast_convert_type(key >> 1, dtype)
-  return errors, fg
+  if valid is not None:
+    key = jnp.where(valid, key, 0)
+  return ~key
 
 
 def _xla_core(nkeys, valid, dtype, with_weights):
   """Pure XLA core: loss per row, and with ``with_weights`` dloss/derror."""
-  valid = jnp.broadcast_to(valid, nkeys.shape)
   axis = nkeys.ndim - 1
   iota = lax.broadcasted_iota(jnp.int32, nkeys.shape, axis)
+  valid_sorted = None
   if with_weights:
     sorted_keys, perm = lax.sort((nkeys, iota), dimension=axis, num_keys=1,
                                  is_stable=True)
-    valid_sorted = jnp.take_along_axis(valid, perm, axis=axis)
+    if valid is not None:
+      valid_sorted = jnp.take_along_axis(jnp.broadcast_to(valid, nkeys.shape),
+                                         perm, axis=axis)
   else:
     sorted_keys = lax.sort(nkeys, dimension=axis)
-    # Invalid pixels sort last; valid ones with key 0 (zero error,
-    # background) may interleave with them, but those add 0 to the loss.
-    num_valid = jnp.sum(valid, axis=axis, keepdims=True, dtype=jnp.int32)
-    valid_sorted = iota < num_valid
-  errors, fg = _decode(sorted_keys, dtype, jnp)
-  g = _jaccard_weights(jnp, fg, valid_sorted, dtype)
+    if valid is not None:
+      # Invalid pixels sort last; valid ones with key 0 (zero error,
+      # background) may interleave with them, but those add 0 to the loss.
+      num_valid = jnp.sum(valid, axis=axis, keepdims=True, dtype=jnp.int32)
+      valid_sorted = iota < num_valid
+  key = ~sorted_keys
+  fg = (key & 1) == 1
+  errors = lax.bitcast_convert_type(key >> 1, dtype)
+  fg_count = jnp.cumsum(fg, axis=axis, dtype=jnp.int32)
+  if valid_sorted is None:
+    valid_count = iota + 1
+  else:
+    valid_count = jnp.cumsum(valid_sorted, axis=axis, dtype=jnp.int32)
+  g = _jaccard_weights(jnp, fg, fg_count, valid_count, dtype)
+  if valid_sorted is not None:
+    g = jnp.where(valid_sorted, g, 0)
   loss = jnp.sum(errors * g, axis=axis)
   if not with_weights:
     return loss
@@ -133,39 +141,87 @@ def _xla_core(nkeys, valid, dtype, with_weights):
   return loss, weights.reshape(nkeys.shape)
 
 
-def _numpy_core(nkeys, valid, *, dtype, with_weights):
-  """NumPy core (CPU): the same computation as :func:`_xla_core`."""
+def _numpy_rows(keys, valid, dtype, loss_out, weights_out):
+  """NumPy core on rows ``keys [r, n]``; writes the outputs in place.
+
+  With ``weights_out``, one sort of 64-bit keys carries the pixel index (and
+  an invalid flag, so that valid pixels come first among equal keys) in the
+  low half; ties are broken by index, as in the stable XLA sort.
+  """
+  n = keys.shape[-1]
+  if weights_out is not None:
+    if keys.dtype == np.uint32:
+      packed = keys.astype(np.uint64)
+      packed <<= np.uint64(32)
+      packed |= np.arange(n, dtype=np.uint64)
+      if valid is not None:
+        packed |= (~valid).astype(np.uint64) << np.uint64(31)
+      packed.sort(axis=-1)
+      perm = (packed & np.uint64(0x7FFFFFFF)).astype(np.intp)
+      packed >>= np.uint64(32)
+      sorted_keys = packed.astype(np.uint32)
+      del packed
+    else:
+      perm = np.lexsort((keys,) if valid is None else (~valid, keys), axis=-1)
+      sorted_keys = np.take_along_axis(keys, perm, axis=-1)
+  else:
+    sorted_keys = np.sort(keys, axis=-1)
+  key = np.invert(sorted_keys, out=sorted_keys)
+  fg = (key & 1).astype(bool)
+  key >>= 1
+  errors = key.view(dtype)
+  fg_count = np.cumsum(fg, axis=-1, dtype=np.int32)
+  valid_count = np.arange(1, n + 1, dtype=np.int32)
+  if valid is not None:
+    num_valid = valid.sum(axis=-1, keepdims=True, dtype=np.int32)
+    valid_count = np.minimum(valid_count, num_valid)
+  g = _jaccard_weights(np, fg, fg_count, valid_count, dtype)
+  if valid is not None:
+    g[np.arange(n) >= num_valid] = 0     # invalid pixels sort last
+  loss_out[...] = np.add.reduce(errors * g, axis=-1, dtype=np.float64)
+  if weights_out is not None:
+    np.put_along_axis(weights_out, perm, g, axis=-1)
+
+
+_POOL = None
+
+
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+  global _POOL
+  if _POOL is None:
+    _POOL = concurrent.futures.ThreadPoolExecutor(
+        max_workers=os.cpu_count() or 1, thread_name_prefix="jaxloss")
+  return _POOL
+
+
+def _numpy_core(nkeys, *valid, dtype, with_weights):
+  """NumPy core (CPU): the computation of :func:`_xla_core`, row-parallel."""
   nkeys = np.asarray(nkeys)
   shape = nkeys.shape
   n = shape[-1]
   keys = nkeys.reshape(-1, n)
-  valid = np.broadcast_to(np.asarray(valid), shape).reshape(-1, n)
-  dtype = np.dtype(dtype)
-  if with_weights:
-    if keys.dtype == np.uint32:
-      # One sort of 64-bit keys carries the pixel index in the low half:
-      # ties are broken by index, as the stable XLA sort does.
-      packed = keys.astype(np.uint64) << np.uint64(32)
-      packed |= np.arange(n, dtype=np.uint64)
-      packed.sort(axis=-1)
-      perm = (packed & np.uint64(0xFFFFFFFF)).astype(np.intp)
-      sorted_keys = (packed >> np.uint64(32)).astype(np.uint32)
-      del packed
-    else:
-      perm = np.argsort(keys, axis=-1, kind="stable")
-      sorted_keys = np.take_along_axis(keys, perm, axis=-1)
-    valid_sorted = np.take_along_axis(valid, perm, axis=-1)
+  rows = keys.shape[0]
+  if valid:
+    valid = np.broadcast_to(np.asarray(valid[0]), shape).reshape(-1, n)
   else:
-    sorted_keys = np.sort(keys, axis=-1)
-    num_valid = valid.sum(axis=-1, keepdims=True)
-    valid_sorted = np.arange(n) < num_valid
-  errors, fg = _decode(sorted_keys, dtype, np)
-  g = _jaccard_weights(np, fg, valid_sorted, dtype)
-  loss = np.einsum("rn,rn->r", errors, g).astype(dtype).reshape(shape[:-1])
+    valid = None
+  dtype = np.dtype(dtype)
+  loss = np.empty((rows,), dtype)
+  weights = np.empty((rows, n), dtype) if with_weights else None
+  workers = min(rows, os.cpu_count() or 1, max(1, keys.size >> 16))
+  bounds = np.linspace(0, rows, workers + 1).astype(int)
+  jobs = [(slice(a, b),) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+  def run(part):
+    _numpy_rows(keys[part], None if valid is None else valid[part], dtype,
+                loss[part], None if weights is None else weights[part])
+  if len(jobs) == 1:
+    run(*jobs[0])
+  else:
+    for future in [_pool().submit(run, *job) for job in jobs]:
+      future.result()
+  loss = loss.reshape(shape[:-1])
   if not with_weights:
     return loss
-  weights = np.empty_like(g)
-  np.put_along_axis(weights, perm, g, axis=-1)
   return loss, weights.reshape(shape)
 
 
@@ -177,8 +233,8 @@ def _callback_core(nkeys, valid, dtype, with_weights):
   else:
     result = loss_shape
   kernel = functools.partial(_numpy_core, dtype=dtype, with_weights=with_weights)
-  return jax.pure_callback(kernel, result, nkeys, valid,
-                           vmap_method="broadcast_all")
+  args = (nkeys,) if valid is None else (nkeys, valid)
+  return jax.pure_callback(kernel, result, *args, vmap_method="broadcast_all")
 
 
 def _core(errors, fg, valid, impl, with_weights):
@@ -201,8 +257,8 @@ def _lovasz_rows(errors, fg, valid, impl):
   Args:
     errors: Non-negative float errors ``[..., n]`` (float32 or float64).
     fg: Boolean foreground flags, shape of ``errors``.
-    valid: Boolean flags broadcastable to ``errors`` (same rank); invalid
-      pixels carry no weight.
+    valid: Boolean flags broadcastable to ``errors`` (same rank), or None
+      (all valid); invalid pixels carry no weight.
     impl: ``"auto"`` (NumPy on CPU, XLA elsewhere), ``"xla"`` or
       ``"numpy"``.
 
@@ -292,19 +348,18 @@ def _lovasz_softmax(probs, labels, *, axis=None, where=None,
 
   fg = labels[..., None] == jnp.broadcast_to(
       class_ids, (1,) * labels.ndim + class_ids.shape)
-  if mask is None:
-    valid = jnp.ones(probs.shape[:-1] + (1,), bool)
-  else:
-    valid = mask[..., None]
-    p = jnp.where(valid, p, 0)    # masked pixels: no value, no gradient
+  valid_rows = None
+  if mask is not None:
+    p = jnp.where(mask[..., None], p, 0)  # masked pixels: no value, no gradient
+    fg = fg & mask[..., None]
+    valid_rows = _to_rows(mask[..., None], kept, axes, class_axis)
   errors = jnp.abs(fg.astype(dtype) - p)
 
   fg_rows = _to_rows(fg, kept, axes, class_axis)
-  valid_rows = _to_rows(valid, kept, axes, class_axis)
   losses = _lovasz_rows(_to_rows(errors, kept, axes, class_axis), fg_rows,
                         valid_rows, impl)
   if selection == "present":
-    weights = jnp.any(fg_rows & valid_rows, axis=-1).astype(dtype)
+    weights = jnp.any(fg_rows, axis=-1).astype(dtype)
   else:
     weights = jnp.ones(losses.shape, dtype)
   return _numerics.safe_div(jnp.sum(weights * losses, axis=-1),
@@ -333,14 +388,15 @@ def _lovasz_hinge(logits, labels, *, axis=None, where=None, impl="auto"):
   dtype = _numerics.accum_dtype(logits.dtype)
   x = logits.astype(dtype)
   fg = labels.astype(bool)
-  valid = jnp.ones(logits.shape, bool) if mask is None else mask
+  kept = tuple(a for a in range(logits.ndim) if a not in axes)
+  valid_rows = None
   if mask is not None:
     x = jnp.where(mask, x, 0)     # masked pixels: no value, no gradient
+    fg = fg & mask
+    valid_rows = _to_rows(mask, kept, axes)
   errors = jax.nn.relu(jnp.where(fg, 1 - x, 1 + x))
-
-  kept = tuple(a for a in range(logits.ndim) if a not in axes)
   return _lovasz_rows(_to_rows(errors, kept, axes), _to_rows(fg, kept, axes),
-                      _to_rows(valid, kept, axes), impl)
+                      valid_rows, impl)
 
 
 # ---------------------------------------------------------------------------
