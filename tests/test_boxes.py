@@ -3,6 +3,8 @@
 import functools
 import itertools
 
+import hypothesis
+import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -312,6 +314,31 @@ def test_pairwise_degenerate_is_finite():
   value, grads = jax.jit(jax.value_and_grad(both))(a)
   assert bool(jnp.isfinite(value)) and bool(jnp.all(jnp.isfinite(grads)))
   np.testing.assert_allclose(BOX_IOU(a, a)[0, 0], 0.0)
+
+
+def test_nan_in_gives_nan_out():
+  pred = jnp.array([[0., 0., 1., 1.], [0., 0., jnp.nan, 1.]])
+  target = jnp.array([[0., 0., 2., 2.], [0., 0., 2., 2.]])
+  for name in NAMES:
+    value = compiled(name)[0](pred, target)
+    assert bool(jnp.isfinite(value[0])) and bool(jnp.isnan(value[1])), name
+
+
+@hypothesis.settings(max_examples=15, deadline=None)
+@hypothesis.given(seed=st.integers(0, 2**16), scale=st.floats(0.01, 100.0),
+                  shift=st.floats(-10.0, 10.0))
+def test_invariant_to_translation_scale_and_order(seed, scale, shift):
+  """Every loss depends only on the relative geometry and is symmetric."""
+  pred = jnp.asarray(random_boxes(seed, 16), jnp.float32)
+  target = jnp.asarray(random_boxes(seed + 1, 16), jnp.float32)
+  moved = lambda b: scale * (b + jnp.float32(shift))
+  for name in NAMES:
+    value = compiled(name, 0.0)[0]
+    base = value(pred, target)
+    np.testing.assert_allclose(value(moved(pred), moved(target)), base,
+                               rtol=1e-4, atol=1e-5, err_msg=name)
+    np.testing.assert_allclose(value(target, pred), base, rtol=1e-5,
+                               atol=1e-6, err_msg=name)
 
 
 # 5. Dtypes and broadcasting ---------------------------------------------------
