@@ -1,0 +1,187 @@
+"""Every public loss trains a tiny Flax model: NNX and Linen, optax, under jit.
+
+Each loss in ``jaxloss.__all__`` is fed by an adapter chosen from the name of
+its first argument: ``logits`` (dense logits ``[B, H, W, C]`` and 0/1 targets
+of the same shape), ``probs`` (softmax probabilities and integer class ids) or
+``pred`` (boxes ``(x1, y1, x2, y2)`` built from predicted centres and sizes). A
+new loss is picked up by these tests without editing them; a loss whose first
+argument fits no adapter fails ``test_every_public_loss_has_an_adapter``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+import jaxloss
+
+# Public names that are not losses (box geometry helpers).
+HELPERS = {"box_convert", "box_iou", "generalized_box_iou"}
+LOSSES = sorted(n for n in jaxloss.__all__ if n not in HELPERS)
+STEPS = 20
+NUM_CLASSES = 4
+KINDS = {"logits": "dense", "probs": "dense", "pred": "box"}
+
+
+def _first_arg(name: str) -> str:
+  return next(iter(inspect.signature(getattr(jaxloss, name)).parameters))
+
+
+# -- data: a dense batch whose labels are a fixed function of the input, and
+# -- a box batch whose target boxes are near the initial predictions.
+
+
+@functools.cache
+def _dense_data():
+  kx, kw = jax.random.split(jax.random.PRNGKey(0))
+  x = jax.random.normal(kx, (2, 6, 6, 3))
+  w = jax.random.normal(kw, (3, NUM_CLASSES))
+  ids = jnp.argmax(x @ w, axis=-1).astype(jnp.int32)
+  return x, ids
+
+
+@functools.cache
+def _box_data():
+  kx, kt = jax.random.split(jax.random.PRNGKey(1))
+  x = jax.random.normal(kx, (8, 3))
+  t = jax.random.uniform(kt, (8, 4), minval=-0.3, maxval=0.3)
+  return x, _boxes(t)
+
+
+def _boxes(out: jax.Array) -> jax.Array:
+  """``(x1, y1, x2, y2)`` from centres ``out[:, :2]`` and log-sizes."""
+  centre, size = out[..., :2], jnp.exp(out[..., 2:])
+  return jnp.concatenate([centre - size / 2, centre + size / 2], axis=-1)
+
+
+def _objective(name: str):
+  """``f(model_output, target) -> scalar`` for loss ``name``."""
+  fn = getattr(jaxloss, name)
+  kind = _first_arg(name)
+  if kind == "logits":
+    def f(logits, ids):
+      onehot = jax.nn.one_hot(ids, NUM_CLASSES, dtype=logits.dtype)
+      return jnp.mean(fn(logits, onehot))
+  elif kind == "probs":
+    def f(logits, ids):
+      return jnp.mean(fn(jax.nn.softmax(logits, axis=-1), ids))
+  elif kind == "pred":
+    def f(out, target):
+      return jnp.mean(fn(_boxes(out), target))
+  else:
+    raise AssertionError(f"{name}: no adapter for first argument {kind!r}")
+  return f
+
+
+# -- tiny models
+
+
+class NnxDense(nnx.Module):
+
+  def __init__(self, rngs: nnx.Rngs):
+    self.conv = nnx.Linear(3, 8, rngs=rngs)
+    self.head = nnx.Linear(8, NUM_CLASSES, rngs=rngs)
+
+  def __call__(self, x):
+    return self.head(jax.nn.relu(self.conv(x)))
+
+
+class NnxBox(nnx.Module):
+
+  def __init__(self, rngs: nnx.Rngs):
+    self.hidden = nnx.Linear(3, 16, rngs=rngs)
+    self.out = nnx.Linear(16, 4, kernel_init=nnx.initializers.zeros,
+                          rngs=rngs)
+
+  def __call__(self, x):
+    return self.out(jax.nn.relu(self.hidden(x)))
+
+
+class LinenDense(nn.Module):
+
+  @nn.compact
+  def __call__(self, x):
+    x = jax.nn.relu(nn.Dense(8)(x))
+    return nn.Dense(NUM_CLASSES)(x)
+
+
+class LinenBox(nn.Module):
+
+  @nn.compact
+  def __call__(self, x):
+    x = jax.nn.relu(nn.Dense(16)(x))
+    return nn.Dense(4, kernel_init=nn.initializers.zeros)(x)
+
+
+def _data(name):
+  return _box_data() if KINDS[_first_arg(name)] == "box" else _dense_data()
+
+
+def _train_nnx(name: str) -> list[float]:
+  box = KINDS[_first_arg(name)] == "box"
+  model = (NnxBox if box else NnxDense)(nnx.Rngs(0))
+  optimizer = nnx.Optimizer(model, optax.adam(0.05), wrt=nnx.Param)
+  objective = _objective(name)
+
+  @nnx.jit
+  def step(model, optimizer, x, y):
+    loss, grads = nnx.value_and_grad(lambda m: objective(m(x), y))(model)
+    with jax.numpy_dtype_promotion("standard"):  # optax mixes int and float
+      optimizer.update(model, grads)
+    return loss
+
+  x, y = _data(name)
+  # Each call returns the loss before its update: 21 calls see 20 updates.
+  return [float(step(model, optimizer, x, y)) for _ in range(STEPS + 1)]
+
+
+def _train_linen(name: str) -> list[float]:
+  box = KINDS[_first_arg(name)] == "box"
+  model = LinenBox() if box else LinenDense()
+  x, y = _data(name)
+  params = model.init(jax.random.PRNGKey(0), x)
+  tx = optax.adam(0.05)
+  opt_state = tx.init(params)
+  objective = _objective(name)
+
+  def loss_fn(params):
+    return objective(model.apply(params, x), y)
+
+  @jax.jit
+  def step(params, opt_state):
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    with jax.numpy_dtype_promotion("standard"):  # optax mixes int and float
+      updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  losses = []
+  for _ in range(STEPS + 1):  # the loss before each update: 20 updates
+    params, opt_state, loss = step(params, opt_state)
+    losses.append(float(loss))
+  return losses
+
+
+def test_every_public_loss_has_an_adapter():
+  assert "dice_loss" in LOSSES and "focal_loss" in LOSSES
+  for name in LOSSES:
+    assert _first_arg(name) in KINDS, (
+        f"{name}: add an adapter for first argument {_first_arg(name)!r} or "
+        "list it in HELPERS")
+  for name in HELPERS:
+    assert name in jaxloss.__all__, name
+
+
+@pytest.mark.parametrize("framework", ["nnx", "linen"])
+@pytest.mark.parametrize("name", LOSSES)
+def test_loss_goes_down(name, framework):
+  losses = (_train_nnx if framework == "nnx" else _train_linen)(name)
+  assert np.all(np.isfinite(losses)), losses
+  assert losses[-1] < 0.9 * losses[0], (name, framework, losses)
