@@ -159,8 +159,15 @@ def box_iou_loss(
     Same IoU and ``eps`` placement as torchvision's box losses (torchvision
     has no plain IoU loss). Boxes that do not overlap give loss 1 and zero
     gradient: the IoU loss cannot pull a disjoint box towards its target
-    (GIoU, DIoU, CIoU and EIoU can). A zero-area box has IoU 0. See the module
-    docstring for broadcasting, dtypes and invalid boxes (``x2 < x1``).
+    (GIoU, DIoU, CIoU and EIoU can). A zero-area box has IoU 0.
+
+    ``pred`` and ``target`` broadcast against each other over the leading
+    axes (explicitly: it works with ``jax_numpy_rank_promotion="raise"``);
+    bf16/fp16 boxes are computed in float32. An invalid box (``x2 < x1`` or ``y2 < y1``) is used
+    as given, as in torchvision (no clamping, no swapped corners): it
+    intersects nothing, its area is the signed product :math:`w h`, and the
+    loss stays finite but leaves its usual range; keep predictions valid by
+    construction (e.g. decode sizes with ``exp``).
 
   Examples:
     >>> import jax.numpy as jnp
@@ -206,8 +213,15 @@ def box_giou_loss(
     ``torchvision.ops.generalized_box_iou_loss``. When the enclosing box is
     the union (nested boxes, or boxes that share a full side) it equals the
     IoU loss. Disjoint boxes get a gradient that grows the predicted box
-    towards the target. See the module docstring for broadcasting, dtypes
-    and invalid boxes (``x2 < x1``).
+    towards the target.
+
+    ``pred`` and ``target`` broadcast against each other over the leading
+    axes (explicitly: it works with ``jax_numpy_rank_promotion="raise"``);
+    bf16/fp16 boxes are computed in float32. An invalid box (``x2 < x1`` or ``y2 < y1``) is used
+    as given, as in torchvision (no clamping, no swapped corners): it
+    intersects nothing, its area is the signed product :math:`w h`, and the
+    loss stays finite but leaves its usual range; keep predictions valid by
+    construction (e.g. decode sizes with ``exp``).
 
   Examples:
     >>> import jax.numpy as jnp
@@ -257,9 +271,15 @@ def box_diou_loss(
     Same formula and ``eps`` placement as
     ``torchvision.ops.distance_box_iou_loss``. Concentric boxes give the IoU
     loss. The centre term pulls disjoint boxes straight towards the target
-    and keeps a finite gradient however far apart the boxes are. See the
-    module docstring for broadcasting, dtypes and invalid boxes
-    (``x2 < x1``).
+    and keeps a finite gradient however far apart the boxes are.
+
+    ``pred`` and ``target`` broadcast against each other over the leading
+    axes (explicitly: it works with ``jax_numpy_rank_promotion="raise"``);
+    bf16/fp16 boxes are computed in float32. An invalid box (``x2 < x1`` or ``y2 < y1``) is used
+    as given, as in torchvision (no clamping, no swapped corners): it
+    intersects nothing, its area is the signed product :math:`w h`, and the
+    loss stays finite but leaves its usual range; keep predictions valid by
+    construction (e.g. decode sizes with ``exp``).
 
   Examples:
     >>> import jax.numpy as jnp
@@ -314,9 +334,15 @@ def box_ciou_loss(
     :math:`\arctan(w/h)` is computed as ``atan2(w, h)``: equal for
     :math:`h > 0`, :math:`\pi/2` for a flat box (:math:`h = 0`, where
     ``arctan(w / 0)`` would give NaN gradients) and 0 with zero gradient for
-    a point box. Boxes of equal aspect ratio give the DIoU loss. See the
-    module docstring for broadcasting, dtypes and invalid boxes
-    (``x2 < x1``).
+    a point box. Boxes of equal aspect ratio give the DIoU loss.
+
+    ``pred`` and ``target`` broadcast against each other over the leading
+    axes (explicitly: it works with ``jax_numpy_rank_promotion="raise"``);
+    bf16/fp16 boxes are computed in float32. An invalid box (``x2 < x1`` or ``y2 < y1``) is used
+    as given, as in torchvision (no clamping, no swapped corners): it
+    intersects nothing, its area is the signed product :math:`w h`, and the
+    loss stays finite but leaves its usual range; keep predictions valid by
+    construction (e.g. decode sizes with ``exp``).
 
   Examples:
     >>> import jax.numpy as jnp
@@ -372,8 +398,15 @@ def box_eiou_loss(
     torchvision has no EIoU loss; ``eps`` is placed as in its DIoU loss, on
     every denominator. This is the plain EIoU loss; Focal-EIoU (the same
     paper) multiplies it by :math:`\mathrm{IoU}^\gamma`, which the caller can
-    do. See the module docstring for broadcasting, dtypes and invalid boxes
-    (``x2 < x1``).
+    do.
+
+    ``pred`` and ``target`` broadcast against each other over the leading
+    axes (explicitly: it works with ``jax_numpy_rank_promotion="raise"``);
+    bf16/fp16 boxes are computed in float32. An invalid box (``x2 < x1`` or ``y2 < y1``) is used
+    as given, as in torchvision (no clamping, no swapped corners): it
+    intersects nothing, its area is the signed product :math:`w h`, and the
+    loss stays finite but leaves its usual range; keep predictions valid by
+    construction (e.g. decode sizes with ``exp``).
 
   Examples:
     >>> import jax.numpy as jnp
