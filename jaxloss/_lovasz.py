@@ -141,46 +141,54 @@ def _xla_core(nkeys, valid, dtype, with_weights):
   return loss, weights.reshape(nkeys.shape)
 
 
+def _radix_order(keys):
+  """Stable ascending order of a row of uint32 keys, and the sorted keys.
+
+  Two stable passes over 16-bit digits, least significant first (NumPy sorts
+  16-bit integers stably by radix sort): the order of ``(key, index)``.
+  """
+  order = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
+  high = np.take((keys >> 16).astype(np.uint16), order)
+  order = np.take(order, np.argsort(high, kind="stable"))
+  return order, np.take(keys, order)
+
+
 def _numpy_rows(keys, valid, dtype, loss_out, weights_out):
   """NumPy core on rows ``keys [r, n]``; writes the outputs in place.
 
-  With ``weights_out``, one sort of 64-bit keys carries the pixel index (and
-  an invalid flag, so that valid pixels come first among equal keys) in the
-  low half; ties are broken by index, as in the stable XLA sort.
+  The order of each row is the stable order of ``(key, index)``, as in the
+  stable XLA sort, except that among the largest key (zero error, background,
+  and the invalid pixels) valid pixels come first.
   """
   n = keys.shape[-1]
-  if weights_out is not None:
-    if keys.dtype == np.uint32:
-      packed = keys.astype(np.uint64)
-      packed <<= np.uint64(32)
-      packed |= np.arange(n, dtype=np.uint64)
-      if valid is not None:
-        packed |= (~valid).astype(np.uint64) << np.uint64(31)
-      packed.sort(axis=-1)
-      perm = (packed & np.uint64(0x7FFFFFFF)).astype(np.intp)
-      packed >>= np.uint64(32)
-      sorted_keys = packed.astype(np.uint32)
-      del packed
+  positions = np.arange(1, n + 1, dtype=np.int32)
+  for r in range(keys.shape[0]):
+    row = keys[r]
+    if row.dtype == np.uint32:
+      order, sorted_keys = _radix_order(row)
     else:
-      perm = np.lexsort((keys,) if valid is None else (~valid, keys), axis=-1)
-      sorted_keys = np.take_along_axis(keys, perm, axis=-1)
-  else:
-    sorted_keys = np.sort(keys, axis=-1)
-  key = np.invert(sorted_keys, out=sorted_keys)
-  fg = (key & 1).astype(bool)
-  key >>= 1
-  errors = key.view(dtype)
-  fg_count = np.cumsum(fg, axis=-1, dtype=np.int32)
-  valid_count = np.arange(1, n + 1, dtype=np.int32)
-  if valid is not None:
-    num_valid = valid.sum(axis=-1, keepdims=True, dtype=np.int32)
-    valid_count = np.minimum(valid_count, num_valid)
-  g = _jaccard_weights(np, fg, fg_count, valid_count, dtype)
-  if valid is not None:
-    g[np.arange(n) >= num_valid] = 0     # invalid pixels sort last
-  loss_out[...] = np.add.reduce(errors * g, axis=-1, dtype=np.float64)
-  if weights_out is not None:
-    np.put_along_axis(weights_out, perm, g, axis=-1)
+      order = np.argsort(row, kind="stable")
+      sorted_keys = np.take(row, order)
+    valid_count = positions
+    num_valid = n
+    if valid is not None:
+      num_valid = int(np.count_nonzero(valid[r]))
+      if num_valid < n:
+        # The invalid pixels share the largest key with zero-error valid
+        # background pixels: put those first.
+        tail = int(np.searchsorted(sorted_keys, sorted_keys[-1]))
+        block = order[tail:]
+        order[tail:] = block[np.argsort(~valid[r][block], kind="stable")]
+        valid_count = np.minimum(positions, num_valid)
+    key = ~sorted_keys
+    fg = (key & 1).astype(bool)
+    errors = (key >> 1).view(dtype)
+    fg_count = np.cumsum(fg, dtype=np.int32)
+    g = _jaccard_weights(np, fg, fg_count, valid_count, dtype)
+    g[num_valid:] = 0
+    loss_out[r] = np.add.reduce(errors * g, dtype=np.float64)
+    if weights_out is not None:
+      weights_out[r, order] = g
 
 
 _POOL = None
