@@ -14,6 +14,7 @@ References are the single-device losses on the whole (global) batch and
 
 import functools
 import importlib.util
+import inspect
 import os
 import sys
 
@@ -198,14 +199,39 @@ def test_per_image_loss_needs_no_communication():
   assert "all_reduce" not in hlo and "all-reduce" not in hlo
 
 
-@pytest.mark.parametrize("name", OVERLAP)
+def _takes_axis_name(name):
+  return "axis_name" in inspect.signature(getattr(jaxloss, name)).parameters
+
+
+AXIS_NAME_LOSSES = sorted(n for n in jaxloss.__all__ if _takes_axis_name(n))
+
+
+def test_overlap_losses_take_axis_name():
+  assert set(OVERLAP) <= set(AXIS_NAME_LOSSES)
+
+
+@pytest.mark.parametrize("name", AXIS_NAME_LOSSES)
+def test_every_axis_name_loss_on_the_api_table_case(name):
+  """Every loss with ``axis_name``, on its API-table input, one row a device."""
+  args, kwargs = _global_case(name)
+  loss = functools.partial(getattr(jaxloss, name), **kwargs)
+  ref_value, ref_grad = jax.jit(jax.value_and_grad(loss))(*args)
+  fn = lambda *a: loss(*a, axis_name="d")
+  for check_vma in (True, False):
+    value, grad = jax.jit(jax.shard_map(
+        jax.value_and_grad(fn), mesh=_mesh(), in_specs=P("d"),
+        out_specs=(P(), P("d")), check_vma=check_vma))(*args)
+    _assert_value_and_grad(value, grad, ref_value, ref_grad)
+
+
+@pytest.mark.parametrize("name", AXIS_NAME_LOSSES)
 def test_unbound_axis_name_is_jax_error(name):
-  probs, labels, _ = _region_batch(7, batch=2)
-  loss = getattr(jaxloss, name)
+  args, kwargs = _global_case(name)
+  loss = functools.partial(getattr(jaxloss, name), axis_name="d", **kwargs)
   with pytest.raises(NameError, match="unbound axis name"):
-    loss(probs, labels, axis_name="d")
+    loss(*args)
   with pytest.raises(NameError, match="unbound axis name"):
-    jax.jit(lambda p, y: loss(p, y, axis_name="d"))(probs, labels)
+    jax.jit(loss)(*args)
 
 
 def test_mismatched_per_device_shapes_fail_at_trace_time():
