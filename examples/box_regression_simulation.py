@@ -20,7 +20,19 @@ Setup, as in the paper, with fewer anchor centres:
   its centre ``(cx, cy)`` and size ``(w, h)`` parts.
 
 Every loss runs as one ``jit``-compiled ``lax.scan`` over the iterations whose
-body is a ``vmap``-ed per-box gradient step.
+body is a ``vmap``-ed per-box gradient step; the gradients are exact (autodiff
+of the library's losses).
+
+What it shows with the default flags (343,000 cases, 85% of them starting
+without overlap): the IoU loss leaves every disjoint case where it started (its
+gradient is 0 there) and ends with about 90% of the initial error; GIoU, DIoU,
+CIoU and EIoU solve all cases. DIoU and CIoU place the centres best (centre
+error per case 0.0015 and 0.0010, GIoU 0.0063) and CIoU ends with the lowest
+error of the paper's four losses (1,480 vs GIoU 5,900 and DIoU 10,850). Unlike
+the paper's curves, GIoU is ahead of DIoU in total error for most of the run
+and ends below it: DIoU's penalty only moves centres, so widths and heights of
+mismatched aspect ratios converge as slowly as under the IoU term alone; CIoU's
+aspect-ratio term and EIoU's width/height terms fix exactly that.
 
 Run: ``python examples/box_regression_simulation.py [--points 1000] [--out out/]``
 (343,000 cases, about half a minute on 2 CPU cores; ``--points 5000`` is the
