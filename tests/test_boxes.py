@@ -151,6 +151,22 @@ def test_pairwise_matches_reference(fn, reference):
                              want.T, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("fn, reference", [
+    (BOX_IOU, ref.iou),
+    (GENERALIZED_BOX_IOU, ref.giou),
+])
+def test_pairwise_gradients_match_reference(fn, reference):
+  a, b = random_boxes(23, 5), random_boxes(24, 3)
+  weights = np.random.default_rng(25).normal(size=(5, 3))
+  scalar = lambda a: np.sum(weights * ref.pairwise(reference, a, b))
+  want = ref.numerical_grad(scalar, a)
+  with jax.enable_x64(True):
+    got = jax.grad(lambda a: jnp.sum(jnp.asarray(weights) * fn(a, jnp.asarray(b))))(
+        jnp.asarray(a))
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
+  assert (np.abs(want).max(-1) > 0).sum() >= 3  # most boxes overlap one
+
+
 def test_pairwise_equals_elementwise_losses():
   a = jnp.asarray(random_boxes(8, 5), jnp.float32)
   b = jnp.asarray(random_boxes(9, 3), jnp.float32)
