@@ -14,7 +14,8 @@ device to itself:
 3. ``benchmarks/dense.py`` (focal and Dice fwd+bwd against optax);
 4. ``benchmarks/lovasz.py`` (Lovász-softmax fwd+bwd against the plain
    autodiff version and a bare sort);
-5. a few steps of ``examples/data_parallel.py`` over every device.
+5. every other ``benchmarks/*.py`` script, with its default arguments;
+6. a few steps of ``examples/data_parallel.py`` over every device.
 
 Everything each step prints is captured and written, with the exit status and
 wall time of every step, to one Markdown file (default
@@ -124,7 +125,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   p.add_argument("--skip-tests", action="store_true",
                  help="do not run the test suite")
   p.add_argument("--skip-benchmarks", action="store_true",
-                 help="do not run benchmarks/dense.py and benchmarks/lovasz.py")
+                 help="do not run the benchmarks/*.py scripts")
   p.add_argument("--skip-example", action="store_true",
                  help="do not run examples/data_parallel.py")
   p.add_argument("--pytest-args", default="",
@@ -163,14 +164,16 @@ def main(argv: list[str] | None = None) -> int:
                   "--durations=15"] + shlex.split(args.pytest_args),
         args.timeout))
   if not args.skip_benchmarks:
-    steps.append(run_step(
-        "dense benchmark",
-        [py, os.path.join("benchmarks", "dense.py")]
-        + shlex.split(args.dense_args), args.timeout))
-    steps.append(run_step(
-        "lovasz benchmark",
-        [py, os.path.join("benchmarks", "lovasz.py")]
-        + shlex.split(args.lovasz_args), args.timeout))
+    extra = {"dense.py": args.dense_args, "lovasz.py": args.lovasz_args}
+    here = os.path.basename(__file__)
+    others = sorted(f for f in os.listdir(os.path.join(ROOT, "benchmarks"))
+                    if f.endswith(".py") and f not in extra and f != here
+                    and not f.startswith("_"))
+    for script in list(extra) + others:
+      steps.append(run_step(
+          f"{script[:-3]} benchmark",
+          [py, os.path.join("benchmarks", script)]
+          + shlex.split(extra.get(script, "")), args.timeout))
   if not args.skip_example:
     steps.append(run_step(
         "data-parallel example",
