@@ -54,8 +54,6 @@ Classes = str | ArrayLike
 def _jaccard_weights(xp, fg, fg_count, valid_count, dtype):
   """Lovász gradient of the Jaccard loss at each sorted position.
 
-  The same closed form runs in NumPy and in XLA (``xp``).
-
   Args:
     xp: ``numpy`` or ``jax.numpy``.
     fg: Boolean ``[..., n]``, foreground flags in decreasing-error order.
@@ -65,12 +63,12 @@ def _jaccard_weights(xp, fg, fg_count, valid_count, dtype):
     dtype: Float dtype of the result.
 
   Returns:
-    ``g[..., k] = J(k + 1) - J(k)`` at valid positions, with
-    :math:`J(k) = 1 - (T - F_k) / (T + B_k)`: :math:`1 / (T + B_k)` at a
-    foreground pixel, :math:`(T - F_k) / ((T + B_k - 1)(T + B_k))` at a
-    background pixel. A row without foreground has :math:`J = 1` from its
-    first valid pixel on: weight 1 there, 0 elsewhere. Positions of invalid
-    pixels are not zeroed here.
+    ``g[..., k] = J(k + 1) - J(k)`` with :math:`J(k) = 1 - (T - F_k) /
+    (T + B_k)`: :math:`1 / (T + B_k)` at a foreground pixel and
+    :math:`(T - F_k) / ((T + B_k - 1)(T + B_k))` at a background pixel. A
+    row without foreground has :math:`J = 1` from its first valid pixel on:
+    weight 1 there, 0 elsewhere. Positions of invalid pixels are not zeroed
+    here.
   """
   total = fg_count[..., -1:]
   bg_count = valid_count - fg_count
@@ -80,6 +78,13 @@ def _jaccard_weights(xp, fg, fg_count, valid_count, dtype):
   at_bg = inter / (xp.maximum(union - 1, 1) * xp.maximum(union, 1))
   at_bg = xp.where(total > 0, at_bg, (bg_count == 1).astype(dtype))
   return xp.where(fg, at_fg, at_bg)
+
+
+def _errors(preds, fg, kind):
+  """Non-negative errors: ``|fg - p|`` (softmax) or ``relu(1 - s x)`` (hinge)."""
+  if kind == "softmax":
+    return jnp.abs(fg.astype(preds.dtype) - preds)
+  return jax.nn.relu(jnp.where(fg, 1 - preds, 1 + preds))
 
 
 def _unsigned(dtype):
@@ -101,12 +106,12 @@ def _keys(errors, fg, valid):
   return ~key
 
 
-def _xla_core(nkeys, valid, dtype, with_weights):
-  """Pure XLA core: loss per row, and with ``with_weights`` dloss/derror."""
+def _xla_core(nkeys, valid, dtype, with_grad):
+  """Pure XLA core; see :func:`_core`."""
   axis = nkeys.ndim - 1
   iota = lax.broadcasted_iota(jnp.int32, nkeys.shape, axis)
   valid_sorted = None
-  if with_weights:
+  if with_grad:
     sorted_keys, perm = lax.sort((nkeys, iota), dimension=axis, num_keys=1,
                                  is_stable=True)
     if valid is not None:
@@ -131,14 +136,16 @@ def _xla_core(nkeys, valid, dtype, with_weights):
   if valid_sorted is not None:
     g = jnp.where(valid_sorted, g, 0)
   loss = jnp.sum(errors * g, axis=axis)
-  if not with_weights:
-    return loss
+  total = fg_count[..., -1].astype(dtype)
+  if not with_grad:
+    return loss, total
+  signed = jnp.where(errors > 0, jnp.where(fg, -g, g), 0)
   n = nkeys.shape[-1]
   flat_perm = perm.reshape(-1, n)
   rows = lax.broadcasted_iota(jnp.int32, flat_perm.shape, 0)
-  weights = jnp.zeros(flat_perm.shape, dtype).at[rows, flat_perm].set(
-      g.reshape(-1, n), unique_indices=True)
-  return loss, weights.reshape(nkeys.shape)
+  grad = jnp.zeros(flat_perm.shape, dtype).at[rows, flat_perm].set(
+      signed.reshape(-1, n), unique_indices=True)
+  return loss, total, grad.reshape(nkeys.shape)
 
 
 def _radix_order(keys):
@@ -153,15 +160,17 @@ def _radix_order(keys):
   return order, np.take(keys, order)
 
 
-def _numpy_rows(keys, valid, dtype, loss_out, weights_out):
+def _numpy_rows(keys, valid, dtype, loss_out, total_out, grad_out):
   """NumPy core on rows ``keys [r, n]``; writes the outputs in place.
 
   The order of each row is the stable order of ``(key, index)``, as in the
   stable XLA sort, except that among the largest key (zero error, background,
-  and the invalid pixels) valid pixels come first.
+  and the invalid pixels) valid pixels come first. Same formula as
+  :func:`_jaccard_weights`, specialised per row.
   """
   n = keys.shape[-1]
-  positions = np.arange(1, n + 1, dtype=np.int32)
+  count_dtype = dtype if n < 2**24 else np.int64   # exact counts
+  positions = np.arange(1, n + 1, dtype=count_dtype)
   for r in range(keys.shape[0]):
     row = keys[r]
     if row.dtype == np.uint32:
@@ -180,15 +189,29 @@ def _numpy_rows(keys, valid, dtype, loss_out, weights_out):
         block = order[tail:]
         order[tail:] = block[np.argsort(~valid[r][block], kind="stable")]
         valid_count = np.minimum(positions, num_valid)
-    key = ~sorted_keys
+    key = np.invert(sorted_keys, out=sorted_keys)
     fg = (key & 1).astype(bool)
-    errors = (key >> 1).view(dtype)
-    fg_count = np.cumsum(fg, dtype=np.int32)
-    g = _jaccard_weights(np, fg, fg_count, valid_count, dtype)
-    g[num_valid:] = 0
+    key >>= 1
+    errors = key.view(dtype)
+    fg_count = np.cumsum(fg, dtype=count_dtype)
+    total = fg_count[-1]
+    if total == 0:
+      g = np.zeros(n, dtype)
+      g[:min(num_valid, 1)] = 1
+    else:
+      union = (total + valid_count) - fg_count          # T + B_k >= 1
+      g = np.divide(1, union, dtype=dtype)
+      with np.errstate(divide="ignore", invalid="ignore"):
+        at_bg = np.divide(total - fg_count, (union - 1) * union, dtype=dtype)
+      np.copyto(g, at_bg, where=~fg)
+      g[num_valid:] = 0
     loss_out[r] = np.add.reduce(errors * g, dtype=np.float64)
-    if weights_out is not None:
-      weights_out[r, order] = g
+    total_out[r] = total
+    if grad_out is not None:
+      # d error / d pred is -1 at foreground, +1 at background, 0 at e = 0.
+      np.negative(g, out=g, where=fg)
+      np.copyto(g, 0, where=~(errors > 0))
+      grad_out[r, order] = g
 
 
 _POOL = None
@@ -202,7 +225,7 @@ def _pool() -> concurrent.futures.ThreadPoolExecutor:
   return _POOL
 
 
-def _numpy_core(nkeys, *valid, dtype, with_weights):
+def _numpy_core(nkeys, *valid, dtype, with_grad):
   """NumPy core (CPU): the computation of :func:`_xla_core`, row-parallel."""
   nkeys = np.asarray(nkeys)
   shape = nkeys.shape
@@ -215,42 +238,47 @@ def _numpy_core(nkeys, *valid, dtype, with_weights):
     valid = None
   dtype = np.dtype(dtype)
   loss = np.empty((rows,), dtype)
-  weights = np.empty((rows, n), dtype) if with_weights else None
+  total = np.empty((rows,), dtype)
+  grad = np.empty((rows, n), dtype) if with_grad else None
   workers = min(rows, os.cpu_count() or 1, max(1, keys.size >> 16))
   bounds = np.linspace(0, rows, workers + 1).astype(int)
-  jobs = [(slice(a, b),) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+  parts = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
   def run(part):
     _numpy_rows(keys[part], None if valid is None else valid[part], dtype,
-                loss[part], None if weights is None else weights[part])
-  if len(jobs) == 1:
-    run(*jobs[0])
+                loss[part], total[part], None if grad is None else grad[part])
+  if len(parts) == 1:
+    run(parts[0])
   else:
-    for future in [_pool().submit(run, *job) for job in jobs]:
+    for future in [_pool().submit(run, part) for part in parts]:
       future.result()
-  loss = loss.reshape(shape[:-1])
-  if not with_weights:
-    return loss
-  return loss, weights.reshape(shape)
+  out = (loss.reshape(shape[:-1]), total.reshape(shape[:-1]))
+  return out + (grad.reshape(shape),) if with_grad else out
 
 
-def _callback_core(nkeys, valid, dtype, with_weights):
+def _callback_core(nkeys, valid, dtype, with_grad):
   """:func:`_numpy_core` staged out as a ``jax.pure_callback``."""
-  loss_shape = jax.ShapeDtypeStruct(nkeys.shape[:-1], dtype)
-  if with_weights:
-    result = (loss_shape, jax.ShapeDtypeStruct(nkeys.shape, dtype))
-  else:
-    result = loss_shape
-  kernel = functools.partial(_numpy_core, dtype=dtype, with_weights=with_weights)
+  rows = jax.ShapeDtypeStruct(nkeys.shape[:-1], dtype)
+  result = (rows, rows)
+  if with_grad:
+    result += (jax.ShapeDtypeStruct(nkeys.shape, dtype),)
+  kernel = functools.partial(_numpy_core, dtype=dtype, with_grad=with_grad)
   args = (nkeys,) if valid is None else (nkeys, valid)
   return jax.pure_callback(kernel, result, *args, vmap_method="broadcast_all")
 
 
-def _core(errors, fg, valid, impl, with_weights):
-  nkeys = _keys(errors, fg, valid)
-  xla = functools.partial(_xla_core, dtype=errors.dtype,
-                          with_weights=with_weights)
-  host = functools.partial(_callback_core, dtype=errors.dtype,
-                           with_weights=with_weights)
+def _core(preds, fg, valid, kind, impl, with_grad):
+  """Loss and foreground count per row, and with ``with_grad`` dloss/dpreds.
+
+  The derivative is taken with respect to ``preds`` directly: the error is
+  :math:`1 - p` or :math:`1 - x` at a foreground pixel and :math:`p` or
+  :math:`1 + x` at a background one, so it is the Lovász weight with the
+  sign of the pixel's class, and 0 where the error is 0 (``|.|`` and
+  ``relu`` have derivative 0 there).
+  """
+  nkeys = _keys(_errors(preds, fg, kind), fg, valid)
+  xla = functools.partial(_xla_core, dtype=preds.dtype, with_grad=with_grad)
+  host = functools.partial(_callback_core, dtype=preds.dtype,
+                           with_grad=with_grad)
   if impl == "xla":
     return xla(nkeys, valid)
   if impl == "numpy":
@@ -258,32 +286,37 @@ def _core(errors, fg, valid, impl, with_weights):
   return lax.platform_dependent(nkeys, valid, cpu=host, default=xla)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _lovasz_rows(errors, fg, valid, impl):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _lovasz_rows(preds, fg, valid, kind, impl):
   """Lovász extension of the Jaccard loss along the last axis.
 
   Args:
-    errors: Non-negative float errors ``[..., n]`` (float32 or float64).
-    fg: Boolean foreground flags, shape of ``errors``.
-    valid: Boolean flags broadcastable to ``errors`` (same rank), or None
-      (all valid); invalid pixels carry no weight.
+    preds: Float rows ``[..., n]`` (float32 or float64): probabilities of
+      one class (``kind="softmax"``, errors ``|fg - p|``) or logits
+      (``kind="hinge"``, errors ``relu(1 - (2 fg - 1) x)``).
+    fg: Boolean foreground flags, shape of ``preds``.
+    valid: Boolean flags broadcastable to ``preds`` (same rank), or None (all
+      valid); invalid pixels carry no weight and should have ``fg`` False.
+    kind: ``"softmax"`` or ``"hinge"``.
     impl: ``"auto"`` (NumPy on CPU, XLA elsewhere), ``"xla"`` or
       ``"numpy"``.
 
   Returns:
-    ``[...]``: per row, the sorted errors dotted with the Lovász gradient.
+    ``(loss, total)``, each ``[...]``: the sorted errors dotted with the
+    Lovász gradient, and the number of valid foreground pixels (float; no
+    gradient).
   """
-  return _core(errors, fg, valid, impl, with_weights=False)
+  return _core(preds, fg, valid, kind, impl, with_grad=False)
 
 
-def _lovasz_rows_fwd(errors, fg, valid, impl):
-  loss, weights = _core(errors, fg, valid, impl, with_weights=True)
-  return loss, weights
+def _lovasz_rows_fwd(preds, fg, valid, kind, impl):
+  loss, total, grad = _core(preds, fg, valid, kind, impl, with_grad=True)
+  return (loss, total), grad
 
 
-def _lovasz_rows_bwd(impl, weights, cotangent):
-  del impl
-  return cotangent[..., None] * weights, None, None
+def _lovasz_rows_bwd(kind, impl, grad, cotangents):
+  del kind, impl
+  return cotangents[0][..., None] * grad, None, None
 
 
 _lovasz_rows.defvjp(_lovasz_rows_fwd, _lovasz_rows_bwd)
@@ -354,20 +387,19 @@ def _lovasz_softmax(probs, labels, *, axis=None, where=None,
   kept = tuple(a for a in range(probs.ndim - 1) if a not in axes)
   class_axis = probs.ndim - 1
 
-  fg = labels[..., None] == jnp.broadcast_to(
-      class_ids, (1,) * labels.ndim + class_ids.shape)
   valid_rows = None
+  labels_rows = _to_rows(labels, kept, axes)[..., None, :]     # [..., 1, n]
+  fg_rows = labels_rows == class_ids.reshape(
+      (1,) * (labels_rows.ndim - 2) + (-1, 1))                  # [..., C, n]
   if mask is not None:
-    p = jnp.where(mask[..., None], p, 0)  # masked pixels: no value, no gradient
-    fg = fg & mask[..., None]
-    valid_rows = _to_rows(mask[..., None], kept, axes, class_axis)
-  errors = jnp.abs(fg.astype(dtype) - p)
-
-  fg_rows = _to_rows(fg, kept, axes, class_axis)
-  losses = _lovasz_rows(_to_rows(errors, kept, axes, class_axis), fg_rows,
-                        valid_rows, impl)
+    # Masked pixels: no value, and no gradient even for NaN probabilities.
+    p = jnp.where(mask[..., None], p, 0)
+    valid_rows = _to_rows(mask, kept, axes)[..., None, :]
+    fg_rows = fg_rows & valid_rows
+  losses, totals = _lovasz_rows(_to_rows(p, kept, axes, class_axis), fg_rows,
+                                valid_rows, "softmax", impl)
   if selection == "present":
-    weights = jnp.any(fg_rows, axis=-1).astype(dtype)
+    weights = (totals > 0).astype(dtype)
   else:
     weights = jnp.ones(losses.shape, dtype)
   return _numerics.safe_div(jnp.sum(weights * losses, axis=-1),
@@ -402,9 +434,9 @@ def _lovasz_hinge(logits, labels, *, axis=None, where=None, impl="auto"):
     x = jnp.where(mask, x, 0)     # masked pixels: no value, no gradient
     fg = fg & mask
     valid_rows = _to_rows(mask, kept, axes)
-  errors = jax.nn.relu(jnp.where(fg, 1 - x, 1 + x))
-  return _lovasz_rows(_to_rows(errors, kept, axes), _to_rows(fg, kept, axes),
-                      valid_rows, impl)
+  losses, _ = _lovasz_rows(_to_rows(x, kept, axes), _to_rows(fg, kept, axes),
+                           valid_rows, "hinge", impl)
+  return losses
 
 
 # ---------------------------------------------------------------------------

@@ -163,14 +163,25 @@ def _plain_lovasz_rows(errors, fg):
 @pytest.mark.parametrize("impl", IMPLS)
 def test_custom_vjp_equals_autodiff_through_sort(impl):
   rng = np.random.default_rng(4)
-  errors = jnp.asarray(rng.random((3, 4, 50)), jnp.float32)   # tie-free
-  fg = jnp.asarray(rng.random((3, 4, 50)) < 0.3)
-  valid = jnp.ones((3, 4, 50), bool)
   cot = jnp.asarray(rng.standard_normal((3, 4)), jnp.float32)
-  ours = lambda e: jnp.sum(cot * _lovasz._lovasz_rows(e, fg, valid, impl))
-  plain = lambda e: jnp.sum(cot * _plain_lovasz_rows(e, fg))
-  np.testing.assert_allclose(ours(errors), plain(errors), rtol=1e-5)
-  np.testing.assert_allclose(jax.grad(ours)(errors), jax.grad(plain)(errors),
+  fg = jnp.asarray(rng.random((3, 4, 50)) < 0.3)
+  # Softmax rows: probabilities, errors |fg - p| (tie-free).
+  probs = jnp.asarray(rng.random((3, 4, 50)), jnp.float32)
+  ours = lambda p: jnp.sum(
+      cot * _lovasz._lovasz_rows(p, fg, None, "softmax", impl)[0])
+  plain = lambda p: jnp.sum(
+      cot * _plain_lovasz_rows(jnp.abs(fg.astype(p.dtype) - p), fg))
+  np.testing.assert_allclose(ours(probs), plain(probs), rtol=1e-5)
+  np.testing.assert_allclose(jax.grad(ours)(probs), jax.grad(plain)(probs),
+                             rtol=1e-5, atol=1e-6)
+  # Hinge rows: logits, errors relu(1 - s x).
+  logits = jnp.asarray(2 * rng.standard_normal((3, 4, 50)), jnp.float32)
+  ours = lambda x: jnp.sum(
+      cot * _lovasz._lovasz_rows(x, fg, None, "hinge", impl)[0])
+  plain = lambda x: jnp.sum(cot * _plain_lovasz_rows(
+      jax.nn.relu(jnp.where(fg, 1 - x, 1 + x)), fg))
+  np.testing.assert_allclose(ours(logits), plain(logits), rtol=1e-5)
+  np.testing.assert_allclose(jax.grad(ours)(logits), jax.grad(plain)(logits),
                              rtol=1e-5, atol=1e-6)
 
 
