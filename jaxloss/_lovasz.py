@@ -169,8 +169,7 @@ def _numpy_rows(keys, valid, dtype, loss_out, total_out, grad_out):
   :func:`_jaccard_weights`, specialised per row.
   """
   n = keys.shape[-1]
-  count_dtype = dtype if n < 2**24 else np.int64   # exact counts
-  positions = np.arange(1, n + 1, dtype=count_dtype)
+  positions = np.arange(1, n + 1, dtype=np.int64 if n >= 2**31 else np.int32)
   for r in range(keys.shape[0]):
     row = keys[r]
     if row.dtype == np.uint32:
@@ -193,25 +192,27 @@ def _numpy_rows(keys, valid, dtype, loss_out, total_out, grad_out):
     fg = (key & 1).astype(bool)
     key >>= 1
     errors = key.view(dtype)
-    fg_count = np.cumsum(fg, dtype=count_dtype)
-    total = fg_count[-1]
+    fg_count = np.cumsum(fg, dtype=positions.dtype)
+    total = int(fg_count[-1])
     if total == 0:
       g = np.zeros(n, dtype)
       g[:min(num_valid, 1)] = 1
+      signed = g
     else:
-      union = (total + valid_count) - fg_count          # T + B_k >= 1
-      g = np.divide(1, union, dtype=dtype)
+      union = (valid_count + total - fg_count).astype(dtype)   # T + B_k >= 1
+      inter = (total - fg_count).astype(dtype)                 # T - F_k
+      at_fg = np.divide(1, union, dtype=dtype)
       with np.errstate(divide="ignore", invalid="ignore"):
-        at_bg = np.divide(total - fg_count, (union - 1) * union, dtype=dtype)
-      np.copyto(g, at_bg, where=~fg)
+        at_bg = inter / ((union - 1) * union)
+      g = np.where(fg, at_fg, at_bg)
       g[num_valid:] = 0
+      # d error / d pred is -1 at foreground, +1 at background.
+      signed = np.where(fg, -g, g) if grad_out is not None else None
     loss_out[r] = np.add.reduce(errors * g, dtype=np.float64)
     total_out[r] = total
     if grad_out is not None:
-      # d error / d pred is -1 at foreground, +1 at background, 0 at e = 0.
-      np.negative(g, out=g, where=fg)
-      np.copyto(g, 0, where=~(errors > 0))
-      grad_out[r, order] = g
+      np.copyto(signed, 0, where=~(errors > 0))    # |.|' = relu' = 0 at 0
+      grad_out[r, order] = signed
 
 
 _POOL = None
