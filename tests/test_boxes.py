@@ -313,6 +313,10 @@ def test_degenerate_values(degenerate):
   # IoU = 0 and the centres coincide, so DIoU = 1 and alpha = v / (1 + v).
   np.testing.assert_allclose(diou[k], 1.0)
   np.testing.assert_allclose(ciou[k], 1 + v * v / (1 + v), rtol=1e-6)
+  # A point has no aspect ratio: no aspect penalty, CIoU = DIoU.
+  for k in ("point vs box", "box vs point", "same point", "two points"):
+    np.testing.assert_allclose(ciou[cases.index(k)], diou[cases.index(k)],
+                               err_msg=k)
 
 
 def test_disjoint_boxes_pull_together_except_under_iou():
@@ -322,6 +326,22 @@ def test_disjoint_boxes_pull_together_except_under_iou():
   for name in ("giou", "diou", "ciou", "eiou"):
     g, _ = compiled(name)[1](pred, target)
     assert float(g[0, 2]) < 0, name  # moving x2 right lowers the loss
+
+
+def test_reverse_mode_of_any_order_forward_mode_refused():
+  pred = jnp.array([[0., 0., 2., 1.]])
+  target = jnp.array([[0.5, 0.2, 2.5, 2.]])
+  scalar = lambda p: jnp.sum(jaxloss.box_diou_loss(p, target))
+  hessian = jax.jacrev(jax.jacrev(scalar))(pred)
+  p64, t64 = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+  grad = lambda p: ref.numerical_grad(
+      lambda q: np.sum(ref.diou_loss(q, t64)), p, h=1e-5)
+  want = np.stack([ref.numerical_grad(lambda q: grad(q)[0, j], p64, h=1e-4)
+                   for j in range(4)])
+  np.testing.assert_allclose(hessian.reshape(4, 4), want.reshape(4, 4),
+                             rtol=1e-3, atol=1e-3)
+  with pytest.raises(TypeError):
+    jax.jvp(scalar, (pred,), (jnp.ones_like(pred),))
 
 
 def test_pairwise_degenerate_is_finite():

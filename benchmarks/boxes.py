@@ -1,0 +1,140 @@
+"""Detection losses, fwd+bwd under jit: jaxloss against unguarded formulas.
+
+    python benchmarks/boxes.py [--boxes 1048576] [--pairs 1024] [--repeats 20]
+
+Times ``jax.grad`` of the summed loss with respect to the predictions, after a
+warm-up call, as the median of ``--repeats`` runs with ``block_until_ready``
+(the harness of ``benchmarks/dense.py``). On a shared machine, read the ratios.
+
+Groups:
+  box losses:  jaxloss.box_*_loss  vs  the same formula written directly
+               (plain coordinate slices, CIoU with two arctan, no guard
+               against 0/0: NaN gradients at degenerate boxes)  vs  the l1
+               distance of the corners (a floor)
+  pairwise:    jaxloss.box_iou / generalized_box_iou on [N, 4] x [N, 4]  vs
+               the direct formula
+  IoU-aware:   jaxloss.varifocal_loss / quality_focal_loss  vs
+               jaxloss.focal_loss on the same soft targets
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import jax
+import jax.numpy as jnp
+
+import jaxloss
+from dense import fwd_bwd
+from dense import median_time
+from dense import report
+
+
+# Direct transcriptions, no guards: what the guards in jaxloss cost.
+
+def _parts(p, t):
+  iw = jnp.clip(jnp.minimum(p[..., 2], t[..., 2])
+                - jnp.maximum(p[..., 0], t[..., 0]), 0)
+  ih = jnp.clip(jnp.minimum(p[..., 3], t[..., 3])
+                - jnp.maximum(p[..., 1], t[..., 1]), 0)
+  inter = iw * ih
+  pw, ph = p[..., 2] - p[..., 0], p[..., 3] - p[..., 1]
+  tw, th = t[..., 2] - t[..., 0], t[..., 3] - t[..., 1]
+  union = pw * ph + tw * th - inter
+  cw = jnp.maximum(p[..., 2], t[..., 2]) - jnp.minimum(p[..., 0], t[..., 0])
+  ch = jnp.maximum(p[..., 3], t[..., 3]) - jnp.minimum(p[..., 1], t[..., 1])
+  dx = (p[..., 0] + p[..., 2] - t[..., 0] - t[..., 2]) / 2
+  dy = (p[..., 1] + p[..., 3] - t[..., 1] - t[..., 3]) / 2
+  return inter / (union + 1e-7), union, cw, ch, dx * dx + dy * dy, (pw, ph,
+                                                                   tw, th)
+
+
+def direct_iou(p, t):
+  return 1 - _parts(p, t)[0]
+
+
+def direct_giou(p, t):
+  iou, union, cw, ch, _, _ = _parts(p, t)
+  return 1 - iou + (cw * ch - union) / (cw * ch + 1e-7)
+
+
+def direct_diou(p, t):
+  iou, _, cw, ch, rho2, _ = _parts(p, t)
+  return 1 - iou + rho2 / (cw * cw + ch * ch + 1e-7)
+
+
+def direct_ciou(p, t):
+  iou, _, cw, ch, rho2, (pw, ph, tw, th) = _parts(p, t)
+  v = 4 / math.pi**2 * (jnp.arctan(tw / th) - jnp.arctan(pw / ph)) ** 2
+  alpha = jax.lax.stop_gradient(v / (1 - iou + v + 1e-7))
+  return 1 - iou + rho2 / (cw * cw + ch * ch + 1e-7) + alpha * v
+
+
+def direct_eiou(p, t):
+  iou, _, cw, ch, rho2, (pw, ph, tw, th) = _parts(p, t)
+  return (1 - iou + rho2 / (cw * cw + ch * ch + 1e-7)
+          + (pw - tw) ** 2 / (cw * cw + 1e-7) + (ph - th) ** 2 / (ch * ch + 1e-7))
+
+
+def direct_pairwise_iou(a, b):
+  a, b = a[:, None, :], b[None, :, :]
+  return 1 - direct_iou(jnp.broadcast_to(a, (a.shape[0], b.shape[1], 4)),
+                        jnp.broadcast_to(b, (a.shape[0], b.shape[1], 4)))
+
+
+def random_boxes(key, n):
+  k1, k2 = jax.random.split(key)
+  corner = jax.random.uniform(k1, (n, 2), maxval=4.0)
+  size = jax.random.uniform(k2, (n, 2), minval=0.2, maxval=3.0)
+  return jnp.concatenate([corner, corner + size], axis=-1)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--boxes", type=int, default=1 << 20)
+  parser.add_argument("--pairs", type=int, default=1024)
+  parser.add_argument("--repeats", type=int, default=20)
+  args = parser.parse_args()
+  keys = jax.random.split(jax.random.PRNGKey(0), 6)
+  pred, target = random_boxes(keys[0], args.boxes), random_boxes(keys[1],
+                                                                 args.boxes)
+  print(f"device {jax.devices()[0].device_kind}, jax {jax.__version__}, "
+        f"{args.boxes} box pairs float32, median of {args.repeats}")
+
+  floor = fwd_bwd(lambda p, t: jnp.sum(jnp.abs(p - t), axis=-1))
+  for name, direct in (("iou", direct_iou), ("giou", direct_giou),
+                       ("diou", direct_diou), ("ciou", direct_ciou),
+                       ("eiou", direct_eiou)):
+    subject = f"jaxloss.box_{name}_loss"
+    fns = {subject: fwd_bwd(getattr(jaxloss, f"box_{name}_loss")),
+           "direct formula, no guards": fwd_bwd(direct),
+           "floor: l1 of the corners": floor}
+    times = {k: median_time(f, pred, target, repeats=args.repeats)
+             for k, f in fns.items()}
+    report(f"{name.upper()} loss, elementwise", times, subject)
+
+  a = random_boxes(keys[2], args.pairs)
+  b = random_boxes(keys[3], args.pairs)
+  fns = {"jaxloss.box_iou": fwd_bwd(jaxloss.box_iou),
+         "jaxloss.generalized_box_iou": fwd_bwd(jaxloss.generalized_box_iou),
+         "direct pairwise IoU, no guards": fwd_bwd(direct_pairwise_iou)}
+  times = {k: median_time(f, a, b, repeats=args.repeats)
+           for k, f in fns.items()}
+  report(f"pairwise [{args.pairs}, 4] x [{args.pairs}, 4]", times,
+         "jaxloss.box_iou")
+
+  logits = 3 * jax.random.normal(keys[4], (args.boxes,))
+  quality = jax.random.uniform(keys[5], (args.boxes,))
+  quality = jnp.where(quality < 0.7, 0.0, quality)
+  fns = {"jaxloss.varifocal_loss": fwd_bwd(jaxloss.varifocal_loss),
+         "jaxloss.quality_focal_loss": fwd_bwd(jaxloss.quality_focal_loss),
+         "jaxloss.focal_loss": fwd_bwd(jaxloss.focal_loss)}
+  times = {k: median_time(f, logits, quality, repeats=args.repeats)
+           for k, f in fns.items()}
+  report(f"IoU-aware classification, {args.boxes} logits, 30% positives",
+         times, "jaxloss.focal_loss")
+
+
+if __name__ == "__main__":
+  main()
