@@ -20,6 +20,9 @@ Shared conventions of the losses:
   finite value and finite gradients.
 * Zero-area boxes have IoU 0 with every box (itself included), so two
   identical points have IoU loss 1, as in torchvision.
+* Reverse-mode differentiation only (``jax.grad``, ``jax.vjp``,
+  ``jax.jacrev``, any order): the coordinate split has a custom VJP, see
+  ``_unstack``.
 * An invalid box (``x2 < x1`` or ``y2 < y1``) is not repaired: no clamping,
   no swapping of corners. Its width and height enter the formulas with their
   sign, as in torchvision: it intersects nothing, its "area" is negative when
@@ -200,7 +203,10 @@ def box_iou_loss(
     as given, as in torchvision (no clamping, no swapped corners): it
     intersects nothing, its area is the signed product :math:`w h`, and the
     loss stays finite but leaves its usual range; keep predictions valid by
-    construction (e.g. decode sizes with ``exp``).
+    construction (e.g. decode sizes with ``exp``). Differentiable in reverse
+    mode (``jax.grad``, ``jax.vjp``, ``jax.jacrev``, any order), not in
+    forward mode (``jax.jvp``, ``jax.jacfwd``): a custom VJP keeps the
+    backward pass fast.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -254,7 +260,10 @@ def box_giou_loss(
     as given, as in torchvision (no clamping, no swapped corners): it
     intersects nothing, its area is the signed product :math:`w h`, and the
     loss stays finite but leaves its usual range; keep predictions valid by
-    construction (e.g. decode sizes with ``exp``).
+    construction (e.g. decode sizes with ``exp``). Differentiable in reverse
+    mode (``jax.grad``, ``jax.vjp``, ``jax.jacrev``, any order), not in
+    forward mode (``jax.jvp``, ``jax.jacfwd``): a custom VJP keeps the
+    backward pass fast.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -312,7 +321,10 @@ def box_diou_loss(
     as given, as in torchvision (no clamping, no swapped corners): it
     intersects nothing, its area is the signed product :math:`w h`, and the
     loss stays finite but leaves its usual range; keep predictions valid by
-    construction (e.g. decode sizes with ``exp``).
+    construction (e.g. decode sizes with ``exp``). Differentiable in reverse
+    mode (``jax.grad``, ``jax.vjp``, ``jax.jacrev``, any order), not in
+    forward mode (``jax.jvp``, ``jax.jacfwd``): a custom VJP keeps the
+    backward pass fast.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -379,7 +391,10 @@ def box_ciou_loss(
     as given, as in torchvision (no clamping, no swapped corners): it
     intersects nothing, its area is the signed product :math:`w h`, and the
     loss stays finite but leaves its usual range; keep predictions valid by
-    construction (e.g. decode sizes with ``exp``).
+    construction (e.g. decode sizes with ``exp``). Differentiable in reverse
+    mode (``jax.grad``, ``jax.vjp``, ``jax.jacrev``, any order), not in
+    forward mode (``jax.jvp``, ``jax.jacfwd``): a custom VJP keeps the
+    backward pass fast.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -443,7 +458,10 @@ def box_eiou_loss(
     as given, as in torchvision (no clamping, no swapped corners): it
     intersects nothing, its area is the signed product :math:`w h`, and the
     loss stays finite but leaves its usual range; keep predictions valid by
-    construction (e.g. decode sizes with ``exp``).
+    construction (e.g. decode sizes with ``exp``). Differentiable in reverse
+    mode (``jax.grad``, ``jax.vjp``, ``jax.jacrev``, any order), not in
+    forward mode (``jax.jvp``, ``jax.jacfwd``): a custom VJP keeps the
+    backward pass fast.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -504,7 +522,8 @@ def box_iou(a: ArrayLike, b: ArrayLike) -> jax.Array:
     As ``torchvision.ops.box_iou`` (no ``eps``), but a pair whose union is 0
     (two zero-area boxes) has IoU 0 instead of NaN, with finite gradients.
     Use it for matching (e.g. DETR's Hungarian cost, or anchor assignment);
-    for a loss on matched pairs use :func:`box_iou_loss`.
+    for a loss on matched pairs use :func:`box_iou_loss`. Differentiable in
+    reverse mode only, like the box losses.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -543,7 +562,8 @@ def generalized_box_iou(a: ArrayLike, b: ArrayLike) -> jax.Array:
   Convention:
     As ``torchvision.ops.generalized_box_iou`` (no ``eps``); a zero union or
     enclosing area gives 0 for that fraction instead of NaN. DETR's matching
-    cost is ``-generalized_box_iou(pred, target)``.
+    cost is ``-generalized_box_iou(pred, target)``. Differentiable in reverse
+    mode only, like the box losses.
 
   Examples:
     >>> import jax.numpy as jnp
