@@ -139,7 +139,7 @@ def _xla_core(nkeys, valid, dtype, with_grad):
   total = fg_count[..., -1].astype(dtype)
   if not with_grad:
     return loss, total
-  signed = jnp.where(errors > 0, jnp.where(fg, -g, g), 0)
+  signed = jnp.where(errors == 0, 0, jnp.where(fg, -g, g))
   n = nkeys.shape[-1]
   flat_perm = perm.reshape(-1, n)
   rows = lax.broadcasted_iota(jnp.int32, flat_perm.shape, 0)
@@ -169,7 +169,10 @@ def _numpy_rows(keys, valid, dtype, loss_out, total_out, grad_out):
   :func:`_jaccard_weights`, specialised per row.
   """
   n = keys.shape[-1]
-  positions = np.arange(1, n + 1, dtype=np.int64 if n >= 2**31 else np.int32)
+  count_dtype = np.int64 if n >= 2**31 else np.int32
+  positions = np.arange(1, n + 1, dtype=dtype)
+  # Complemented keys of zero errors (and of invalid pixels): the top two.
+  zero_key = np.iinfo(keys.dtype).max - 1
   for r in range(keys.shape[0]):
     row = keys[r]
     if row.dtype == np.uint32:
@@ -188,31 +191,36 @@ def _numpy_rows(keys, valid, dtype, loss_out, total_out, grad_out):
         block = order[tail:]
         order[tail:] = block[np.argsort(~valid[r][block], kind="stable")]
         valid_count = np.minimum(positions, num_valid)
+    zero_from = int(np.searchsorted(sorted_keys, zero_key))
     key = np.invert(sorted_keys, out=sorted_keys)
     fg = (key & 1).astype(bool)
     key >>= 1
     errors = key.view(dtype)
-    fg_count = np.cumsum(fg, dtype=positions.dtype)
+    fg_count = np.cumsum(fg, dtype=count_dtype)
     total = int(fg_count[-1])
     if total == 0:
       g = np.zeros(n, dtype)
       g[:min(num_valid, 1)] = 1
-      signed = g
+      at_fg, at_bg = np.zeros(n, dtype), g.copy()
     else:
-      union = (valid_count + total - fg_count).astype(dtype)   # T + B_k >= 1
-      inter = (total - fg_count).astype(dtype)                 # T - F_k
+      fg_count = fg_count.astype(dtype)
+      union = valid_count + dtype.type(total)
+      union -= fg_count                                   # T + B_k >= 1
+      inter = np.subtract(dtype.type(total), fg_count, out=fg_count)
       at_fg = np.divide(1, union, dtype=dtype)
+      union *= union - 1
       with np.errstate(divide="ignore", invalid="ignore"):
-        at_bg = inter / ((union - 1) * union)
+        at_bg = np.divide(inter, union, out=inter)        # T - F_k over that
       g = np.where(fg, at_fg, at_bg)
       g[num_valid:] = 0
-      # d error / d pred is -1 at foreground, +1 at background.
-      signed = np.where(fg, -g, g) if grad_out is not None else None
     loss_out[r] = np.add.reduce(errors * g, dtype=np.float64)
     total_out[r] = total
     if grad_out is not None:
-      np.copyto(signed, 0, where=~(errors > 0))    # |.|' = relu' = 0 at 0
-      grad_out[r, order] = signed
+      # d error / d pred: -1 at foreground, +1 at background, and 0 where the
+      # error is 0 (|.| and relu), which includes every invalid pixel.
+      signed = np.where(fg, np.negative(at_fg, out=at_fg), at_bg)
+      signed[zero_from:] = 0
+      grad_out[r][order] = signed
 
 
 _POOL = None
