@@ -20,9 +20,6 @@ Shared conventions of the losses:
   finite value and finite gradients.
 * Zero-area boxes have IoU 0 with every box (itself included), so two
   identical points have IoU loss 1, as in torchvision.
-* Reverse-mode differentiation only (``jax.grad``, ``jax.vjp``,
-  ``jax.jacrev``, any order): the coordinate split has a custom VJP, see
-  ``_unstack``.
 * An invalid box (``x2 < x1`` or ``y2 < y1``) is not repaired: no clamping,
   no swapping of corners. Its width and height enter the formulas with their
   sign, as in torchvision: it intersects nothing, its "area" is negative when
@@ -85,41 +82,14 @@ def _pair(fn: str, pred, target, eps) -> tuple[jax.Array, jax.Array]:
 # Geometry
 
 
-@jax.custom_vjp
-def _unstack(boxes: jax.Array) -> tuple[jax.Array, ...]:
-  """The four coordinates of ``boxes`` ``[..., 4]``, each ``[...]``.
-
-  Differentiating through four plain slices makes XLA fuse the whole backward
-  pass into one loop over the ``[..., 4]`` gradient that recomputes every
-  intermediate once per coordinate (fwd+bwd 20-30x the forward on CPU). This
-  VJP materialises the four coordinate gradients first (an optimisation
-  barrier), then stacks them: 2-6x faster fwd+bwd (``benchmarks/boxes.py``).
-  The price: the box functions support reverse-mode differentiation
-  (``jax.grad``, ``jax.vjp``, ``jax.jacrev``, any order) but not forward mode
-  (``jax.jvp``, ``jax.jacfwd``).
-  """
-  return tuple(boxes[..., i] for i in range(4))
-
-
-def _unstack_fwd(boxes):
-  return _unstack(boxes), None
-
-
-def _unstack_bwd(_, cotangents):
-  return (jnp.stack(lax.optimization_barrier(tuple(cotangents)), axis=-1),)
-
-
-_unstack.defvjp(_unstack_fwd, _unstack_bwd)
-
-
 def _geometry(a: jax.Array, b: jax.Array) -> dict[str, jax.Array]:
   """Widths, heights, intersection, union and enclosing box of ``a`` vs ``b``.
 
   ``a`` and ``b`` have one shape ``[..., 4]``; every entry has shape
   ``[...]``.
   """
-  ax1, ay1, ax2, ay2 = _unstack(a)
-  bx1, by1, bx2, by2 = _unstack(b)
+  ax1, ay1, ax2, ay2 = (a[..., i] for i in range(4))
+  bx1, by1, bx2, by2 = (b[..., i] for i in range(4))
   aw, ah = ax2 - ax1, ay2 - ay1
   bw, bh = bx2 - bx1, by2 - by1
   iw = jnp.minimum(ax2, bx2) - jnp.maximum(ax1, bx1)
@@ -203,10 +173,7 @@ def box_iou_loss(
     as given, as in torchvision (no clamping, no swapped corners): it
     intersects nothing, its area is the signed product :math:`w h`, and the
     loss stays finite but leaves its usual range; keep predictions valid by
-    construction (e.g. decode sizes with ``exp``). Differentiable in reverse
-    mode (``jax.grad``, ``jax.vjp``, ``jax.jacrev``, any order), not in
-    forward mode (``jax.jvp``, ``jax.jacfwd``): a custom VJP keeps the
-    backward pass fast.
+    construction (e.g. decode sizes with ``exp``).
 
   Examples:
     >>> import jax.numpy as jnp
@@ -260,10 +227,7 @@ def box_giou_loss(
     as given, as in torchvision (no clamping, no swapped corners): it
     intersects nothing, its area is the signed product :math:`w h`, and the
     loss stays finite but leaves its usual range; keep predictions valid by
-    construction (e.g. decode sizes with ``exp``). Differentiable in reverse
-    mode (``jax.grad``, ``jax.vjp``, ``jax.jacrev``, any order), not in
-    forward mode (``jax.jvp``, ``jax.jacfwd``): a custom VJP keeps the
-    backward pass fast.
+    construction (e.g. decode sizes with ``exp``).
 
   Examples:
     >>> import jax.numpy as jnp
@@ -321,10 +285,7 @@ def box_diou_loss(
     as given, as in torchvision (no clamping, no swapped corners): it
     intersects nothing, its area is the signed product :math:`w h`, and the
     loss stays finite but leaves its usual range; keep predictions valid by
-    construction (e.g. decode sizes with ``exp``). Differentiable in reverse
-    mode (``jax.grad``, ``jax.vjp``, ``jax.jacrev``, any order), not in
-    forward mode (``jax.jvp``, ``jax.jacfwd``): a custom VJP keeps the
-    backward pass fast.
+    construction (e.g. decode sizes with ``exp``).
 
   Examples:
     >>> import jax.numpy as jnp
@@ -391,10 +352,7 @@ def box_ciou_loss(
     as given, as in torchvision (no clamping, no swapped corners): it
     intersects nothing, its area is the signed product :math:`w h`, and the
     loss stays finite but leaves its usual range; keep predictions valid by
-    construction (e.g. decode sizes with ``exp``). Differentiable in reverse
-    mode (``jax.grad``, ``jax.vjp``, ``jax.jacrev``, any order), not in
-    forward mode (``jax.jvp``, ``jax.jacfwd``): a custom VJP keeps the
-    backward pass fast.
+    construction (e.g. decode sizes with ``exp``).
 
   Examples:
     >>> import jax.numpy as jnp
@@ -458,10 +416,7 @@ def box_eiou_loss(
     as given, as in torchvision (no clamping, no swapped corners): it
     intersects nothing, its area is the signed product :math:`w h`, and the
     loss stays finite but leaves its usual range; keep predictions valid by
-    construction (e.g. decode sizes with ``exp``). Differentiable in reverse
-    mode (``jax.grad``, ``jax.vjp``, ``jax.jacrev``, any order), not in
-    forward mode (``jax.jvp``, ``jax.jacfwd``): a custom VJP keeps the
-    backward pass fast.
+    construction (e.g. decode sizes with ``exp``).
 
   Examples:
     >>> import jax.numpy as jnp
@@ -522,8 +477,7 @@ def box_iou(a: ArrayLike, b: ArrayLike) -> jax.Array:
     As ``torchvision.ops.box_iou`` (no ``eps``), but a pair whose union is 0
     (two zero-area boxes) has IoU 0 instead of NaN, with finite gradients.
     Use it for matching (e.g. DETR's Hungarian cost, or anchor assignment);
-    for a loss on matched pairs use :func:`box_iou_loss`. Differentiable in
-    reverse mode only, like the box losses.
+    for a loss on matched pairs use :func:`box_iou_loss`.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -562,8 +516,7 @@ def generalized_box_iou(a: ArrayLike, b: ArrayLike) -> jax.Array:
   Convention:
     As ``torchvision.ops.generalized_box_iou`` (no ``eps``); a zero union or
     enclosing area gives 0 for that fraction instead of NaN. DETR's matching
-    cost is ``-generalized_box_iou(pred, target)``. Differentiable in reverse
-    mode only, like the box losses.
+    cost is ``-generalized_box_iou(pred, target)``.
 
   Examples:
     >>> import jax.numpy as jnp

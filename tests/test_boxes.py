@@ -328,7 +328,7 @@ def test_disjoint_boxes_pull_together_except_under_iou():
     assert float(g[0, 2]) < 0, name  # moving x2 right lowers the loss
 
 
-def test_reverse_mode_of_any_order_forward_mode_refused():
+def test_second_order_and_forward_mode():
   pred = jnp.array([[0., 0., 2., 1.]])
   target = jnp.array([[0.5, 0.2, 2.5, 2.]])
   scalar = lambda p: jnp.sum(jaxloss.box_diou_loss(p, target))
@@ -340,8 +340,12 @@ def test_reverse_mode_of_any_order_forward_mode_refused():
                    for j in range(4)])
   np.testing.assert_allclose(hessian.reshape(4, 4), want.reshape(4, 4),
                              rtol=1e-3, atol=1e-3)
-  with pytest.raises(TypeError):
-    jax.jvp(scalar, (pred,), (jnp.ones_like(pred),))
+  direction = jnp.array([[1., -2., 0.5, 3.]])
+  _, forward = jax.jvp(scalar, (pred,), (direction,))
+  np.testing.assert_allclose(forward, jnp.sum(jax.grad(scalar)(pred) * direction),
+                             rtol=1e-5)
+  np.testing.assert_allclose(jax.jacfwd(jax.grad(scalar))(pred), hessian,
+                             rtol=1e-4, atol=1e-6)
 
 
 def test_pairwise_degenerate_is_finite():
