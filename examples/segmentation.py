@@ -95,7 +95,7 @@ SETUPS = (
 # Model, optimizer, train step.
 
 
-def make_model(seed: int, width: int) -> unet.UNet:
+def make_model(seed: int, width: int, depth: int = 3) -> unet.UNet:
   """The U-Net with its initial weights, created in one compiled program.
 
   The ``rbg`` key implementation compiles much faster on CPU than the
@@ -104,7 +104,8 @@ def make_model(seed: int, width: int) -> unet.UNet:
   @nnx.jit
   def init():
     key = jax.random.key(seed, impl="rbg")
-    return unet.UNet(digits_data.NUM_CLASSES, width=width, rngs=nnx.Rngs(key))
+    return unet.UNet(digits_data.NUM_CLASSES, width=width, depth=depth,
+                     rngs=nnx.Rngs(key))
   return init()
 
 
@@ -243,7 +244,7 @@ def run_all(args, setups: Sequence[Setup], log=print) -> dict[str, Run]:
       "test", args.test_size, size=args.size, seed=args.seed)
   data = (train_x, train_y, test_x, test_y)
   runs: dict[str, Run] = {}
-  init = make_model(args.seed, args.width)
+  init = make_model(args.seed, args.width, args.depth)
   for setup in setups:
     if setup.init_from is None:
       model = nnx.clone(init)  # the same initial weights for every set-up
@@ -383,6 +384,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p.add_argument("--lr", type=float, default=3e-3, help="peak AdamW rate")
   p.add_argument("--finetune-lr", type=float, default=5e-4)
   p.add_argument("--width", type=int, default=16, help="U-Net base width")
+  p.add_argument("--depth", type=int, default=3,
+                 help="U-Net down-sampling stages")
   p.add_argument("--size", type=int, default=48, help="canvas side (pixels)")
   p.add_argument("--train-size", type=int, default=2000)
   p.add_argument("--test-size", type=int, default=500)

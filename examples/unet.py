@@ -1,9 +1,10 @@
 """A small U-Net in Flax NNX for channels-last images.
 
-Two down-sampling stages (so the input side must be divisible by 4), each a
-block of two 3x3 convolutions with group normalisation and ReLU, a bottleneck
-block, and two up-sampling stages with transposed convolutions and skip
-connections, then a 1x1 convolution to one logit per class. It keeps no state
+``depth`` down-sampling stages (three by default, so the input side must be
+divisible by 8), each a block of two 3x3 convolutions with group normalisation
+and ReLU followed by 2x2 max pooling, a bottleneck block, and as many
+up-sampling stages with transposed convolutions and skip connections, then a
+1x1 convolution to one logit per class. It keeps no state
 besides its parameters (no batch statistics), so the same call serves training
 and evaluation and the model can be replicated across devices as it is.
 """
@@ -35,35 +36,41 @@ class UNet(nnx.Module):
 
   Args:
     num_classes: Number of output classes ``K``.
-    width: Channels of the first stage; the second has ``2 * width`` and the
-      bottleneck ``4 * width``.
+    width: Channels of the first stage; each down-sampling doubles them.
+    depth: Number of down-sampling stages; height and width of the input
+      must be divisible by ``2**depth``.
     in_features: Channels of the input image.
     rngs: Random streams for the parameter initialisers.
   """
 
-  def __init__(self, num_classes: int, *, width: int = 16, in_features: int = 1,
-               rngs: nnx.Rngs):
-    w = width
-    self.enc1 = ConvBlock(in_features, w, rngs=rngs)
-    self.enc2 = ConvBlock(w, 2 * w, rngs=rngs)
-    self.mid = ConvBlock(2 * w, 4 * w, rngs=rngs)
-    self.up2 = nnx.ConvTranspose(4 * w, 2 * w, (2, 2), strides=(2, 2),
-                                 rngs=rngs)
-    self.dec2 = ConvBlock(4 * w, 2 * w, rngs=rngs)
-    self.up1 = nnx.ConvTranspose(2 * w, w, (2, 2), strides=(2, 2), rngs=rngs)
-    self.dec1 = ConvBlock(2 * w, w, rngs=rngs)
-    self.head = nnx.Conv(w, num_classes, (1, 1), rngs=rngs)
+  def __init__(self, num_classes: int, *, width: int = 16, depth: int = 3,
+               in_features: int = 1, rngs: nnx.Rngs):
+    widths = [width * 2**i for i in range(depth + 1)]
+    self.depth = depth
+    self.down = nnx.List([ConvBlock(i, o, rngs=rngs) for i, o in
+                          zip([in_features] + widths[:-2], widths[:-1])])
+    self.mid = ConvBlock(widths[-2], widths[-1], rngs=rngs)
+    self.up = nnx.List([nnx.ConvTranspose(widths[i + 1], widths[i], (2, 2),
+                                          strides=(2, 2), rngs=rngs)
+                        for i in reversed(range(depth))])
+    self.dec = nnx.List([ConvBlock(2 * widths[i], widths[i], rngs=rngs)
+                         for i in reversed(range(depth))])
+    self.head = nnx.Conv(width, num_classes, (1, 1), rngs=rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    if x.shape[1] % 4 or x.shape[2] % 4:
-      raise ValueError(f"UNet: height and width must be divisible by 4; "
+    k = 2**self.depth
+    if x.shape[1] % k or x.shape[2] % k:
+      raise ValueError(f"UNet: height and width must be divisible by {k}; "
                        f"got x.shape {x.shape}")
-    s1 = self.enc1(x)
-    s2 = self.enc2(_pool(s1))
-    y = self.mid(_pool(s2))
-    y = self.dec2(jnp.concatenate([self.up2(y), s2], axis=-1))
-    y = self.dec1(jnp.concatenate([self.up1(y), s1], axis=-1))
-    return self.head(y)
+    skips = []
+    for block in self.down:
+      x = block(x)
+      skips.append(x)
+      x = _pool(x)
+    x = self.mid(x)
+    for up, dec, skip in zip(self.up, self.dec, reversed(skips)):
+      x = dec(jnp.concatenate([up(x), skip], axis=-1))
+    return self.head(x)
 
 
 def _pool(x: jax.Array) -> jax.Array:
