@@ -332,7 +332,7 @@ def test_second_order_and_forward_mode():
   pred = jnp.array([[0., 0., 2., 1.]])
   target = jnp.array([[0.5, 0.2, 2.5, 2.]])
   scalar = lambda p: jnp.sum(jaxloss.box_diou_loss(p, target))
-  hessian = jax.jacrev(jax.jacrev(scalar))(pred)
+  hessian = jax.jit(jax.jacrev(jax.jacrev(scalar)))(pred)
   p64, t64 = np.asarray(pred, np.float64), np.asarray(target, np.float64)
   grad = lambda p: ref.numerical_grad(
       lambda q: np.sum(ref.diou_loss(q, t64)), p, h=1e-5)
@@ -341,11 +341,12 @@ def test_second_order_and_forward_mode():
   np.testing.assert_allclose(hessian.reshape(4, 4), want.reshape(4, 4),
                              rtol=1e-3, atol=1e-3)
   direction = jnp.array([[1., -2., 0.5, 3.]])
-  _, forward = jax.jvp(scalar, (pred,), (direction,))
-  np.testing.assert_allclose(forward, jnp.sum(jax.grad(scalar)(pred) * direction),
-                             rtol=1e-5)
-  np.testing.assert_allclose(jax.jacfwd(jax.grad(scalar))(pred), hessian,
-                             rtol=1e-4, atol=1e-6)
+  forward = jax.jit(lambda p, d: jax.jvp(scalar, (p,), (d,))[1])
+  np.testing.assert_allclose(
+      forward(pred, direction),
+      jnp.sum(jax.jit(jax.grad(scalar))(pred) * direction), rtol=1e-5)
+  np.testing.assert_allclose(jax.jit(jax.jacfwd(jax.grad(scalar)))(pred),
+                             hessian, rtol=1e-4, atol=1e-6)
 
 
 def test_pairwise_degenerate_is_finite():
