@@ -149,7 +149,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p.add_argument("--per-device-batch", type=int, default=4)
   p.add_argument("--lr", type=float, default=3e-3)
   p.add_argument("--width", type=int, default=16, help="U-Net base width")
-  p.add_argument("--size", type=int, default=48, help="canvas side (pixels)")
+  p.add_argument("--depth", type=int, default=None,
+                 help="U-Net down-sampling stages (default: the model's)")
+  p.add_argument("--size", type=int, default=48,
+                 help="canvas side (pixels), divisible by 2**depth")
   p.add_argument("--train-size", type=int, default=2000)
   p.add_argument("--test-size", type=int, default=256)
   p.add_argument("--log-every", type=int, default=20)
@@ -180,8 +183,9 @@ def main(argv: Sequence[str] | None = None, log=print) -> dict:
   test_x, test_y = digits_data.make_canvases(
       "test", args.test_size, size=args.size, seed=args.seed)
 
+  depth = {} if args.depth is None else {"depth": args.depth}
   model = unet.UNet(digits_data.NUM_CLASSES, width=args.width,
-                    rngs=nnx.Rngs(args.seed))
+                    rngs=nnx.Rngs(args.seed), **depth)
   graphdef, params = nnx.split(model)
   params = jax.device_put(params, replicated)
   tx = optax.adamw(optax.cosine_decay_schedule(args.lr, args.steps, 0.05),
