@@ -316,52 +316,73 @@ def _core(preds, fg, valid, kind, impl, with_grad):
   return lax.platform_dependent(nkeys, valid, cpu=host, default=xla)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _lovasz_rows(preds, fg, valid, kind, impl):
-  """Lovász extension of the Jaccard loss along the last axis.
+# ---------------------------------------------------------------------------
+# Layout: one row per (kept index, class), the pooled pixels along it.
+
+
+def _row_order(layout):
+  kept, pooled, class_axis = layout
+  return kept + ((class_axis,) if class_axis is not None else ()) + pooled
+
+
+def _to_rows(x, layout):
+  """Moves the kept axes first, then the class axis, then the pooled ones."""
+  order = _row_order(layout)
+  x = jnp.transpose(x, order)
+  lead = x.shape[:len(order) - len(layout[1])]
+  return x.reshape(lead + (-1,))
+
+
+def _from_rows(rows, layout, shape):
+  """Inverse of :func:`_to_rows` for an array of the original ``shape``."""
+  order = _row_order(layout)
+  rows = rows.reshape(tuple(shape[a] for a in order))
+  return jnp.transpose(rows, tuple(int(a) for a in np.argsort(order)))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _lovasz_rows(preds, fg, valid, kind, impl, layout):
+  """Lovász extension of the Jaccard loss, per row.
 
   Args:
-    preds: Float rows ``[..., n]`` (float32 or float64): probabilities of
-      one class (``kind="softmax"``, errors ``|fg - p|``) or logits
+    preds: Float predictions (float32 or float64) in their own layout:
+      probabilities (``kind="softmax"``, errors ``|fg - p|``) or logits
       (``kind="hinge"``, errors ``relu(1 - (2 fg - 1) x)``).
-    fg: Boolean foreground flags, shape of ``preds``.
-    valid: Boolean flags broadcastable to ``preds`` (same rank), or None (all
+      ``_to_rows(preds, layout)`` gives the rows ``[..., n]``.
+    fg: Boolean foreground flags of the rows ``[..., n]``.
+    valid: Boolean flags broadcastable to the rows (same rank), or None (all
       valid); invalid pixels carry no weight and should have ``fg`` False.
     kind: ``"softmax"`` or ``"hinge"``.
     impl: ``"auto"`` (NumPy on CPU, XLA elsewhere), ``"xla"`` or
       ``"numpy"``.
+    layout: ``(kept, pooled, class_axis)`` axes of ``preds``, static.
 
   Returns:
     ``(loss, total)``, each ``[...]``: the sorted errors dotted with the
     Lovász gradient, and the number of valid foreground pixels (float; no
     gradient).
   """
-  return _core(preds, fg, valid, kind, impl, with_grad=False)
+  return _core(_to_rows(preds, layout), fg, valid, kind, impl,
+               with_grad=False)
 
 
-def _lovasz_rows_fwd(preds, fg, valid, kind, impl):
-  loss, total, grad = _core(preds, fg, valid, kind, impl, with_grad=True)
-  return (loss, total), grad
+def _lovasz_rows_fwd(preds, fg, valid, kind, impl, layout):
+  loss, total, grad = _core(_to_rows(preds, layout), fg, valid, kind, impl,
+                            with_grad=True)
+  # The residual, dloss/dpreds, goes back to the layout of preds once, here,
+  # so that the backward pass is one product in that layout.
+  return (loss, total), _from_rows(grad, layout, preds.shape)
 
 
-def _lovasz_rows_bwd(kind, impl, grad, cotangents):
+def _lovasz_rows_bwd(kind, impl, layout, grad, cotangents):
   del kind, impl
-  return cotangents[0][..., None] * grad, None, None
+  cotangent = cotangents[0]
+  rows = jnp.broadcast_to(cotangent[..., None],
+                          cotangent.shape + (grad.size // cotangent.size,))
+  return _from_rows(rows, layout, grad.shape) * grad, None, None
 
 
 _lovasz_rows.defvjp(_lovasz_rows_fwd, _lovasz_rows_bwd)
-
-
-# ---------------------------------------------------------------------------
-# Layout: pooled axes last, one row per (kept index, class).
-
-
-def _to_rows(x, kept, pooled, class_axis=None):
-  """Moves ``kept`` axes first, then ``class_axis``, then the pooled ones."""
-  order = kept + ((class_axis,) if class_axis is not None else ()) + pooled
-  x = jnp.transpose(x, order)
-  lead = x.shape[:len(order) - len(pooled)]
-  return x.reshape(lead + (-1,))
 
 
 def _all_axes(fn: str, axis: Axis, ndim: int) -> tuple[int, ...]:
@@ -418,16 +439,16 @@ def _lovasz_softmax(probs, labels, *, axis=None, where=None,
   class_axis = probs.ndim - 1
 
   valid_rows = None
-  labels_rows = _to_rows(labels, kept, axes)[..., None, :]     # [..., 1, n]
+  labels_rows = _to_rows(labels, (kept, axes, None))[..., None, :]  # [.., 1, n]
   fg_rows = labels_rows == class_ids.reshape(
-      (1,) * (labels_rows.ndim - 2) + (-1, 1))                  # [..., C, n]
+      (1,) * (labels_rows.ndim - 2) + (-1, 1))                    # [.., C, n]
   if mask is not None:
     # Masked pixels: no value, and no gradient even for NaN probabilities.
     p = jnp.where(mask[..., None], p, 0)
-    valid_rows = _to_rows(mask, kept, axes)[..., None, :]
+    valid_rows = _to_rows(mask, (kept, axes, None))[..., None, :]
     fg_rows = fg_rows & valid_rows
-  losses, totals = _lovasz_rows(_to_rows(p, kept, axes, class_axis), fg_rows,
-                                valid_rows, "softmax", impl)
+  losses, totals = _lovasz_rows(p, fg_rows, valid_rows, "softmax", impl,
+                                (kept, axes, class_axis))
   if selection == "present":
     weights = (totals > 0).astype(dtype)
   else:
@@ -463,9 +484,9 @@ def _lovasz_hinge(logits, labels, *, axis=None, where=None, impl="auto"):
   if mask is not None:
     x = jnp.where(mask, x, 0)     # masked pixels: no value, no gradient
     fg = fg & mask
-    valid_rows = _to_rows(mask, kept, axes)
-  losses, _ = _lovasz_rows(_to_rows(x, kept, axes), _to_rows(fg, kept, axes),
-                           valid_rows, "hinge", impl)
+    valid_rows = _to_rows(mask, (kept, axes, None))
+  losses, _ = _lovasz_rows(x, _to_rows(fg, (kept, axes, None)), valid_rows,
+                           "hinge", impl, (kept, axes, None))
   return losses
 
 
