@@ -114,12 +114,22 @@ def make_step(mode: str, mesh: jax.sharding.Mesh, graphdef, tx):
   return step
 
 
-@jax.jit
 def _confusion(graphdef, params, images, labels):
+  """Confusion matrix ``[true, predicted]`` of the model on a batch."""
   pred = jnp.argmax(nnx.merge(graphdef, params)(images), axis=-1)
   num = digits_data.NUM_CLASSES
   idx = labels.reshape(-1) * num + pred.reshape(-1).astype(labels.dtype)
   return jnp.zeros((num * num,), jnp.int32).at[idx].add(1).reshape(num, num)
+
+
+@functools.cache
+def _confusion_fn(out_sharding: NamedSharding):
+  return jax.jit(_confusion, out_shardings=out_sharding)
+
+
+def local_value(x: jax.Array) -> np.ndarray:
+  """A replicated array's value, read from this process's own copy."""
+  return np.asarray(x.addressable_data(0))
 
 
 def global_batch(data: np.ndarray, index: np.ndarray,
@@ -165,6 +175,8 @@ def main(argv: Sequence[str] | None = None, log=print) -> dict:
   args = parse_args(argv)
   if args.distributed:
     jax.distributed.initialize()
+  if jax.process_index() != 0:
+    log = lambda *_: None  # every process runs the same steps; one reports
   if args.simulate and jax.device_count() != args.simulate:
     log(f"note: --simulate {args.simulate} has no effect once JAX has "
         f"started; using {jax.device_count()} devices")
@@ -202,7 +214,7 @@ def main(argv: Sequence[str] | None = None, log=print) -> dict:
     images = global_batch(train_x, index, data_sharding)
     labels = global_batch(train_y, index, data_sharding)
     params, opt_state, loss = step(params, opt_state, images, labels)
-    losses.append(float(loss))
+    losses.append(float(local_value(loss)))
     if not np.isfinite(losses[-1]):
       raise FloatingPointError(f"loss {losses[-1]} at step {i + 1}")
     if (i + 1) % args.log_every == 0 or i + 1 == args.steps:
@@ -212,9 +224,10 @@ def main(argv: Sequence[str] | None = None, log=print) -> dict:
   # Test set, in global batches split over the mesh (the tail that does not
   # fill one is left out).
   confusion = np.zeros((digits_data.NUM_CLASSES,) * 2, np.int64)
+  count = _confusion_fn(replicated)
   for lo in range(0, len(test_x) - batch + 1, batch):
     index = np.arange(lo, lo + batch)
-    confusion += np.asarray(_confusion(
+    confusion += local_value(count(
         graphdef, params, global_batch(test_x, index, data_sharding),
         global_batch(test_y, index, data_sharding)))
   tp = np.diag(confusion).astype(np.float64)
