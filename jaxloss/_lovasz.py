@@ -16,14 +16,20 @@ core is a ``jax.custom_vjp`` around one sort:
   :math:`k`, :math:`T` the foreground total), so no difference of nearly
   equal Jaccard values loses precision;
 * the forward pass of a differentiated call also keeps the permutation and
-  scatters each position's weight back to its pixel; that one array (the
-  derivative of the loss with respect to each error) is the only residual,
-  and the backward pass is a product with the cotangent.
+  scatters each position's weight, with the sign of d error / d prediction,
+  back to its pixel; that one array (the derivative of the loss with respect
+  to the predictions, in their layout) is the only residual, and the backward
+  pass is a product with the cotangent. Nothing is differentiated through
+  the sort.
 
-On CPU the core runs in NumPy through ``jax.pure_callback`` (XLA's CPU sort is
-several times slower than NumPy's vectorised sort); on GPU and TPU it is pure
-XLA. ``jax.lax.platform_dependent`` picks one when the call is lowered; both
-share the formula above and agree to rounding.
+On CPU the core runs in NumPy through ``jax.pure_callback``: two stable
+radix passes over the 16-bit halves of the keys give the permutation (XLA's
+CPU sort is a comparison sort, several times slower, and slower still with a
+second operand), in row blocks spread over a thread pool. On GPU and TPU it is
+pure XLA (one two-operand stable sort for the gradient, one single-operand
+sort for the value alone). ``jax.lax.platform_dependent`` picks one when the
+call is lowered; both break ties by pixel index, share the formula above and
+agree to rounding.
 """
 
 from __future__ import annotations
