@@ -21,7 +21,13 @@ Both modes give the same losses and parameters, up to float rounding.
 ``--simulate N`` sets ``XLA_FLAGS=--xla_force_host_platform_device_count=N``
 before JAX starts, to try it on one CPU. On several hosts, start one process a
 host with ``--distributed`` (it calls ``jax.distributed.initialize()``); each
-process then loads only its part of every global batch.
+process then loads only its part of every global batch. Two processes of four
+simulated devices on one machine give the same losses as one of eight::
+
+    python examples/data_parallel.py --simulate 4 --distributed \
+        --coordinator localhost:12355 --num-processes 2 --process-id 0 &
+    python examples/data_parallel.py --simulate 4 --distributed \
+        --coordinator localhost:12355 --num-processes 2 --process-id 1
 """
 
 from __future__ import annotations
@@ -153,7 +159,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p.add_argument("--simulate", type=int, default=0, metavar="N",
                  help="simulate N CPU devices (must come before JAX starts)")
   p.add_argument("--distributed", action="store_true",
-                 help="call jax.distributed.initialize() (one process a host)")
+                 help="call jax.distributed.initialize() (one process a host); "
+                 "it finds its peers on Cloud TPU, SLURM and Open MPI")
+  p.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                 help="with --distributed: address of process 0")
+  p.add_argument("--num-processes", type=int, default=None)
+  p.add_argument("--process-id", type=int, default=None)
   p.add_argument("--mode", choices=MODES, default="shard_map")
   p.add_argument("--steps", type=int, default=200)
   p.add_argument("--per-device-batch", type=int, default=4)
@@ -174,12 +185,14 @@ def main(argv: Sequence[str] | None = None, log=print) -> dict:
   """Trains and evaluates; returns the losses, final parameters and metrics."""
   args = parse_args(argv)
   if args.distributed:
-    jax.distributed.initialize()
+    jax.distributed.initialize(coordinator_address=args.coordinator,
+                               num_processes=args.num_processes,
+                               process_id=args.process_id)
   if jax.process_index() != 0:
     log = lambda *_: None  # every process runs the same steps; one reports
-  if args.simulate and jax.device_count() != args.simulate:
+  if args.simulate and jax.local_device_count() != args.simulate:
     log(f"note: --simulate {args.simulate} has no effect once JAX has "
-        f"started; using {jax.device_count()} devices")
+        f"started; using {jax.local_device_count()} local devices")
   devices = jax.devices()
   mesh = jax.make_mesh((len(devices),), (AXIS,),
                        axis_types=(jax.sharding.AxisType.Auto,))
