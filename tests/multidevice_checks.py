@@ -120,6 +120,35 @@ def test_shard_map_value_and_per_device_gradient(name, check_vma):
   _assert_value_and_grad(value, grad, ref_value, ref_grad)
 
 
+def _x64():
+  if hasattr(jax, "enable_x64"):
+    return jax.enable_x64(True)
+  from jax.experimental import enable_x64  # older JAX
+  return enable_x64()
+
+
+@pytest.mark.parametrize("name", ["dice_loss", "generalized_dice_loss"])
+def test_float64_per_device_gradient_is_the_slice_to_rounding(name):
+  """In float64 the only difference left is the order of the sums."""
+  soft, where, opts = _split_options(name)
+  with _x64():
+    probs, labels, mask = _region_batch(9, soft=soft, where=where)
+    probs = probs.astype(jnp.float64)
+    if soft:
+      labels = labels.astype(jnp.float64)
+    mask_arg = jnp.ones(probs.shape[:-1], bool) if mask is None else mask
+    loss = getattr(jaxloss, name)
+    ref_value, ref_grad = jax.value_and_grad(
+        lambda p: loss(p, labels, where=mask_arg, **opts))(probs)
+    fn = lambda p, y, m: loss(p, y, where=m, axis_name="d", **opts)
+    value, grad = _shard_map_grad(fn, _mesh(), P("d"), True)(
+        probs, labels, mask_arg)
+    assert value.dtype == grad.dtype == jnp.float64
+    np.testing.assert_allclose(value, ref_value, rtol=1e-13)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-12,
+                               atol=1e-13 * float(jnp.max(jnp.abs(ref_grad))))
+
+
 @pytest.mark.parametrize("name", OVERLAP)
 def test_pmap_value_and_per_device_gradient(name):
   soft, where, opts = _split_options(name)
