@@ -85,7 +85,7 @@ def test_unet_shapes():
   logits = jax.eval_shape(model, jax.ShapeDtypeStruct((2, 24, 32, 1),
                                                       jnp.float32))
   assert logits.shape == (2, 24, 32, 11) and logits.dtype == jnp.float32
-  with pytest.raises(ValueError, match="divisible by 4"):
+  with pytest.raises(ValueError, match="divisible by 8"):
     jax.eval_shape(model, jax.ShapeDtypeStruct((1, 30, 32, 1), jnp.float32))
 
 
