@@ -34,6 +34,7 @@ agree to rounding.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from collections.abc import Sequence
 import concurrent.futures
 import functools
@@ -50,6 +51,7 @@ from jaxloss import _checks
 from jaxloss import _numerics
 
 Axis = int | Sequence[int] | None
+AxisName = Hashable | None
 Classes = str | ArrayLike
 
 
@@ -299,10 +301,20 @@ def _callback_core(nkeys, valid, dtype, with_grad):
     result += (jax.ShapeDtypeStruct(nkeys.shape, dtype),)
   kernel = functools.partial(_numpy_core, dtype=dtype, with_grad=with_grad)
   args = (nkeys,) if valid is None else (nkeys, valid)
-  return jax.pure_callback(kernel, result, *args, vmap_method="broadcast_all")
+  out = jax.pure_callback(kernel, result, *args, vmap_method="broadcast_all")
+  # Inside a type-checked shard_map the outputs vary over the devices like
+  # the keys (as the XLA core's do).
+  aval = jax.typeof(nkeys)
+  vma = getattr(aval, "vma", None)                       # older JAX
+  if vma is None:
+    vma = getattr(getattr(aval, "manual_axis_type", None), "varying", ())
+  vma = tuple(sorted(vma, key=str))
+  if vma:
+    out = jax.tree.map(lambda x: lax.pcast(x, vma, to="varying"), out)
+  return out
 
 
-def _core(preds, fg, valid, kind, impl, with_grad):
+def _core(preds, fg, valid, kind, impl, with_grad, axis_name=None):
   """Loss and foreground count per row, and with ``with_grad`` dloss/dpreds.
 
   The derivative is taken with respect to ``preds`` directly: the error is
@@ -310,16 +322,37 @@ def _core(preds, fg, valid, kind, impl, with_grad):
   :math:`1 + x` at a background one, so it is the Lovász weight with the
   sign of the pixel's class, and 0 where the error is 0 (``|.|`` and
   ``relu`` have derivative 0 there).
+
+  With ``axis_name``, the rows of every device along that mapped axis are
+  gathered (in device order, which is the global pixel order when the
+  devices split the leading pooled axis) and every device computes the
+  global rows; it keeps its own slice of the derivative.
   """
   nkeys = _keys(_errors(preds, fg, kind), fg, valid)
+  axis = nkeys.ndim - 1
+  if axis_name is not None:
+    local = nkeys.shape[-1]
+    nkeys = lax.all_gather(nkeys, axis_name, axis=axis, tiled=True)
+    if valid is not None:
+      valid = lax.all_gather(valid, axis_name, axis=axis, tiled=True)
   xla = functools.partial(_xla_core, dtype=preds.dtype, with_grad=with_grad)
   host = functools.partial(_callback_core, dtype=preds.dtype,
                            with_grad=with_grad)
   if impl == "xla":
-    return xla(nkeys, valid)
-  if impl == "numpy":
-    return host(nkeys, valid)
-  return lax.platform_dependent(nkeys, valid, cpu=host, default=xla)
+    out = xla(nkeys, valid)
+  elif impl == "numpy":
+    out = host(nkeys, valid)
+  else:
+    out = lax.platform_dependent(nkeys, valid, cpu=host, default=xla)
+  if axis_name is None:
+    return out
+  # Every device holds the same global values; pmax types them as such
+  # (replicated) without changing them.
+  loss, total = (lax.pmax(x, axis_name) for x in out[:2])
+  if not with_grad:
+    return loss, total
+  start = lax.axis_index(axis_name) * local
+  return loss, total, lax.dynamic_slice_in_dim(out[2], start, local, axis)
 
 
 # ---------------------------------------------------------------------------
@@ -346,8 +379,8 @@ def _from_rows(rows, layout, shape):
   return jnp.transpose(rows, tuple(int(a) for a in np.argsort(order)))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
-def _lovasz_rows(preds, fg, valid, kind, impl, layout):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
+def _lovasz_rows(preds, fg, valid, kind, impl, layout, axis_name):
   """Lovász extension of the Jaccard loss, per row.
 
   Args:
@@ -362,6 +395,7 @@ def _lovasz_rows(preds, fg, valid, kind, impl, layout):
     impl: ``"auto"`` (NumPy on CPU, XLA elsewhere), ``"xla"`` or
       ``"numpy"``.
     layout: ``(kept, pooled, class_axis)`` axes of ``preds``, static.
+    axis_name: Mapped axis (or None) whose devices' rows are pooled.
 
   Returns:
     ``(loss, total)``, each ``[...]``: the sorted errors dotted with the
@@ -369,19 +403,22 @@ def _lovasz_rows(preds, fg, valid, kind, impl, layout):
     gradient).
   """
   return _core(_to_rows(preds, layout), fg, valid, kind, impl,
-               with_grad=False)
+               with_grad=False, axis_name=axis_name)
 
 
-def _lovasz_rows_fwd(preds, fg, valid, kind, impl, layout):
+def _lovasz_rows_fwd(preds, fg, valid, kind, impl, layout, axis_name):
   loss, total, grad = _core(_to_rows(preds, layout), fg, valid, kind, impl,
-                            with_grad=True)
+                            with_grad=True, axis_name=axis_name)
   # The residual, dloss/dpreds, goes back to the layout of preds once, here,
   # so that the backward pass is one product in that layout.
   return (loss, total), _from_rows(grad, layout, preds.shape)
 
 
-def _lovasz_rows_bwd(kind, impl, layout, grad, cotangents):
-  del kind, impl
+def _lovasz_rows_bwd(kind, impl, layout, axis_name, grad, cotangents):
+  # With axis_name: the gradient of this device's copy of the global loss
+  # with respect to its own shard is its slice of the global gradient; no
+  # sum over devices (the transpose of the gather is not taken).
+  del kind, impl, axis_name
   cotangent = cotangents[0]
   rows = jnp.broadcast_to(cotangent[..., None],
                           cotangent.shape + (grad.size // cotangent.size,))
@@ -415,7 +452,7 @@ def _impl(fn: str, impl: str) -> str:
 
 
 def _lovasz_softmax(probs, labels, *, axis=None, where=None,
-                    classes="present", impl="auto"):
+                    classes="present", axis_name=None, impl="auto"):
   fn = "lovasz_softmax"
   impl = _impl(fn, impl)
   probs = _checks.as_float(fn, "probs", probs, min_rank=1)
@@ -454,7 +491,7 @@ def _lovasz_softmax(probs, labels, *, axis=None, where=None,
     valid_rows = _to_rows(mask, (kept, axes, None))[..., None, :]
     fg_rows = fg_rows & valid_rows
   losses, totals = _lovasz_rows(p, fg_rows, valid_rows, "softmax", impl,
-                                (kept, axes, class_axis))
+                                (kept, axes, class_axis), axis_name)
   if selection == "present":
     weights = (totals > 0).astype(dtype)
   else:
@@ -463,7 +500,8 @@ def _lovasz_softmax(probs, labels, *, axis=None, where=None,
                             jnp.sum(weights, axis=-1), 0)
 
 
-def _lovasz_hinge(logits, labels, *, axis=None, where=None, impl="auto"):
+def _lovasz_hinge(logits, labels, *, axis=None, where=None, axis_name=None,
+                  impl="auto"):
   fn = "lovasz_hinge"
   impl = _impl(fn, impl)
   logits = _checks.as_float(fn, "logits", logits)
@@ -492,7 +530,7 @@ def _lovasz_hinge(logits, labels, *, axis=None, where=None, impl="auto"):
     fg = fg & mask
     valid_rows = _to_rows(mask, (kept, axes, None))
   losses, _ = _lovasz_rows(x, _to_rows(fg, (kept, axes, None)), valid_rows,
-                           "hinge", impl, (kept, axes, None))
+                           "hinge", impl, (kept, axes, None), axis_name)
   return losses
 
 
@@ -507,6 +545,7 @@ def lovasz_softmax(
     axis: Axis = None,
     where: ArrayLike | None = None,
     classes: Classes = "present",
+    axis_name: AxisName = None,
 ) -> jax.Array:
   r"""Lovász-softmax loss: the Lovász extension of the multiclass IoU loss.
 
@@ -536,6 +575,10 @@ def lovasz_softmax(
       counts for nothing. For an ignore label: ``where=labels != 255``.
     classes: ``"present"`` (classes with a pixel among the valid pooled
       pixels), ``"all"``, or an integer array of class ids to average over.
+    axis_name: Name (or tuple of names) of a ``jax.shard_map`` / ``jax.pmap``
+      axis whose devices split the pooled pixels (typically the batch): the
+      loss is then the Lovász-softmax of the global batch, the same on every
+      device, and each device's gradient is its slice of the global gradient.
 
   Returns:
     The loss with the pooled axes and the class axis removed (a scalar by
@@ -550,11 +593,25 @@ def lovasz_softmax(
     zero weight (shapes never depend on the mask). Tied errors give the
     reference's value (the Lovász extension does not depend on how ties are
     ordered) and the gradient of one tie order, a valid subgradient. The
-    derivative of :math:`|t - p|` at :math:`p = t` is taken as 0. bf16/fp16
+    derivative of :math:`|t - p|` at :math:`p = t` is taken as 0, and as
+    :math:`\mp 1` elsewhere (probabilities are assumed in [0, 1]; checked
+    under ``checkify``, as labels out of range at valid pixels). bf16/fp16
     probabilities are sorted and summed in float32. The sort runs once per
     call; the gradient reuses its order and saves one float per pixel and
-    class. ``where`` and ``labels`` out of range are checked only under
-    ``checkify``.
+    class. On CPU the sort runs in NumPy (``jax.pure_callback``), elsewhere
+    in XLA; both give the same results.
+
+    Across devices (``axis_name``): every device gathers the sort keys of all
+    devices (4 bytes per pixel and class) and sorts the global rows itself,
+    so the result is exact, equal to the single-device loss on the global
+    batch (ties included, when the devices split the leading pooled axis in
+    order); each device's gradient is its slice of the global one (for
+    replicated parameters ``shard_map`` returns the sum of the devices'
+    shares, which is the global gradient; under ``pmap`` sum them with
+    ``lax.psum``). The per-image loss
+    (``axis=(1, 2)``) needs no communication: shard the batch and leave
+    ``axis_name`` out. Outside ``shard_map`` / ``pmap`` an ``axis_name``
+    raises JAX's ``NameError`` (unbound axis name).
 
   Examples:
     >>> import jax.numpy as jnp
@@ -575,7 +632,7 @@ def lovasz_softmax(
     neural networks", CVPR 2018. https://arxiv.org/abs/1705.08790
   """
   return _lovasz_softmax(probs, labels, axis=axis, where=where,
-                         classes=classes)
+                         classes=classes, axis_name=axis_name)
 
 
 def lovasz_hinge(
@@ -584,6 +641,7 @@ def lovasz_hinge(
     *,
     axis: Axis = None,
     where: ArrayLike | None = None,
+    axis_name: AxisName = None,
 ) -> jax.Array:
   r"""Lovász hinge loss: the Lovász extension of the binary IoU loss.
 
@@ -605,6 +663,9 @@ def lovasz_hinge(
       ``[B]``, equal to ``jax.vmap``.
     where: Optional boolean mask of the shape of ``logits``; a masked pixel
       counts for nothing.
+    axis_name: Name (or tuple of names) of a ``jax.shard_map`` / ``jax.pmap``
+      axis whose devices split the pooled pixels: the global-batch loss on
+      every device, and each device's gradient its slice of the global one.
 
   Returns:
     The loss with the pooled axes removed (a scalar by default), float32
@@ -618,7 +679,8 @@ def lovasz_hinge(
     with zero weight. Ties: the reference's value and a valid subgradient.
     bf16/fp16 logits are computed in float32. The gradient reuses the
     forward sort (one saved float per pixel). Labels other than 0 or 1 are
-    reported under ``checkify``.
+    reported under ``checkify``. ``axis_name`` as in :func:`lovasz_softmax`
+    (per-image losses need no communication).
 
   Examples:
     >>> import jax.numpy as jnp
@@ -636,4 +698,5 @@ def lovasz_hinge(
     surrogate for the optimization of the intersection-over-union measure in
     neural networks", CVPR 2018. https://arxiv.org/abs/1705.08790
   """
-  return _lovasz_hinge(logits, labels, axis=axis, where=where)
+  return _lovasz_hinge(logits, labels, axis=axis, where=where,
+                       axis_name=axis_name)

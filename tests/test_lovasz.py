@@ -171,7 +171,7 @@ def test_custom_vjp_equals_autodiff_through_sort(impl):
   # Softmax rows: probabilities, errors |fg - p| (tie-free).
   probs = jnp.asarray(rng.random((3, 4, 50)), jnp.float32)
   ours = lambda p: jnp.sum(
-      cot * _lovasz._lovasz_rows(p, fg, None, "softmax", impl, ROWS)[0])
+      cot * _lovasz._lovasz_rows(p, fg, None, "softmax", impl, ROWS, None)[0])
   plain = lambda p: jnp.sum(
       cot * _plain_lovasz_rows(jnp.abs(fg.astype(p.dtype) - p), fg))
   np.testing.assert_allclose(ours(probs), plain(probs), rtol=1e-5)
@@ -180,7 +180,7 @@ def test_custom_vjp_equals_autodiff_through_sort(impl):
   # Hinge rows: logits, errors relu(1 - s x).
   logits = jnp.asarray(2 * rng.standard_normal((3, 4, 50)), jnp.float32)
   ours = lambda x: jnp.sum(
-      cot * _lovasz._lovasz_rows(x, fg, None, "hinge", impl, ROWS)[0])
+      cot * _lovasz._lovasz_rows(x, fg, None, "hinge", impl, ROWS, None)[0])
   plain = lambda x: jnp.sum(cot * _plain_lovasz_rows(
       jax.nn.relu(jnp.where(fg, 1 - x, 1 + x)), fg))
   np.testing.assert_allclose(ours(logits), plain(logits), rtol=1e-5)
