@@ -89,7 +89,7 @@ def _jaccard_weights(xp, fg, fg_count, valid_count, dtype):
 
 
 def _errors(preds, fg, kind):
-  """Non-negative errors: ``|fg - p|`` (softmax) or ``relu(1 - s x)`` (hinge)."""
+  """Errors ``>= 0``: ``|fg - p|`` (softmax) or ``relu(1 - s x)`` (hinge)."""
   if kind == "softmax":
     return jnp.abs(fg.astype(preds.dtype) - preds)
   return jax.nn.relu(jnp.where(fg, 1 - preds, 1 + preds))

@@ -372,7 +372,8 @@ def test_public_default_is_the_cpu_core_and_matches():
 
 
 @pytest.mark.parametrize("call, error, match", [
-    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3, 4)), jnp.zeros((2, 4), int)),
+    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3, 4)),
+                                    jnp.zeros((2, 4), int)),
      ValueError, r"lovasz_softmax: labels.shape \(2, 4\) must equal "
      r"probs.shape\[:-1\]"),
     (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3)), jnp.zeros(2)),
