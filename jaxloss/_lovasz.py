@@ -211,7 +211,13 @@ def _numpy_block(keys, valid, dtype, loss_out, total_out, grad_out):
   fg = (key & 1).astype(bool)
   key >>= 1
   errors = key.view(dtype)
-  fg_count = np.cumsum(fg, axis=-1, dtype=np.int64 if n >= 2**31 else np.int32)
+  # One running count over the whole block (a 1-D cumsum is several times
+  # faster than a row-wise one), minus the count before each row.
+  fg_count = np.cumsum(fg.reshape(-1), dtype=np.int64 if fg.size >= 2**31
+                       else np.int32).reshape(b, n)
+  if b > 1:
+    ends = fg_count[:, -1].copy()
+    fg_count[1:] -= ends[:-1, None]
   total = fg_count[:, -1]
   fg_count = fg_count.astype(dtype)
   total_f = total.astype(dtype)[:, None]
