@@ -20,9 +20,19 @@ from tests import reference_lovasz as ref
 IMPLS = ("numpy", "xla")
 
 
+def _value_and_grad(loss):
+  """``(value, grad)`` functions sharing one compiled program; the gradient
+  is that of the sum of the loss (per-image losses are summed)."""
+  @jax.jit
+  def both(x, *rest):
+    value, vjp = jax.vjp(lambda x: loss(x, *rest), x)
+    return value, vjp(jnp.ones_like(value))[0]
+  return (lambda *a: both(*a)[0]), (lambda *a: both(*a)[1])
+
+
 @functools.lru_cache(maxsize=None)
 def _softmax_fn(impl, axis=None, classes="present", masked=False):
-  """Jitted value and gradient; one compilation per option combination."""
+  """Value and gradient functions; one compilation per option combination."""
   if not isinstance(classes, str):
     classes_arr = jnp.asarray(classes)
   def loss(probs, labels, where):
@@ -30,9 +40,7 @@ def _softmax_fn(impl, axis=None, classes="present", masked=False):
         probs, labels, axis=axis, where=where if masked else None,
         classes=classes if isinstance(classes, str) else classes_arr,
         impl=impl)
-  def total(probs, labels, where):
-    return jnp.sum(loss(probs, labels, where))
-  return jax.jit(loss), jax.jit(jax.grad(total))
+  return _value_and_grad(loss)
 
 
 @functools.lru_cache(maxsize=None)
@@ -40,9 +48,7 @@ def _hinge_fn(impl, axis=None, masked=False):
   def loss(logits, labels, where):
     return _lovasz._lovasz_hinge(logits, labels, axis=axis,
                                  where=where if masked else None, impl=impl)
-  def total(logits, labels, where):
-    return jnp.sum(loss(logits, labels, where))
-  return jax.jit(loss), jax.jit(jax.grad(total))
+  return _value_and_grad(loss)
 
 
 def _softmax_inputs(seed, shape=(2, 5, 6, 4), scale=3.0):
