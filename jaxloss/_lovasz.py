@@ -605,7 +605,9 @@ def lovasz_softmax(
     probabilities are sorted and summed in float32. The sort runs once per
     call; the gradient reuses its order and saves one float per pixel and
     class. On CPU the sort runs in NumPy (``jax.pure_callback``), elsewhere
-    in XLA; both give the same results.
+    in XLA; both give the same results. Reverse mode only (``jax.grad``,
+    ``jax.vjp``): the gradient is a ``jax.custom_vjp``, so ``jax.jvp`` and
+    second derivatives are not available.
 
     Across devices (``axis_name``): every device gathers the sort keys of all
     devices (4 bytes per pixel and class) and sorts the global rows itself,
@@ -684,9 +686,9 @@ def lovasz_hinge(
     0). No valid pixel gives 0 with a zero gradient. Masked pixels sort last
     with zero weight. Ties: the reference's value and a valid subgradient.
     bf16/fp16 logits are computed in float32. The gradient reuses the
-    forward sort (one saved float per pixel). Labels other than 0 or 1 are
-    reported under ``checkify``. ``axis_name`` as in :func:`lovasz_softmax`
-    (per-image losses need no communication).
+    forward sort (one saved float per pixel); reverse mode only. Labels
+    other than 0 or 1 are reported under ``checkify``. ``axis_name`` as in
+    :func:`lovasz_softmax` (per-image losses need no communication).
 
   Examples:
     >>> import jax.numpy as jnp
