@@ -258,15 +258,18 @@ def _numpy_rows(keys, valid, dtype, loss_out, total_out, grad_out):
                  None if grad_out is None else grad_out[part])
 
 
-_POOL = None
+_POOL = (None, None)     # (process id, executor)
 
 
 def _pool() -> concurrent.futures.ThreadPoolExecutor:
+  """The row workers of this process (a forked child makes its own)."""
   global _POOL
-  if _POOL is None:
-    _POOL = concurrent.futures.ThreadPoolExecutor(
+  pid, pool = _POOL
+  if pool is None or pid != os.getpid():
+    pool = concurrent.futures.ThreadPoolExecutor(
         max_workers=os.cpu_count() or 1, thread_name_prefix="jaxloss")
-  return _POOL
+    _POOL = (os.getpid(), pool)
+  return pool
 
 
 def _numpy_core(nkeys, *valid, dtype, with_grad):
