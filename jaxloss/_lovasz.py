@@ -236,7 +236,8 @@ def _numpy_block(keys, valid, dtype, loss_out, total_out, grad_out):
   g = np.where(fg, at_fg, at_bg)
   for i in partial:
     g[i, num_valid[i]:] = 0
-  loss_out[...] = np.add.reduce(errors * g, axis=-1, dtype=np.float64)
+  with np.errstate(invalid="ignore", over="ignore"):   # NaN/inf stay, quietly
+    loss_out[...] = np.add.reduce(errors * g, axis=-1, dtype=np.float64)
   total_out[...] = total
   if grad_out is not None:
     # d error / d pred: -1 at foreground, +1 at background, and 0 where the
