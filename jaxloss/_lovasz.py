@@ -90,7 +90,7 @@ def _jaccard_weights(xp, fg, fg_count, valid_count, dtype):
 
 def _errors(preds, fg, kind):
   """Errors ``>= 0``: ``|fg - p|`` (softmax) or ``relu(1 - s x)`` (hinge)."""
-  if kind == "softmax":
+  if kind.startswith("softmax"):
     return jnp.abs(fg.astype(preds.dtype) - preds)
   return jax.nn.relu(jnp.where(fg, 1 - preds, 1 + preds))
 
@@ -273,8 +273,12 @@ def _pool() -> concurrent.futures.ThreadPoolExecutor:
   return pool
 
 
-def _numpy_core(nkeys, *valid, dtype, with_grad):
-  """NumPy core (CPU): the computation of :func:`_xla_core`, row-parallel."""
+def _numpy_core(nkeys, *valid, dtype, with_grad, skip_empty=False):
+  """NumPy core (CPU): the computation of :func:`_xla_core`, row-parallel.
+
+  With ``skip_empty``, rows without a valid foreground pixel are not sorted:
+  their loss (unused: such a class is not present) and gradient are 0.
+  """
   nkeys = np.asarray(nkeys)
   shape = nkeys.shape
   n = shape[-1]
@@ -285,6 +289,23 @@ def _numpy_core(nkeys, *valid, dtype, with_grad):
   else:
     valid = None
   dtype = np.dtype(dtype)
+  if skip_empty and rows:
+    # The foreground bit of a complemented key is 0 (and invalid pixels
+    # have every bit set).
+    keep = np.flatnonzero(np.any((keys & 1) == 0, axis=-1))
+    if len(keep) < rows:
+      loss = np.zeros((rows,), dtype)
+      total = np.zeros((rows,), dtype)
+      grad = np.zeros((rows, n), dtype) if with_grad else None
+      if len(keep):
+        sub = _numpy_core(keys[keep], *(() if valid is None else
+                                        (valid[keep],)),
+                          dtype=dtype, with_grad=with_grad)
+        loss[keep], total[keep] = sub[0], sub[1]
+        if with_grad:
+          grad[keep] = sub[2]
+      out = (loss.reshape(shape[:-1]), total.reshape(shape[:-1]))
+      return out + (grad.reshape(shape),) if with_grad else out
   loss = np.empty((rows,), dtype)
   total = np.empty((rows,), dtype)
   grad = np.empty((rows, n), dtype) if with_grad else None
@@ -303,13 +324,14 @@ def _numpy_core(nkeys, *valid, dtype, with_grad):
   return out + (grad.reshape(shape),) if with_grad else out
 
 
-def _callback_core(nkeys, valid, dtype, with_grad):
+def _callback_core(nkeys, valid, dtype, with_grad, skip_empty=False):
   """:func:`_numpy_core` staged out as a ``jax.pure_callback``."""
   rows = jax.ShapeDtypeStruct(nkeys.shape[:-1], dtype)
   result = (rows, rows)
   if with_grad:
     result += (jax.ShapeDtypeStruct(nkeys.shape, dtype),)
-  kernel = functools.partial(_numpy_core, dtype=dtype, with_grad=with_grad)
+  kernel = functools.partial(_numpy_core, dtype=dtype, with_grad=with_grad,
+                             skip_empty=skip_empty)
   args = (nkeys,) if valid is None else (nkeys, valid)
   out = jax.pure_callback(kernel, result, *args, vmap_method="broadcast_all")
   # Inside a type-checked shard_map the outputs vary over the devices like
@@ -337,9 +359,13 @@ def _core(preds, fg, valid, kind, impl, with_grad, axis_name=None):
   gathered (in device order, which is the global pixel order when the
   devices split the leading pooled axis) and every device computes the
   global rows; it keeps its own slice of the derivative.
+
+  With ``kind="softmax_present"`` the CPU core skips rows without
+  foreground (their loss must not be used); the XLA core computes them.
   """
   nkeys = _keys(_errors(preds, fg, kind), fg, valid)
   axis = nkeys.ndim - 1
+  skip_empty = kind == "softmax_present"
   if axis_name is not None:
     local = nkeys.shape[-1]
     nkeys = lax.all_gather(nkeys, axis_name, axis=axis, tiled=True)
@@ -347,7 +373,7 @@ def _core(preds, fg, valid, kind, impl, with_grad, axis_name=None):
       valid = lax.all_gather(valid, axis_name, axis=axis, tiled=True)
   xla = functools.partial(_xla_core, dtype=preds.dtype, with_grad=with_grad)
   host = functools.partial(_callback_core, dtype=preds.dtype,
-                           with_grad=with_grad)
+                           with_grad=with_grad, skip_empty=skip_empty)
   if impl == "xla":
     out = xla(nkeys, valid)
   elif impl == "numpy":
@@ -401,7 +427,8 @@ def _lovasz_rows(preds, fg, valid, kind, impl, layout, axis_name):
     fg: Boolean foreground flags of the rows ``[..., n]``.
     valid: Boolean flags broadcastable to the rows (same rank), or None (all
       valid); invalid pixels carry no weight and should have ``fg`` False.
-    kind: ``"softmax"`` or ``"hinge"``.
+    kind: ``"softmax"``, ``"softmax_present"`` (the loss of a row without
+      foreground is not used: the CPU core skips such rows) or ``"hinge"``.
     impl: ``"auto"`` (NumPy on CPU, XLA elsewhere), ``"xla"`` or
       ``"numpy"``.
     layout: ``(kept, pooled, class_axis)`` axes of ``preds``, static.
@@ -500,7 +527,8 @@ def _lovasz_softmax(probs, labels, *, axis=None, where=None,
     p = jnp.where(mask[..., None], p, 0)
     valid_rows = _to_rows(mask, (kept, axes, None))[..., None, :]
     fg_rows = fg_rows & valid_rows
-  losses, totals = _lovasz_rows(p, fg_rows, valid_rows, "softmax", impl,
+  kind = "softmax_present" if selection == "present" else "softmax"
+  losses, totals = _lovasz_rows(p, fg_rows, valid_rows, kind, impl,
                                 (kept, axes, class_axis), axis_name)
   if selection == "present":
     weights = (totals > 0).astype(dtype)
