@@ -25,7 +25,8 @@ core is a ``jax.custom_vjp`` around one sort:
 On CPU the core runs in NumPy through ``jax.pure_callback``: two stable
 radix passes over the 16-bit halves of the keys give the permutation (XLA's
 CPU sort is a comparison sort, several times slower, and slower still with a
-second operand), in row blocks spread over a thread pool. On GPU and TPU it is
+second operand), in row blocks spread over a thread pool; with "present"
+classes the rows of absent classes are not sorted at all. On GPU and TPU it is
 pure XLA (one two-operand stable sort for the gradient, one single-operand
 sort for the value alone). ``jax.lax.platform_dependent`` picks one when the
 call is lowered; both break ties by pixel index, share the formula above and
