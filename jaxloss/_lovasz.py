@@ -649,9 +649,8 @@ def lovasz_softmax(
     order); each device's gradient is its slice of the global one (for
     replicated parameters ``shard_map`` returns the sum of the devices'
     shares, which is the global gradient; under ``pmap`` sum them with
-    ``lax.psum``). The per-image loss
-    (``axis=(1, 2)``) needs no communication: shard the batch and leave
-    ``axis_name`` out. Outside ``shard_map`` / ``pmap`` an ``axis_name``
+    ``lax.psum``). The per-image loss (``axis=(1, 2)``) needs no
+    communication: shard the batch and leave ``axis_name`` out. Outside ``shard_map`` / ``pmap`` an ``axis_name``
     raises JAX's ``NameError`` (unbound axis name).
 
   Examples:
