@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -96,17 +97,21 @@ SETUPS = (
 
 
 def make_model(seed: int, width: int, depth: int = 3) -> unet.UNet:
-  """The U-Net with its initial weights, created in one compiled program.
+  """The U-Net with its initial weights, created by one compiled program.
 
   The ``rbg`` key implementation compiles much faster on CPU than the
   default threefry, and is as deterministic given the seed.
   """
+  return _init_fn(width, depth)(jax.random.key(seed, impl="rbg"))
+
+
+@functools.cache
+def _init_fn(width: int, depth: int):
   @nnx.jit
-  def init():
-    key = jax.random.key(seed, impl="rbg")
+  def init(key):
     return unet.UNet(digits_data.NUM_CLASSES, width=width, depth=depth,
                      rngs=nnx.Rngs(key))
-  return init()
+  return init
 
 
 def make_optimizer(model: nnx.Module, lr: float, steps: int, *,
@@ -136,6 +141,7 @@ def train_step(model: nnx.Module, optimizer: nnx.Optimizer, images: jax.Array,
   return loss
 
 
+@functools.cache
 def make_train_step(loss_fn: LossFn):
   """``train_step`` for ``loss_fn``, compiled once: ``step(model, opt, x, y)``."""
   def step(model, optimizer, images, labels):
@@ -262,7 +268,10 @@ def run_all(args, setups: Sequence[Setup], log=print) -> dict[str, Run]:
           batch=args.batch_size, lr=args.finetune_lr,
           eval_every=args.eval_every, seed=args.seed,
           first_step=base.steps[-1], warmup=False, log=log)
-      runs[setup.name].train_time += base.train_time
+      run = runs[setup.name]
+      run.train_time += base.train_time
+      run.eval_steps.insert(0, base.eval_steps[-1])  # where it starts from
+      run.evals.insert(0, base.evals[-1])
   return runs
 
 
@@ -377,9 +386,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
       description=__doc__.split("\n\n")[0],
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   p.add_argument("--out", default="out", help="directory for figures and table")
-  p.add_argument("--steps", type=int, default=900,
+  p.add_argument("--steps", type=int, default=800,
                  help="training steps of each set-up trained from scratch")
-  p.add_argument("--finetune-steps", type=int, default=300,
+  p.add_argument("--finetune-steps", type=int, default=200,
                  help="extra steps of the set-ups that start from another run")
   p.add_argument("--batch-size", type=int, default=16)
   p.add_argument("--lr", type=float, default=3e-3, help="peak AdamW rate")
