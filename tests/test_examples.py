@@ -129,7 +129,7 @@ def test_demo_runs_a_few_steps(tmp_path, capsys):
   runs = segmentation.main([
       "--out", str(tmp_path), "--steps", "3", "--finetune-steps", "2",
       "--batch-size", "4", "--train-size", "16", "--test-size", "6",
-      "--size", "24", "--width", "4", "--eval-every", "2",
+      "--size", "24", "--width", "4", "--depth", "2", "--eval-every", "2",
       "--setups", "cross-entropy,CE -> Lovasz"])
   out = capsys.readouterr().out
   assert list(runs) == ["cross-entropy", "CE -> Lovasz"]
