@@ -59,7 +59,8 @@ def test_docstring_sections_are_rendered(site):
 
 def test_guide_pages_and_figures(site):
   index = _read(site, "index.html")
-  for page in ("choosing_a_loss.html", "examples/segmentation.html",
+  for page in ("choosing_a_loss.html", "examples/quickstart.html",
+               "examples/segmentation.html", "examples/box_regression.html",
                "multi_device.html", "api.html"):
     assert f'href="{page}' in index, page
   example = _read(site, "examples/segmentation.html")
