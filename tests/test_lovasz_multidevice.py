@@ -91,7 +91,7 @@ def check_shard_map_equals_global_batch():
         preds, targets, where = _args(name, data, masked)
         ref_value, ref_grad = jax.jit(jax.value_and_grad(
             lambda x: loss(x, targets, where=where)))(preds)
-        for check_vma in (True, False):
+        for check_vma in ((True, False) if masked else (True,)):
           def local(x, y, w):
             return jax.value_and_grad(
                 lambda x: loss(x, y, where=w, axis_name="d"))(x)
