@@ -375,7 +375,12 @@ def _core(preds, fg, valid, kind, impl, with_grad, axis_name=None):
   xla = functools.partial(_xla_core, dtype=preds.dtype, with_grad=with_grad)
   host = functools.partial(_callback_core, dtype=preds.dtype,
                            with_grad=with_grad, skip_empty=skip_empty)
-  if impl == "xla":
+  if nkeys.shape[-1] == 0:            # no pixel at all: 0, zero gradient
+    zeros = jnp.zeros(nkeys.shape[:-1], preds.dtype)
+    out = (zeros, zeros)
+    if with_grad:
+      out += (jnp.zeros(nkeys.shape, preds.dtype),)
+  elif impl == "xla":
     out = xla(nkeys, valid)
   elif impl == "numpy":
     out = host(nkeys, valid)

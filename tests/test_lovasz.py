@@ -292,6 +292,16 @@ def test_no_valid_pixel_gives_zero_and_zero_gradient(impl):
   assert np.all(np.asarray(hgrad(logits, hlabels, none)) == 0)
 
 
+def test_empty_input_gives_zero():
+  for impl in IMPLS:
+    f = lambda p: _lovasz._lovasz_softmax(p, jnp.zeros((0,), int), impl=impl)
+    value, grad = jax.value_and_grad(f)(jnp.zeros((0, 3)))
+    assert float(value) == 0.0 and grad.shape == (0, 3)
+    h = lambda x: _lovasz._lovasz_hinge(x, jnp.zeros((2, 0)), axis=1,
+                                        impl=impl)
+    np.testing.assert_array_equal(h(jnp.zeros((2, 0))), [0.0, 0.0])
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 def test_absent_selected_class_is_its_largest_probability(impl):
   probs, labels, _ = _softmax_inputs(14, shape=(1, 3, 3, 3))
