@@ -516,6 +516,9 @@ def _lovasz_softmax(probs, labels, *, axis=None, where=None,
 
   dtype = _numerics.accum_dtype(probs.dtype)
   p = probs.astype(dtype)
+  # Compare ids in a type wide enough for any class count (uint8 labels with
+  # C > 256 classes, say).
+  labels = labels.astype(jnp.int64 if labels.dtype.itemsize == 8 else jnp.int32)
   if isinstance(selection, str):
     class_ids = jnp.arange(num_classes, dtype=labels.dtype)
   else:
@@ -655,8 +658,9 @@ def lovasz_softmax(
     replicated parameters ``shard_map`` returns the sum of the devices'
     shares, which is the global gradient; under ``pmap`` sum them with
     ``lax.psum``). The per-image loss (``axis=(1, 2)``) needs no
-    communication: shard the batch and leave ``axis_name`` out. Outside ``shard_map`` / ``pmap`` an ``axis_name``
-    raises JAX's ``NameError`` (unbound axis name).
+    communication: shard the batch and leave ``axis_name`` out. Outside
+    ``shard_map`` / ``pmap`` an ``axis_name`` raises JAX's ``NameError``
+    (unbound axis name).
 
   Examples:
     >>> import jax.numpy as jnp

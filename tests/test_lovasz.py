@@ -292,6 +292,17 @@ def test_no_valid_pixel_gives_zero_and_zero_gradient(impl):
   assert np.all(np.asarray(hgrad(logits, hlabels, none)) == 0)
 
 
+def test_uint8_labels_with_many_classes():
+  rng = np.random.default_rng(20)
+  probs = rng.dirichlet(np.ones(300), size=(40,)).astype(np.float32)
+  labels = rng.integers(250, 300, 40)
+  want = ref.lovasz_softmax(probs[None], labels[None])[0]
+  _close(jaxloss.lovasz_softmax(probs, labels.astype(np.int32)), want)
+  small = rng.integers(0, 256, 40)
+  _close(jaxloss.lovasz_softmax(probs, small.astype(np.uint8)),
+         ref.lovasz_softmax(probs[None], small[None])[0])
+
+
 def test_empty_input_gives_zero():
   for impl in IMPLS:
     f = lambda p: _lovasz._lovasz_softmax(p, jnp.zeros((0,), int), impl=impl)
