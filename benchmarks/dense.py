@@ -47,8 +47,10 @@ def report(title: str, times: dict[str, float], subject: str) -> None:
   for name, ms in times.items():
     print(f"  {name:<40s} {ms:9.2f} ms")
   for name, ms in times.items():
-    if name != subject:
-      print(f"  ratio {name} / {subject}: {ms / times[subject]:.2f}x")
+    if name.startswith("floor"):
+      print(f"  {subject} takes {times[subject] / ms:.2f}x the {name}")
+    elif name != subject:
+      print(f"  {subject} is {ms / times[subject]:.2f}x faster than {name}")
 
 
 def main() -> None:

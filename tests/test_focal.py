@@ -79,6 +79,15 @@ def test_softmax_focal_matches_reference(soft, gamma, alpha):
                              rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("gamma", [0.0, 1.0, 2.0])
+def test_focal_gradient_with_respect_to_soft_labels(gamma):
+  x, y = _inputs((3, 4), soft=True, seed=3)
+  got = jax.grad(lambda y: jaxloss.focal_loss(x, y, gamma=gamma).sum())(y)
+  want = ref.numerical_grad(
+      lambda y: ref.sigmoid_focal(x, y, 0.25, gamma).sum(), y)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
 # optax.sigmoid_focal_loss is the anchor: equal values and gradients.
 
 
