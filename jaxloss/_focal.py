@@ -35,7 +35,7 @@ def _sigmoid_terms(x: jax.Array, y: jax.Array):
 
 
 def _elementwise_inputs(fn, logits, targets, where, name="targets"):
-  """Checked, masked logits and targets for the elementwise detection losses."""
+  """Checked, masked logits and targets (``name``) for the elementwise losses."""
   logits = _checks.as_float(fn, "logits", logits)
   targets = _checks.same_shape(fn, ("logits", name), logits, targets)
   mask = _checks.mask_for(fn, where, logits.shape, broadcast=True)
@@ -47,6 +47,7 @@ def _elementwise_inputs(fn, logits, targets, where, name="targets"):
     x = jnp.where(mask, x, 0)
     y = jnp.where(mask, y, 0)
   return x, y, mask
+
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _focal_core(x: jax.Array, y: jax.Array, gamma: int) -> jax.Array:
