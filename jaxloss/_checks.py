@@ -94,11 +94,16 @@ def mask_for(fn: str, where, shape: tuple[int, ...], *,
   _fail(fn, f"where.shape {where.shape} must equal {shape} (one flag a pixel)")
 
 
-def pooled_axes(fn: str, axis: int | Sequence[int] | None,
-                ndim: int) -> tuple[int, ...]:
-  """Normalises ``axis`` over the leading (non-class) axes of a rank-``ndim`` input."""
+def pooled_axes(fn: str, axis: int | Sequence[int] | None, ndim: int, *,
+                class_axis: bool = True) -> tuple[int, ...]:
+  """Normalises ``axis`` for a rank-``ndim`` input.
+
+  With ``class_axis`` the last axis holds the classes: it is never pooled and
+  the default pools every other axis. Without, every axis may be pooled and
+  the default pools them all.
+  """
   if axis is None:
-    return tuple(range(ndim - 1))
+    return tuple(range(ndim - 1 if class_axis else ndim))
   axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
   out = []
   for a in axes:
@@ -107,7 +112,7 @@ def pooled_axes(fn: str, axis: int | Sequence[int] | None,
     if not -ndim <= a < ndim:
       _fail(fn, f"axis {a} is out of range for an input of rank {ndim}")
     a = int(a) % ndim
-    if a == ndim - 1:
+    if class_axis and a == ndim - 1:
       _fail(fn, f"axis {axis!r} includes the class axis (the last axis, "
             f"{ndim - 1}); pool over the leading axes only")
     if a in out:

@@ -471,25 +471,6 @@ def _lovasz_rows_bwd(kind, impl, layout, axis_name, grad, cotangents):
 _lovasz_rows.defvjp(_lovasz_rows_fwd, _lovasz_rows_bwd)
 
 
-def _all_axes(fn: str, axis: Axis, ndim: int) -> tuple[int, ...]:
-  """Normalises ``axis`` over every axis of a rank-``ndim`` input."""
-  if axis is None:
-    return tuple(range(ndim))
-  axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-  out = []
-  for a in axes:
-    if not isinstance(a, (int, np.integer)):
-      _checks._fail(fn, f"axis must be an int or a sequence of ints, got "
-                    f"{axis!r}")
-    if not -ndim <= a < ndim:
-      _checks._fail(fn, f"axis {a} is out of range for logits of rank {ndim}")
-    a = int(a) % ndim
-    if a in out:
-      _checks._fail(fn, f"axis {axis!r} repeats axis {a}")
-    out.append(a)
-  return tuple(sorted(out))
-
-
 def _impl(fn: str, impl: str) -> str:
   return _checks.option(fn, "impl", impl, ("auto", "xla", "numpy"))
 
@@ -559,7 +540,7 @@ def _lovasz_hinge(logits, labels, *, axis=None, where=None, axis_name=None,
     _checks._fail(fn, f"labels must be bool, integer or float 0/1, got dtype "
                   f"{labels.dtype}", TypeError)
   mask = _checks.mask_for(fn, where, logits.shape)
-  axes = _all_axes(fn, axis, logits.ndim)
+  axes = _checks.pooled_axes(fn, axis, logits.ndim, class_axis=False)
   if labels.dtype != jnp.bool_:
     bad = (labels != 0) & (labels != 1)
     if mask is not None:
