@@ -18,14 +18,16 @@ def _log_add_exp(a: jax.Array, b: jax.Array) -> jax.Array:
   return jnp.maximum(a, b) + jnp.log1p(jnp.exp(-jnp.abs(a - b)))
 
 
-def _sigmoid_terms(x: jax.Array, y: jax.Array):
+def _sigmoid_terms(x: jax.Array, y: jax.Array, *, fast_log: bool = False):
   """Binary cross-entropy with logits and the two sigmoids, stably.
 
   Returns ``(bce, sigma(x), sigma(-x), log sigma(x))`` from one ``exp`` and one
-  ``log1p``, the numerics of :func:`focal_loss`.
+  ``log1p``, the numerics of :func:`focal_loss`. ``fast_log`` takes
+  ``log(1 + e)`` for ``log1p(e)`` (20 % faster on CPU; exact to rounding of
+  ``1 + e``, so only where ``bce`` is multiplied by a factor of order ``e``).
   """
   e = jnp.exp(-jnp.abs(x))
-  log1p_e = jnp.log1p(e)
+  log1p_e = jnp.log(1 + e) if fast_log else jnp.log1p(e)
   positive = x >= 0
   inv = 1 / (1 + e)
   bce = jnp.maximum(x, 0) - x * y + log1p_e
@@ -74,15 +76,9 @@ def _focal_core_fwd(x, y, gamma):
 
 def _focal_core_bwd(gamma, residuals, g):
   x, y = residuals
-  e = jnp.exp(-jnp.abs(x))
-  inv = 1 / (1 + e)
-  positive = x >= 0
-  sigmoid = jnp.where(positive, 1, e) * inv
-  sigmoid_neg = jnp.where(positive, e, 1) * inv
-  # log(1 + e) rather than log1p(e): 20 % faster on CPU, and where it rounds
-  # (e < 1e-4) bce multiplies sigma(x) sigma(-x) ~ e, so the absolute error of
-  # the gradient stays below e**2 * 1e-7.
-  bce = jnp.maximum(x, 0) - x * y + jnp.log(1 + e)
+  # Fast log: bce only enters multiplied by sigma(x) sigma(-x) ~ e, so where
+  # 1 + e rounds the absolute error of the gradient stays below e**2 * 1e-7.
+  bce, sigmoid, sigmoid_neg, _ = _sigmoid_terms(x, y, fast_log=True)
   q = y * sigmoid_neg + (1 - y) * sigmoid
   weight = lax.integer_pow(q, gamma)
   d_weight = gamma * lax.integer_pow(q, gamma - 1) if gamma else 0
