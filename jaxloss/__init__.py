@@ -8,6 +8,7 @@ from jaxloss._boxes import box_giou_loss
 from jaxloss._boxes import box_iou
 from jaxloss._boxes import box_iou_loss
 from jaxloss._boxes import generalized_box_iou
+from jaxloss._checks import value_checks
 from jaxloss._focal import focal_loss
 from jaxloss._focal import quality_focal_loss
 from jaxloss._focal import softmax_focal_loss
@@ -39,5 +40,6 @@ __all__ = (
     "quality_focal_loss",
     "softmax_focal_loss",
     "tversky_loss",
+    "value_checks",
     "varifocal_loss",
 )

@@ -53,7 +53,7 @@ def _boxes(fn: str, name: str, x, *, min_rank: int = 1) -> jax.Array:
   x = _checks.as_float(fn, name, x)
   if x.ndim < min_rank or x.shape[-1] != 4:
     want = "[..., 4]" if min_rank == 1 else "[..., N, 4]"
-    _checks._fail(fn, f"{name} must have shape {want} (boxes on the last "
+    _checks.fail(fn, f"{name} must have shape {want} (boxes on the last "
                   f"axis), got {name}.shape {x.shape}")
   return x
 
@@ -62,7 +62,7 @@ def _broadcast(fn: str, names: tuple[str, str], a_shape, b_shape, what: str):
   try:
     return tuple(np.broadcast_shapes(tuple(a_shape), tuple(b_shape)))
   except ValueError:
-    _checks._fail(fn, f"the {what} of {names[0]}.shape and {names[1]}.shape "
+    _checks.fail(fn, f"the {what} of {names[0]}.shape and {names[1]}.shape "
                   f"must broadcast, got {a_shape} and {b_shape}")
 
 

@@ -1,16 +1,24 @@
-"""Static checks of shapes, ranks and dtypes, run at trace time.
+"""Static checks of shapes, ranks, dtypes and options, run at trace time.
 
 Every public loss calls these before it computes anything. They look only at
-shapes and dtypes, so they cost nothing under ``jit``, and they raise
-``ValueError`` (shapes, ranks, lengths, options) or ``TypeError`` (dtypes) with
-a message that names the loss, the argument and what was received. Value checks
-(labels in range, probabilities in [0, 1]) are ``checkify.debug_check`` calls:
-free unless the caller wraps the loss with ``checkify.checkify``.
+shapes, dtypes and concrete option values, so they cost nothing under ``jit``,
+and they raise ``ValueError`` (shapes, ranks, lengths, option values) or
+``TypeError`` (dtypes, option types) with a message that names the loss, the
+argument and what was received.
+
+Value checks of array contents (labels in range, probabilities in [0, 1]) go
+through :func:`value_check`. They are traced only inside :func:`value_checks`
+(a context manager): there they are ``checkify.debug_check`` calls, reported by
+``checkify.checkify``; outside it a program carries no trace of them (no
+checkify effect, so it serializes with ``jax.export``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import contextlib
+import threading
 
 import chex
 import jax
@@ -19,7 +27,7 @@ import numpy as np
 from jax.experimental import checkify
 
 
-def _fail(fn: str, message: str, error: type[Exception] = ValueError):
+def fail(fn: str, message: str, error: type[Exception] = ValueError):
   raise error(f"{fn}: {message}")
 
 
@@ -28,17 +36,17 @@ def _chex(fn: str, check, *args, message: str) -> None:
   try:
     check(*args)
   except AssertionError:
-    _fail(fn, message)
+    fail(fn, message)
 
 
 def as_float(fn: str, name: str, x, *, min_rank: int = 0) -> jax.Array:
   """Returns ``x`` as an array, requiring a floating dtype and a minimum rank."""
   x = jnp.asarray(x)
   if not jnp.issubdtype(x.dtype, jnp.floating):
-    _fail(fn, f"{name} must have a floating dtype, got {x.dtype} "
+    fail(fn, f"{name} must have a floating dtype, got {x.dtype} "
           f"(cast with {name}.astype(jnp.float32))", TypeError)
   if x.ndim < min_rank:
-    _fail(fn, f"{name} must have rank >= {min_rank} (the class axis is last), "
+    fail(fn, f"{name} must have rank >= {min_rank} (the class axis is last), "
           f"got {name}.shape {x.shape}")
   return x
 
@@ -63,12 +71,12 @@ def labels_for(fn: str, preds_name: str, preds: jax.Array, labels) -> jax.Array:
     return labels
   if labels.shape == preds.shape[:-1]:
     if not jnp.issubdtype(labels.dtype, jnp.integer):
-      _fail(fn, f"labels of shape {preds_name}.shape[:-1] {labels.shape} are "
+      fail(fn, f"labels of shape {preds_name}.shape[:-1] {labels.shape} are "
             f"class ids and must have an integer dtype, got {labels.dtype}; "
             f"pass float targets with the shape of {preds_name} "
             f"{preds.shape}", TypeError)
     return labels
-  _fail(fn, f"labels.shape {labels.shape} must equal {preds_name}.shape[:-1] "
+  fail(fn, f"labels.shape {labels.shape} must equal {preds_name}.shape[:-1] "
         f"or {preds_name}.shape; got {preds_name}.shape {preds.shape}")
 
 
@@ -79,7 +87,7 @@ def mask_for(fn: str, where, shape: tuple[int, ...], *,
     return None
   where = jnp.asarray(where)
   if where.dtype != jnp.bool_:
-    _fail(fn, f"where must be a boolean array, got dtype {where.dtype} "
+    fail(fn, f"where must be a boolean array, got dtype {where.dtype} "
           "(for an ignore label use where=labels != 255)", TypeError)
   if where.shape == shape:
     return where
@@ -89,9 +97,9 @@ def mask_for(fn: str, where, shape: tuple[int, ...], *,
         return jnp.broadcast_to(where, shape)
     except ValueError:
       pass
-    _fail(fn, f"where.shape {where.shape} must broadcast to the loss shape "
+    fail(fn, f"where.shape {where.shape} must broadcast to the loss shape "
           f"{shape}")
-  _fail(fn, f"where.shape {where.shape} must equal {shape} (one flag a pixel)")
+  fail(fn, f"where.shape {where.shape} must equal {shape} (one flag a pixel)")
 
 
 def pooled_axes(fn: str, axis: int | Sequence[int] | None, ndim: int, *,
@@ -108,15 +116,15 @@ def pooled_axes(fn: str, axis: int | Sequence[int] | None, ndim: int, *,
   out = []
   for a in axes:
     if not isinstance(a, (int, np.integer)):
-      _fail(fn, f"axis must be an int or a sequence of ints, got {axis!r}")
+      fail(fn, f"axis must be an int or a sequence of ints, got {axis!r}")
     if not -ndim <= a < ndim:
-      _fail(fn, f"axis {a} is out of range for an input of rank {ndim}")
+      fail(fn, f"axis {a} is out of range for an input of rank {ndim}")
     a = int(a) % ndim
     if class_axis and a == ndim - 1:
-      _fail(fn, f"axis {axis!r} includes the class axis (the last axis, "
+      fail(fn, f"axis {axis!r} includes the class axis (the last axis, "
             f"{ndim - 1}); pool over the leading axes only")
     if a in out:
-      _fail(fn, f"axis {axis!r} repeats axis {a}")
+      fail(fn, f"axis {axis!r} repeats axis {a}")
     out.append(a)
   return tuple(sorted(out))
 
@@ -125,7 +133,7 @@ def class_vector(fn: str, name: str, x, num_classes: int) -> jax.Array:
   """Checks a per-class vector of shape ``[C]``."""
   x = jnp.asarray(x)
   if x.shape != (num_classes,):
-    _fail(fn, f"{name}.shape {x.shape} must be ({num_classes},), one entry "
+    fail(fn, f"{name}.shape {x.shape} must be ({num_classes},), one entry "
           "per class")
   return x
 
@@ -134,43 +142,132 @@ def class_selection(fn: str, classes, num_classes: int):
   """Returns "all", "present" or a concrete index array, checked."""
   if isinstance(classes, str):
     if classes not in ("all", "present"):
-      _fail(fn, f'classes must be "all", "present" or an integer array of '
+      fail(fn, f'classes must be "all", "present" or an integer array of '
             f"class ids, got {classes!r}")
     return classes
   idx = jnp.asarray(classes)
   if not jnp.issubdtype(idx.dtype, jnp.integer) or idx.ndim != 1:
-    _fail(fn, "classes as an array must be a rank-1 integer array of class "
+    fail(fn, "classes as an array must be a rank-1 integer array of class "
           f"ids, got dtype {idx.dtype} and shape {idx.shape}", TypeError)
   if not isinstance(idx, jax.core.Tracer):
     values = np.asarray(idx)
     if values.size and (values.min() < 0 or values.max() >= num_classes):
-      _fail(fn, f"classes {values.tolist()} must lie in [0, {num_classes})")
+      fail(fn, f"classes {values.tolist()} must lie in [0, {num_classes})")
   return idx
 
 
 def option(fn: str, name: str, value, allowed: Sequence[str]) -> str:
   if value not in allowed:
-    _fail(fn, f"{name} must be one of {list(allowed)}, got {value!r}")
+    fail(fn, f"{name} must be one of {list(allowed)}, got {value!r}")
   return value
 
 
 def nonnegative(fn: str, name: str, value) -> None:
   if isinstance(value, (int, float)) and value < 0:
-    _fail(fn, f"{name} must be >= 0, got {value}")
+    fail(fn, f"{name} must be >= 0, got {value}")
+
+
+# ---------------------------------------------------------------------------
+# Value checks: traced only inside ``value_checks()``.
+
+
+class _ThreadFlag(threading.local):
+  """Fallback for JAX without ``jax.make_user_context``: a per-thread flag."""
+
+  def __init__(self):
+    self.value = False
+
+  @contextlib.contextmanager
+  def __call__(self, value):
+    previous, self.value = self.value, value
+    try:
+      yield
+    finally:
+      self.value = previous
+
+
+# A jit-cache-sensitive context: a function jitted outside ``value_checks``
+# is traced again inside it (and the reverse), so the checks are never
+# missing from, or left in, a cached program.
+_ENABLED = (jax.make_user_context(default_value=False)
+            if hasattr(jax, "make_user_context") else _ThreadFlag())
+
+
+def checks_enabled() -> bool:
+  return bool(_ENABLED.value)
+
+
+@contextlib.contextmanager
+def value_checks(enabled: bool = True):
+  """Traces jaxloss's value checks into the losses called in this context.
+
+  Shapes, dtypes and option values are always checked at trace time. Checks of
+  array contents (class ids in ``[0, C)``, probabilities and targets in
+  ``[0, 1]``, binary labels in ``{0, 1}``, at the entries that ``where``
+  keeps) cannot raise under ``jit``; inside this context they are traced as
+  ``checkify.debug_check`` calls, which ``jax.experimental.checkify`` turns
+  into errors. Outside it (the default) the losses contain no check at all:
+  no cost, no checkify effect, and the program serializes with
+  ``jax.export``.
+
+  Args:
+    enabled: ``False`` turns the checks off inside an enclosing context.
+
+  Yields:
+    Nothing; use it as ``with jaxloss.value_checks(): ...``.
+
+  Convention:
+    The setting is read when a loss is traced and is part of ``jax.jit``'s
+    cache key (JAX >= 0.8: ``jax.make_user_context``), so a function jitted
+    outside the context is traced again inside it. On older JAX the setting
+    is a per-thread flag outside the cache key: trace under the context the
+    function you check.
+
+  Examples:
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jax.experimental import checkify
+    >>> import jaxloss
+    >>> probs = jnp.full((2, 3), 1 / 3)
+    >>> labels = jnp.array([0, 7])          # 7 is not a class
+    >>> checked = checkify.checkify(jax.jit(jaxloss.dice_loss))
+    >>> with jaxloss.value_checks():
+    ...   error, loss = checked(probs, labels)
+    >>> print(error.get())  # doctest: +ELLIPSIS
+    dice_loss: labels must lie in [0, 3) where where is True...
+  """
+  if not isinstance(enabled, (bool, np.bool_)):
+    fail("value_checks", f"enabled must be a bool, got {enabled!r}", TypeError)
+  with _ENABLED(bool(enabled)):
+    yield
+
+
+def value_check(ok: jax.Array, message: str) -> None:
+  """Reports ``message`` under checkify unless ``ok``; traced only if enabled."""
+  if checks_enabled():
+    checkify.debug_check(ok, message)
 
 
 def debug_labels_in_range(fn: str, labels: jax.Array, num_classes: int,
                           where: jax.Array | None) -> None:
-  """Reports (under checkify) a class id outside [0, C) at a valid pixel."""
+  """Reports a class id outside [0, C) at a pixel ``where`` keeps."""
+  if not checks_enabled():
+    return
   bad = (labels < 0) | (labels >= num_classes)
   if where is not None:
     bad = bad & where
-  checkify.debug_check(~jnp.any(bad),
-                       f"{fn}: labels must lie in [0, {num_classes}) where "
-                       "where is True")
+  value_check(~jnp.any(bad), f"{fn}: labels must lie in [0, {num_classes}) "
+              "where where is True")
 
 
-def debug_unit_interval(fn: str, name: str, x: jax.Array) -> None:
-  """Reports (under checkify) an entry of ``x`` outside [0, 1]."""
-  checkify.debug_check(~jnp.any((x < 0) | (x > 1)),
-                       f"{fn}: {name} must lie in [0, 1]")
+def debug_unit_interval(fn: str, name: str, x: jax.Array,
+                        where: jax.Array | None = None) -> None:
+  """Reports an entry of ``x`` outside [0, 1] (NaN included) that ``where``
+  keeps (``where`` broadcasts against ``x``)."""
+  if not checks_enabled():
+    return
+  bad = ~((x >= 0) & (x <= 1))
+  if where is not None:
+    bad = bad & where
+  value_check(~jnp.any(bad), f"{fn}: {name} must lie in [0, 1] where where "
+              "is True")

@@ -482,11 +482,11 @@ def _lovasz_softmax(probs, labels, *, axis=None, where=None,
   probs = _checks.as_float(fn, "probs", probs, min_rank=1)
   labels = jnp.asarray(labels)
   if labels.shape != probs.shape[:-1]:
-    _checks._fail(fn, f"labels.shape {labels.shape} must equal "
+    _checks.fail(fn, f"labels.shape {labels.shape} must equal "
                   f"probs.shape[:-1] (integer class ids, one a pixel); got "
                   f"probs.shape {probs.shape}")
   if not jnp.issubdtype(labels.dtype, jnp.integer):
-    _checks._fail(fn, f"labels must be integer class ids, got dtype "
+    _checks.fail(fn, f"labels must be integer class ids, got dtype "
                   f"{labels.dtype}", TypeError)
   mask = _checks.mask_for(fn, where, probs.shape[:-1])
   axes = _checks.pooled_axes(fn, axis, probs.ndim)
@@ -537,7 +537,7 @@ def _lovasz_hinge(logits, labels, *, axis=None, where=None, axis_name=None,
   if not (jnp.issubdtype(labels.dtype, jnp.integer)
           or jnp.issubdtype(labels.dtype, jnp.floating)
           or labels.dtype == jnp.bool_):
-    _checks._fail(fn, f"labels must be bool, integer or float 0/1, got dtype "
+    _checks.fail(fn, f"labels must be bool, integer or float 0/1, got dtype "
                   f"{labels.dtype}", TypeError)
   mask = _checks.mask_for(fn, where, logits.shape)
   axes = _checks.pooled_axes(fn, axis, logits.ndim, class_axis=False)
