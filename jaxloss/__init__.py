@@ -9,6 +9,8 @@ from jaxloss._boxes import box_iou
 from jaxloss._boxes import box_iou_loss
 from jaxloss._boxes import generalized_box_iou
 from jaxloss._checks import value_checks
+from jaxloss._dfl import distribution_focal_loss
+from jaxloss._dfl import distribution_integral
 from jaxloss._focal import focal_loss
 from jaxloss._focal import quality_focal_loss
 from jaxloss._focal import softmax_focal_loss
@@ -31,6 +33,8 @@ __all__ = (
     "box_iou",
     "box_iou_loss",
     "dice_loss",
+    "distribution_focal_loss",
+    "distribution_integral",
     "focal_loss",
     "generalized_box_iou",
     "generalized_dice_loss",

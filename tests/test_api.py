@@ -86,6 +86,10 @@ CASES = {
         (_boxes(k1, (2, 3)), _boxes(k2, (2, 5))), {}),
     "box_convert": lambda k1, k2: (
         (_boxes(k1, (2, 5)),), {"source": "cxcywh", "target": "xyxy"}),
+    "distribution_focal_loss": lambda k1, k2: (
+        (_logits(k1, (2, 3, 4, 8)),
+         jax.random.uniform(k2, (2, 3, 4), maxval=7.0)), {}),
+    "distribution_integral": lambda k1, k2: ((_logits(k1, (2, 3, 8)),), {}),
 }
 
 # Options with no sensible default are required keywords (the two formats of
