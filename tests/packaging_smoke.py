@@ -1,0 +1,170 @@
+"""Smoke check of an installed jaxloss: run it with the interpreter to check.
+
+    python packaging_smoke.py [EXPECTED_DIR]
+
+Imports jaxloss (from ``EXPECTED_DIR`` if given: the check fails if the
+package was imported from anywhere else), checks that ``py.typed`` is
+installed, and calls every name in ``jaxloss.__all__`` once under ``jax.jit``
+on small inputs. Every public name needs an entry in ``BUILDERS`` (a loss or
+helper: a function of a PRNG key returning positional arguments and keyword
+options) or in ``SPECIAL`` (anything else: a function that checks it); a name
+without one fails the check with its name. The script uses nothing but the
+installed package, JAX and NumPy, so it runs outside the checkout, also on the
+oldest supported JAX.
+"""
+
+import functools
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+
+
+def _logits(key, shape):
+  return 3 * jax.random.normal(key, shape)
+
+
+def _probs(key, shape):
+  return jax.nn.softmax(_logits(key, shape), axis=-1)
+
+
+def _ids(key, shape, num_classes):
+  return jax.random.randint(key, shape, 0, num_classes)
+
+
+def _binary(key, shape):
+  return jax.random.bernoulli(key, 0.3, shape).astype(jnp.float32)
+
+
+def _quality(key, shape):
+  k1, k2 = jax.random.split(key)
+  return _binary(k1, shape) * jax.random.uniform(k2, shape, minval=0.1)
+
+
+def _boxes(key, shape):
+  """Valid (x1, y1, x2, y2) boxes of shape ``shape + (4,)``."""
+  k1, k2 = jax.random.split(key)
+  corner = jax.random.uniform(k1, shape + (2,), maxval=1.0)
+  size = jax.random.uniform(k2, shape + (2,), minval=1.0, maxval=3.0)
+  return jnp.concatenate([corner, corner + size], axis=-1)
+
+
+def _pixelwise(targets, **kwargs):
+  def build(key):
+    k1, k2 = jax.random.split(key)
+    return (_logits(k1, (2, 5, 3)), targets(k2, (2, 5, 3))), kwargs
+  return build
+
+
+def _region(**kwargs):
+  def build(key):
+    k1, k2 = jax.random.split(key)
+    return (_probs(k1, (2, 4, 4, 3)), _ids(k2, (2, 4, 4), 3)), kwargs
+  return build
+
+
+def _box_pair(n=5, m=None, **kwargs):
+  def build(key):
+    k1, k2 = jax.random.split(key)
+    return (_boxes(k1, (n,)), _boxes(k2, (n if m is None else m,))), kwargs
+  return build
+
+
+BUILDERS = {
+    "focal_loss": _pixelwise(_binary),
+    "softmax_focal_loss": lambda key: (
+        (_logits(key, (2, 5, 3)), _ids(jax.random.split(key)[1], (2, 5), 3)),
+        {}),
+    "varifocal_loss": _pixelwise(_quality),
+    "quality_focal_loss": _pixelwise(_quality),
+    "dice_loss": _region(),
+    "iou_loss": _region(),
+    "tversky_loss": _region(alpha=0.3, beta=0.7),
+    "generalized_dice_loss": _region(),
+    "lovasz_softmax": _region(),
+    "lovasz_hinge": _pixelwise(_binary),
+    "box_iou_loss": _box_pair(),
+    "box_giou_loss": _box_pair(),
+    "box_diou_loss": _box_pair(),
+    "box_ciou_loss": _box_pair(),
+    "box_eiou_loss": _box_pair(),
+    "box_iou": _box_pair(3, 4),
+    "generalized_box_iou": _box_pair(3, 4),
+    "box_convert": lambda key: (
+        (_boxes(key, (5,)),), {"source": "xyxy", "target": "cxcywh"}),
+    "distribution_focal_loss": lambda key: (
+        (_logits(key, (5, 4, 8)),
+         jax.random.uniform(jax.random.split(key)[1], (5, 4), maxval=7.0)),
+        {}),
+    "distribution_integral": lambda key: ((_logits(key, (5, 4, 8)),), {}),
+}
+
+
+def _check_value_checks(jaxloss):
+  """Outside the context no check is traced; inside, checkify reports one."""
+  from jax.experimental import checkify  # pylint: disable=g-import-not-at-top
+  probs = jnp.full((2, 3), 1 / 3)
+  labels = jnp.array([0, 7])               # 7 is not a class
+  checked = checkify.checkify(jax.jit(jaxloss.dice_loss))
+  error, _ = checked(probs, labels)
+  assert error.get() is None, error.get()
+  with jaxloss.value_checks():
+    error, _ = checkify.checkify(jax.jit(jaxloss.dice_loss))(probs, labels)
+  message = error.get()
+  assert message is not None and "dice_loss" in message, message
+
+
+SPECIAL = {
+    "value_checks": _check_value_checks,
+}
+
+
+def _leaves_finite(out):
+  return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(out))
+
+
+def main(argv):
+  import jaxloss  # pylint: disable=g-import-not-at-top
+
+  package_dir = os.path.dirname(os.path.abspath(jaxloss.__file__))
+  print(f"jaxloss {jaxloss.__version__} from {package_dir} "
+        f"(jax {jax.__version__}, Python {sys.version.split()[0]})")
+  if len(argv) > 1:
+    expected = os.path.realpath(argv[1])
+    if os.path.commonpath([os.path.realpath(package_dir), expected]) != expected:
+      sys.exit(f"FAIL: jaxloss imported from {package_dir}, not from under "
+               f"{expected}")
+  if not os.path.isfile(os.path.join(package_dir, "py.typed")):
+    sys.exit(f"FAIL: py.typed is missing from {package_dir}")
+
+  missing = sorted(set(jaxloss.__all__) - set(BUILDERS) - set(SPECIAL))
+  if missing:
+    sys.exit("FAIL: no smoke case for public name(s) "
+             f"{', '.join(missing)}: add one to BUILDERS or SPECIAL in "
+             "tests/packaging_smoke.py")
+
+  failed = []
+  for i, name in enumerate(sorted(jaxloss.__all__)):
+    try:
+      if name in SPECIAL:
+        SPECIAL[name](jaxloss)
+      else:
+        args, kwargs = BUILDERS[name](jax.random.PRNGKey(i))
+        fn = jax.jit(functools.partial(getattr(jaxloss, name), **kwargs))
+        out = fn(*args)
+        if not _leaves_finite(out):
+          raise AssertionError(f"non-finite output {out}")
+    except Exception as e:  # pylint: disable=broad-except
+      failed.append(name)
+      print(f"FAIL {name}: {type(e).__name__}: {e}")
+    else:
+      print(f"ok   {name}")
+  if failed:
+    sys.exit(f"FAIL: {len(failed)} of {len(jaxloss.__all__)} public names: "
+             f"{', '.join(failed)}")
+  print(f"all {len(jaxloss.__all__)} public names ok")
+
+
+if __name__ == "__main__":
+  main(sys.argv)
