@@ -95,7 +95,7 @@ def _class_weights(fn, true, classes, class_weights) -> jax.Array:
   return weights
 
 
-def _class_mean(fn, per_class, true, classes, class_weights) -> jax.Array:
+def class_mean(fn, per_class, true, classes, class_weights) -> jax.Array:
   """Weighted mean over the selected classes; 0 when none is selected."""
   weights = _class_weights(fn, true, classes, class_weights)
   return _numerics.safe_div(jnp.sum(weights * per_class, axis=-1),
@@ -191,7 +191,7 @@ def dice_loss(
   inter, pred, true = _pooled_stats(fn, probs, labels, axis, where, squared,
                                      axis_name)
   per_class = 1 - _numerics.safe_div(2 * inter + smooth, pred + true + smooth, 1)
-  return _class_mean(fn, per_class, true, classes, class_weights)
+  return class_mean(fn, per_class, true, classes, class_weights)
 
 
 def iou_loss(
@@ -254,7 +254,7 @@ def iou_loss(
                                      axis_name)
   per_class = 1 - _numerics.safe_div(inter + smooth,
                                      pred + true - inter + smooth, 1)
-  return _class_mean(fn, per_class, true, classes, class_weights)
+  return class_mean(fn, per_class, true, classes, class_weights)
 
 
 def tversky_loss(
@@ -334,7 +334,7 @@ def tversky_loss(
   per_class = 1 - _numerics.safe_div(inter + smooth, den, 1)
   if gamma != 1:
     per_class = _numerics.power(jnp.maximum(per_class, 0), gamma)
-  return _class_mean(fn, per_class, true, classes, class_weights)
+  return class_mean(fn, per_class, true, classes, class_weights)
 
 
 def generalized_dice_loss(
