@@ -7,6 +7,9 @@ from jaxloss._boxes import box_eiou_loss
 from jaxloss._boxes import box_giou_loss
 from jaxloss._boxes import box_iou
 from jaxloss._boxes import box_iou_loss
+from jaxloss._boxes import box_siou_loss
+from jaxloss._boxes import complete_box_iou
+from jaxloss._boxes import distance_box_iou
 from jaxloss._boxes import generalized_box_iou
 from jaxloss._checks import value_checks
 from jaxloss._dfl import distribution_focal_loss
@@ -32,7 +35,10 @@ __all__ = (
     "box_giou_loss",
     "box_iou",
     "box_iou_loss",
+    "box_siou_loss",
+    "complete_box_iou",
     "dice_loss",
+    "distance_box_iou",
     "distribution_focal_loss",
     "distribution_integral",
     "focal_loss",

@@ -78,6 +78,34 @@ def _pair(fn: str, pred, target, eps) -> tuple[jax.Array, jax.Array]:
           jnp.broadcast_to(target.astype(dtype), shape))
 
 
+def _power_option(fn: str, power) -> None:
+  """Refuses a concrete ``power`` that is not a positive finite number."""
+  if isinstance(power, (bool, np.bool_)) or not isinstance(
+      power, (int, float, np.number, np.ndarray, jax.Array)):
+    _checks.fail(fn, f"power must be a positive number, got {power!r}",
+                 TypeError)
+  if isinstance(power, (np.ndarray, jax.Array)) and np.ndim(power) != 0:
+    _checks.fail(fn, f"power must be a scalar, got shape {np.shape(power)}")
+  if isinstance(power, jax.core.Tracer):
+    return
+  value = float(power)
+  if not (math.isfinite(value) and value > 0):
+    _checks.fail(fn, f"power must be a finite number > 0, got {value}")
+
+
+def _pow(x: jax.Array, power) -> jax.Array:
+  """``x ** power`` for alpha-IoU; ``power == 1`` returns ``x`` unchanged.
+
+  A fractional power of a base ``<= 0`` (which only invalid boxes produce)
+  is 0, with zero gradient (double ``where``).
+  """
+  if isinstance(power, (int, float)) and power == 1:
+    return x
+  if isinstance(power, (jax.Array, np.ndarray, np.number)):
+    power = jnp.asarray(power, x.dtype)
+  return _numerics.power(x, power)
+
+
 # --------------------------------------------------------------------------
 # Geometry
 
@@ -104,7 +132,7 @@ def _geometry(a: jax.Array, b: jax.Array) -> dict[str, jax.Array]:
   dx = (ax1 + ax2) - (bx1 + bx2)
   dy = (ay1 + ay2) - (by1 + by2)
   return dict(aw=aw, ah=ah, bw=bw, bh=bh, inter=inter, union=union, cw=cw,
-              ch=ch, rho2=(dx * dx + dy * dy) / 4)
+              ch=ch, rho2=(dx * dx + dy * dy) / 4, dx=dx / 2, dy=dy / 2)
 
 
 def _iou(g: dict[str, jax.Array], eps) -> jax.Array:
@@ -133,6 +161,14 @@ def _angle_difference(g: dict[str, jax.Array]) -> jax.Array:
                                           jnp.where(origin, 1, den)))
 
 
+def _aspect_term(g: dict[str, jax.Array], iou: jax.Array, eps):
+  """CIoU's ``v`` and its weight ``alpha`` (held constant in the gradient)."""
+  delta = _angle_difference(g)
+  v = (4 / math.pi**2) * (delta * delta)
+  alpha = lax.stop_gradient(_numerics.safe_div(v, 1 - iou + v + eps, 0))
+  return v, alpha
+
+
 # --------------------------------------------------------------------------
 # Losses
 
@@ -142,6 +178,7 @@ def box_iou_loss(
     target: ArrayLike,
     *,
     eps: float = 1e-7,
+    power: float = 1.0,
 ) -> jax.Array:
   r"""IoU loss of boxes, elementwise: one minus intersection over union.
 
@@ -149,13 +186,18 @@ def box_iou_loss(
   union of a predicted and a target box,
 
   .. math::
-    \ell = 1 - \frac{I}{U + \epsilon}.
+    \ell = 1 - \Big(\frac{I}{U + \epsilon}\Big)^{\alpha},
+
+  with :math:`\alpha` = ``power`` (1 by default; alpha-IoU otherwise).
 
   Args:
     pred: Predicted boxes ``[..., 4]`` as ``(x1, y1, x2, y2)``, floating.
     target: Target boxes ``[..., 4]``, broadcastable against ``pred`` over
       the leading axes.
     eps: Added to the union, ``>= 0``.
+    power: The exponent :math:`\alpha` of alpha-IoU (He et al. 2021),
+      ``> 0``; see the formula. ``power=1`` (the default) is the plain loss;
+      the paper recommends 3.
 
   Returns:
     The loss of each box pair, shape: the broadcast leading shape ``[...]``,
@@ -166,6 +208,9 @@ def box_iou_loss(
     has no plain IoU loss). Boxes that do not overlap give loss 1 and zero
     gradient: the IoU loss cannot pull a disjoint box towards its target
     (GIoU, DIoU, CIoU and EIoU can). A zero-area box has IoU 0.
+    ``power`` follows alpha-IoU (He et al. 2021): the IoU and each penalty
+    term are raised to it separately, ``eps`` placed as for ``power=1``.
+    A fractional power of 0 has gradient 0 (not NaN).
 
     ``pred`` and ``target`` broadcast against each other over the leading
     axes (explicitly: it works with ``jax_numpy_rank_promotion="raise"``);
@@ -187,8 +232,10 @@ def box_iou_loss(
     Yu, Jiang, Wang, Cao, Huang, "UnitBox: An Advanced Object Detection
     Network", ACM MM 2016. https://arxiv.org/abs/1608.01471
   """
-  pred, target = _pair("box_iou_loss", pred, target, eps)
-  return 1 - _iou(_geometry(pred, target), eps)
+  fn = "box_iou_loss"
+  pred, target = _pair(fn, pred, target, eps)
+  _power_option(fn, power)
+  return 1 - _pow(_iou(_geometry(pred, target), eps), power)
 
 
 def box_giou_loss(
@@ -196,19 +243,26 @@ def box_giou_loss(
     target: ArrayLike,
     *,
     eps: float = 1e-7,
+    power: float = 1.0,
 ) -> jax.Array:
   r"""Generalized IoU loss of boxes, elementwise (Rezatofighi et al. 2019).
 
   With :math:`C` the area of the smallest box enclosing both boxes,
 
   .. math::
-    \ell = 1 - \frac{I}{U + \epsilon} + \frac{C - U}{C + \epsilon}.
+    \ell = 1 - \Big(\frac{I}{U + \epsilon}\Big)^{\alpha}
+      + \Big(\frac{C - U}{C + \epsilon}\Big)^{\alpha},
+
+  with :math:`\alpha` = ``power`` (1 by default; alpha-GIoU otherwise).
 
   Args:
     pred: Predicted boxes ``[..., 4]`` as ``(x1, y1, x2, y2)``, floating.
     target: Target boxes ``[..., 4]``, broadcastable against ``pred`` over
       the leading axes.
     eps: Added to the union and to the enclosing area, ``>= 0``.
+    power: The exponent :math:`\alpha` of alpha-IoU (He et al. 2021),
+      ``> 0``; see the formula. ``power=1`` (the default) is the plain loss;
+      the paper recommends 3.
 
   Returns:
     The loss of each box pair, shape: the broadcast leading shape ``[...]``,
@@ -220,6 +274,9 @@ def box_giou_loss(
     the union (nested boxes, or boxes that share a full side) it equals the
     IoU loss. Disjoint boxes get a gradient that grows the predicted box
     towards the target.
+    ``power`` follows alpha-IoU (He et al. 2021): the IoU and each penalty
+    term are raised to it separately, ``eps`` placed as for ``power=1``.
+    A fractional power of 0 has gradient 0 (not NaN).
 
     ``pred`` and ``target`` broadcast against each other over the leading
     axes (explicitly: it works with ``jax_numpy_rank_promotion="raise"``);
@@ -242,11 +299,13 @@ def box_giou_loss(
     Intersection over Union: A Metric and A Loss for Bounding Box Regression",
     CVPR 2019. https://arxiv.org/abs/1902.09630
   """
-  pred, target = _pair("box_giou_loss", pred, target, eps)
+  fn = "box_giou_loss"
+  pred, target = _pair(fn, pred, target, eps)
+  _power_option(fn, power)
   g = _geometry(pred, target)
   enclosing = g["cw"] * g["ch"]
-  return (1 - _iou(g, eps)
-          + _numerics.safe_div(enclosing - g["union"], enclosing + eps, 0))
+  penalty = _numerics.safe_div(enclosing - g["union"], enclosing + eps, 0)
+  return 1 - _pow(_iou(g, eps), power) + _pow(penalty, power)
 
 
 def box_diou_loss(
@@ -254,6 +313,7 @@ def box_diou_loss(
     target: ArrayLike,
     *,
     eps: float = 1e-7,
+    power: float = 1.0,
 ) -> jax.Array:
   r"""Distance IoU loss of boxes, elementwise (Zheng et al. 2020).
 
@@ -261,13 +321,19 @@ def box_diou_loss(
   diagonal of the smallest enclosing box,
 
   .. math::
-    \ell = 1 - \frac{I}{U + \epsilon} + \frac{\rho^2}{c^2 + \epsilon}.
+    \ell = 1 - \Big(\frac{I}{U + \epsilon}\Big)^{\alpha}
+      + \Big(\frac{\rho^2}{c^2 + \epsilon}\Big)^{\alpha},
+
+  with :math:`\alpha` = ``power`` (1 by default; alpha-DIoU otherwise).
 
   Args:
     pred: Predicted boxes ``[..., 4]`` as ``(x1, y1, x2, y2)``, floating.
     target: Target boxes ``[..., 4]``, broadcastable against ``pred`` over
       the leading axes.
     eps: Added to the union and to :math:`c^2`, ``>= 0``.
+    power: The exponent :math:`\alpha` of alpha-IoU (He et al. 2021),
+      ``> 0``; see the formula. ``power=1`` (the default) is the plain loss;
+      the paper recommends 3.
 
   Returns:
     The loss of each box pair, shape: the broadcast leading shape ``[...]``,
@@ -278,6 +344,9 @@ def box_diou_loss(
     ``torchvision.ops.distance_box_iou_loss``. Concentric boxes give the IoU
     loss. The centre term pulls disjoint boxes straight towards the target
     and keeps a finite gradient however far apart the boxes are.
+    ``power`` follows alpha-IoU (He et al. 2021): the IoU and each penalty
+    term are raised to it separately, ``eps`` placed as for ``power=1``.
+    A fractional power of 0 has gradient 0 (not NaN).
 
     ``pred`` and ``target`` broadcast against each other over the leading
     axes (explicitly: it works with ``jax_numpy_rank_promotion="raise"``);
@@ -301,9 +370,12 @@ def box_diou_loss(
     Learning for Bounding Box Regression", AAAI 2020.
     https://arxiv.org/abs/1911.08287
   """
-  pred, target = _pair("box_diou_loss", pred, target, eps)
+  fn = "box_diou_loss"
+  pred, target = _pair(fn, pred, target, eps)
+  _power_option(fn, power)
   g = _geometry(pred, target)
-  return 1 - _iou(g, eps) + _distance_term(g, eps)
+  return (1 - _pow(_iou(g, eps), power)
+          + _pow(_distance_term(g, eps), power))
 
 
 def box_ciou_loss(
@@ -311,16 +383,21 @@ def box_ciou_loss(
     target: ArrayLike,
     *,
     eps: float = 1e-7,
+    power: float = 1.0,
 ) -> jax.Array:
   r"""Complete IoU loss of boxes, elementwise (Zheng et al. 2020).
 
   The DIoU loss plus an aspect-ratio term:
 
   .. math::
-    \ell = \ell_\mathrm{DIoU} + \alpha v, \qquad
+    \ell = \ell_\mathrm{DIoU} + (\alpha v)^{a}, \qquad
     v = \frac{4}{\pi^2} \Big(\arctan\frac{w^{gt}}{h^{gt}}
       - \arctan\frac{w}{h}\Big)^2, \qquad
-    \alpha = \frac{v}{1 - \mathrm{IoU} + v + \epsilon}.
+    \alpha = \frac{v}{1 - \mathrm{IoU} + v + \epsilon},
+
+  with :math:`a` = ``power`` (1 by default; alpha-CIoU otherwise), which
+  also raises the IoU and the distance term of :math:`\ell_\mathrm{DIoU}`
+  (see :func:`box_diou_loss`).
 
   Args:
     pred: Predicted boxes ``[..., 4]`` as ``(x1, y1, x2, y2)``, floating.
@@ -328,6 +405,8 @@ def box_ciou_loss(
       the leading axes.
     eps: Added to the union, to :math:`c^2` and to the denominator of
       :math:`\alpha`, ``>= 0``.
+    power: The exponent :math:`a` of alpha-CIoU (He et al. 2021), ``> 0``;
+      ``power=1`` (the default) is the plain loss; the paper recommends 3.
 
   Returns:
     The loss of each box pair, shape: the broadcast leading shape ``[...]``,
@@ -344,7 +423,12 @@ def box_ciou_loss(
     gradients), and 0 with zero gradient when either box is a point (its
     aspect ratio is undefined). For an invalid box with :math:`h < 0` it
     differs from torchvision's ``arctan(w / h)`` by :math:`\pm\pi`. Boxes of
-    equal aspect ratio give the DIoU loss.
+    equal aspect ratio give the DIoU loss. With ``power``, the aspect term
+    is :math:`(\alpha v)^a` with the same constant :math:`\alpha` (computed
+    from the plain IoU), as in the alpha-IoU paper's code.
+    ``power`` follows alpha-IoU (He et al. 2021): the IoU and each penalty
+    term are raised to it separately, ``eps`` placed as for ``power=1``.
+    A fractional power of 0 has gradient 0 (not NaN).
 
     ``pred`` and ``target`` broadcast against each other over the leading
     axes (explicitly: it works with ``jax_numpy_rank_promotion="raise"``);
@@ -367,13 +451,14 @@ def box_ciou_loss(
     Learning for Bounding Box Regression", AAAI 2020.
     https://arxiv.org/abs/1911.08287
   """
-  pred, target = _pair("box_ciou_loss", pred, target, eps)
+  fn = "box_ciou_loss"
+  pred, target = _pair(fn, pred, target, eps)
+  _power_option(fn, power)
   g = _geometry(pred, target)
   iou = _iou(g, eps)
-  delta = _angle_difference(g)
-  v = (4 / math.pi**2) * (delta * delta)
-  alpha = lax.stop_gradient(_numerics.safe_div(v, 1 - iou + v + eps, 0))
-  return 1 - iou + _distance_term(g, eps) + alpha * v
+  v, alpha = _aspect_term(g, iou, eps)
+  return (1 - _pow(iou, power) + _pow(_distance_term(g, eps), power)
+          + _pow(alpha * v, power))
 
 
 def box_eiou_loss(
@@ -439,6 +524,97 @@ def box_eiou_loss(
   return (1 - _iou(g, eps) + _distance_term(g, eps)
           + _numerics.safe_div(dw * dw, g["cw"] * g["cw"] + eps, 0)
           + _numerics.safe_div(dh * dh, g["ch"] * g["ch"] + eps, 0))
+
+
+def box_siou_loss(
+    pred: ArrayLike,
+    target: ArrayLike,
+    *,
+    eps: float = 1e-7,
+) -> jax.Array:
+  r"""SCYLLA-IoU (SIoU) loss of boxes, elementwise (Gevorgyan 2022).
+
+  The IoU loss plus half the sum of an angle-aware distance cost
+  :math:`\Delta` and a shape cost :math:`\Omega`. With the centre offset
+  :math:`(d_x, d_y)`, :math:`\sigma^2 = d_x^2 + d_y^2`, the enclosing box
+  :math:`c_w \times c_h` and the sizes :math:`w, h` (prediction) and
+  :math:`w^{gt}, h^{gt}`:
+
+  .. math::
+    \ell = 1 - \frac{I}{U + \epsilon} + \frac{\Delta + \Omega}{2},
+
+    \Lambda = 1 - 2 \sin^2\!\Big(\arcsin\frac{|d_y|}{\sigma}
+      - \frac{\pi}{4}\Big) = \frac{2 |d_x d_y|}{\sigma^2}, \qquad
+    \Delta = \sum_{t \in \{x, y\}} \big(1 - e^{-(2 - \Lambda) \rho_t}\big),
+    \quad \rho_x = \frac{d_x^2}{c_w^2 + \epsilon},
+    \ \rho_y = \frac{d_y^2}{c_h^2 + \epsilon},
+
+    \Omega = \sum_{t \in \{w, h\}} \big(1 - e^{-\omega_t}\big)^4, \qquad
+    \omega_w = \frac{|w - w^{gt}|}{\max(w, w^{gt}) + \epsilon},
+    \ \omega_h = \frac{|h - h^{gt}|}{\max(h, h^{gt}) + \epsilon}.
+
+  The angle cost :math:`\Lambda` is 0 when the centres are aligned on an
+  axis and 1 on a diagonal; it lowers the weight of the distance cost
+  (:math:`2 - \Lambda`) along the diagonal, so the prediction first moves
+  onto the nearer axis.
+
+  Args:
+    pred: Predicted boxes ``[..., 4]`` as ``(x1, y1, x2, y2)``, floating.
+    target: Target boxes ``[..., 4]``, broadcastable against ``pred`` over
+      the leading axes.
+    eps: Added to the union, to :math:`c_w^2`, :math:`c_h^2` and to the
+      larger width and height in :math:`\omega`, ``>= 0``.
+
+  Returns:
+    The loss of each box pair, shape: the broadcast leading shape ``[...]``,
+    in float32 (float64 for float64 ``pred``). In ``[0, 3)`` for valid boxes.
+
+  Convention:
+    The shape exponent is the paper's :math:`\theta = 4`. The angle cost is
+    computed as :math:`2 |d_x d_y| / \sigma^2`, equal to the paper's
+    arcsine form (and to the form that switches to :math:`\beta = \pi/2 -
+    \alpha` above 45 degrees), without a square root or an arcsine; at
+    coincident centres it is 0 with zero gradient (double ``where``), where
+    the distance cost vanishes anyway. Every division is guarded, so
+    ``eps=0`` with zero-area boxes stays finite, gradients included. There is
+    no torchvision SIoU; YOLOv6 and MMYOLO compute the same terms.
+
+    ``pred`` and ``target`` broadcast against each other over the leading
+    axes (explicitly: it works with ``jax_numpy_rank_promotion="raise"``);
+    bf16/fp16 boxes are computed in float32. An invalid box (``x2 < x1`` or
+    ``y2 < y1``) is used as given, as in torchvision (no clamping, no swapped
+    corners): the loss stays finite but leaves its usual range.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> # Same size, shifted by 1 along x: IoU = 1/3, Lambda = 0 (aligned),
+    >>> # rho_x = 1/9, rho_y = 0, Omega = 0:
+    >>> # loss = 2/3 + (1 - exp(-2/9)) / 2.
+    >>> jaxloss.box_siou_loss(jnp.array([0., 0., 2., 2.]),
+    ...                       jnp.array([1., 0., 3., 2.]))
+    Array(0.766298, dtype=float32)
+
+  References:
+    Gevorgyan, "SIoU Loss: More Powerful Learning for Bounding Box
+    Regression", 2022. https://arxiv.org/abs/2205.12740
+  """
+  pred, target = _pair("box_siou_loss", pred, target, eps)
+  g = _geometry(pred, target)
+  dx, dy = g["dx"], g["dy"]
+  sigma2 = dx * dx + dy * dy
+  angle = _numerics.safe_div(2 * jnp.abs(dx * dy), sigma2, 0)
+  gamma = 2 - angle
+  rho_x = _numerics.safe_div(dx * dx, g["cw"] * g["cw"] + eps, 0)
+  rho_y = _numerics.safe_div(dy * dy, g["ch"] * g["ch"] + eps, 0)
+  distance = -jnp.expm1(-gamma * rho_x) - jnp.expm1(-gamma * rho_y)
+  omega_w = _numerics.safe_div(jnp.abs(g["aw"] - g["bw"]),
+                               jnp.maximum(g["aw"], g["bw"]) + eps, 0)
+  omega_h = _numerics.safe_div(jnp.abs(g["ah"] - g["bh"]),
+                               jnp.maximum(g["ah"], g["bh"]) + eps, 0)
+  shape = (lax.integer_pow(-jnp.expm1(-omega_w), 4)
+           + lax.integer_pow(-jnp.expm1(-omega_h), 4))
+  return 1 - _iou(g, eps) + (distance + shape) / 2
 
 
 # --------------------------------------------------------------------------
@@ -535,6 +711,106 @@ def generalized_box_iou(a: ArrayLike, b: ArrayLike) -> jax.Array:
   enclosing = g["cw"] * g["ch"]
   return (_numerics.safe_div(g["inter"], g["union"], 0)
           - _numerics.safe_div(enclosing - g["union"], enclosing, 0))
+
+
+def distance_box_iou(a: ArrayLike, b: ArrayLike, *,
+                     eps: float = 1e-7) -> jax.Array:
+  r"""Pairwise distance IoU (DIoU) of two sets of boxes (batched).
+
+  With :math:`\rho` the distance of the centres and :math:`c` the diagonal
+  of the smallest box enclosing both,
+
+  .. math::
+    \mathrm{DIoU}_{ij} = \mathrm{IoU}_{ij}
+      - \frac{\rho_{ij}^2}{c_{ij}^2 + \epsilon}.
+
+  Args:
+    a: Boxes ``[..., N, 4]`` as ``(x1, y1, x2, y2)``, floating.
+    b: Boxes ``[..., M, 4]``; the batch axes ``[...]`` broadcast against
+      ``a``'s.
+    eps: Added to :math:`c^2`, ``>= 0``.
+
+  Returns:
+    ``[..., N, M]``, in ``(-1, 1]`` for valid boxes, in float32 (float64 for
+    float64 ``a``).
+
+  Convention:
+    The values of ``torchvision.ops.distance_box_iou``: the IoU has no
+    ``eps`` (as :func:`box_iou`: a zero union gives 0, not NaN), ``eps`` is
+    added to :math:`c^2`. ``1 - distance_box_iou(a, b)`` on matched pairs is
+    :func:`box_diou_loss` up to the ``eps`` in its IoU; use it for matching
+    costs and for NMS (DIoU-NMS).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> a = jnp.array([[0., 0., 2., 2.]])
+    >>> b = jnp.array([[1., 1., 3., 3.], [0., 0., 2., 2.]])
+    >>> jaxloss.distance_box_iou(a, b)  # 1/7 - 2/18 and 1
+    Array([[0.031746, 1.      ]], dtype=float32)
+
+  References:
+    Zheng, Wang, Liu, Li, Ye, Ren, "Distance-IoU Loss: Faster and Better
+    Learning for Bounding Box Regression", AAAI 2020.
+    https://arxiv.org/abs/1911.08287
+  """
+  fn = "distance_box_iou"
+  _checks.nonnegative(fn, "eps", eps)
+  g = _pairwise(fn, a, b)
+  return (_numerics.safe_div(g["inter"], g["union"], 0)
+          - _distance_term(g, eps))
+
+
+def complete_box_iou(a: ArrayLike, b: ArrayLike, *,
+                     eps: float = 1e-7) -> jax.Array:
+  r"""Pairwise complete IoU (CIoU) of two sets of boxes (batched).
+
+  The DIoU minus the aspect-ratio term of CIoU, with ``a`` in the role of
+  the prediction and ``b`` of the target:
+
+  .. math::
+    \mathrm{CIoU}_{ij} = \mathrm{DIoU}_{ij} - \alpha_{ij} v_{ij}, \qquad
+    v = \frac{4}{\pi^2} \Big(\arctan\frac{w_b}{h_b}
+      - \arctan\frac{w_a}{h_a}\Big)^2, \qquad
+    \alpha = \frac{v}{1 - \mathrm{IoU} + v + \epsilon}.
+
+  Args:
+    a: Boxes ``[..., N, 4]`` as ``(x1, y1, x2, y2)``, floating.
+    b: Boxes ``[..., M, 4]``; the batch axes ``[...]`` broadcast against
+      ``a``'s.
+    eps: Added to :math:`c^2` and to the denominator of :math:`\alpha`,
+      ``>= 0``.
+
+  Returns:
+    ``[..., N, M]``, in float32 (float64 for float64 ``a``).
+
+  Convention:
+    The values of ``torchvision.ops.complete_box_iou`` (IoU without
+    ``eps``); :math:`\alpha` is a constant in the gradient
+    (``stop_gradient``), as in :func:`box_ciou_loss` and torchvision. The
+    angle difference is one ``atan2``, finite for flat boxes and 0 for
+    points, as in :func:`box_ciou_loss`. Symmetric in ``a`` and ``b``
+    (:math:`v` is a square).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> a = jnp.array([[0., 0., 2., 2.]])
+    >>> b = jnp.array([[1., 1., 3., 3.], [0., 0., 2., 2.]])
+    >>> jaxloss.complete_box_iou(a, b)  # squares: v = 0, the DIoU
+    Array([[0.031746, 1.      ]], dtype=float32)
+
+  References:
+    Zheng, Wang, Liu, Li, Ye, Ren, "Distance-IoU Loss: Faster and Better
+    Learning for Bounding Box Regression", AAAI 2020.
+    https://arxiv.org/abs/1911.08287
+  """
+  fn = "complete_box_iou"
+  _checks.nonnegative(fn, "eps", eps)
+  g = _pairwise(fn, a, b)
+  iou = _numerics.safe_div(g["inter"], g["union"], 0)
+  v, alpha = _aspect_term(g, iou, eps)
+  return iou - _distance_term(g, eps) - alpha * v
 
 
 def box_convert(boxes: ArrayLike, *, source: str, target: str) -> jax.Array:

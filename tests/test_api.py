@@ -90,6 +90,11 @@ CASES = {
         (_logits(k1, (2, 3, 4, 8)),
          jax.random.uniform(k2, (2, 3, 4), maxval=7.0)), {}),
     "distribution_integral": lambda k1, k2: ((_logits(k1, (2, 3, 8)),), {}),
+    "box_siou_loss": _box_pair(),
+    "distance_box_iou": lambda k1, k2: (
+        (_boxes(k1, (2, 3)), _boxes(k2, (2, 5))), {}),
+    "complete_box_iou": lambda k1, k2: (
+        (_boxes(k1, (2, 3)), _boxes(k2, (2, 5))), {"eps": 1e-6}),
 }
 
 # Options with no sensible default are required keywords (the two formats of

@@ -12,6 +12,7 @@ import pytest
 
 import jaxloss
 from tests import reference_boxes as ref
+from tests import reference_detection as ref_det
 
 LOSSES = {
     "iou": (jaxloss.box_iou_loss, ref.iou_loss),
@@ -19,6 +20,7 @@ LOSSES = {
     "diou": (jaxloss.box_diou_loss, ref.diou_loss),
     "ciou": (jaxloss.box_ciou_loss, ref.ciou_loss),
     "eiou": (jaxloss.box_eiou_loss, ref.eiou_loss),
+    "siou": (jaxloss.box_siou_loss, ref_det.siou_loss),
 }
 NAMES = sorted(LOSSES)
 FORMATS = ("xyxy", "xywh", "cxcywh")
@@ -522,3 +524,269 @@ def test_simulation_example_smoke(tmp_path, capsys):
             "--out", str(tmp_path)])
   assert (tmp_path / "box_regression_simulation.png").stat().st_size > 0
   assert "DIoU" in capsys.readouterr().out
+
+
+# 9. SIoU -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("pred, target, want", [
+    # Shifted along x: IoU = 1/3, Lambda = 0, rho_x = 1/9, Omega = 0.
+    ([0., 0., 2., 2.], [1., 0., 3., 2.], 2 / 3 + (1 - np.exp(-2 / 9)) / 2),
+    # Shifted along the diagonal: Lambda = 1, gamma = 1, rho_x = rho_y = 1/9.
+    (A, SHIFTED, 6 / 7 + (1 - np.exp(-1 / 9))),
+    # Concentric, 2 x 2 in 4 x 2: no distance cost; omega_w = 1/2.
+    ([1., 0., 3., 2.], [0., 0., 4., 2.], 1 / 2 + (1 - np.exp(-0.5)) ** 4 / 2),
+])
+def test_siou_hand_cases(pred, target, want):
+  got = jaxloss.box_siou_loss(jnp.array(pred), jnp.array(target), eps=0.0)
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_siou_angle_cost_is_the_paper_form_and_weighs_the_distance():
+  # Unit squares 3 apart at angles 0 ... 90 degrees around a unit square:
+  # disjoint (IoU 0) and of equal size (Omega 0), so the loss is
+  # 1 + Delta / 2 with Delta's weight 2 - Lambda: 2 on an axis, 1 on the
+  # diagonal.
+  angles = np.deg2rad([0., 15., 30., 45., 60., 90.])
+  centre = 3.0 * np.stack([np.cos(angles), np.sin(angles)], -1)
+  pred = np.concatenate([centre - 0.5, centre + 0.5], -1)
+  target = np.array([-0.5, -0.5, 0.5, 0.5])
+  got = np.asarray(compiled("siou")[0](jnp.asarray(pred, jnp.float32),
+                                       jnp.asarray(target, jnp.float32)))
+  np.testing.assert_allclose(got, ref_det.siou_loss(pred, target), rtol=1e-6)
+  rho0 = 3.0**2 / 4.0**2                  # dx^2 / c_w^2 at 0 degrees
+  np.testing.assert_allclose(got[0], 1 + (1 - np.exp(-2 * rho0)) / 2,
+                             rtol=1e-6)
+  d = 3.0 / np.sqrt(2.0)
+  rho45 = d**2 / (d + 1)**2
+  np.testing.assert_allclose(got[3], 1 + (1 - np.exp(-rho45)), rtol=1e-6)
+  np.testing.assert_allclose(got[0], got[5], rtol=1e-6)   # x and y axes
+  np.testing.assert_allclose(got[2], got[4], rtol=1e-6)   # 30 and 60 degrees
+
+
+def test_siou_coincident_centres_have_finite_second_derivatives():
+  pred = jnp.array([[1., 1., 3., 3.], [0., 0., 4., 4.]])
+  target = jnp.array([[1., 1., 3., 3.], [1., 1., 3., 3.]])
+  scalar = lambda p: jnp.sum(jaxloss.box_siou_loss(p, target))
+  grad = jax.jit(jax.grad(scalar))
+  g = grad(pred)
+  hessian = jax.jit(jax.jacfwd(jax.grad(scalar)))(pred)
+  assert bool(jnp.all(jnp.isfinite(g))) and bool(jnp.all(jnp.isfinite(hessian)))
+  # Near-coincident centres: the angle cost's 1/sigma slope is damped by
+  # the distance cost's sigma^2, so the gradient stays bounded.
+  near = pred.at[:, 0].add(1e-6).at[:, 2].add(1e-6)
+  assert float(jnp.abs(grad(near)).max()) < 10
+
+
+# 10. alpha-IoU: the power keyword --------------------------------------------------
+
+ALPHA = {
+    "iou": ref_det.alpha_iou_loss,
+    "giou": ref_det.alpha_giou_loss,
+    "diou": ref_det.alpha_diou_loss,
+    "ciou": ref_det.alpha_ciou_loss,
+}
+
+
+@functools.cache
+def compiled_power(name, power):
+  fn = functools.partial(LOSSES[name][0], power=power)
+  return jax.jit(fn), jax.jit(jax.grad(lambda p, t: jnp.sum(fn(p, t))))
+
+
+@pytest.mark.parametrize("power", [0.5, 3.0])
+@pytest.mark.parametrize("name", sorted(ALPHA))
+def test_power_matches_reference(name, power):
+  pred, target = random_boxes(30, 16), random_boxes(31, 16)
+  # Enough overlapping pairs that every term is active somewhere.
+  # Shifted diagonally (never nested: the GIoU penalty stays > 0, away from
+  # the kink of a fractional power) and slightly resized, still valid.
+  rng = np.random.default_rng(32)
+  pred[:8] = (target[:8] + rng.uniform(0.03, 0.09, (8, 1))
+              + rng.uniform(-0.01, 0.01, (8, 4)))
+  want = ALPHA[name](pred, target, power)
+  value, grad = compiled_power(name, power)
+  np.testing.assert_allclose(
+      value(jnp.asarray(pred, jnp.float32), jnp.asarray(target, jnp.float32)),
+      want, rtol=2e-5, atol=2e-6)
+  if name == "ciou":
+    alpha = ref.ciou_alpha(pred, target)
+    scalar = lambda p: np.sum(ref_det.alpha_ciou_loss(p, target, power,
+                                                      alpha=alpha))
+  else:
+    scalar = lambda p: np.sum(ALPHA[name](p, target, power))
+  with jax.enable_x64(True):
+    np.testing.assert_allclose(value(jnp.asarray(pred), jnp.asarray(target)),
+                               want, rtol=1e-12, atol=1e-13)
+    got = grad(jnp.asarray(pred), jnp.asarray(target))
+  np.testing.assert_allclose(got, ref.numerical_grad(scalar, pred),
+                             rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", sorted(ALPHA))
+def test_power_one_is_the_plain_loss_and_a_traced_power_works(name):
+  fn = LOSSES[name][0]
+  pred = jnp.asarray(random_boxes(33, 16), jnp.float32)
+  target = jnp.asarray(random_boxes(34, 16), jnp.float32)
+  np.testing.assert_array_equal(
+      jax.jit(functools.partial(fn, power=1))(pred, target),
+      compiled(name)[0](pred, target))
+  traced = jax.jit(lambda p, t, a: fn(p, t, power=a))
+  np.testing.assert_allclose(traced(pred, target, jnp.float32(3.0)),
+                             compiled_power(name, 3.0)[0](pred, target),
+                             rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(traced(pred, target, jnp.float32(1.0)),
+                             compiled(name)[0](pred, target), rtol=1e-5,
+                             atol=1e-7)
+
+
+def test_power_orders_the_losses_and_upweights_high_iou_gradients():
+  # alpha > 1: the loss of a good box (IoU near 1) is a larger share, and
+  # its gradient relative to a poor box's grows (He et al. 2021, Sec. 3.2).
+  target = jnp.array([0., 0., 2., 2.])
+  good = jnp.array([0., 0., 2., 1.8])   # IoU 0.9
+  poor = jnp.array([0., 0., 2., 0.6])   # IoU 0.3
+  ratio = {}
+  for power in (1.0, 3.0):
+    g = jax.jit(jax.grad(lambda p: jaxloss.box_iou_loss(p, target,
+                                                        power=power)))
+    ratio[power] = float(jnp.abs(g(good)).max() / jnp.abs(g(poor)).max())
+  assert ratio[3.0] > 5 * ratio[1.0]
+  pred = jnp.asarray(random_boxes(35, 16), jnp.float32)
+  tgt = jnp.asarray(random_boxes(36, 16), jnp.float32)
+  iou = compiled("iou")[0](pred, tgt)
+  np.testing.assert_allclose(compiled_power("iou", 3.0)[0](pred, tgt),
+                             1 - (1 - iou) ** 3, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(ALPHA))
+def test_power_degenerate_and_second_order_are_finite(name, degenerate):
+  pred, target = degenerate
+  for power in (0.5, 3.0):
+    value, grad = compiled_power(name, power)
+    assert bool(jnp.all(jnp.isfinite(value(pred, target)))), power
+    assert bool(jnp.all(jnp.isfinite(grad(pred, target)))), power
+  fn = LOSSES[name][0]
+  scalar = lambda p: jnp.sum(fn(p, target, power=0.5))
+  d = jnp.ones_like(pred)
+  hvp = jax.jit(lambda p, d: jax.jvp(jax.grad(scalar), (p,), (d,))[1])
+  assert bool(jnp.all(jnp.isfinite(hvp(pred, d))))
+
+
+@pytest.mark.parametrize("name", sorted(ALPHA))
+def test_power_bad_values(name):
+  fn = LOSSES[name][0]
+  fname = fn.__name__
+  ok = jnp.zeros((3, 4))
+  for bad in (0.0, -1.0, float("nan"), float("inf"), np.float32(-2.0)):
+    with pytest.raises(ValueError, match=rf"{fname}: power must be a finite "
+                       r"number > 0"):
+      fn(ok, ok, power=bad)
+  for bad in ("3", True, None):
+    with pytest.raises(TypeError, match=rf"{fname}: power must be a positive "
+                       r"number"):
+      fn(ok, ok, power=bad)
+  with pytest.raises(ValueError, match=rf"{fname}: power must be a scalar"):
+    fn(ok, ok, power=jnp.ones(3))
+  with pytest.raises(ValueError, match=rf"{fname}: power must be a finite"):
+    jax.jit(lambda p: fn(p, p, power=-3.0))(ok)
+
+
+# 11. Pairwise DIoU and CIoU ----------------------------------------------------------
+
+DISTANCE_BOX_IOU = jax.jit(jaxloss.distance_box_iou)
+COMPLETE_BOX_IOU = jax.jit(jaxloss.complete_box_iou)
+
+
+def test_pairwise_diou_ciou_hand_case():
+  a = jnp.array([[0., 0., 2., 1.], [0., 0., 1., 1.]])
+  b = jnp.array([[0., 0., 1., 2.], [2., 0., 3., 1.]])
+  # [0,2]x[0,1] vs [0,1]x[0,2]: IoU 1/3, rho^2 = 1/2, c^2 = 8.
+  # [0,2]x[0,1] vs [2,3]x[0,1]: IoU 0, rho^2 = 9/4, c^2 = 10.
+  # unit square vs [0,1]x[0,2]: IoU 1/2, rho^2 = 1/4, c^2 = 5.
+  # unit square vs [2,3]x[0,1]: IoU 0, rho^2 = 4, c^2 = 10.
+  diou = np.array([[1 / 3 - 1 / 16, -0.225], [1 / 2 - 1 / 20, -0.4]])
+  np.testing.assert_allclose(jaxloss.distance_box_iou(a, b, eps=0.0), diou,
+                             rtol=1e-6)
+  v = 4 / np.pi**2 * np.array([[np.arctan(0.5) - np.arctan(2.0),
+                                np.arctan(1.0) - np.arctan(2.0)],
+                               [np.arctan(0.5) - np.arctan(1.0), 0.0]]) ** 2
+  iou = np.array([[1 / 3, 0.0], [0.5, 0.0]])
+  want = diou - v * v / (1 - iou + v)
+  np.testing.assert_allclose(jaxloss.complete_box_iou(a, b, eps=0.0), want,
+                             rtol=1e-6)
+
+
+@pytest.mark.parametrize("fn, reference", [
+    (DISTANCE_BOX_IOU, ref_det.distance_box_iou),
+    (COMPLETE_BOX_IOU, ref_det.complete_box_iou),
+])
+def test_pairwise_diou_ciou_match_reference(fn, reference):
+  a, b = random_boxes(40, 5), random_boxes(41, 3)
+  want = ref.pairwise(reference, a, b)
+  got = fn(jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32))
+  assert got.shape == (5, 3) and got.dtype == jnp.float32
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  batch = jnp.stack([jnp.asarray(a, jnp.float32)] * 2)
+  got = fn(batch, jnp.asarray(b, jnp.float32))
+  assert got.shape == (2, 5, 3)
+  np.testing.assert_allclose(got[1], want, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(fn(jnp.asarray(b, jnp.float32),
+                                jnp.asarray(a, jnp.float32)),
+                             want.T, rtol=1e-5, atol=1e-6)
+  # Gradients; CIoU holds its alpha constant.
+  weights = np.random.default_rng(42).normal(size=(5, 3))
+  if fn is COMPLETE_BOX_IOU:
+    alpha = ref.pairwise(lambda x, y: ref.ciou_alpha(x, y), a, b)
+
+    def scalar(x):
+      v = ref.pairwise(ref.ciou_v, x, b)
+      return np.sum(weights * (ref.pairwise(ref_det.distance_box_iou, x, b)
+                               - alpha * v))
+  else:
+    scalar = lambda x: np.sum(weights * ref.pairwise(reference, x, b))
+  want = ref.numerical_grad(scalar, a)
+  with jax.enable_x64(True):
+    got = jax.grad(lambda x: jnp.sum(jnp.asarray(weights) * fn(
+        x, jnp.asarray(b))))(jnp.asarray(a))
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
+  assert np.abs(want).max() > 0
+
+
+def test_pairwise_diou_ciou_equal_one_minus_the_losses():
+  a = jnp.asarray(random_boxes(43, 5), jnp.float32)
+  b = jnp.asarray(random_boxes(44, 3), jnp.float32)
+  pairs = (jnp.broadcast_to(a[:, None], (5, 3, 4)),
+           jnp.broadcast_to(b[None], (5, 3, 4)))
+  np.testing.assert_allclose(DISTANCE_BOX_IOU(a, b, eps=0.0),
+                             1 - compiled("diou", 0.0)[0](*pairs),
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(COMPLETE_BOX_IOU(a, b, eps=0.0),
+                             1 - compiled("ciou", 0.0)[0](*pairs),
+                             rtol=1e-5, atol=1e-6)
+  # Identical boxes give 1 on the diagonal.
+  np.testing.assert_allclose(jnp.diagonal(COMPLETE_BOX_IOU(a, a)), 1,
+                             rtol=1e-6)
+
+
+def test_pairwise_diou_ciou_degenerate_and_bad_input():
+  a = jnp.array([[1., 1., 1., 1.], [0., 0., 2., 2.], [0., 1., 2., 1.]])
+  both = lambda x: jnp.sum(jaxloss.distance_box_iou(x, x, eps=0.0)
+                           + jaxloss.complete_box_iou(x, x, eps=0.0))
+  value, grads = jax.jit(jax.value_and_grad(both))(a)
+  assert bool(jnp.isfinite(value)) and bool(jnp.all(jnp.isfinite(grads)))
+  hvp = jax.jit(lambda x, d: jax.jvp(jax.grad(both), (x,), (d,))[1])
+  assert bool(jnp.all(jnp.isfinite(hvp(a, jnp.ones_like(a)))))
+  ok = jnp.zeros((3, 4))
+  for fn in (jaxloss.distance_box_iou, jaxloss.complete_box_iou):
+    name = fn.__name__
+    with pytest.raises(ValueError, match=rf"{name}: a must have shape "
+                       r"\[\.\.\., N, 4\]"):
+      fn(jnp.zeros(4), ok)
+    with pytest.raises(ValueError, match=rf"{name}: b must have shape"):
+      fn(ok, jnp.zeros((3, 5)))
+    with pytest.raises(ValueError, match=rf"{name}: the batch axes"):
+      fn(jnp.zeros((2, 3, 4)), jnp.zeros((3, 3, 4)))
+    with pytest.raises(TypeError, match=rf"{name}: a must have a floating"):
+      fn(jnp.zeros((3, 4), jnp.int32), ok)
+    with pytest.raises(ValueError, match=rf"{name}: eps must be >= 0"):
+      fn(ok, ok, eps=-1.0)
