@@ -1,99 +1,164 @@
-"""Dense losses, fwd+bwd under jit: jaxloss against optax and the floors.
+"""Dense losses in a train step: jaxloss against optax and the floors.
 
-    python benchmarks/dense.py [--shape 8 128 128 21] [--repeats 20]
+    python benchmarks/dense.py [--shape 8 128 128 21] [--repeats 15]
 
-Times ``jax.grad`` of the summed loss with respect to the logits (the loss is
-computed and differentiated, as in training), after a warm-up call, as the
-median of ``--repeats`` runs with ``block_until_ready``. Each group prints the
-times and the ratios to its baselines; on a shared machine, read the ratios.
+Times ``jax.jit(jax.value_and_grad(loss))`` with respect to the logits, the
+labels passed as arguments (see ``harness.py``), in interleaved rounds, and
+prints the medians, the grad-only time beside them (for reference: XLA drops
+the forward value there), the compiled temporary memory of the
+value-and-grad program next to the size of the logits, and the ratios to the
+named baselines with the targets.
 
 Groups:
-  focal: jaxloss.focal_loss  vs  optax.sigmoid_focal_loss  vs  sigmoid alone
-  dice:  jaxloss.dice_loss(softmax(x), y)  vs  optax.losses.dice_loss  vs
-         sum(softmax(x) * one_hot(y)) alone
+  focal:    jaxloss.focal_loss  vs  optax.sigmoid_focal_loss  vs  the floor
+            value_and_grad(sigmoid(x).mean())
+  softmax:  jaxloss.softmax_focal_loss  vs  the floor
+            value_and_grad((log_softmax(x) * one_hot(y)).sum())
+  IoU-aware: jaxloss.varifocal_loss, quality_focal_loss  vs  focal_loss on the
+            same soft targets
+  region:   jaxloss.dice_loss / iou_loss / tversky_loss /
+            generalized_dice_loss of softmax(x), batch-pooled and per image,
+            vs  optax.losses.dice_loss pooled over the same axes  vs  the floor
+            value_and_grad(sum(softmax(x) * one_hot(y)))
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import optax
 
+import harness
 import jaxloss
 
 
-def median_time(fn, *args, repeats: int) -> float:
-  """Median wall time in ms of ``fn(*args)``, compiled and warmed up first."""
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return 1e3 * statistics.median(times)
-
-
-def fwd_bwd(loss):
-  """jit(grad) of ``loss(x, y).sum()`` with respect to ``x``."""
-  return jax.jit(jax.grad(lambda x, y: jnp.sum(loss(x, y))))
-
-
-def report(title: str, times: dict[str, float], subject: str) -> None:
-  print(f"\n{title}")
+def _table(times, grads, temps, input_mib):
+  print(f"  {'value_and_grad under jit':44s} {'ms':>8s} {'grad-only ms':>13s}"
+        f" {'temp MiB':>9s} {'x logits':>9s}")
   for name, ms in times.items():
-    print(f"  {name:<40s} {ms:9.2f} ms")
-  for name, ms in times.items():
-    if name.startswith("floor"):
-      print(f"  {subject} takes {times[subject] / ms:.2f}x the {name}")
-    elif name != subject:
-      print(f"  {subject} is {ms / times[subject]:.2f}x faster than {name}")
+    print(f"  {name:44s} {ms:8.2f} {grads[name]:13.2f} {temps[name]:9.1f} "
+          f"{temps[name] / input_mib:9.2f}")
+
+
+def _run(entries, repeats, input_mib):
+  """Times ``name: (loss, args)``: value_and_grad and grad-only, interleaved."""
+  fns = {}
+  for name, (loss, args) in entries.items():
+    fns[name] = (harness.value_and_grad(loss), args)
+    fns["grad " + name] = (harness.grad_only(loss), args)
+  ms = harness.timed(fns, repeats)
+  times = {name: ms[name] for name in entries}
+  grads = {name: ms["grad " + name] for name in entries}
+  temps = {name: harness.temp_mib(fns[name][0], *entries[name][1])
+           for name in entries}
+  _table(times, grads, temps, input_mib)
+  return times, temps
+
+
+def _ratio(label, value, target, ok):
+  print(f"  {label}: {value:.2f}x (target {target}) "
+        f"{'ok' if ok else 'MISSED'}")
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--shape", type=int, nargs="+", default=[8, 128, 128, 21])
-  parser.add_argument("--repeats", type=int, default=20)
+  parser.add_argument("--shape", type=int, nargs="+",
+                      default=[8, 128, 128, 21])
+  parser.add_argument("--repeats", type=int, default=15)
+  parser.add_argument("--groups", nargs="+",
+                      default=["focal", "softmax", "iou-aware", "region"])
   args = parser.parse_args()
   shape = tuple(args.shape)
   num_classes = shape[-1]
-  kx, ky = jax.random.split(jax.random.PRNGKey(0))
-  logits = 2 * jax.random.normal(kx, shape, jnp.float32)
-  ids = jax.random.randint(ky, shape[:-1], 0, num_classes)
+  k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)
+  logits = 2 * jax.random.normal(k1, shape, jnp.float32)
+  ids = jax.random.randint(k2, shape[:-1], 0, num_classes)
   one_hot = jax.nn.one_hot(ids, num_classes, dtype=jnp.float32)
-  print(f"device {jax.devices()[0].device_kind}, jax {jax.__version__}, "
-        f"logits {shape} float32, median of {args.repeats}")
+  quality = one_hot * jax.random.uniform(k3, shape, minval=0.1)
+  mib = logits.size * 4 / 2**20
+  harness.header(__doc__.splitlines()[0])
+  print(f"logits {shape} float32 ({mib:.1f} MiB), labels as arguments, "
+        f"medians of {args.repeats} interleaved rounds")
 
-  focal = {
-      "jaxloss.focal_loss": fwd_bwd(jaxloss.focal_loss),
-      "optax.sigmoid_focal_loss": fwd_bwd(
-          lambda x, y: optax.sigmoid_focal_loss(x, y, alpha=0.25, gamma=2.0)),
-      "floor: jax.nn.sigmoid": fwd_bwd(lambda x, y: jax.nn.sigmoid(x)),
-  }
-  times = {k: median_time(f, logits, one_hot, repeats=args.repeats)
-           for k, f in focal.items()}
-  report("sigmoid focal loss (alpha=0.25, gamma=2), one-hot targets", times,
-         "jaxloss.focal_loss")
+  if "focal" in args.groups:
+    print("\nsigmoid focal loss (alpha=0.25, gamma=2), one-hot targets")
+    t, temps = _run({
+        "jaxloss.focal_loss": (
+            lambda x, y: jaxloss.focal_loss(x, y).mean(), (logits, one_hot)),
+        "optax.sigmoid_focal_loss": (
+            lambda x, y: optax.sigmoid_focal_loss(x, y).mean(),
+            (logits, one_hot)),
+        "floor: sigmoid(x).mean()": (
+            lambda x, y: jax.nn.sigmoid(x).mean(), (logits, one_hot)),
+    }, args.repeats, mib)
+    ours = t["jaxloss.focal_loss"]
+    r = t["optax.sigmoid_focal_loss"] / ours
+    _ratio("faster than optax.sigmoid_focal_loss", r, ">= 5", r >= 5)
+    r = ours / t["floor: sigmoid(x).mean()"]
+    _ratio("time of the floor", r, "<= 3", r <= 3)
+    r = temps["jaxloss.focal_loss"] / mib
+    _ratio("temporaries / logits", r, "<= 2", r <= 2)
 
-  axes = tuple(range(len(shape) - 1))
-  dice = {
-      "jaxloss.dice_loss": fwd_bwd(
-          lambda x, y: jaxloss.dice_loss(jax.nn.softmax(x), y)),
-      "optax.losses.dice_loss": fwd_bwd(
+  if "softmax" in args.groups:
+    print("\nsoftmax focal loss (gamma=2), integer labels")
+    t, _ = _run({
+        "jaxloss.softmax_focal_loss": (
+            lambda x, y: jaxloss.softmax_focal_loss(x, y).mean(),
+            (logits, ids)),
+        "floor: (log_softmax(x) * one_hot(y)).sum()": (
+            lambda x, y: jax.nn.log_softmax(x) * jax.nn.one_hot(
+                y, num_classes, dtype=x.dtype), (logits, ids)),
+    }, args.repeats, mib)
+    r = t["jaxloss.softmax_focal_loss"] / t[
+        "floor: (log_softmax(x) * one_hot(y)).sum()"]
+    _ratio("time of the floor", r, "<= 3", r <= 3)
+
+  if "iou-aware" in args.groups:
+    print("\nIoU-aware focal losses, soft quality targets")
+    t, _ = _run({
+        "jaxloss.focal_loss": (
+            lambda x, y: jaxloss.focal_loss(x, y).mean(), (logits, quality)),
+        "jaxloss.varifocal_loss": (
+            lambda x, y: jaxloss.varifocal_loss(x, y).mean(),
+            (logits, quality)),
+        "jaxloss.quality_focal_loss": (
+            lambda x, y: jaxloss.quality_focal_loss(x, y).mean(),
+            (logits, quality)),
+    }, args.repeats, mib)
+    for name in ("jaxloss.varifocal_loss", "jaxloss.quality_focal_loss"):
+      r = t[name] / t["jaxloss.focal_loss"]
+      _ratio(f"{name} / focal_loss", r, "<= 1.5", r <= 1.5)
+
+  if "region" in args.groups:
+    floor = "floor: sum(softmax(x) * one_hot(y))"
+    for pooling, axis in (("batch-pooled", tuple(range(len(shape) - 1))),
+                          ("per image", tuple(range(1, len(shape) - 1)))):
+      kw = {} if pooling == "batch-pooled" else {"axis": axis}
+      print(f"\n{pooling} region losses of softmax(x), integer labels")
+      region = {
+          f"jaxloss.{name}": (
+              lambda x, y, f=getattr(jaxloss, name): f(
+                  jax.nn.softmax(x), y, **kw), (logits, ids))
+          for name in ("dice_loss", "iou_loss", "tversky_loss",
+                       "generalized_dice_loss")}
+      region["optax.losses.dice_loss"] = (
           lambda x, y: optax.losses.dice_loss(
-              x, jax.nn.one_hot(y, num_classes, dtype=jnp.float32),
-              axis=axes)),
-      "floor: sum(softmax(x) * one_hot(y))": fwd_bwd(
+              x, jax.nn.one_hot(y, num_classes, dtype=x.dtype), axis=axis),
+          (logits, ids))
+      region[floor] = (
           lambda x, y: jax.nn.softmax(x) * jax.nn.one_hot(
-              y, num_classes, dtype=jnp.float32)),
-  }
-  times = {k: median_time(f, logits, ids, repeats=args.repeats)
-           for k, f in dice.items()}
-  report("batch-pooled Dice on softmax probabilities, integer labels", times,
-         "jaxloss.dice_loss")
+              y, num_classes, dtype=x.dtype), (logits, ids))
+      t, temps = _run(region, args.repeats, mib)
+      for name in ("jaxloss.dice_loss", "jaxloss.iou_loss",
+                   "jaxloss.tversky_loss", "jaxloss.generalized_dice_loss"):
+        r = t[name] / t[floor]
+        _ratio(f"{name} time of the floor", r, "<= 1.2", r <= 1.2)
+        r = t["optax.losses.dice_loss"] / t[name]
+        _ratio(f"{name} faster than optax dice", r, ">= 1.1", r >= 1.1)
+      r = temps["jaxloss.dice_loss"] / mib
+      _ratio("dice_loss temporaries / logits", r, "<= 2", r <= 2)
 
 
 if __name__ == "__main__":

@@ -131,6 +131,9 @@ def pooled_axes(fn: str, axis: int | Sequence[int] | None, ndim: int, *,
 
 def class_vector(fn: str, name: str, x, num_classes: int) -> jax.Array:
   """Checks a per-class vector of shape ``[C]``."""
+  if isinstance(x, (str, bool)) or x is None:
+    fail(fn, f"{name} must be an array of shape ({num_classes},), got {x!r}",
+         TypeError)
   x = jnp.asarray(x)
   if x.shape != (num_classes,):
     fail(fn, f"{name}.shape {x.shape} must be ({num_classes},), one entry "
@@ -157,14 +160,77 @@ def class_selection(fn: str, classes, num_classes: int):
 
 
 def option(fn: str, name: str, value, allowed: Sequence[str]) -> str:
-  if value not in allowed:
+  if not isinstance(value, str) or value not in allowed:
     fail(fn, f"{name} must be one of {list(allowed)}, got {value!r}")
   return value
 
 
-def nonnegative(fn: str, name: str, value) -> None:
-  if isinstance(value, (int, float)) and value < 0:
-    fail(fn, f"{name} must be >= 0, got {value}")
+def flag(fn: str, name: str, value) -> bool:
+  """A Python or NumPy bool option."""
+  if not isinstance(value, (bool, np.bool_)):
+    fail(fn, f"{name} must be True or False, got {value!r}", TypeError)
+  return bool(value)
+
+
+def is_traced(x) -> bool:
+  return isinstance(x, jax.core.Tracer)
+
+
+def scalar(fn: str, name: str, value, *, low: float | None = None,
+           high: float | None = None, above: bool = False,
+           traced: bool = True):
+  """A real scalar option, as a Python float when concrete.
+
+  Python and NumPy numbers and concrete 0-d arrays are checked at trace time:
+  finite, ``>= low`` (``> low`` with ``above``) and ``<= high``. A traced
+  scalar (``traced=True``) is returned as a float array, unchecked.
+  """
+  if isinstance(value, (bool, np.bool_, str)) or value is None:
+    fail(fn, f"{name} must be a real number, got {value!r}", TypeError)
+  if is_traced(value):
+    if not traced:
+      fail(fn, f"{name} must be a concrete number (it selects the "
+           "computation), got a traced value", TypeError)
+    if jnp.shape(value) != () or not (
+        jnp.issubdtype(value.dtype, jnp.floating)
+        or jnp.issubdtype(value.dtype, jnp.integer)):
+      fail(fn, f"{name} must be a real scalar, got shape "
+           f"{jnp.shape(value)} and dtype {value.dtype}", TypeError)
+    return value
+  array = np.asarray(value)
+  if array.shape != ():
+    fail(fn, f"{name} must be a scalar, got shape {array.shape}")
+  if not (np.issubdtype(array.dtype, np.floating)
+          or np.issubdtype(array.dtype, np.integer)):
+    fail(fn, f"{name} must be a real number, got dtype {array.dtype}",
+         TypeError)
+  number = float(array)
+  if not np.isfinite(number):
+    fail(fn, f"{name} must be finite, got {number}")
+  if low is not None and (number <= low if above else number < low):
+    fail(fn, f"{name} must be {'>' if above else '>='} {low}, got {number}")
+  if high is not None and number > high:
+    fail(fn, f"{name} must be <= {high}, got {number}")
+  return number
+
+
+def nonnegative(fn: str, name: str, value):
+  """A scalar ``>= 0`` (Python float when concrete; a traced one passes)."""
+  return scalar(fn, name, value, low=0.0)
+
+
+def nonnegative_vector(fn: str, name: str, value, num_classes: int
+                       ) -> jax.Array:
+  """A ``[C]`` vector of weights; concrete ones must be finite and >= 0."""
+  checked = class_vector(fn, name, value, num_classes)
+  if not (jnp.issubdtype(checked.dtype, jnp.floating)
+          or jnp.issubdtype(checked.dtype, jnp.integer)):
+    fail(fn, f"{name} must be real, got dtype {checked.dtype}", TypeError)
+  if not is_traced(checked):
+    values = np.asarray(checked, np.float64)
+    if not np.all(np.isfinite(values) & (values >= 0)):
+      fail(fn, f"{name} must be finite and >= 0, got {values.tolist()}")
+  return checked
 
 
 # ---------------------------------------------------------------------------

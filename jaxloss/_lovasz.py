@@ -42,9 +42,13 @@ import functools
 import os
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 from jax import lax
-from jax.experimental import checkify
+from jax._src import ad_util
+from jax.interpreters import ad
+from jax.interpreters import batching
+from jax.interpreters import mlir
 from jax.typing import ArrayLike
 import numpy as np
 
@@ -334,17 +338,84 @@ def _callback_core(nkeys, valid, dtype, with_grad, skip_empty=False):
   kernel = functools.partial(_numpy_core, dtype=dtype, with_grad=with_grad,
                              skip_empty=skip_empty)
   args = (nkeys,) if valid is None else (nkeys, valid)
-  out = jax.pure_callback(kernel, result, *args, vmap_method="broadcast_all")
-  # Inside a type-checked shard_map the outputs vary over the devices like
-  # the keys (as the XLA core's do).
-  aval = jax.typeof(nkeys)
-  vma = getattr(aval, "vma", None)                       # older JAX
-  if vma is None:
-    vma = getattr(getattr(aval, "manual_axis_type", None), "varying", ())
-  vma = tuple(sorted(vma, key=str))
-  if vma:
-    out = jax.tree.map(lambda x: lax.pcast(x, vma, to="varying"), out)
+  return jax.pure_callback(kernel, result, *args, vmap_method="broadcast_all")
+
+
+# ---------------------------------------------------------------------------
+# The sort core as one primitive: its lowering picks the engine. On CPU it is
+# the host (NumPy) core, except when the program is lowered for jax.export,
+# where a host callback cannot be serialized: there, and on every other
+# platform, it is the XLA core. Tracing is the same for both, so a jitted or
+# exported function needs no switch.
+
+
+_sort_core_p = jax.extend.core.Primitive("jaxloss_lovasz_sort_core")
+_sort_core_p.multiple_results = True
+
+
+def _sort_core_abstract(nkeys, *valid, dtype, with_grad, skip_empty, host):
+  del skip_empty, host
+  vma = frozenset(getattr(nkeys, "vma", frozenset()))
+  for v in valid:
+    vma |= frozenset(getattr(v, "vma", frozenset()))
+  def aval(shape):
+    if vma:
+      return jax.core.ShapedArray(shape, dtype, vma=vma)
+    return jax.core.ShapedArray(shape, dtype)
+  out = [aval(nkeys.shape[:-1]), aval(nkeys.shape[:-1])]
+  if with_grad:
+    out.append(aval(nkeys.shape))
   return out
+
+
+def _sort_core_impl(nkeys, *valid, **params):
+  return jax.jit(functools.partial(_sort_core_p.bind, **params))(nkeys,
+                                                                 *valid)
+
+
+def _sort_core_lowering(ctx, nkeys, *valid, dtype, with_grad, skip_empty,
+                        host, on_cpu):
+  exporting = getattr(ctx.module_context.lowering_parameters, "for_export",
+                      False)
+  if on_cpu and host and not exporting:
+    core = functools.partial(_callback_core, dtype=dtype, with_grad=with_grad,
+                             skip_empty=skip_empty)
+  else:
+    core = functools.partial(_xla_core, dtype=dtype, with_grad=with_grad)
+  def run(nkeys, *valid):
+    return core(nkeys, valid[0] if valid else None)
+  return mlir.lower_fun(run, multiple_results=True)(ctx, nkeys, *valid)
+
+
+def _sort_core_batch(args, dims, **params):
+  """Batch axes go first: the cores treat every leading axis as rows."""
+  size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+  nkeys, *valid = args
+  nkeys = batching.bdim_at_front(nkeys, dims[0], size)
+  if valid:
+    (v,), (d,) = valid, dims[1:]
+    valid = [v[None] if d is None else jnp.moveaxis(v, d, 0)]
+  return _sort_core_p.bind(nkeys, *valid, **params), [0] * (
+      3 if params["with_grad"] else 2)
+
+
+def _sort_core_jvp(primals, tangents, **params):
+  # The keys are integers: nothing to differentiate (the custom JVP of the
+  # losses supplies the derivative).
+  del tangents
+  out = _sort_core_p.bind(*primals, **params)
+  return out, [ad_util.Zero.from_primal_value(x) for x in out]
+
+
+_sort_core_p.def_abstract_eval(_sort_core_abstract)
+_sort_core_p.def_impl(_sort_core_impl)
+mlir.register_lowering(_sort_core_p, functools.partial(_sort_core_lowering,
+                                                       on_cpu=False))
+mlir.register_lowering(_sort_core_p, functools.partial(_sort_core_lowering,
+                                                       on_cpu=True),
+                       platform="cpu")
+batching.primitive_batchers[_sort_core_p] = _sort_core_batch
+ad.primitive_jvps[_sort_core_p] = _sort_core_jvp
 
 
 def _core(preds, fg, valid, kind, impl, with_grad, axis_name=None):
@@ -364,6 +435,7 @@ def _core(preds, fg, valid, kind, impl, with_grad, axis_name=None):
   With ``kind="softmax_present"`` the CPU core skips rows without
   foreground (their loss must not be used); the XLA core computes them.
   """
+  preds = lax.stop_gradient(preds)     # the derivative is the custom JVP's
   nkeys = _keys(_errors(preds, fg, kind), fg, valid)
   axis = nkeys.ndim - 1
   skip_empty = kind == "softmax_present"
@@ -372,20 +444,17 @@ def _core(preds, fg, valid, kind, impl, with_grad, axis_name=None):
     nkeys = lax.all_gather(nkeys, axis_name, axis=axis, tiled=True)
     if valid is not None:
       valid = lax.all_gather(valid, axis_name, axis=axis, tiled=True)
-  xla = functools.partial(_xla_core, dtype=preds.dtype, with_grad=with_grad)
-  host = functools.partial(_callback_core, dtype=preds.dtype,
-                           with_grad=with_grad, skip_empty=skip_empty)
-  if nkeys.shape[-1] == 0:            # no pixel at all: 0, zero gradient
+  if nkeys.size == 0:                 # no pixel or no row: 0, zero gradient
     zeros = jnp.zeros(nkeys.shape[:-1], preds.dtype)
     out = (zeros, zeros)
     if with_grad:
       out += (jnp.zeros(nkeys.shape, preds.dtype),)
   elif impl == "xla":
-    out = xla(nkeys, valid)
-  elif impl == "numpy":
-    out = host(nkeys, valid)
+    out = _xla_core(nkeys, valid, preds.dtype, with_grad)
   else:
-    out = lax.platform_dependent(nkeys, valid, cpu=host, default=xla)
+    out = _sort_core_p.bind(nkeys, *(() if valid is None else (valid,)),
+                            dtype=jnp.dtype(preds.dtype), with_grad=with_grad,
+                            skip_empty=skip_empty, host=True)
   if axis_name is None:
     return out
   # Every device holds the same global values; pmax types them as such
@@ -421,7 +490,7 @@ def _from_rows(rows, layout, shape):
   return jnp.transpose(rows, tuple(int(a) for a in np.argsort(order)))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5, 6))
 def _lovasz_rows(preds, fg, valid, kind, impl, layout, axis_name):
   """Lovász extension of the Jaccard loss, per row.
 
@@ -449,26 +518,30 @@ def _lovasz_rows(preds, fg, valid, kind, impl, layout, axis_name):
                with_grad=False, axis_name=axis_name)
 
 
-def _lovasz_rows_fwd(preds, fg, valid, kind, impl, layout, axis_name):
+@_lovasz_rows.defjvp
+def _lovasz_rows_jvp(kind, impl, layout, axis_name, primals, tangents):
+  r"""One sort gives the value and :math:`\partial \ell / \partial` preds.
+
+  The loss is linear in the errors between ties, so its tangent is the
+  derivative dotted with the tangent of the predictions, summed over the
+  pooled axes: linear, so JAX transposes it for reverse mode (the backward
+  pass is the cotangent times the saved derivative, nothing is
+  differentiated through the sort), and its own derivative is 0 (the
+  Hessian of a piecewise-linear function, almost everywhere).
+
+  With ``axis_name`` the derivative is this device's slice of the global
+  one, and the tangent is this device's share of the global tangent: the
+  transpose is then exactly the device's slice of the global gradient (no
+  sum over devices).
+  """
+  preds, fg, valid = primals
+  preds_dot = tangents[0]
   loss, total, grad = _core(_to_rows(preds, layout), fg, valid, kind, impl,
                             with_grad=True, axis_name=axis_name)
-  # The residual, dloss/dpreds, goes back to the layout of preds once, here,
-  # so that the backward pass is one product in that layout.
-  return (loss, total), _from_rows(grad, layout, preds.shape)
-
-
-def _lovasz_rows_bwd(kind, impl, layout, axis_name, grad, cotangents):
-  # With axis_name: the gradient of this device's copy of the global loss
-  # with respect to its own shard is its slice of the global gradient; no
-  # sum over devices (the transpose of the gather is not taken).
-  del kind, impl, axis_name
-  cotangent = cotangents[0]
-  rows = jnp.broadcast_to(cotangent[..., None],
-                          cotangent.shape + (grad.size // cotangent.size,))
-  return _from_rows(rows, layout, grad.shape) * grad, None, None
-
-
-_lovasz_rows.defvjp(_lovasz_rows_fwd, _lovasz_rows_bwd)
+  grad = _from_rows(grad, layout, preds.shape)
+  pooled = tuple(int(a) for a in layout[1])
+  loss_dot = jnp.sum(grad * preds_dot, axis=pooled)
+  return (loss, total), (loss_dot, jnp.zeros_like(total))
 
 
 def _impl(fn: str, impl: str) -> str:
@@ -541,12 +614,12 @@ def _lovasz_hinge(logits, labels, *, axis=None, where=None, axis_name=None,
                   f"{labels.dtype}", TypeError)
   mask = _checks.mask_for(fn, where, logits.shape)
   axes = _checks.pooled_axes(fn, axis, logits.ndim, class_axis=False)
-  if labels.dtype != jnp.bool_:
+  if labels.dtype != jnp.bool_ and _checks.checks_enabled():
     bad = (labels != 0) & (labels != 1)
     if mask is not None:
       bad = bad & mask
-    checkify.debug_check(
-        ~jnp.any(bad), f"{fn}: labels must be 0 or 1 where where is True")
+    _checks.value_check(~jnp.any(bad),
+                        f"{fn}: labels must be 0 or 1 where where is True")
 
   dtype = _numerics.accum_dtype(logits.dtype)
   x = logits.astype(dtype)

@@ -66,40 +66,49 @@ def _add(a, b):
   return tuple(x + y for x, y in zip(a, b))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def overlap_sums(p: jax.Array, t: jax.Array, axes: tuple[int, ...],
-                 squared: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """``(sum p t, sum p, sum t)`` over ``axes`` (squares of p, t if ``squared``).
-
-  ``t`` is a float target or a boolean one-hot mask. One variadic reduction
-  reads the inputs once, and the gradient is written by hand as one
-  elementwise expression, ``dI t + dP`` (``+ 2 p dP`` when squared), which
-  XLA fuses into the caller's backward pass instead of materialising the
-  broadcast cotangents of three separate sums.
-  """
-  return _overlap_sums_fwd(p, t, axes, squared)[0]
-
-
-def _overlap_sums_fwd(p, t, axes, squared):
+def _sums(p, t, axes, squared):
+  """The three sums of :func:`overlap_sums` in one variadic reduction."""
   zero = jnp.zeros((), p.dtype)
   if t.dtype == jnp.bool_:
     terms = (jnp.where(t, p, zero), p * p if squared else p, t.astype(p.dtype))
   else:
     terms = (p * t, p * p if squared else p, t * t if squared else t)
-  sums = lax.reduce(terms, (zero,) * 3, _add, axes)
-  keep_p = squared or t.dtype != jnp.bool_
-  return sums, (p if keep_p else None, t)
+  return lax.reduce(terms, (zero,) * 3, _add, axes)
 
 
-def _overlap_sums_bwd(axes, squared, residuals, cotangents):
-  p, t = residuals
-  d_inter, d_pred, d_true = (jnp.expand_dims(g, axes) for g in cotangents)
-  if squared:
-    d_pred = 2 * p * d_pred
-  if t.dtype == jnp.bool_:
-    return jnp.where(t, d_inter + d_pred, d_pred), None
-  d_t = d_inter * p + (2 * t * d_true if squared else d_true)
-  return d_inter * t + d_pred, d_t
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def overlap_sums(p: jax.Array, t: jax.Array, axes: tuple[int, ...],
+                 squared: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """``(sum p t, sum p, sum t)`` over ``axes`` (squares of p, t if ``squared``).
+
+  ``t`` is a float target or a boolean one-hot mask. One variadic reduction
+  reads the inputs once. The tangent is written as plain sums, linear in the
+  input tangents: JAX transposes it into one elementwise expression,
+  ``dI t + dP`` (``+ 2 p dP`` when squared), which XLA fuses into the
+  caller's backward pass, and differentiates it for second order. (Autodiff
+  of three separate ``jnp.sum`` calls makes XLA:CPU materialise several
+  full-size temporaries.)
+  """
+  return _sums(p, t, axes, squared)
 
 
-overlap_sums.defvjp(_overlap_sums_fwd, _overlap_sums_bwd)
+@functools.partial(overlap_sums.defjvp, symbolic_zeros=True)
+def _overlap_sums_jvp(axes, squared, primals, tangents):
+  p, t = primals
+  p_dot, t_dot = tangents
+  # The primal is the function itself, so that differentiating this rule
+  # (second order) uses this rule again, never autodiff of lax.reduce.
+  out = overlap_sums(p, t, axes, squared)
+  zero = jnp.zeros_like(out[0])
+  d_inter, d_pred, d_true = zero, zero, zero
+  if not isinstance(p_dot, jax.custom_derivatives.SymbolicZero):
+    if t.dtype == jnp.bool_:
+      d_inter = jnp.sum(jnp.where(t, p_dot, 0), axes)
+    else:
+      d_inter = jnp.sum(p_dot * t, axes)
+    d_pred = jnp.sum(2 * p * p_dot if squared else p_dot, axes)
+  if (t.dtype != jnp.bool_
+      and not isinstance(t_dot, jax.custom_derivatives.SymbolicZero)):
+    d_inter = d_inter + jnp.sum(p * t_dot, axes)
+    d_true = jnp.sum(2 * t * t_dot if squared else t_dot, axes)
+  return out, (d_inter, d_pred, d_true)

@@ -222,12 +222,13 @@ def test_errors_name_function_and_argument():
 
 
 def test_checkify_reports_bad_values():
-  x = jnp.zeros((3, 4))
-  checked = checkify.checkify(jax.jit(jaxloss.softmax_focal_loss))
-  err, _ = checked(x, jnp.array([0, 4, 1]))
-  with pytest.raises(checkify.JaxRuntimeError, match=r"labels must lie in \[0, 4\)"):
-    err.throw()
-  err, _ = checked(x, jnp.array([0, 3, 1]))
-  err.throw()  # In range: nothing to report.
-  err, _ = checkify.checkify(jax.jit(jaxloss.focal_loss))(x, x + 2)
-  assert "labels must lie in [0, 1]" in err.get()
+  with jaxloss.value_checks():
+    x = jnp.zeros((3, 4))
+    checked = checkify.checkify(jax.jit(jaxloss.softmax_focal_loss))
+    err, _ = checked(x, jnp.array([0, 4, 1]))
+    with pytest.raises(checkify.JaxRuntimeError, match=r"labels must lie in \[0, 4\)"):
+      err.throw()
+    err, _ = checked(x, jnp.array([0, 3, 1]))
+    err.throw()  # In range: nothing to report.
+    err, _ = checkify.checkify(jax.jit(jaxloss.focal_loss))(x, x + 2)
+    assert "labels must lie in [0, 1]" in err.get()

@@ -260,15 +260,16 @@ def test_errors_name_function_and_argument():
 
 
 def test_checkify_reports_out_of_range_labels_at_valid_pixels_only():
-  probs, ids = _batch()
-  checked = checkify.checkify(jax.jit(jaxloss.dice_loss))
-  err, _ = checked(probs, ids.at[0, 0, 0].set(3))
-  with pytest.raises(checkify.JaxRuntimeError,
-                     match=r"dice_loss: labels must lie in \[0, 3\)"):
-    err.throw()
-  bad = ids.at[0, 0, 0].set(255)
-  err, _ = checkify.checkify(jax.jit(
-      lambda p, y: jaxloss.dice_loss(p, y, where=y != 255)))(probs, bad)
-  err.throw()  # Ignored pixels are not checked.
-  err, _ = checked(probs * 2, ids)
-  assert "probs must lie in [0, 1]" in err.get()
+  with jaxloss.value_checks():
+    probs, ids = _batch()
+    checked = checkify.checkify(jax.jit(jaxloss.dice_loss))
+    err, _ = checked(probs, ids.at[0, 0, 0].set(3))
+    with pytest.raises(checkify.JaxRuntimeError,
+                       match=r"dice_loss: labels must lie in \[0, 3\)"):
+      err.throw()
+    bad = ids.at[0, 0, 0].set(255)
+    err, _ = checkify.checkify(jax.jit(
+        lambda p, y: jaxloss.dice_loss(p, y, where=y != 255)))(probs, bad)
+    err.throw()  # Ignored pixels are not checked.
+    err, _ = checked(probs * 2, ids)
+    assert "probs must lie in [0, 1]" in err.get()
