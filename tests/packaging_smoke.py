@@ -64,6 +64,29 @@ def _region(**kwargs):
   return build
 
 
+def _rotated_boxes(key, shape):
+  """Valid (cx, cy, w, h, angle) boxes of shape ``shape + (5,)``."""
+  k1, k2, k3 = jax.random.split(key, 3)
+  center = jax.random.uniform(k1, shape + (2,), maxval=2.0)
+  size = jax.random.uniform(k2, shape + (2,), minval=1.0, maxval=3.0)
+  angle = jax.random.uniform(k3, shape + (1,), minval=-1.5, maxval=1.5)
+  return jnp.concatenate([center, size, angle], axis=-1)
+
+
+def _every_class(shape, num_classes):
+  """Class ids in which every class occurs in every image: (i + j) % C."""
+  i, j = jnp.meshgrid(jnp.arange(shape[1]), jnp.arange(shape[2]),
+                      indexing="ij")
+  return jnp.broadcast_to((i + j) % num_classes, shape)
+
+
+def _spatial(**kwargs):
+  """Distance-based region losses: probs [2, 6, 6, 3], every class present."""
+  def build(key):
+    return (_probs(key, (2, 6, 6, 3)), _every_class((2, 6, 6), 3)), kwargs
+  return build
+
+
 def _box_pair(n=5, m=None, **kwargs):
   def build(key):
     k1, k2 = jax.random.split(key)
@@ -98,6 +121,25 @@ BUILDERS = {
          jax.random.uniform(jax.random.split(key)[1], (5, 4), maxval=7.0)),
         {}),
     "distribution_integral": lambda key: ((_logits(key, (5, 4, 8)),), {}),
+    "box_siou_loss": _box_pair(),
+    "distance_box_iou": _box_pair(3, 4),
+    "complete_box_iou": _box_pair(3, 4),
+    "rotated_box_probiou_loss": lambda key: (
+        (_rotated_boxes(key, (5,)),
+         _rotated_boxes(jax.random.split(key)[1], (5,))), {}),
+    "rotated_box_kld_loss": lambda key: (
+        (_rotated_boxes(key, (5,)),
+         _rotated_boxes(jax.random.split(key)[1], (5,))), {}),
+    "rotated_box_gwd_loss": lambda key: (
+        (_rotated_boxes(key, (5,)),
+         _rotated_boxes(jax.random.split(key)[1], (5,))), {}),
+    "distance_transform": lambda key: (
+        (jax.random.bernoulli(key, 0.5, (2, 6, 6)).at[:, 0, 0].set(False),),
+        {"axis": (1, 2)}),
+    "boundary_loss": _spatial(),
+    "hausdorff_dt_loss": _spatial(),
+    "cldice_loss": _spatial(),
+    "soft_skeleton": lambda key: ((_probs(key, (2, 6, 6, 3)),), {}),
 }
 
 
