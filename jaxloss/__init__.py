@@ -24,6 +24,9 @@ from jaxloss._overlap import dice_loss
 from jaxloss._overlap import generalized_dice_loss
 from jaxloss._overlap import iou_loss
 from jaxloss._overlap import tversky_loss
+from jaxloss._rotated import rotated_box_gwd_loss
+from jaxloss._rotated import rotated_box_kld_loss
+from jaxloss._rotated import rotated_box_probiou_loss
 
 __version__ = "0.1.0"
 
@@ -48,6 +51,9 @@ __all__ = (
     "lovasz_hinge",
     "lovasz_softmax",
     "quality_focal_loss",
+    "rotated_box_gwd_loss",
+    "rotated_box_kld_loss",
+    "rotated_box_probiou_loss",
     "softmax_focal_loss",
     "tversky_loss",
     "value_checks",

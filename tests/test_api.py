@@ -95,6 +95,18 @@ CASES = {
         (_boxes(k1, (2, 3)), _boxes(k2, (2, 5))), {}),
     "complete_box_iou": lambda k1, k2: (
         (_boxes(k1, (2, 3)), _boxes(k2, (2, 5))), {"eps": 1e-6}),
+    # Rotated boxes (cx, cy, w, h, theta): the corners of _boxes as centre
+    # and size (sizes in [1, 4]), angles in [-3, 3].
+    "rotated_box_probiou_loss": lambda k1, k2: (
+        tuple(jnp.concatenate([_boxes(k, (2, 5)), jax.random.uniform(
+            k, (2, 5, 1), minval=-3, maxval=3)], -1) for k in (k1, k2)), {}),
+    "rotated_box_kld_loss": lambda k1, k2: (
+        tuple(jnp.concatenate([_boxes(k, (2, 5)), jax.random.uniform(
+            k, (2, 5, 1), minval=-3, maxval=3)], -1) for k in (k1, k2)),
+        {"fun": "sqrt", "tau": 2.0}),
+    "rotated_box_gwd_loss": lambda k1, k2: (
+        tuple(jnp.concatenate([_boxes(k, (2, 5)), jax.random.uniform(
+            k, (2, 5, 1), minval=-3, maxval=3)], -1) for k in (k1, k2)), {}),
 }
 
 # Options with no sensible default are required keywords (the two formats of
