@@ -19,6 +19,12 @@ from jaxloss._focal import quality_focal_loss
 from jaxloss._focal import softmax_focal_loss
 from jaxloss._focal import varifocal_loss
 from jaxloss._lovasz import lovasz_hinge
+from jaxloss._matching import box_l1_cost
+from jaxloss._matching import focal_class_cost
+from jaxloss._matching import mask_bce_cost
+from jaxloss._matching import mask_dice_cost
+from jaxloss._matching import mask_focal_cost
+from jaxloss._matching import softmax_class_cost
 from jaxloss._lovasz import lovasz_softmax
 from jaxloss._overlap import dice_loss
 from jaxloss._overlap import generalized_dice_loss
@@ -36,6 +42,7 @@ __all__ = (
     "box_diou_loss",
     "box_eiou_loss",
     "box_giou_loss",
+    "box_l1_cost",
     "box_iou",
     "box_iou_loss",
     "box_siou_loss",
@@ -44,16 +51,21 @@ __all__ = (
     "distance_box_iou",
     "distribution_focal_loss",
     "distribution_integral",
+    "focal_class_cost",
     "focal_loss",
     "generalized_box_iou",
     "generalized_dice_loss",
     "iou_loss",
     "lovasz_hinge",
     "lovasz_softmax",
+    "mask_bce_cost",
+    "mask_dice_cost",
+    "mask_focal_cost",
     "quality_focal_loss",
     "rotated_box_gwd_loss",
     "rotated_box_kld_loss",
     "rotated_box_probiou_loss",
+    "softmax_class_cost",
     "softmax_focal_loss",
     "tversky_loss",
     "value_checks",

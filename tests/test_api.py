@@ -107,6 +107,18 @@ CASES = {
     "rotated_box_gwd_loss": lambda k1, k2: (
         tuple(jnp.concatenate([_boxes(k, (2, 5)), jax.random.uniform(
             k, (2, 5, 1), minval=-3, maxval=3)], -1) for k in (k1, k2)), {}),
+    "softmax_class_cost": lambda k1, k2: (
+        (_logits(k1, (2, 4, 5)), _ids(k2, (2, 3), 5)), {}),
+    "focal_class_cost": lambda k1, k2: (
+        (_logits(k1, (2, 4, 5)), _ids(k2, (2, 3), 5)), {"gamma": 1.5}),
+    "box_l1_cost": lambda k1, k2: (
+        (_boxes(k1, (2, 4)), _boxes(k2, (2, 3))), {}),
+    "mask_dice_cost": lambda k1, k2: (
+        (_logits(k1, (2, 4, 6)), _binary(k2, (2, 3, 6))), {}),
+    "mask_bce_cost": lambda k1, k2: (
+        (_logits(k1, (2, 4, 6)), _binary(k2, (2, 3, 6))), {}),
+    "mask_focal_cost": lambda k1, k2: (
+        (_logits(k1, (2, 4, 6)), _binary(k2, (2, 3, 6))), {"alpha": 0.5}),
 }
 
 # Options with no sensible default are required keywords (the two formats of

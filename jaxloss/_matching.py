@@ -1,0 +1,427 @@
+"""Pairwise cost matrices for bipartite matching (DETR-style set prediction).
+
+Each function compares every one of ``N`` predictions with every one of ``M``
+targets and returns ``[..., N, M]``; leading (batch) axes broadcast. A
+matching cost is a weighted sum of them, for example DETR's
+
+.. code-block:: python
+
+  cost = (softmax_class_cost(class_logits, labels)
+          + 5 * box_l1_cost(pred_boxes, boxes)
+          - 2 * generalized_box_iou(to_xyxy(pred_boxes), to_xyxy(boxes)))
+
+which a solver (``optax.assignment.hungarian_algorithm``, per image under
+``jax.vmap``) turns into an assignment. Costs are ordinary differentiable
+functions, but matching uses them as constants (``stop_gradient``); the loss
+on the matched pairs is computed afterwards with the losses of this library.
+
+The mask costs compare masks sampled at ``P`` points and are written as
+matrix products, as Mask2Former computes them: an ``[N, P] x [P, M]``
+product instead of an ``[N, M, P]`` tensor. The products run at
+``Precision.HIGHEST`` so that TPU and GPU give float32 costs (an assignment
+can flip on a rounding error).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.typing import ArrayLike
+
+from jaxloss import _checks
+from jaxloss import _numerics
+
+
+# --------------------------------------------------------------------------
+# Checks
+
+
+def _sets(fn: str, names: tuple[str, str], a: jax.Array, b: jax.Array,
+          last: str) -> tuple[int, ...]:
+  """Broadcast batch shape of ``a`` ``[..., N, K]`` and ``b`` ``[..., M, K]``.
+
+  ``last`` names the last axis: ``"4"`` (boxes) or ``"P"`` (points).
+  """
+  for name, rows, x in zip(names, "NM", (a, b)):
+    if x.ndim < 2 or (last == "4" and x.shape[-1] != 4):
+      _checks.fail(fn, f"{name} must have shape [..., {rows}, {last}], got "
+                   f"{name}.shape {x.shape}")
+  if a.shape[-1] != b.shape[-1]:
+    _checks.fail(fn, f"the last axes of {names[0]}.shape {a.shape} and "
+                 f"{names[1]}.shape {b.shape} must be equal (the same "
+                 "points)")
+  return _batch(fn, names, a.shape[:-2], b.shape[:-2])
+
+
+def _batch(fn, names, a_batch, b_batch) -> tuple[int, ...]:
+  try:
+    return tuple(np.broadcast_shapes(tuple(a_batch), tuple(b_batch)))
+  except ValueError:
+    _checks.fail(fn, f"the batch axes of {names[0]} and {names[1]} must "
+                 f"broadcast, got {tuple(a_batch)} and {tuple(b_batch)}")
+
+
+def _unit_float(fn: str, name: str, value) -> None:
+  if isinstance(value, (bool, np.bool_)) or not isinstance(
+      value, (int, float, np.number, jax.Array, np.ndarray)):
+    _checks.fail(fn, f"{name} must be a number, got {value!r}", TypeError)
+  if isinstance(value, (int, float, np.number)) and not 0 <= value <= 1:
+    _checks.fail(fn, f"{name} must lie in [0, 1], got {value}")
+
+
+def _focal_options(fn: str, alpha, gamma) -> None:
+  _unit_float(fn, "alpha", alpha)
+  if isinstance(gamma, (bool, np.bool_)) or not isinstance(
+      gamma, (int, float, np.number, jax.Array, np.ndarray)):
+    _checks.fail(fn, f"gamma must be a number, got {gamma!r}", TypeError)
+  if isinstance(gamma, (int, float, np.number)) and not gamma >= 0:
+    _checks.fail(fn, f"gamma must be >= 0, got {gamma}")
+
+
+def _class_inputs(fn: str, logits, labels) -> tuple[jax.Array, jax.Array]:
+  """Logits ``[..., N, C]`` and labels ``[..., M]``, gathered to ``[..., N, M]``."""
+  logits = _checks.as_float(fn, "logits", logits)
+  labels = jnp.asarray(labels)
+  if logits.ndim < 2:
+    _checks.fail(fn, "logits must have shape [..., N, C] (N predictions, C "
+                 f"classes), got logits.shape {logits.shape}")
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
+    _checks.fail(fn, "labels must be integer class ids, got dtype "
+                 f"{labels.dtype}", TypeError)
+  if labels.ndim < 1:
+    _checks.fail(fn, "labels must have shape [..., M] (M targets), got "
+                 f"labels.shape {labels.shape}")
+  batch = _batch(fn, ("logits", "labels"), logits.shape[:-2],
+                 labels.shape[:-1])
+  n, c = logits.shape[-2:]
+  m = labels.shape[-1]
+  _checks.debug_labels_in_range(fn, labels, c, None)
+  x = jnp.broadcast_to(logits.astype(_numerics.accum_dtype(logits.dtype)),
+                       batch + (n, c))
+  idx = jnp.broadcast_to(jnp.clip(labels, 0, c - 1)[..., None, :],
+                         batch + (n, m))
+  return x, idx
+
+
+def _mask_inputs(fn: str, logits, targets) -> tuple[jax.Array, jax.Array]:
+  logits = _checks.as_float(fn, "logits", logits)
+  targets = jnp.asarray(targets)
+  if not (jnp.issubdtype(targets.dtype, jnp.floating)
+          or targets.dtype == jnp.bool_):
+    _checks.fail(fn, "targets must be float or bool masks, got dtype "
+                 f"{targets.dtype}", TypeError)
+  batch = _sets(fn, ("logits", "targets"), logits, targets, "P")
+  dtype = _numerics.accum_dtype(logits.dtype)
+  x = jnp.broadcast_to(logits.astype(dtype), batch + logits.shape[-2:])
+  t = jnp.broadcast_to(targets.astype(dtype), batch + targets.shape[-2:])
+  _checks.debug_unit_interval(fn, "targets", t)
+  return x, t
+
+
+def _rows_by_cols(a: jax.Array, b: jax.Array) -> jax.Array:
+  """``a [..., N, P] @ b[..., M, P]^T`` at full float32 precision."""
+  return jnp.einsum("...np,...mp->...nm", a, b,
+                    precision=lax.Precision.HIGHEST)
+
+
+# --------------------------------------------------------------------------
+# Class costs
+
+
+def softmax_class_cost(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
+  r"""Pairwise class cost from softmax logits: minus the target's probability.
+
+  .. math::
+    C_{ij} = -\mathrm{softmax}(x_i)_{y_j}.
+
+  Args:
+    logits: Class logits ``[..., N, C]`` of ``N`` predictions (DETR adds a
+      "no object" class; it is one of the ``C``).
+    labels: Integer class ids ``[..., M]`` of ``M`` targets; the batch axes
+      broadcast against ``logits``'s.
+
+  Returns:
+    ``[..., N, M]``, in ``[-1, 0]``, in float32 (float64 for float64
+    logits).
+
+  Convention:
+    DETR's class cost (the probability, not its log, so that it is on the
+    scale of the box costs). A class id outside ``[0, C)`` is clipped into
+    it; inside ``jaxloss.value_checks()``, ``checkify`` reports it. Pad the
+    targets of a batch with any valid id and mask their columns out of the
+    assignment.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> logits = jnp.log(jnp.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]))
+    >>> jaxloss.softmax_class_cost(logits, jnp.array([2, 0]))
+    Array([[-0.1, -0.7 ],
+           [-0.8 , -0.1 ]], dtype=float32)
+
+  References:
+    Carion, Massa, Synnaeve, Usunier, Kirillov, Zagoruyko, "End-to-End
+    Object Detection with Transformers", ECCV 2020.
+    https://arxiv.org/abs/2005.12872
+  """
+  x, idx = _class_inputs("softmax_class_cost", logits, labels)
+  return -jnp.take_along_axis(jax.nn.softmax(x, axis=-1), idx, axis=-1)
+
+
+def focal_class_cost(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+) -> jax.Array:
+  r"""Pairwise class cost of sigmoid classifiers, in the focal-loss form.
+
+  With :math:`p = \sigma(x_{i, y_j})`, the probability prediction
+  :math:`i` gives to target :math:`j`'s class, the focal loss of calling it
+  positive minus that of calling it negative:
+
+  .. math::
+    C_{ij} = \alpha (1 - p)^\gamma (-\log p)
+      - (1 - \alpha)\, p^\gamma (-\log(1 - p)).
+
+  Args:
+    logits: Sigmoid class logits ``[..., N, C]``.
+    labels: Integer class ids ``[..., M]``; the batch axes broadcast against
+      ``logits``'s.
+    alpha: Weight of the positive term, in ``[0, 1]``.
+    gamma: Focusing exponent, ``>= 0``.
+
+  Returns:
+    ``[..., N, M]``, in float32 (float64 for float64 logits). Negative for a
+    confident correct class, positive for a confident wrong one.
+
+  Convention:
+    The class cost of Deformable DETR, DINO and Mask2Former-style matchers
+    (with their defaults ``alpha=0.25``, ``gamma=2``). The logarithms are
+    ``log_sigmoid`` (no ``+ 1e-8`` inside), the powers
+    :math:`\exp(\gamma \log \sigma(\pm x))`: finite values and gradients
+    for logits of :math:`\pm 10^4` and for ``gamma < 1``. Class ids outside
+    ``[0, C)`` are clipped (reported under ``jaxloss.value_checks()``).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> # p = 1/2: (0.25 - 0.75) (1/2)^2 log 2.
+    >>> jaxloss.focal_class_cost(jnp.zeros((1, 3)), jnp.array([1]))
+    Array([[-0.086643]], dtype=float32)
+
+  References:
+    Zhu, Su, Lu, Li, Wang, Dai, "Deformable DETR: Deformable Transformers
+    for End-to-End Object Detection", ICLR 2021.
+    https://arxiv.org/abs/2010.04159
+  """
+  fn = "focal_class_cost"
+  _focal_options(fn, alpha, gamma)
+  x, idx = _class_inputs(fn, logits, labels)
+  z = jnp.take_along_axis(x, idx, axis=-1)
+  log_p, log_q = jax.nn.log_sigmoid(z), jax.nn.log_sigmoid(-z)
+  positive = alpha * _numerics.exp_power(log_q, gamma, jnp.exp(log_q)) * -log_p
+  negative = ((1 - alpha) * _numerics.exp_power(log_p, gamma, jnp.exp(log_p))
+              * -log_q)
+  return positive - negative
+
+
+# --------------------------------------------------------------------------
+# Box cost
+
+
+def box_l1_cost(a: ArrayLike, b: ArrayLike) -> jax.Array:
+  r"""Pairwise L1 distance of two sets of boxes.
+
+  .. math::
+    C_{ij} = \sum_{k=1}^{4} |a_{ik} - b_{jk}|.
+
+  Args:
+    a: Boxes ``[..., N, 4]`` in any format (DETR: normalised
+      ``(cx, cy, w, h)``), floating.
+    b: Boxes ``[..., M, 4]`` in the same format; the batch axes broadcast
+      against ``a``'s.
+
+  Returns:
+    ``[..., N, M]``, in float32 (float64 for float64 ``a``).
+
+  Convention:
+    ``torch.cdist(a, b, p=1)``, DETR's box cost; its GIoU cost is
+    ``-generalized_box_iou(a_xyxy, b_xyxy)`` (convert with
+    :func:`box_convert`).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> a = jnp.array([[0.5, 0.5, 0.2, 0.2]])
+    >>> b = jnp.array([[0.5, 0.5, 0.2, 0.2], [0.4, 0.6, 0.3, 0.2]])
+    >>> jaxloss.box_l1_cost(a, b)
+    Array([[0. , 0.3]], dtype=float32)
+
+  References:
+    Carion, Massa, Synnaeve, Usunier, Kirillov, Zagoruyko, "End-to-End
+    Object Detection with Transformers", ECCV 2020.
+    https://arxiv.org/abs/2005.12872
+  """
+  fn = "box_l1_cost"
+  a = _checks.as_float(fn, "a", a)
+  b = _checks.as_float(fn, "b", b)
+  batch = _sets(fn, ("a", "b"), a, b, "4")
+  dtype = _numerics.accum_dtype(a.dtype)
+  n, m = a.shape[-2], b.shape[-2]
+  a = jnp.broadcast_to(a.astype(dtype)[..., :, None, :], batch + (n, m, 4))
+  b = jnp.broadcast_to(b.astype(dtype)[..., None, :, :], batch + (n, m, 4))
+  return jnp.sum(jnp.abs(a - b), axis=-1)
+
+
+# --------------------------------------------------------------------------
+# Mask costs
+
+
+def mask_dice_cost(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    smooth: float = 1.0,
+) -> jax.Array:
+  r"""Pairwise Dice cost of predicted masks (logits) against target masks.
+
+  With :math:`p_i = \sigma(x_i)` over the ``P`` points of prediction
+  :math:`i` and target mask :math:`t_j`,
+
+  .. math::
+    C_{ij} = 1 - \frac{2 \langle p_i, t_j \rangle + s}
+      {\sum p_i + \sum t_j + s}.
+
+  Args:
+    logits: Mask logits ``[..., N, P]`` (``P`` sampled points or pixels).
+    targets: Target masks ``[..., M, P]``, float in ``[0, 1]`` or bool; the
+      batch axes broadcast against ``logits``'s.
+    smooth: :math:`s`, ``>= 0``; Mask2Former uses 1.
+
+  Returns:
+    ``[..., N, M]``, in float32 (float64 for float64 logits).
+
+  Convention:
+    Mask2Former's ``batch_dice_loss``: one matrix product for all pairs.
+    Two empty masks with ``smooth=0`` cost 0.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> logits = jnp.array([[1e4, 1e4, -1e4, -1e4]])   # p = (1, 1, 0, 0)
+    >>> targets = jnp.array([[1., 1., 0., 0.], [0., 1., 1., 0.]])
+    >>> jaxloss.mask_dice_cost(logits, targets, smooth=0.0)  # 0 and 1 - 2/4
+    Array([[0. , 0.5]], dtype=float32)
+
+  References:
+    Cheng, Misra, Schwing, Kirillov, Girdhar, "Masked-attention Mask
+    Transformer for Universal Image Segmentation", CVPR 2022.
+    https://arxiv.org/abs/2112.01527
+  """
+  fn = "mask_dice_cost"
+  _checks.nonnegative(fn, "smooth", smooth)
+  x, t = _mask_inputs(fn, logits, targets)
+  p = jax.nn.sigmoid(x)
+  inter = _rows_by_cols(p, t)
+  total = jnp.sum(p, -1)[..., :, None] + jnp.sum(t, -1)[..., None, :]
+  return 1 - _numerics.safe_div(2 * inter + smooth, total + smooth, 1)
+
+
+def mask_bce_cost(logits: ArrayLike, targets: ArrayLike) -> jax.Array:
+  r"""Pairwise sigmoid cross-entropy cost of masks, averaged over points.
+
+  .. math::
+    C_{ij} = \frac{1}{P} \sum_{k=1}^{P}
+      \mathrm{BCE}(x_{ik}, t_{jk}), \qquad
+    \mathrm{BCE}(x, t) = \log(1 + e^{x}) - x t.
+
+  Args:
+    logits: Mask logits ``[..., N, P]``.
+    targets: Target masks ``[..., M, P]``, float in ``[0, 1]`` or bool; the
+      batch axes broadcast against ``logits``'s.
+
+  Returns:
+    ``[..., N, M]``, in float32 (float64 for float64 logits).
+
+  Convention:
+    Mask2Former's ``batch_sigmoid_ce_loss``: linear in the target, so it is
+    one matrix product, :math:`(\sum_k \log(1 + e^{x_{ik}}) - x_i \cdot
+    t_j) / P`. ``P = 0`` gives 0.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> jaxloss.mask_bce_cost(jnp.zeros((1, 4)), jnp.ones((1, 4)))  # log 2
+    Array([[0.693147]], dtype=float32)
+
+  References:
+    Cheng, Misra, Schwing, Kirillov, Girdhar, "Masked-attention Mask
+    Transformer for Universal Image Segmentation", CVPR 2022.
+    https://arxiv.org/abs/2112.01527
+  """
+  x, t = _mask_inputs("mask_bce_cost", logits, targets)
+  points = max(x.shape[-1], 1)
+  softplus = jnp.sum(jax.nn.softplus(x), -1)[..., :, None]
+  return (softplus - _rows_by_cols(x, t)) / points
+
+
+def mask_focal_cost(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+) -> jax.Array:
+  r"""Pairwise sigmoid focal cost of masks, averaged over points.
+
+  With :math:`p = \sigma(x_{ik})`, the focal losses of a positive and of a
+  negative point, :math:`f^+ = \alpha (1 - p)^\gamma (-\log p)` and
+  :math:`f^- = (1 - \alpha) p^\gamma (-\log(1 - p))`, weighted by the
+  target:
+
+  .. math::
+    C_{ij} = \frac{1}{P} \sum_{k=1}^{P}
+      \big(t_{jk} f^+_{ik} + (1 - t_{jk}) f^-_{ik}\big).
+
+  Args:
+    logits: Mask logits ``[..., N, P]``.
+    targets: Target masks ``[..., M, P]``, float in ``[0, 1]`` or bool; the
+      batch axes broadcast against ``logits``'s.
+    alpha: Weight of positive points, in ``[0, 1]``.
+    gamma: Focusing exponent, ``>= 0``.
+
+  Returns:
+    ``[..., N, M]``, in float32 (float64 for float64 logits).
+
+  Convention:
+    MaskFormer's ``batch_sigmoid_focal_loss``: linear in the target (for
+    binary targets it is the mean :func:`focal_loss`), one matrix product.
+    The powers are :math:`\exp(\gamma \log \sigma(\pm x))`, finite for
+    logits of :math:`\pm 10^4`. ``P = 0`` gives 0.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> # p = 1/2 everywhere: 0.25 (1/2)^2 log 2 on positives.
+    >>> jaxloss.mask_focal_cost(jnp.zeros((1, 4)), jnp.ones((1, 4)))
+    Array([[0.043322]], dtype=float32)
+
+  References:
+    Cheng, Schwing, Kirillov, "Per-Pixel Classification is Not All You Need
+    for Semantic Segmentation", NeurIPS 2021.
+    https://arxiv.org/abs/2107.06278
+  """
+  fn = "mask_focal_cost"
+  _focal_options(fn, alpha, gamma)
+  x, t = _mask_inputs(fn, logits, targets)
+  points = max(x.shape[-1], 1)
+  log_p, log_q = jax.nn.log_sigmoid(x), jax.nn.log_sigmoid(-x)
+  positive = alpha * _numerics.exp_power(log_q, gamma, jnp.exp(log_q)) * -log_p
+  negative = ((1 - alpha) * _numerics.exp_power(log_p, gamma, jnp.exp(log_p))
+              * -log_q)
+  return (_rows_by_cols(positive - negative, t)
+          + jnp.sum(negative, -1)[..., :, None]) / points

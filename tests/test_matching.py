@@ -1,0 +1,323 @@
+"""Pairwise matching costs: references, identities, edges, bad input."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.experimental import checkify
+
+import jaxloss
+from tests import reference_boxes
+from tests import reference_detection as ref
+
+N, M, C, P = 4, 3, 5, 6
+
+
+def logits(seed, shape, scale=3.0):
+  return np.random.default_rng(seed).normal(0, scale, shape)
+
+
+def labels(seed, m=M, c=C):
+  return np.random.default_rng(seed).integers(0, c, m)
+
+
+def masks(seed, shape=(M, P)):
+  rng = np.random.default_rng(seed)
+  t = (rng.uniform(size=shape) < 0.5).astype(np.float64)
+  t[0] = rng.uniform(size=shape[-1])  # one soft mask
+  return t
+
+
+def boxes(seed, n):
+  return np.random.default_rng(seed).uniform(0, 1, (n, 4))
+
+
+# name: (function, reference, make args: seed -> (pred, target), options)
+COSTS = {
+    "softmax_class_cost": (
+        jaxloss.softmax_class_cost, ref.softmax_class_cost,
+        lambda s: (logits(s, (N, C)), labels(s + 1)), {}),
+    "focal_class_cost": (
+        jaxloss.focal_class_cost, ref.focal_class_cost,
+        lambda s: (logits(s, (N, C)), labels(s + 1)), {}),
+    "focal_class_cost_options": (
+        jaxloss.focal_class_cost, ref.focal_class_cost,
+        lambda s: (logits(s, (N, C)), labels(s + 1)),
+        {"alpha": 0.5, "gamma": 0.5}),
+    "box_l1_cost": (
+        jaxloss.box_l1_cost, ref.box_l1_cost,
+        lambda s: (boxes(s, N), boxes(s + 1, M)), {}),
+    "mask_dice_cost": (
+        jaxloss.mask_dice_cost, ref.mask_dice_cost,
+        lambda s: (logits(s, (N, P)), masks(s + 1)), {}),
+    "mask_dice_cost_options": (
+        jaxloss.mask_dice_cost, ref.mask_dice_cost,
+        lambda s: (logits(s, (N, P)), masks(s + 1)), {"smooth": 0.0}),
+    "mask_bce_cost": (
+        jaxloss.mask_bce_cost, ref.mask_bce_cost,
+        lambda s: (logits(s, (N, P)), masks(s + 1)), {}),
+    "mask_focal_cost": (
+        jaxloss.mask_focal_cost, ref.mask_focal_cost,
+        lambda s: (logits(s, (N, P)), masks(s + 1)), {}),
+    "mask_focal_cost_options": (
+        jaxloss.mask_focal_cost, ref.mask_focal_cost,
+        lambda s: (logits(s, (N, P)), masks(s + 1)),
+        {"alpha": 0.75, "gamma": 1.5}),
+}
+NAMES = sorted(COSTS)
+
+
+@functools.cache
+def compiled(name):
+  fn, _, _, options = COSTS[name]
+  call = functools.partial(fn, **options)
+  return jax.jit(call)
+
+
+# 1. References: values and gradients ------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_values_and_gradients_match_reference(name):
+  fn, reference, make, options = COSTS[name]
+  pred, target = make(0)
+  want = reference(pred, target, **options)
+  target32 = (jnp.asarray(target) if target.dtype.kind == "i"
+              else jnp.asarray(target, jnp.float32))
+  got = compiled(name)(jnp.asarray(pred, jnp.float32), target32)
+  assert got.shape == (N, M) and got.dtype == jnp.float32
+  np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+  weights = np.random.default_rng(1).normal(size=(N, M))
+  scalar = lambda x: np.sum(weights * reference(x, target, **options))
+  want_grad = reference_boxes.numerical_grad(scalar, pred)
+  with jax.enable_x64(True):
+    got64 = compiled(name)(jnp.asarray(pred), jnp.asarray(target))
+    assert got64.dtype == jnp.float64
+    np.testing.assert_allclose(got64, want, rtol=1e-11, atol=1e-12)
+    g = jax.jit(jax.grad(lambda x, t: jnp.sum(
+        jnp.asarray(weights) * fn(x, t, **options))))(
+            jnp.asarray(pred), jnp.asarray(target))
+  np.testing.assert_allclose(g, want_grad, rtol=1e-6, atol=1e-8)
+  assert np.abs(want_grad).max() > 0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_batch_axes_broadcast(name):
+  fn, _, make, options = COSTS[name]
+  pred0, target0 = make(2)
+  pred1, _ = make(3)
+  pred = jnp.asarray(np.stack([pred0, pred1]), jnp.float32)   # [2, N, K]
+  target = (jnp.asarray(target0) if target0.dtype.kind == "i"
+            else jnp.asarray(target0, jnp.float32))         # shared
+  got = fn(pred, target, **options)
+  assert got.shape == (2, N, M)
+  for i in range(2):
+    np.testing.assert_allclose(got[i], compiled(name)(pred[i], target),
+                               rtol=1e-6, atol=1e-7)
+  vmapped = jax.vmap(lambda p: fn(p, target, **options))(pred)
+  np.testing.assert_allclose(vmapped, got, rtol=1e-6, atol=1e-7)
+
+
+# 2. Identities -----------------------------------------------------------------------
+
+def test_mask_costs_are_means_of_the_elementwise_losses():
+  x = jnp.asarray(logits(4, (N, P)), jnp.float32)
+  t = jnp.asarray(masks(5), jnp.float32)
+  hard = jnp.round(t)
+  pairs = lambda fn: jax.vmap(lambda xi: jax.vmap(
+      lambda tj: jnp.mean(fn(xi, tj)))(hard))(x)
+  np.testing.assert_allclose(
+      jaxloss.mask_bce_cost(x, hard),
+      pairs(lambda a, b: jaxloss.focal_loss(a, b, alpha=None, gamma=0.0)),
+      rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+      jaxloss.mask_focal_cost(x, hard, alpha=0.3, gamma=1.5),
+      pairs(lambda a, b: jaxloss.focal_loss(a, b, alpha=0.3, gamma=1.5)),
+      rtol=1e-5, atol=1e-6)
+  # gamma = 0, alpha = 1/2: half the cross-entropy, soft targets included.
+  np.testing.assert_allclose(
+      jaxloss.mask_focal_cost(x, t, alpha=0.5, gamma=0.0),
+      0.5 * jaxloss.mask_bce_cost(x, t), rtol=1e-5, atol=1e-7)
+  # Bool targets are the same masks.
+  np.testing.assert_allclose(jaxloss.mask_dice_cost(x, hard > 0.5),
+                             jaxloss.mask_dice_cost(x, hard), rtol=1e-6)
+
+
+def test_dice_cost_is_the_dice_loss_of_each_pair():
+  x = jnp.asarray(logits(6, (N, P)), jnp.float32)
+  t = jnp.asarray(masks(7), jnp.float32)
+  p = jax.nn.sigmoid(x)
+  want = jnp.array([[jaxloss.dice_loss(pi[:, None], tj[:, None], smooth=1.0)
+                     for tj in t] for pi in p])
+  np.testing.assert_allclose(jaxloss.mask_dice_cost(x, t), want, rtol=1e-5,
+                             atol=1e-6)
+
+
+def test_costs_recover_a_permutation_through_the_hungarian_solver():
+  """Noisy copies of the targets, shuffled: the matching undoes the shuffle."""
+  rng = np.random.default_rng(8)
+  k = 6
+  target_boxes = rng.uniform(0.1, 0.9, (k, 4))
+  target_labels = rng.integers(0, C, k)
+  target_masks = (rng.uniform(size=(k, 16)) < 0.4).astype(np.float32)
+  perm = rng.permutation(k)
+  pred_boxes = target_boxes[perm] + rng.normal(0, 0.01, (k, 4))
+  pred_logits = 6.0 * np.eye(C)[target_labels[perm]] - 3.0
+  mask_logits = 8.0 * target_masks[perm] - 4.0
+  cost = (jaxloss.softmax_class_cost(pred_logits, target_labels)
+          + jaxloss.focal_class_cost(pred_logits, target_labels)
+          + 5 * jaxloss.box_l1_cost(pred_boxes, target_boxes)
+          - 2 * jaxloss.generalized_box_iou(
+              jnp.sort(pred_boxes.reshape(k, 2, 2), 1).reshape(k, 4),
+              jnp.sort(target_boxes.reshape(k, 2, 2), 1).reshape(k, 4))
+          + jaxloss.mask_dice_cost(mask_logits, target_masks)
+          + jaxloss.mask_bce_cost(mask_logits, target_masks)
+          + jaxloss.mask_focal_cost(mask_logits, target_masks))
+  rows, cols = jax.jit(optax.assignment.hungarian_algorithm)(cost)
+  np.testing.assert_array_equal(np.asarray(cols)[np.argsort(rows)], perm)
+
+
+# 3. Edge cases -----------------------------------------------------------------------
+
+def test_extreme_logits_nan_and_empty():
+  x = jnp.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 3.0]])
+  y = jnp.array([0, 1, 2])
+  for fn in (jaxloss.softmax_class_cost, jaxloss.focal_class_cost,
+             functools.partial(jaxloss.focal_class_cost, gamma=0.5)):
+    value, grad = jax.value_and_grad(lambda a: jnp.sum(fn(a, y)))(x)
+    assert bool(jnp.isfinite(value)) and bool(jnp.all(jnp.isfinite(grad)))
+    assert bool(jnp.isnan(fn(x.at[0, 0].set(jnp.nan), y)[0, 0]))
+  t = jnp.array([[1., 0., 1.], [0., 0., 0.]])
+  for fn in (jaxloss.mask_dice_cost, jaxloss.mask_bce_cost,
+             jaxloss.mask_focal_cost):
+    value, grad = jax.value_and_grad(lambda a: jnp.sum(fn(a, t)))(x)
+    assert bool(jnp.isfinite(value)) and bool(jnp.all(jnp.isfinite(grad)))
+    assert bool(jnp.all(jnp.isnan(fn(x.at[0, 0].set(jnp.nan), t)[0])))
+    # No points, no targets, no predictions.
+    assert fn(jnp.zeros((2, 0)), jnp.zeros((3, 0))).shape == (2, 3)
+    np.testing.assert_allclose(fn(jnp.zeros((2, 0)), jnp.zeros((3, 0))), 0)
+    assert fn(x, jnp.zeros((0, 3))).shape == (2, 0)
+  np.testing.assert_allclose(
+      jaxloss.mask_dice_cost(jnp.full((1, 3), -1e4), jnp.zeros((1, 3)),
+                             smooth=0.0), [[0.0]])
+  assert jaxloss.box_l1_cost(jnp.zeros((0, 4)), jnp.zeros((3, 4))).shape == (
+      0, 3)
+
+
+def test_forward_mode_hessian_vector_products_and_export():
+  cases = [(name, *COSTS[name][2](9), COSTS[name][3]) for name in NAMES]
+  for name, pred, target, options in cases:
+    fn = COSTS[name][0]
+    pred = jnp.asarray(pred, jnp.float32)
+    target = (jnp.asarray(target) if target.dtype.kind == "i"
+              else jnp.asarray(target, jnp.float32))
+    scalar = lambda p: jnp.sum(jnp.sin(fn(p, target, **options)))
+    d = jnp.ones_like(pred)
+    both = jax.jit(lambda p, d: (jax.jvp(scalar, (p,), (d,))[1],
+                                 jnp.sum(jax.grad(scalar)(p) * d),
+                                 jax.jvp(jax.grad(scalar), (p,), (d,))[1]))
+    forward, reverse, hvp = both(pred, d)
+    np.testing.assert_allclose(forward, reverse, rtol=1e-4, atol=1e-6,
+                               err_msg=name)
+    assert bool(jnp.all(jnp.isfinite(hvp))), name
+    call = jax.jit(functools.partial(fn, **options))
+    exported = jax.export.export(call)(pred, target)
+    restored = jax.export.deserialize(exported.serialize())
+    np.testing.assert_allclose(restored.call(pred, target),
+                               call(pred, target), rtol=1e-6, err_msg=name)
+    jax.export.export(call, platforms=("cuda", "tpu"))(
+        pred, target).serialize()
+
+
+def test_bf16_inputs():
+  x = jnp.asarray(logits(10, (N, P)), jnp.bfloat16)
+  t = jnp.asarray(masks(11), jnp.bfloat16)
+  for fn in (jaxloss.mask_dice_cost, jaxloss.mask_bce_cost,
+             jaxloss.mask_focal_cost):
+    got = fn(x, t)
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(got, fn(x.astype(jnp.float32),
+                                       t.astype(jnp.float32)), rtol=1e-6)
+  c = jnp.asarray(logits(12, (N, C)), jnp.bfloat16)
+  for fn in (jaxloss.softmax_class_cost, jaxloss.focal_class_cost):
+    got = fn(c, jnp.asarray(labels(13)))
+    assert got.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(got)))
+  b = jnp.asarray(boxes(14, N), jnp.bfloat16)
+  assert jaxloss.box_l1_cost(b, b).dtype == jnp.float32
+
+
+def test_value_checks_report_bad_labels_and_targets():
+  x = jnp.zeros((2, C))
+  checked = checkify.checkify(jax.jit(jaxloss.softmax_class_cost))
+  with jaxloss.value_checks():
+    err, _ = checked(x, jnp.array([0, C]))
+    assert f"softmax_class_cost: labels must lie in [0, {C})" in str(
+        err.get())
+    err, _ = checked(x, jnp.array([0, C - 1]))
+    assert err.get() is None
+    err, _ = checkify.checkify(jax.jit(jaxloss.mask_dice_cost))(
+        jnp.zeros((2, 3)), jnp.array([[0., 1., 2.]]))
+    assert "mask_dice_cost: targets must lie in [0, 1]" in str(err.get())
+
+
+# 4. Bad input ----------------------------------------------------------------------------
+
+def test_bad_input_names_function_and_argument():
+  for fn in (jaxloss.softmax_class_cost, jaxloss.focal_class_cost):
+    name = fn.__name__
+    with pytest.raises(ValueError, match=rf"{name}: logits must have shape "
+                       r"\[\.\.\., N, C\]"):
+      fn(jnp.zeros(C), jnp.zeros(3, jnp.int32))
+    with pytest.raises(TypeError, match=rf"{name}: labels must be integer"):
+      fn(jnp.zeros((N, C)), jnp.zeros(3))
+    with pytest.raises(ValueError, match=rf"{name}: labels must have shape "
+                       r"\[\.\.\., M\]"):
+      fn(jnp.zeros((N, C)), jnp.int32(3))
+    with pytest.raises(ValueError, match=rf"{name}: the batch axes of logits "
+                       r"and labels must broadcast"):
+      fn(jnp.zeros((2, N, C)), jnp.zeros((3, M), jnp.int32))
+    with pytest.raises(TypeError, match=rf"{name}: logits must have a "
+                       "floating"):
+      fn(jnp.zeros((N, C), jnp.int32), jnp.zeros(3, jnp.int32))
+  for fn in (jaxloss.mask_dice_cost, jaxloss.mask_bce_cost,
+             jaxloss.mask_focal_cost):
+    name = fn.__name__
+    with pytest.raises(ValueError, match=rf"{name}: logits must have shape "
+                       r"\[\.\.\., N, P\]"):
+      fn(jnp.zeros(P), jnp.zeros((M, P)))
+    with pytest.raises(ValueError, match=rf"{name}: targets must have shape "
+                       r"\[\.\.\., M, P\]"):
+      fn(jnp.zeros((N, P)), jnp.zeros(P))
+    with pytest.raises(ValueError, match=rf"{name}: the last axes of "
+                       r"logits.shape \(4, 6\) and targets.shape \(3, 5\)"):
+      fn(jnp.zeros((N, P)), jnp.zeros((M, P - 1)))
+    with pytest.raises(TypeError, match=rf"{name}: targets must be float or "
+                       "bool"):
+      fn(jnp.zeros((N, P)), jnp.zeros((M, P), jnp.int32))
+    with pytest.raises(ValueError, match=rf"{name}: the batch axes"):
+      fn(jnp.zeros((2, N, P)), jnp.zeros((3, M, P)))
+  with pytest.raises(ValueError, match=r"box_l1_cost: a must have shape "
+                     r"\[\.\.\., N, 4\]"):
+    jaxloss.box_l1_cost(jnp.zeros((N, 5)), jnp.zeros((M, 4)))
+  with pytest.raises(ValueError, match=r"box_l1_cost: b must have shape "
+                     r"\[\.\.\., M, 4\]"):
+    jaxloss.box_l1_cost(jnp.zeros((N, 4)), jnp.zeros(4))
+  with pytest.raises(TypeError, match=r"box_l1_cost: b must have a floating"):
+    jaxloss.box_l1_cost(jnp.zeros((N, 4)), jnp.zeros((M, 4), jnp.int32))
+  for fn in (jaxloss.focal_class_cost, jaxloss.mask_focal_cost):
+    name = fn.__name__
+    args = ((jnp.zeros((N, C)), jnp.zeros(M, jnp.int32))
+            if fn is jaxloss.focal_class_cost
+            else (jnp.zeros((N, P)), jnp.zeros((M, P))))
+    with pytest.raises(ValueError, match=rf"{name}: alpha must lie in"):
+      fn(*args, alpha=1.5)
+    with pytest.raises(ValueError, match=rf"{name}: gamma must be >= 0"):
+      fn(*args, gamma=-1.0)
+    with pytest.raises(ValueError, match=rf"{name}: gamma must be >= 0"):
+      fn(*args, gamma=float("nan"))
+    with pytest.raises(TypeError, match=rf"{name}: alpha must be a number"):
+      fn(*args, alpha=None)
+  with pytest.raises(ValueError, match=r"mask_dice_cost: smooth must be >= 0"):
+    jaxloss.mask_dice_cost(jnp.zeros((N, P)), jnp.zeros((M, P)), smooth=-1.0)
