@@ -790,3 +790,22 @@ def test_pairwise_diou_ciou_degenerate_and_bad_input():
       fn(jnp.zeros((3, 4), jnp.int32), ok)
     with pytest.raises(ValueError, match=rf"{name}: eps must be >= 0"):
       fn(ok, ok, eps=-1.0)
+
+
+def test_new_box_functions_export_and_forward_mode():
+  pred = jnp.asarray(random_boxes(50, 4), jnp.float32)
+  target = jnp.asarray(random_boxes(51, 4), jnp.float32)
+  calls = [compiled("siou")[0], compiled_power("ciou", 3.0)[0],
+           compiled_power("giou", 0.5)[0], DISTANCE_BOX_IOU, COMPLETE_BOX_IOU]
+  for call in calls:
+    exported = jax.export.export(call)(pred, target)
+    restored = jax.export.deserialize(exported.serialize())
+    np.testing.assert_allclose(restored.call(pred, target),
+                               call(pred, target), rtol=1e-6)
+    assert jax.export.export(call, platforms=("cuda", "tpu"))(
+        pred, target).serialize()
+    scalar = lambda p: jnp.sum(jnp.sin(call(p, target)))
+    d = jnp.ones_like(pred)
+    forward = jax.jvp(scalar, (pred,), (d,))[1]
+    np.testing.assert_allclose(forward, jnp.sum(jax.grad(scalar)(pred) * d),
+                               rtol=1e-4, atol=1e-6)

@@ -313,3 +313,16 @@ def test_bad_input_names_function_and_argument(name):
     fn(ok, ok, tau=None)
   with pytest.raises(ValueError, match=rf"{fname}: tau must be a finite"):
     jax.jit(lambda p: fn(p, p, tau=0.0))(ok)
+
+
+def test_export_round_trip():
+  pred = jnp.asarray(rotated_boxes(17, 4), jnp.float32)
+  target = jnp.asarray(rotated_boxes(18, 4), jnp.float32)
+  for name, options in CONFIGS:
+    call = compiled(name, options)[0]
+    exported = jax.export.export(call)(pred, target)
+    restored = jax.export.deserialize(exported.serialize())
+    np.testing.assert_allclose(restored.call(pred, target),
+                               call(pred, target), rtol=1e-6)
+    assert jax.export.export(call, platforms=("cuda", "tpu"))(
+        pred, target).serialize()
