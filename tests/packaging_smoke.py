@@ -87,6 +87,22 @@ def _spatial(**kwargs):
   return build
 
 
+def _class_cost(**kwargs):
+  """Matching cost: 4 query logits over 3 classes against 5 class ids."""
+  def build(key):
+    k1, k2 = jax.random.split(key)
+    return (_logits(k1, (4, 3)), _ids(k2, (5,), 3)), kwargs
+  return build
+
+
+def _mask_cost(**kwargs):
+  """Matching cost: 4 query mask logits against 5 binary masks of 6 pixels."""
+  def build(key):
+    k1, k2 = jax.random.split(key)
+    return (_logits(k1, (4, 6)), _binary(k2, (5, 6))), kwargs
+  return build
+
+
 def _box_pair(n=5, m=None, **kwargs):
   def build(key):
     k1, k2 = jax.random.split(key)
@@ -140,6 +156,12 @@ BUILDERS = {
     "hausdorff_dt_loss": _spatial(),
     "cldice_loss": _spatial(),
     "soft_skeleton": lambda key: ((_probs(key, (2, 6, 6, 3)),), {}),
+    "softmax_class_cost": _class_cost(),
+    "focal_class_cost": _class_cost(),
+    "box_l1_cost": _box_pair(3, 4),
+    "mask_dice_cost": _mask_cost(),
+    "mask_bce_cost": _mask_cost(),
+    "mask_focal_cost": _mask_cost(),
 }
 
 
