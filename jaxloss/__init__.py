@@ -1,5 +1,9 @@
 """Segmentation and detection losses for JAX."""
 
+from jaxloss._boundary import boundary_loss
+from jaxloss._boundary import cldice_loss
+from jaxloss._boundary import hausdorff_dt_loss
+from jaxloss._boundary import soft_skeleton
 from jaxloss._boxes import box_ciou_loss
 from jaxloss._boxes import box_convert
 from jaxloss._boxes import box_diou_loss
@@ -12,6 +16,7 @@ from jaxloss._boxes import complete_box_iou
 from jaxloss._boxes import distance_box_iou
 from jaxloss._boxes import generalized_box_iou
 from jaxloss._checks import value_checks
+from jaxloss._distance import distance_transform
 from jaxloss._dfl import distribution_focal_loss
 from jaxloss._dfl import distribution_integral
 from jaxloss._focal import focal_loss
@@ -37,6 +42,7 @@ from jaxloss._rotated import rotated_box_probiou_loss
 __version__ = "0.1.0"
 
 __all__ = (
+    "boundary_loss",
     "box_ciou_loss",
     "box_convert",
     "box_diou_loss",
@@ -46,15 +52,18 @@ __all__ = (
     "box_iou",
     "box_iou_loss",
     "box_siou_loss",
+    "cldice_loss",
     "complete_box_iou",
     "dice_loss",
     "distance_box_iou",
+    "distance_transform",
     "distribution_focal_loss",
     "distribution_integral",
     "focal_class_cost",
     "focal_loss",
     "generalized_box_iou",
     "generalized_dice_loss",
+    "hausdorff_dt_loss",
     "iou_loss",
     "lovasz_hinge",
     "lovasz_softmax",
@@ -65,6 +74,7 @@ __all__ = (
     "rotated_box_gwd_loss",
     "rotated_box_kld_loss",
     "rotated_box_probiou_loss",
+    "soft_skeleton",
     "softmax_class_cost",
     "softmax_focal_loss",
     "tversky_loss",
