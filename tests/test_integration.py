@@ -23,8 +23,10 @@ from flax import nnx
 
 import jaxloss
 
-# Public names that are not losses (box geometry helpers).
-HELPERS = {"box_convert", "box_iou", "generalized_box_iou"}
+# Public names that are not losses (box geometry helpers, the distance
+# transform and the soft skeleton).
+HELPERS = {"box_convert", "box_iou", "generalized_box_iou",
+           "distance_transform", "soft_skeleton"}
 LOSSES = sorted(n for n in jaxloss.__all__ if n not in HELPERS)
 STEPS = 20
 NUM_CLASSES = 4
