@@ -112,17 +112,27 @@ def pooled_axes(fn: str, axis: int | Sequence[int] | None, ndim: int, *,
   """
   if axis is None:
     return tuple(range(ndim - 1 if class_axis else ndim))
-  axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+  def is_int(a):
+    return isinstance(a, (int, np.integer)) and not isinstance(
+        a, (bool, np.bool_))
+  if is_int(axis):
+    axes = (axis,)
+  elif isinstance(axis, (tuple, list)):
+    axes = tuple(axis)
+  else:
+    fail(fn, f"axis must be None, an int or a sequence of ints, got {axis!r}",
+         TypeError)
   out = []
   for a in axes:
-    if not isinstance(a, (int, np.integer)):
-      fail(fn, f"axis must be an int or a sequence of ints, got {axis!r}")
+    if not is_int(a):
+      fail(fn, f"axis must be None, an int or a sequence of ints, got "
+           f"{axis!r}", TypeError)
     if not -ndim <= a < ndim:
       fail(fn, f"axis {a} is out of range for an input of rank {ndim}")
     a = int(a) % ndim
     if class_axis and a == ndim - 1:
       fail(fn, f"axis {axis!r} includes the class axis (the last axis, "
-            f"{ndim - 1}); pool over the leading axes only")
+           f"{ndim - 1}); pool over the leading axes only")
     if a in out:
       fail(fn, f"axis {axis!r} repeats axis {a}")
     out.append(a)
@@ -142,20 +152,38 @@ def class_vector(fn: str, name: str, x, num_classes: int) -> jax.Array:
 
 
 def class_selection(fn: str, classes, num_classes: int):
-  """Returns "all", "present" or a concrete index array, checked."""
+  """Returns "all", "present" or an index array, checked when concrete.
+
+  Python sequences, NumPy arrays and concrete JAX arrays are concrete (also
+  under ``jit``): their ids must lie in ``[0, C)``. Only a traced array is
+  passed unchecked.
+  """
   if isinstance(classes, str):
     if classes not in ("all", "present"):
       fail(fn, f'classes must be "all", "present" or an integer array of '
-            f"class ids, got {classes!r}")
+           f"class ids, got {classes!r}")
     return classes
-  idx = jnp.asarray(classes)
-  if not jnp.issubdtype(idx.dtype, jnp.integer) or idx.ndim != 1:
-    fail(fn, "classes as an array must be a rank-1 integer array of class "
-          f"ids, got dtype {idx.dtype} and shape {idx.shape}", TypeError)
-  if not isinstance(idx, jax.core.Tracer):
-    values = np.asarray(idx)
+  if classes is None or isinstance(classes, (bool, np.bool_)):
+    fail(fn, f'classes must be "all", "present" or an integer array of class '
+         f"ids, got {classes!r}", TypeError)
+  if is_traced(classes):
+    idx = classes
+  else:
+    try:
+      values = np.asarray(classes)
+    except (TypeError, ValueError):
+      values = np.asarray([None])
+    if values.size == 0 and values.ndim == 1:
+      values = values.astype(np.int32)
+    if not np.issubdtype(values.dtype, np.integer) or values.ndim != 1:
+      fail(fn, "classes as an array must be a rank-1 integer array of class "
+           f"ids, got {classes!r}", TypeError)
     if values.size and (values.min() < 0 or values.max() >= num_classes):
       fail(fn, f"classes {values.tolist()} must lie in [0, {num_classes})")
+    idx = jnp.asarray(values.astype(np.int32))
+  if not jnp.issubdtype(idx.dtype, jnp.integer) or idx.ndim != 1:
+    fail(fn, "classes as an array must be a rank-1 integer array of class "
+         f"ids, got dtype {idx.dtype} and shape {idx.shape}", TypeError)
   return idx
 
 

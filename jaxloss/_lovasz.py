@@ -39,6 +39,7 @@ from collections.abc import Hashable
 from collections.abc import Sequence
 import concurrent.futures
 import functools
+import math
 import os
 
 import jax
@@ -278,6 +279,15 @@ def _pool() -> concurrent.futures.ThreadPoolExecutor:
   return pool
 
 
+def _has_nan(keys):
+  """Rows of complemented keys ``~(bits(e) << 1 | fg)`` holding a NaN error."""
+  bits = ~keys >> 1
+  top = np.iinfo(keys.dtype).max >> 1          # every bit but the sign
+  exponent = {np.dtype(np.uint32): 0x7F800000,
+              np.dtype(np.uint64): 0x7FF0000000000000}[keys.dtype]
+  return np.any((bits & top) > exponent, axis=-1)
+
+
 def _numpy_core(nkeys, *valid, dtype, with_grad, skip_empty=False):
   """NumPy core (CPU): the computation of :func:`_xla_core`, row-parallel.
 
@@ -300,6 +310,9 @@ def _numpy_core(nkeys, *valid, dtype, with_grad, skip_empty=False):
     keep = np.flatnonzero(np.any((keys & 1) == 0, axis=-1))
     if len(keep) < rows:
       loss = np.zeros((rows,), dtype)
+      # NaN in, NaN out, as in the XLA core: a skipped row holding a NaN
+      # error has a NaN loss (its weight is 0, and 0 * NaN is NaN).
+      loss[_has_nan(keys)] = np.nan
       total = np.zeros((rows,), dtype)
       grad = np.zeros((rows, n), dtype) if with_grad else None
       if len(keep):
@@ -354,18 +367,24 @@ _sort_core_p.multiple_results = True
 
 
 def _sort_core_abstract(nkeys, *valid, dtype, with_grad, skip_empty, host):
-  del skip_empty, host
-  vma = frozenset(getattr(nkeys, "vma", frozenset()))
-  for v in valid:
-    vma |= frozenset(getattr(v, "vma", frozenset()))
-  def aval(shape):
-    if vma:
-      return jax.core.ShapedArray(shape, dtype, vma=vma)
-    return jax.core.ShapedArray(shape, dtype)
-  out = [aval(nkeys.shape[:-1]), aval(nkeys.shape[:-1])]
+  # The keys depend on the valid flags, so their type (sharding, and the mesh
+  # axes they vary over inside shard_map) covers both.
+  del valid, skip_empty, host
+  out = [_aval_like(nkeys, nkeys.shape[:-1], dtype)] * 2
   if with_grad:
-    out.append(aval(nkeys.shape))
+    out.append(_aval_like(nkeys, nkeys.shape, dtype))
   return out
+
+
+def _aval_like(aval, shape, dtype):
+  """``aval`` with a new dtype and ``shape`` (the same or one axis less)."""
+  if len(shape) == aval.ndim:
+    return aval.update(shape=shape, dtype=dtype)
+  sharding = aval.sharding
+  spec = tuple(sharding.spec) + (None,) * aval.ndim
+  sharding = jax.sharding.NamedSharding(
+      sharding.mesh, jax.sharding.PartitionSpec(*spec[:len(shape)]))
+  return aval.update(shape=shape, dtype=dtype, sharding=sharding)
 
 
 def _sort_core_impl(nkeys, *valid, **params):
@@ -480,7 +499,7 @@ def _to_rows(x, layout):
   order = _row_order(layout)
   x = jnp.transpose(x, order)
   lead = x.shape[:len(order) - len(layout[1])]
-  return x.reshape(lead + (-1,))
+  return x.reshape(lead + (math.prod(x.shape[len(lead):]),))
 
 
 def _from_rows(rows, layout, shape):
@@ -541,7 +560,23 @@ def _lovasz_rows_jvp(kind, impl, layout, axis_name, primals, tangents):
   grad = _from_rows(grad, layout, preds.shape)
   pooled = tuple(int(a) for a in layout[1])
   loss_dot = jnp.sum(grad * preds_dot, axis=pooled)
+  if axis_name is not None and _varies_over(loss_dot, axis_name):
+    # A type-checked shard_map: the loss is typed the same on every device,
+    # so its tangent must be too. The sum over devices is the tangent of the
+    # global loss, and it transposes to the identity (each device keeps the
+    # slice of the global gradient).
+    loss_dot = lax.psum(loss_dot, axis_name)
   return (loss, total), (loss_dot, jnp.zeros_like(total))
+
+
+def _varies_over(x, axis_name) -> bool:
+  """Whether ``x`` is typed as varying over ``axis_name`` (shard_map)."""
+  names = axis_name if isinstance(axis_name, tuple) else (axis_name,)
+  aval = jax.typeof(x)
+  vma = getattr(aval, "vma", None)                      # JAX < 0.9
+  if vma is None:
+    vma = getattr(getattr(aval, "manual_axis_type", None), "varying", ())
+  return any(name in vma for name in names)
 
 
 def _impl(fn: str, impl: str) -> str:
@@ -565,19 +600,23 @@ def _lovasz_softmax(probs, labels, *, axis=None, where=None,
   axes = _checks.pooled_axes(fn, axis, probs.ndim)
   num_classes = probs.shape[-1]
   selection = _checks.class_selection(fn, classes, num_classes)
-  _checks.debug_unit_interval(fn, "probs", probs)
+  _checks.debug_unit_interval(fn, "probs", probs,
+                              None if mask is None else mask[..., None])
   _checks.debug_labels_in_range(fn, labels, num_classes, mask)
 
   dtype = _numerics.accum_dtype(probs.dtype)
   p = probs.astype(dtype)
   # Compare ids in a type wide enough for any class count (uint8 labels with
   # C > 256 classes, say).
-  labels = labels.astype(jnp.int64 if labels.dtype.itemsize == 8 else jnp.int32)
+  labels = _numerics.class_ids(labels)
   if isinstance(selection, str):
     class_ids = jnp.arange(num_classes, dtype=labels.dtype)
   else:
+    # Selecting is slicing the class axis; a traced id outside [0, C)
+    # selects NaN probabilities (a NaN loss, never another class).
     class_ids = selection.astype(labels.dtype)
-    p = jnp.take(p, selection, axis=-1)
+    p = jnp.take(p, jnp.where(selection < 0, num_classes, selection), axis=-1,
+                 mode="fill", fill_value=jnp.nan)
   kept = tuple(a for a in range(probs.ndim - 1) if a not in axes)
   class_axis = probs.ndim - 1
 

@@ -34,9 +34,9 @@ def power(x: jax.Array, gamma) -> jax.Array:
   """
   if is_whole(gamma):
     return lax.integer_pow(x, int(gamma))
-  positive = x > 0
-  safe = jnp.where(positive, x, 1)
-  return jnp.where(positive, jnp.exp(gamma * jnp.log(safe)), 0)
+  zero = x == 0
+  safe = jnp.where(zero, 1, x)                 # NaN stays NaN
+  return jnp.where(zero, 0, jnp.exp(gamma * jnp.log(safe)))
 
 
 def exp_power(log_x: jax.Array, gamma, x: jax.Array) -> jax.Array:
@@ -51,6 +51,17 @@ def exp_power(log_x: jax.Array, gamma, x: jax.Array) -> jax.Array:
   return jnp.exp(gamma * log_x)
 
 
+def class_ids(labels: jax.Array) -> jax.Array:
+  """Integer class ids in a type wide enough for any class count (a uint8 id
+  compared with ``arange(C)`` in uint8 would wrap for ``C > 256``)."""
+  return labels.astype(jnp.int64 if labels.dtype.itemsize == 8 else jnp.int32)
+
+
+def one_hot_mask(labels: jax.Array, num_classes: int) -> jax.Array:
+  """Boolean one-hot rows of class ids; an id outside ``[0, C)`` gives none."""
+  return jax.nn.one_hot(class_ids(labels), num_classes, dtype=jnp.bool_)
+
+
 def targets(labels: jax.Array, preds_shape: tuple[int, ...], dtype) -> jax.Array:
   """Targets of shape ``preds_shape`` (``[..., C]``) in ``dtype``.
 
@@ -59,7 +70,7 @@ def targets(labels: jax.Array, preds_shape: tuple[int, ...], dtype) -> jax.Array
   """
   if labels.shape == tuple(preds_shape):
     return labels.astype(dtype)
-  return jax.nn.one_hot(labels, preds_shape[-1], dtype=dtype)
+  return jax.nn.one_hot(class_ids(labels), preds_shape[-1], dtype=dtype)
 
 
 def _add(a, b):

@@ -61,45 +61,65 @@ def _pooled_stats(fn, probs, labels, axis, where, squared, axis_name=None):
   labels = _checks.labels_for(fn, "probs", probs, labels)
   mask = _checks.mask_for(fn, where, probs.shape[:-1])
   axes = _checks.pooled_axes(fn, axis, probs.ndim)
+  squared = _checks.flag(fn, "squared", squared)
   dtype = _numerics.accum_dtype(probs.dtype)
-  _checks.debug_unit_interval(fn, "probs", probs)
-  if labels.shape != probs.shape:
-    _checks.debug_labels_in_range(fn, labels, probs.shape[-1], mask)
+  valid = None if mask is None else mask[..., None]
+  _checks.debug_unit_interval(fn, "probs", probs, valid)
   p = probs.astype(dtype)
   if labels.shape == probs.shape:
+    _checks.debug_unit_interval(fn, "labels", labels, valid)
     t = labels.astype(dtype)
   else:  # Class ids as a boolean one-hot mask, never a float one-hot array.
-    t = jax.nn.one_hot(labels, probs.shape[-1], dtype=jnp.bool_)
+    _checks.debug_labels_in_range(fn, labels, probs.shape[-1], mask)
+    t = _numerics.one_hot_mask(labels, probs.shape[-1])
   if mask is not None:
-    p = jnp.where(mask[..., None], p, 0)
-    t = jnp.where(mask[..., None], t, jnp.zeros((), t.dtype))
+    p = jnp.where(valid, p, 0)
+    t = jnp.where(valid, t, jnp.zeros((), t.dtype))
   inter, pred, true = _numerics.overlap_sums(p, t, axes, squared)
   if axis_name is not None:
     inter, pred, true = _psum_own_share((inter, pred, true), axis_name)
   return inter, pred, true
 
 
-def _class_weights(fn, true, classes, class_weights) -> jax.Array:
-  """Weight of each class in the mean, shape of ``true``: 0 = not selected."""
-  num_classes = true.shape[-1]
-  classes = _checks.class_selection(fn, classes, num_classes)
-  weights = jnp.ones((num_classes,), true.dtype)
+def select_classes(fn, classes, class_weights, *stats):
+  """The per-class statistics ``[..., C]`` of the selected classes, and their
+  weights in the class mean.
+
+  ``"all"`` and ``"present"`` keep every class (``"present"`` weighs a class
+  with ``T_c = 0`` by 0; ``stats[-1]`` is ``T``); an index array selects as
+  slicing the class axis would (a repeated id counts twice). A traced id
+  outside ``[0, C)`` selects NaN statistics (the loss is NaN, never silently
+  another class's); a concrete one is refused at trace time.
+  """
+  num_classes = stats[0].shape[-1]
+  selection = _checks.class_selection(fn, classes, num_classes)
+  dtype = stats[0].dtype
+  weights = jnp.ones((num_classes,), dtype)
   if class_weights is not None:
-    weights = _checks.class_vector(fn, "class_weights", class_weights,
-                                   num_classes).astype(true.dtype)
-  if not isinstance(classes, str):
-    weights = weights * jnp.zeros((num_classes,), true.dtype).at[classes].set(1)
-  weights = jnp.broadcast_to(weights, true.shape)
-  if classes == "present":
-    weights = jnp.where(true > 0, weights, 0)
-  return weights
+    weights = _checks.nonnegative_vector(fn, "class_weights", class_weights,
+                                         num_classes).astype(dtype)
+  if not isinstance(selection, str):
+    idx = jnp.where(selection < 0, num_classes, selection)
+    take = lambda a: jnp.take(a, idx, axis=-1, mode="fill",
+                              fill_value=jnp.nan)
+    stats = tuple(take(s) for s in stats)
+    weights = take(weights)
+  weights = jnp.broadcast_to(weights, stats[-1].shape)
+  if selection == "present":
+    weights = jnp.where(stats[-1] > 0, weights, 0)
+  return stats, weights
 
 
 def class_mean(fn, per_class, true, classes, class_weights) -> jax.Array:
   """Weighted mean over the selected classes; 0 when none is selected."""
-  weights = _class_weights(fn, true, classes, class_weights)
+  (per_class, _), weights = select_classes(fn, classes, class_weights,
+                                           per_class, true)
   return _numerics.safe_div(jnp.sum(weights * per_class, axis=-1),
                             jnp.sum(weights, axis=-1), 0)
+
+
+def _smooth(fn, smooth):
+  return _checks.nonnegative(fn, "smooth", smooth)
 
 
 def dice_loss(
@@ -188,6 +208,7 @@ def dice_loss(
     https://arxiv.org/abs/1606.04797
   """
   fn = "dice_loss"
+  smooth = _smooth(fn, smooth)
   inter, pred, true = _pooled_stats(fn, probs, labels, axis, where, squared,
                                      axis_name)
   per_class = 1 - _numerics.safe_div(2 * inter + smooth, pred + true + smooth, 1)
@@ -250,6 +271,7 @@ def iou_loss(
     https://doi.org/10.1007/978-3-319-50835-1_22
   """
   fn = "iou_loss"
+  smooth = _smooth(fn, smooth)
   inter, pred, true = _pooled_stats(fn, probs, labels, axis, where, squared,
                                      axis_name)
   per_class = 1 - _numerics.safe_div(inter + smooth,
@@ -327,13 +349,17 @@ def tversky_loss(
     https://arxiv.org/abs/1810.07842
   """
   fn = "tversky_loss"
-  _checks.nonnegative(fn, "gamma", gamma)
+  smooth = _smooth(fn, smooth)
+  alpha = _checks.nonnegative(fn, "alpha", alpha)
+  beta = _checks.nonnegative(fn, "beta", beta)
+  gamma = _checks.scalar(fn, "gamma", gamma, low=0.0, above=True)
   inter, pred, true = _pooled_stats(fn, probs, labels, axis, where, squared,
                                      axis_name)
   den = inter + alpha * (pred - inter) + beta * (true - inter) + smooth
   per_class = 1 - _numerics.safe_div(inter + smooth, den, 1)
-  if gamma != 1:
-    per_class = _numerics.power(jnp.maximum(per_class, 0), gamma)
+  if _checks.is_traced(gamma) or gamma != 1:
+    # Rounding can make 1 - (I + s) / den slightly negative; NaN stays NaN.
+    per_class = _numerics.power(jnp.where(per_class < 0, 0, per_class), gamma)
   return class_mean(fn, per_class, true, classes, class_weights)
 
 
@@ -402,19 +428,23 @@ def generalized_dice_loss(
   """
   fn = "generalized_dice_loss"
   _checks.option(fn, "weighting", weighting, ("square", "simple", "uniform"))
-  inter, pred, true = _pooled_stats(fn, probs, labels, axis, where, squared,
-                                     axis_name)
+  smooth = _smooth(fn, smooth)
+  stats = _pooled_stats(fn, probs, labels, axis, where, squared, axis_name)
+  (inter, pred, true), selected = select_classes(fn, classes, class_weights,
+                                                 *stats)
   true_const = lax.stop_gradient(true)
   if weighting == "uniform":
     weights = jnp.ones_like(true_const)
   else:
     power = 2 if weighting == "square" else 1
     weights = _numerics.safe_div(1, lax.integer_pow(true_const, power), jnp.inf)
-    finite = jnp.isfinite(weights)
-    largest = jnp.max(jnp.where(finite, weights, 0), axis=-1, keepdims=True)
+    # The largest finite weight among the selected classes (no class: 1).
+    finite = jnp.isfinite(weights) & (selected > 0)
+    largest = jnp.max(jnp.where(finite, weights, 0), axis=-1, keepdims=True,
+                      initial=0)
     largest = jnp.where(jnp.any(finite, axis=-1, keepdims=True), largest, 1)
-    weights = jnp.where(finite, weights, largest)
-  weights = weights * _class_weights(fn, true_const, classes, class_weights)
+    weights = jnp.where(jnp.isinf(weights), largest, weights)
+  weights = weights * selected
   num = 2 * jnp.sum(weights * inter, axis=-1) + smooth
   den = jnp.sum(weights * (pred + true), axis=-1) + smooth
   return 1 - _numerics.safe_div(num, den, 1)

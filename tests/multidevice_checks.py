@@ -307,7 +307,7 @@ def _global_case(name):
   return args, kwargs
 
 
-@pytest.mark.parametrize("name", sorted(jaxloss.__all__))
+@pytest.mark.parametrize("name", sorted(_test_api().CASES))
 def test_gspmd_batch_sharded_equals_unsharded(name):
   args, kwargs = _global_case(name)
   fn = functools.partial(getattr(jaxloss, name), **kwargs)

@@ -1,9 +1,14 @@
 """The public surface: signatures, docstrings, and one transform table for all.
 
-Every name in ``jaxloss.__all__`` has an entry in ``CASES``: a function of a
-PRNG key that returns the positional arguments (a batch of two examples along
-the leading axis) and the keyword options. The table checks that plain, ``jit``,
-``vmap`` and ``grad`` agree.
+Every function in ``jaxloss.__all__`` has an entry in ``CASES``: a function of
+two PRNG keys that returns the positional arguments (a batch of two examples
+along the leading axis) and the keyword options. The table checks, for every
+function: plain, ``jit`` and ``vmap`` agree; ``grad``, ``value_and_grad``,
+``jvp``, ``linearize`` and ``jacfwd`` give one derivative; Hessian-vector
+products (forward over reverse) match central differences of the gradient;
+``jax.export`` round trips on CPU and serializes for CUDA and TPU; the value
+checks leave no effect in a program traced outside ``jaxloss.value_checks``
+and are reported by ``checkify`` inside it.
 """
 
 import inspect
@@ -12,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.experimental import checkify
 
 import jaxloss
 
@@ -142,13 +148,38 @@ POOLED = {"dice_loss", "iou_loss", "tversky_loss", "generalized_dice_loss",
           "lovasz_softmax", "lovasz_hinge"}
 
 
-def _case(name):
-  (args, kwargs) = CASES[name](*jax.random.split(jax.random.PRNGKey(0)))
+# Inputs that the value checks must report (under jaxloss.value_checks and
+# checkify): a function of the case's arguments returning bad arguments.
+BAD = {
+    "focal_loss": lambda x, y: (x, y + 2),
+    "softmax_focal_loss": lambda x, y: (x, y.at[0].set(9)),
+    "varifocal_loss": lambda x, y: (x, y + 2),
+    "quality_focal_loss": lambda x, y: (x, y - 2),
+    "dice_loss": lambda p, y: (p, y.at[0, 0].set(9)),
+    "iou_loss": lambda p, y: (p * 3, y),
+    "tversky_loss": lambda p, y: (p, y.at[0, 0].set(-1)),
+    "generalized_dice_loss": lambda p, y: (p - 1, y),
+    "lovasz_softmax": lambda p, y: (p, y.at[0, 0].set(9)),
+    "lovasz_hinge": lambda x, y: (x, y + 3),
+}
+
+# Functions whose second derivative is not that of their value by design:
+# piecewise-linear losses (Hessian 0 almost everywhere) and CIoU, whose
+# aspect-ratio weight is a constant of the gradient.
+NOT_SMOOTH = {"lovasz_softmax", "lovasz_hinge", "box_ciou_loss",
+              "complete_box_iou"}
+
+# Public names that are not functions of arrays.
+NOT_ARRAY_FUNCTIONS = {"value_checks"}
+
+
+def _case(name, key=0):
+  (args, kwargs) = CASES[name](*jax.random.split(jax.random.PRNGKey(key)))
   return getattr(jaxloss, name), args, kwargs
 
 
 def test_every_public_name_has_a_case():
-  assert set(jaxloss.__all__) == set(CASES)
+  assert set(jaxloss.__all__) - NOT_ARRAY_FUNCTIONS == set(CASES)
 
 
 def test_version():
@@ -177,29 +208,143 @@ def test_docstring_sections(name):
     assert section in doc, section
 
 
+def _scalar(name):
+  """``f(x) = sum(loss(x, *rest))`` on one example, and that example."""
+  fn, args, kwargs = _case(name)
+  one = [a[0] for a in args]
+  f = lambda x, *rest: jnp.sum(fn(x, *rest, **kwargs))
+  return f, one
+
+
+def _differentiable(name):
+  return jnp.issubdtype(_case(name)[1][0].dtype, jnp.floating)
+
+
+def _close(got, want, rtol=1e-5, atol=1e-6):
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=rtol,
+                             atol=atol)
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_plain_jit_vmap_grad_agree(name):
+def test_plain_jit_vmap_agree(name):
+  fn, args, kwargs = _case(name)
+  call = lambda *a: fn(*a, **kwargs)
+
+  @jax.jit
+  def batched(*args):
+    out = (jax.vmap(call)(*args),) + tuple(
+        call(*[a[i] for a in args]) for i in range(2))
+    if name in POOLED:   # per-example pooling over axis= equals vmap
+      axes = tuple(range(1, args[0].ndim - (name != "lovasz_hinge")))
+      out += (fn(*args, axis=axes, **kwargs),)
+    return out
+
+  vmapped, first, second, *pooled = batched(*args)
+  _close(call(*[a[0] for a in args]), first)         # eager equals jit
+  _close(vmapped, jnp.stack([first, second]))
+  for per_example in pooled:
+    _close(per_example, vmapped)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in CASES if _differentiable(n)))
+def test_every_derivative_agrees(name):
+  """grad, value_and_grad, jvp, linearize and jacfwd: one derivative."""
+  f, one = _scalar(name)
+  x, rest = one[0], one[1:]
+  t = jax.random.normal(jax.random.PRNGKey(7), x.shape, x.dtype)
+
+  @jax.jit
+  def derivatives(x, t, *rest):
+    g = lambda x: f(x, *rest)
+    _, linear = jax.linearize(g, x)
+    return (g(x), jax.grad(g)(x), jax.value_and_grad(g)(x), jax.jvp(g, (x,), (t,)),
+            linear(t), jax.jacfwd(g)(x))
+
+  value, grad, (value2, grad2), (primal, tangent), linear, jac = derivatives(
+      x, t, *rest)
+  assert grad.shape == x.shape
+  assert bool(jnp.all(jnp.isfinite(grad))) and float(jnp.max(jnp.abs(grad)))
+  _close(value2, value)
+  _close(primal, value)
+  _close(grad2, grad)
+  inner = jnp.vdot(grad, t)
+  _close(tangent, inner, rtol=1e-4, atol=1e-5)
+  _close(linear, inner, rtol=1e-4, atol=1e-5)
+  _close(jac, grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in CASES if _differentiable(n)))
+def test_hessian_vector_product(name):
+  """jvp of grad (forward over reverse) against central differences of grad,
+  in float64; 0 for the piecewise-linear Lovász losses."""
+  f, one = _scalar(name)
+  with jax.enable_x64(True):
+    x = jnp.asarray(one[0], jnp.float64)
+    rest = [jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating)
+            else a for a in one[1:]]
+    t = jax.random.normal(jax.random.PRNGKey(8), x.shape, jnp.float64)
+    eps = 1e-5
+
+    @jax.jit
+    def hvp_and_differences(x, t, *rest):
+      grad = jax.grad(lambda x: f(x, *rest))
+      hvp = jax.jvp(grad, (x,), (t,))[1]
+      return hvp, (grad(x + eps * t) - grad(x - eps * t)) / (2 * eps)
+
+    hvp, fd = hvp_and_differences(x, t, *rest)
+    assert bool(jnp.all(jnp.isfinite(hvp)))
+    if name.startswith("lovasz"):
+      assert float(jnp.max(jnp.abs(hvp))) == 0
+    elif name not in NOT_SMOOTH:
+      scale = float(jnp.max(jnp.abs(fd))) + 1e-12
+      np.testing.assert_allclose(hvp / scale, fd / scale, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_export(name):
+  """jax.export of the value and the gradient: the serialized program gives
+  the direct call's values on CPU, and an export for CUDA and TPU
+  serializes."""
   fn, args, kwargs = _case(name)
   one = [a[0] for a in args]
   call = lambda *a: fn(*a, **kwargs)
+  if _differentiable(name):
+    grad = jax.grad(lambda x, *rest: jnp.sum(call(x, *rest)))
+    program = lambda *a: (call(*a), grad(*a))
+  else:
+    program = call
+  exported = jax.export.export(jax.jit(program))(*one)
+  restored = jax.export.deserialize(exported.serialize())
+  for got, want in zip(jax.tree.leaves(restored.call(*one)),
+                       jax.tree.leaves(jax.jit(program)(*one))):
+    _close(got, want, rtol=1e-4)
+  exported = jax.export.export(jax.jit(program),
+                               platforms=("cuda", "tpu"))(*one)
+  assert exported.serialize()
 
-  plain = call(*one)
-  np.testing.assert_allclose(jax.jit(call)(*one), plain, rtol=1e-5, atol=1e-6)
 
-  batched = jax.vmap(call)(*args)
-  stacked = jnp.stack([call(*[a[i] for a in args]) for i in range(2)])
-  np.testing.assert_allclose(batched, stacked, rtol=1e-5, atol=1e-6)
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_value_checks_leave_no_trace_and_report_under_checkify(name):
+  fn, args, kwargs = _case(name)
+  one = [a[0] for a in args]
+  call = jax.jit(lambda *a: fn(*a, **kwargs))
+  assert not jax.make_jaxpr(call)(*one).effects
+  checked = checkify.checkify(call)
+  with jaxloss.value_checks():
+    error, value = checked(*one)
+  error.throw()                    # good input: nothing to report
+  _close(value, call(*one))
+  if name in BAD:
+    with jaxloss.value_checks():
+      assert jax.make_jaxpr(call)(*one).effects
+      error, _ = checked(*BAD[name](*one))
+    with pytest.raises(checkify.JaxRuntimeError, match=name):
+      error.throw()
+    with jaxloss.value_checks(False):
+      assert not jax.make_jaxpr(call)(*one).effects
 
-  total = lambda first, *rest: jnp.sum(call(first, *rest))
-  grad = jax.grad(total)(*one)
-  np.testing.assert_allclose(jax.jit(jax.grad(total))(*one), grad,
-                             rtol=1e-4, atol=1e-6)
-  assert grad.shape == one[0].shape
-  assert bool(jnp.all(jnp.isfinite(grad)))
-  assert float(jnp.max(jnp.abs(grad))) > 0
-  if name in POOLED:
-    axes = tuple(range(1, args[0].ndim - 1))
-    if name == "lovasz_hinge":
-      axes = tuple(range(1, args[0].ndim))
-    np.testing.assert_allclose(fn(*args, axis=axes, **kwargs), batched,
-                               rtol=1e-5, atol=1e-6)
+
+def test_value_checks_argument():
+  with pytest.raises(TypeError, match="value_checks: enabled must be a bool"):
+    with jaxloss.value_checks("yes"):
+      pass
