@@ -4,3 +4,11 @@ import jax
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# The oldest supported JAX (0.7.2) has the same functions under older names:
+# jax.export is a submodule to import and enable_x64 lives in jax.experimental.
+import jax.export  # noqa: E402,F401  pylint: disable=g-import-not-at-top
+
+if not hasattr(jax, "enable_x64"):
+  from jax.experimental import enable_x64  # noqa: E402
+  jax.enable_x64 = enable_x64
