@@ -272,15 +272,19 @@ def focal_loss(
 
   Convention:
     Equal to ``optax.sigmoid_focal_loss`` (same soft-label definition), but
-    computed from one ``exp`` and one ``log1p`` per element: a whole ``gamma``
-    is a product, any other ``gamma`` is ``exp(gamma * log(1 - p_t))`` with
+    computed from one ``exp``, one division and one ``log`` per element: a
+    whole ``gamma`` is a product, any other is ``exp(gamma * log(1 - p_t))``
+    with
     :math:`\log(1 - p_t)` formed in log space, so gradients stay finite for
     ``gamma < 1`` at saturated logits. ``alpha`` goes to the positives, as in
     RetinaNet. Masked entries carry no gradient, even if their logits are
     ``inf`` or NaN. bf16/fp16 logits are computed in float32. For a whole
-    ``gamma`` the gradient (with respect to logits and labels) is written in
-    closed form, a ``jax.custom_vjp``: reverse mode only (``jax.grad``, not
-    ``jax.jvp``).
+    ``gamma`` the derivative (with respect to logits and labels) is written in
+    closed form as a ``jax.custom_jvp``: every AD mode works (``grad``,
+    ``jvp``, ``jacfwd``, Hessians) and a train step's value and gradient
+    cost two elementwise passes. ``alpha`` and ``gamma`` may be traced (not
+    differentiated). Targets outside [0, 1] at entries ``where`` keeps are
+    reported under ``checkify`` inside :func:`jaxloss.value_checks`.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -354,7 +358,8 @@ def softmax_focal_loss(
     :math:`\log p` is ``log_softmax``; :math:`1 - p_c` is ``-expm1(log p_c)``,
     accurate for confident predictions. ``gamma < 1`` keeps finite gradients
     where :math:`p_c` rounds to 1. A class id outside ``[0, C)`` at a valid
-    pixel gives a zero target row (loss 0); ``checkify`` reports it. Masked
+    pixel gives a zero target row (loss 0); ``checkify`` reports it inside
+    :func:`jaxloss.value_checks`. Masked
     pixels carry no gradient, even with ``inf`` or NaN logits.
 
   Examples:

@@ -3,7 +3,7 @@
 Both losses sort per-pixel errors in decreasing order and take the dot product
 of the sorted errors with the Lovász gradient of the Jaccard loss (Berman,
 Rannen Triki, Blaschko 2018, Algorithm 1). The sort is the whole cost, so the
-core is a ``jax.custom_vjp`` around one sort:
+core is a ``jax.custom_jvp`` around one sort:
 
 * errors (non-negative floats) and the foreground bit are packed into one
   unsigned integer key, ``bits(e) << 1 | fg``: the bits of a non-negative float
@@ -18,9 +18,10 @@ core is a ``jax.custom_vjp`` around one sort:
 * the forward pass of a differentiated call also keeps the permutation and
   scatters each position's weight, with the sign of d error / d prediction,
   back to its pixel; that one array (the derivative of the loss with respect
-  to the predictions, in their layout) is the only residual, and the backward
-  pass is a product with the cotangent. Nothing is differentiated through
-  the sort.
+  to the predictions, in their layout) dotted with the tangent is the JVP,
+  linear in the tangent: reverse mode transposes it into a product with the
+  cotangent, and second derivatives are 0. Nothing is differentiated
+  through the sort.
 
 On CPU the core runs in NumPy through ``jax.pure_callback``: two stable
 radix passes over the 16-bit halves of the keys give the permutation (XLA's
@@ -28,9 +29,11 @@ CPU sort is a comparison sort, several times slower, and slower still with a
 second operand), in row blocks spread over a thread pool; with "present"
 classes the rows of absent classes are not sorted at all. On GPU and TPU it is
 pure XLA (one two-operand stable sort for the gradient, one single-operand
-sort for the value alone). ``jax.lax.platform_dependent`` picks one when the
-call is lowered; both break ties by pixel index, share the formula above and
-agree to rounding.
+sort for the value alone). The core is one primitive whose lowering picks the
+engine: the host core on CPU, except when lowering for ``jax.export`` (a host
+callback cannot be serialized), where it is the XLA core, as on every other
+platform; both break ties by pixel index, share the formula above and agree
+to rounding.
 """
 
 from __future__ import annotations
@@ -734,14 +737,19 @@ def lovasz_softmax(
     reference's value (the Lovász extension does not depend on how ties are
     ordered) and the gradient of one tie order, a valid subgradient. The
     derivative of :math:`|t - p|` at :math:`p = t` is taken as 0, and as
-    :math:`\mp 1` elsewhere (probabilities are assumed in [0, 1]; checked
-    under ``checkify``, as labels out of range at valid pixels). bf16/fp16
+    :math:`\mp 1` elsewhere (probabilities are assumed in [0, 1]; reported
+    under ``checkify`` inside :func:`jaxloss.value_checks`, as labels out of
+    range, at valid pixels). bf16/fp16
     probabilities are sorted and summed in float32. The sort runs once per
     call; the gradient reuses its order and saves one float per pixel and
-    class. On CPU the sort runs in NumPy (``jax.pure_callback``), elsewhere
-    in XLA; both give the same results. Reverse mode only (``jax.grad``,
-    ``jax.vjp``): the gradient is a ``jax.custom_vjp``, so ``jax.jvp`` and
-    second derivatives are not available.
+    class. On CPU the sort runs in NumPy (a host callback), elsewhere and in
+    programs lowered for ``jax.export`` in XLA; both give the same results.
+    Every AD mode works: the derivative is a ``jax.custom_jvp`` linear in the
+    tangent (``grad``, ``jvp``, ``jacfwd``; Hessian-vector products are 0,
+    the loss being piecewise linear). Classes: an index array selects as
+    slicing the class axis (a repeated id counts twice); concrete ids must
+    lie in ``[0, C)``, a traced id outside gives NaN. NaN in any selected or
+    unselected row's probabilities gives a NaN loss.
 
     Across devices (``axis_name``): every device gathers the sort keys of all
     devices (4 bytes per pixel and class) and sorts the global rows itself,
@@ -753,7 +761,10 @@ def lovasz_softmax(
     ``lax.psum``). The per-image loss (``axis=(1, 2)``) needs no
     communication: shard the batch and leave ``axis_name`` out. Outside
     ``shard_map`` / ``pmap`` an ``axis_name`` raises JAX's ``NameError``
-    (unbound axis name).
+    (unbound axis name). Forward mode with ``axis_name``: inside a
+    type-checked ``shard_map`` (the default) the tangent is the global one;
+    under ``pmap`` or ``check_vma=False`` each device's tangent is its own
+    share (``lax.psum`` them).
 
   Examples:
     >>> import jax.numpy as jnp
@@ -820,8 +831,9 @@ def lovasz_hinge(
     0). No valid pixel gives 0 with a zero gradient. Masked pixels sort last
     with zero weight. Ties: the reference's value and a valid subgradient.
     bf16/fp16 logits are computed in float32. The gradient reuses the
-    forward sort (one saved float per pixel); reverse mode only. Labels
-    other than 0 or 1 are reported under ``checkify``. ``axis_name`` as in
+    forward sort (one saved float per pixel); every AD mode works (see
+    :func:`lovasz_softmax`). Labels other than 0 or 1 at valid pixels are
+    reported under ``checkify`` inside :func:`jaxloss.value_checks`. ``axis_name`` as in
     :func:`lovasz_softmax` (per-image losses need no communication).
 
   Examples:

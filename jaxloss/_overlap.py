@@ -190,8 +190,19 @@ def dice_loss(
     under ``pmap`` sum them with ``lax.psum`` (not ``pmean``). The mapped axis
     must split pooled axes only: per-image losses (``axis=(1, 2)`` over a
     batch-split input) need no ``axis_name``. Outside ``shard_map`` / ``pmap``
-    an ``axis_name`` raises JAX's ``NameError`` (unbound axis name). No
-    forward-mode differentiation (``jax.jvp``) with ``axis_name``.
+    an ``axis_name`` raises JAX's ``NameError`` (unbound axis name). With
+    ``axis_name`` the cross-device sum has a custom reverse rule, so forward
+    mode (``jax.jvp``) is not available there.
+
+    Differentiation: the three pooled sums have a custom JVP that is linear in
+    the tangents, so ``grad``, ``jvp``, ``jacfwd`` and Hessian-vector
+    products all work (the reverse pass is one fused elementwise loop).
+    Classes: an index array selects as slicing the class axis would (a
+    repeated id counts twice); concrete ids (Python, NumPy, also under
+    ``jit``) must lie in ``[0, C)``; a traced id outside gives NaN.
+    Probabilities outside [0, 1] and class ids outside ``[0, C)`` at valid
+    pixels are reported under ``checkify`` inside
+    :func:`jaxloss.value_checks`.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -324,8 +335,10 @@ def tversky_loss(
     (float64 for float64 probabilities).
 
   Convention:
-    As :func:`dice_loss` (``axis_name`` included); ``alpha = beta = 1/2`` is
-    the Dice loss and ``alpha = beta = 1`` the IoU loss. ``gamma`` is the
+    As :func:`dice_loss` (``axis_name`` included). ``alpha = beta = 1/2``
+    is the Dice loss with twice the smoothing (``tversky_loss(p, y, smooth=s)
+    == dice_loss(p, y, smooth=2 * s)``, equal at ``smooth=0``) and
+    ``alpha = beta = 1`` the IoU loss. ``gamma`` may be traced. ``gamma`` is the
     exponent itself: Abraham and Khan write :math:`\ell^{1/\gamma}`, so
     their :math:`\gamma = 4/3` is ``gamma=0.75`` here. For ``gamma < 1`` the
     gradient at a perfect class (loss 0) is 0, not infinite.
