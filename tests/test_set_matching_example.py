@@ -46,10 +46,11 @@ def test_assignment_under_vmap_undoes_a_shuffle_and_ignores_padding():
   classes = np.concatenate([labels[:, perm], np.full((2, 2), 3)], 1)
   classes[1, list(perm).index(2)] = 3
   logits = (20 * np.eye(4)[classes] - 10).astype(np.float32)
-  cost = set_matching.matching_cost(jnp.asarray(logits), jnp.asarray(pred),
-                                    jnp.asarray(labels), jnp.asarray(boxes))
-  match = np.asarray(jax.jit(jax.vmap(set_matching.assign))(
-      cost, jnp.asarray(valid)))
+  # set_loss computes the cost, matches under vmap and takes the loss.
+  loss, match = jax.jit(set_matching.set_loss)(
+      jnp.asarray(logits), jnp.asarray(pred), jnp.asarray(labels),
+      jnp.asarray(boxes), jnp.asarray(valid))
+  match = np.asarray(match)
   assert match.shape == (2, 5, 3)
   for b in range(2):
     for i, j in enumerate(perm):
@@ -58,9 +59,6 @@ def test_assignment_under_vmap_undoes_a_shuffle_and_ignores_padding():
   assert match.sum() == valid.sum()
   # Perfect predictions of the matched boxes: L1 and GIoU vanish, the loss
   # is the (small) class cross-entropy.
-  loss, _ = set_matching.set_loss(jnp.asarray(logits), jnp.asarray(pred),
-                                  jnp.asarray(labels), jnp.asarray(boxes),
-                                  jnp.asarray(valid))
   assert 0 <= float(loss) < 0.05
 
 
