@@ -249,9 +249,9 @@ def box_l1_cost(a: ArrayLike, b: ArrayLike) -> jax.Array:
     ``[..., N, M]``, in float32 (float64 for float64 ``a``).
 
   Convention:
-    ``torch.cdist(a, b, p=1)``, DETR's box cost; its GIoU cost is
+    The L1 (``p = 1``) pairwise distance, DETR's box cost; its GIoU cost is
     ``-generalized_box_iou(a_xyxy, b_xyxy)`` (convert with
-    :func:`box_convert`).
+    :func:`box_convert`). The gradient of :math:`|a - b|` at a tie is 0.
 
   Examples:
     >>> import jax.numpy as jnp
