@@ -44,3 +44,18 @@ def test_train_step_snippet_trains():
     losses = [float(namespace["train_step"](model, optimizer, images, labels))
               for _ in range(15)]
   assert losses[-1] < losses[0]
+
+
+def test_value_checks_snippet_reports_a_bad_label():
+  snippet = next(b for b in _blocks("python") if "value_checks" in b)
+  import jaxloss                                   # pylint: disable=g-import-not-at-top
+  from jax.experimental import checkify            # pylint: disable=g-import-not-at-top
+  probs = jnp.full((4, 21), 1 / 21)
+  namespace = {"jax": jax, "jaxloss": jaxloss, "probs": probs,
+               "labels": jnp.array([0, 3, 30, 1])}
+  try:
+    exec(compile(snippet, "README.md", "exec"), namespace)
+  except checkify.JaxRuntimeError as error:
+    assert "dice_loss: labels must lie in [0, 21)" in str(error)
+  else:
+    raise AssertionError("the README's snippet reported nothing")
