@@ -11,6 +11,7 @@ and averaged over the selected classes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -268,29 +269,57 @@ def hausdorff_dt_loss(
   return _pixel_mean(fn, (p - t) ** 2 * weight, t, mask, axes, classes)
 
 
-def _pool(x: jax.Array, axes: tuple[int, ...], op, fill: float) -> jax.Array:
-  """``op`` (``lax.max`` or ``lax.min``) over a 3-wide window on ``axes``.
+def _neighbours(x: jax.Array, axes: tuple[int, ...], fill) -> list[jax.Array]:
+  """``x`` and its two neighbours along each axis (``fill`` past the border)."""
+  out = [x]
+  for axis in axes:
+    n = x.shape[axis]
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (1, 1)
+    padded = jnp.pad(x, widths, constant_values=fill)
+    out += [lax.slice_in_dim(padded, 0, n, axis=axis),
+            lax.slice_in_dim(padded, 2, n + 2, axis=axis)]
+  return out
 
-  Windows are clipped at the border (padding with ``fill``, the identity).
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _extreme(x: jax.Array, axes: tuple[int, ...], largest: bool) -> jax.Array:
+  """Max (``largest``) or min of each pixel and its neighbours along ``axes``.
+
+  The derivative is written as a selection: the tangent of the winning
+  neighbour (the pixel itself on a tie, then the first neighbour). It is
+  linear in the tangent, so reverse mode transposes it into pads and slices
+  of the cotangent; autodiff through chains of ``maximum`` would keep a mask
+  a comparison.
   """
-  window = tuple(3 if a in axes else 1 for a in range(x.ndim))
-  padding = tuple((1, 1) if a in axes else (0, 0) for a in range(x.ndim))
-  return lax.reduce_window(x, fill, op, window,
-                           (1,) * x.ndim, padding)
+  op = jnp.maximum if largest else jnp.minimum
+  return functools.reduce(op, _neighbours(x, axes, -jnp.inf if largest
+                                          else jnp.inf))
+
+
+@_extreme.defjvp
+def _extreme_jvp(axes, largest, primals, tangents):
+  (x,), (t,) = primals, tangents
+  values = _neighbours(x, axes, -jnp.inf if largest else jnp.inf)
+  slopes = _neighbours(t, axes, 0)
+  best, slope = values[0], slopes[0]
+  for value, other in zip(values[1:], slopes[1:]):
+    wins = value > best if largest else value < best
+    best = jnp.where(wins, value, best)
+    slope = jnp.where(wins, other, slope)
+  return _extreme(x, axes, largest), slope
 
 
 def _erode(x: jax.Array, spatial: tuple[int, ...]) -> jax.Array:
   """Soft erosion: the minimum over the 3-wide cross of each pixel."""
-  out = None
-  for axis in spatial:
-    arm = -_pool(-x, (axis,), lax.max, -jnp.inf)
-    out = arm if out is None else jnp.minimum(out, arm)
-  return out
+  return _extreme(x, spatial, False)
 
 
 def _dilate(x: jax.Array, spatial: tuple[int, ...]) -> jax.Array:
   """Soft dilation: the maximum over the 3 x 3 (x 3) box of each pixel."""
-  return _pool(x, spatial, lax.max, -jnp.inf)
+  for axis in spatial:
+    x = _extreme(x, (axis,), True)
+  return x
 
 
 def _skeleton(x: jax.Array, iterations: int) -> jax.Array:

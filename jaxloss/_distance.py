@@ -36,7 +36,7 @@ from jaxloss import _checks
 # small, small enough that a block's temporaries stay in cache.
 BLOCK_ELEMENTS = 1 << 17
 # Offsets taken per iteration of the envelope loop (one fused update).
-_UNROLL = 4
+_UNROLL = 8
 
 
 def steps(fn: str, sampling, num_axes: int) -> tuple[float, ...]:

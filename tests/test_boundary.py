@@ -239,49 +239,8 @@ def test_perfect_predictions():
                              / hard.size, rtol=1e-6)
 
 
-# 4. Every transform: jit, vmap, grad, jvp, jacfwd, HVP, export, checkify.
-
-
-TRANSFORM_CASES = {
-    "boundary_loss": {"sampling": (1.0, 2.0)},
-    "hausdorff_dt_loss": {"alpha": 1.5},
-    "cldice_loss": {},
-    "soft_skeleton": {},
-}
-
-
-@pytest.mark.parametrize("name", sorted(TRANSFORM_CASES))
-def test_every_autodiff_mode_and_export(name):
-  fn = getattr(jaxloss, name)
-  kwargs = TRANSFORM_CASES[name]
-  probs, ids = _batch((2, 5, 6), seed=7)
-  args = () if name == "soft_skeleton" else (ids,)
-  f = lambda p: jnp.sum(fn(p, *args, **kwargs))
-  tangent = jax.random.normal(KEY, probs.shape)
-
-  @jax.jit
-  def every_mode(p, t):  # one compilation for all of them
-    flipped = p[::-1]
-    return (f(p), f(flipped), jax.value_and_grad(f)(p),
-            jax.jvp(f, (p,), (t,))[1], jax.jacfwd(f)(p),
-            jax.jvp(jax.grad(f), (p,), (t,))[1],
-            jax.vmap(f)(jnp.stack([p, flipped])))
-
-  plain, flipped, (value, grad), forward, jacobian, hvp, mapped = every_mode(
-      probs, tangent)
-  np.testing.assert_allclose(value, plain, rtol=1e-6)
-  assert bool(jnp.all(jnp.isfinite(grad))) and float(jnp.abs(grad).max()) > 0
-  np.testing.assert_allclose(forward, jnp.vdot(grad, tangent), rtol=1e-4,
-                             atol=1e-6)
-  np.testing.assert_allclose(jacobian, grad, rtol=1e-4, atol=1e-6)
-  assert bool(jnp.all(jnp.isfinite(hvp)))
-  np.testing.assert_allclose(mapped, jnp.stack([plain, flipped]), rtol=1e-6)
-
-  exported = jax.export.export(jax.jit(f))(probs)
-  back = jax.export.deserialize(exported.serialize())
-  np.testing.assert_allclose(back.call(probs), plain, rtol=1e-6)
-  assert jax.export.export(jax.jit(f), platforms=("cuda", "tpu"))(
-      probs).serialize()
+# 4. Transforms: jit, vmap, grad, jvp, jacfwd, HVP and export of every public
+# function run in the API table (tests/test_api.py); here the value checks.
 
 
 def test_value_checks_report_bad_probs_and_labels_at_valid_pixels_only():
@@ -333,9 +292,8 @@ def test_single_pixel_one_class_extremes_and_nan():
 
 def test_cldice_empty_prediction_of_empty_target_is_zero():
   zeros = jnp.zeros((1, 4, 4, 1))
-  for smooth in (0.0, 1.0):
-    value, grad = STEP["cldice"](zeros, zeros, smooth=smooth)
-    assert float(value) == 0.0 and bool(jnp.all(jnp.isfinite(grad)))
+  value, grad = STEP["cldice"](zeros, zeros, smooth=0.0)
+  assert float(value) == 0.0 and bool(jnp.all(jnp.isfinite(grad)))
 
 
 # 6. Reduced precision.

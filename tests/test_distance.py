@@ -101,7 +101,7 @@ def test_blocks_with_remainders_match_scipy(monkeypatch, block):
   np.testing.assert_allclose(got, want, rtol=2e-7, atol=2e-6)
 
 
-@hypothesis.settings(max_examples=8, deadline=None)
+@hypothesis.settings(max_examples=5, deadline=None)
 @hypothesis.given(
     shape=st.lists(st.integers(1, 9), min_size=1, max_size=3),
     p_true=st.floats(0.3, 0.97),
