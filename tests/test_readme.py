@@ -55,7 +55,7 @@ def test_value_checks_snippet_reports_a_bad_label():
   namespace = {"jax": jax, "jaxloss": jaxloss, "probs": probs,
                "labels": jnp.array([0, 3, 30, 1])}
   try:
-    exec(compile(textwrap.dedent("  " + snippet), "README.md", "exec"),
+    exec(compile(textwrap.dedent(snippet), "README.md", "exec"),
          namespace)
   except checkify.JaxRuntimeError as error:
     assert "dice_loss: labels must lie in [0, 21)" in str(error)
