@@ -2,9 +2,9 @@
 
     python benchmarks/boxes.py [--boxes 1048576] [--pairs 1024] [--repeats 20]
 
-Times ``jax.grad`` of the summed loss with respect to the predictions, after a
-warm-up call, as the median of ``--repeats`` runs with ``block_until_ready``
-(the harness of ``benchmarks/dense.py``). On a shared machine, read the ratios.
+Times ``jax.jit(jax.value_and_grad)`` of the summed loss with respect to the
+predictions, boxes passed as arguments, in interleaved rounds (``harness.py``).
+On a shared machine, read the ratios.
 
 Groups:
   box losses:  jaxloss.box_*_loss  vs  the same formula written directly
@@ -13,8 +13,6 @@ Groups:
                distance of the corners (a floor)
   pairwise:    jaxloss.box_iou / generalized_box_iou on [N, 4] x [N, 4]  vs
                the direct formula
-  IoU-aware:   jaxloss.varifocal_loss / quality_focal_loss  vs
-               jaxloss.focal_loss on the same soft targets
 """
 
 from __future__ import annotations
@@ -26,9 +24,7 @@ import jax
 import jax.numpy as jnp
 
 import jaxloss
-from harness import grad_only as fwd_bwd
-from dense import median_time
-from dense import report
+import _harness as harness
 
 
 # Direct transcriptions, no guards: what the guards in jaxloss cost.
@@ -99,41 +95,42 @@ def main() -> None:
   keys = jax.random.split(jax.random.PRNGKey(0), 6)
   pred, target = random_boxes(keys[0], args.boxes), random_boxes(keys[1],
                                                                  args.boxes)
-  print(f"device {jax.devices()[0].device_kind}, jax {jax.__version__}, "
-        f"{args.boxes} box pairs float32, median of {args.repeats}")
+  harness.header(__doc__.splitlines()[0])
+  print(f"{args.boxes} box pairs float32, value_and_grad under jit, medians "
+        f"of {args.repeats} interleaved rounds")
 
-  floor = fwd_bwd(lambda p, t: jnp.sum(jnp.abs(p - t), axis=-1))
+  vg = harness.value_and_grad
+  floor = vg(lambda p, t: jnp.sum(jnp.abs(p - t), axis=-1))
   for name, direct in (("iou", direct_iou), ("giou", direct_giou),
                        ("diou", direct_diou), ("ciou", direct_ciou),
                        ("eiou", direct_eiou)):
     subject = f"jaxloss.box_{name}_loss"
-    fns = {subject: fwd_bwd(getattr(jaxloss, f"box_{name}_loss")),
-           "direct formula, no guards": fwd_bwd(direct),
+    fns = {subject: vg(getattr(jaxloss, f"box_{name}_loss")),
+           "direct formula, no guards": vg(direct),
            "floor: l1 of the corners": floor}
-    times = {k: median_time(f, pred, target, repeats=args.repeats)
-             for k, f in fns.items()}
-    report(f"{name.upper()} loss, elementwise", times, subject)
+    report(f"{name.upper()} loss, elementwise", fns, (pred, target),
+           subject, args.repeats)
 
   a = random_boxes(keys[2], args.pairs)
   b = random_boxes(keys[3], args.pairs)
-  fns = {"jaxloss.box_iou": fwd_bwd(jaxloss.box_iou),
-         "jaxloss.generalized_box_iou": fwd_bwd(jaxloss.generalized_box_iou),
-         "direct pairwise IoU, no guards": fwd_bwd(direct_pairwise_iou)}
-  times = {k: median_time(f, a, b, repeats=args.repeats)
-           for k, f in fns.items()}
-  report(f"pairwise [{args.pairs}, 4] x [{args.pairs}, 4]", times,
-         "jaxloss.box_iou")
+  fns = {"jaxloss.box_iou": vg(jaxloss.box_iou),
+         "jaxloss.generalized_box_iou": vg(jaxloss.generalized_box_iou),
+         "direct pairwise IoU, no guards": vg(direct_pairwise_iou)}
+  report(f"pairwise [{args.pairs}, 4] x [{args.pairs}, 4]", fns, (a, b),
+         "jaxloss.box_iou", args.repeats)
 
-  logits = 3 * jax.random.normal(keys[4], (args.boxes,))
-  quality = jax.random.uniform(keys[5], (args.boxes,))
-  quality = jnp.where(quality < 0.7, 0.0, quality)
-  fns = {"jaxloss.varifocal_loss": fwd_bwd(jaxloss.varifocal_loss),
-         "jaxloss.quality_focal_loss": fwd_bwd(jaxloss.quality_focal_loss),
-         "jaxloss.focal_loss": fwd_bwd(jaxloss.focal_loss)}
-  times = {k: median_time(f, logits, quality, repeats=args.repeats)
-           for k, f in fns.items()}
-  report(f"IoU-aware classification, {args.boxes} logits, 30% positives",
-         times, "jaxloss.focal_loss")
+
+def report(title, fns, args, subject, repeats):
+  """Times ``fns`` (interleaved) on ``args``; prints times and ratios."""
+  times = harness.timed({k: (f, args) for k, f in fns.items()}, repeats)
+  print(f"\n{title}")
+  for name, ms in times.items():
+    print(f"  {name:40s} {ms:9.2f} ms")
+  for name, ms in times.items():
+    if name.startswith("floor"):
+      print(f"  {subject} takes {times[subject] / ms:.2f}x the {name}")
+    elif name != subject:
+      print(f"  {subject} is {ms / times[subject]:.2f}x faster than {name}")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-import harness
+import _harness as harness
 import jaxloss
 
 
