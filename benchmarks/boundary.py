@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
-import harness
+import _harness as harness
 import jaxloss
 
 
