@@ -36,6 +36,13 @@ def compiled(**kwargs):
   return (lambda x, y: both(x, y)[0]), (lambda x, y: both(x, y)[1])
 
 
+@jax.jit
+def masked(x, y, where):
+  """The masked loss and the gradients of its sum."""
+  fn = lambda a, b: jaxloss.distribution_focal_loss(a, b, where=where)
+  return fn(x, y), jax.grad(lambda a, b: jnp.sum(fn(a, b)), (0, 1))(x, y)
+
+
 # 1. Hand cases ------------------------------------------------------------------
 
 def test_hand_cases():
@@ -131,46 +138,46 @@ def test_equals_softmax_cross_entropy_on_bins():
 def test_mask_equals_slicing_and_blocks_nan():
   x = jnp.asarray(bin_logits(8), jnp.float32)
   y = jnp.asarray(targets(9), jnp.float32)
-  keep = jnp.asarray(np.random.default_rng(10).uniform(size=SHAPE) < 0.6)
-  x_bad = jnp.where(keep[..., None], x, jnp.nan)
-  y_bad = jnp.where(keep, y, jnp.nan)
+  keep = np.random.default_rng(10).uniform(size=SHAPE) < 0.6
+  x_bad = np.where(keep[..., None], x, np.nan).astype(np.float32)
+  y_bad = np.where(keep, y, np.nan).astype(np.float32)
   value, grad = compiled()
-  got = jaxloss.distribution_focal_loss(x_bad, y_bad, where=keep)
-  np.testing.assert_allclose(got, jnp.where(keep, value(x, y), 0), rtol=1e-6)
-  gx, gy = jax.grad(lambda a, b: jnp.sum(jaxloss.distribution_focal_loss(
-      a, b, where=keep)), argnums=(0, 1))(x_bad, y_bad)
+  got, (gx, gy) = masked(x_bad, y_bad, keep)
+  np.testing.assert_allclose(got, np.where(keep, value(x, y), 0), rtol=1e-6)
   full = grad(x, y)
-  np.testing.assert_allclose(gx, jnp.where(keep[..., None], full[0], 0),
+  np.testing.assert_allclose(gx, np.where(keep[..., None], full[0], 0),
                              atol=1e-7)
-  np.testing.assert_allclose(gy, jnp.where(keep, full[1], 0), atol=1e-7)
+  np.testing.assert_allclose(gy, np.where(keep, full[1], 0), atol=1e-7)
   # A mask broadcasts: one flag per row.
-  rows = jnp.array([True, False, True, True, False])[:, None]
-  np.testing.assert_allclose(
-      jaxloss.distribution_focal_loss(x, y, where=rows),
-      jnp.where(rows, value(x, y), 0), rtol=1e-6)
+  rows = np.array([True, False, True, True, False])[:, None]
+  got = jax.jit(lambda a, b, w: jaxloss.distribution_focal_loss(
+      a, b, where=w))(x, y, rows)
+  np.testing.assert_allclose(got, np.where(rows, value(x, y), 0), rtol=1e-6)
 
 
 # 4. Edge cases ------------------------------------------------------------------
 
 def test_extreme_logits_nan_and_all_masked():
-  x = jnp.array([[1e4, -1e4, 0.0, 1e4], [-1e4, -1e4, -1e4, 1e4]])
-  y = jnp.array([0.5, 3.0])
-  value, grad = compiled()
-  v = value(x, y)
-  g = grad(x, y)
+  x = np.array([[1e4, -1e4, 0.0, 1e4], [-1e4, -1e4, -1e4, 1e4]], np.float32)
+  y = np.array([0.5, 3.0], np.float32)
+  x_nan, y_nan = x.copy(), y.copy()
+  x_nan[0, 0], y_nan[1] = np.nan, np.nan
+  # One program: the masked loss (mask all True, then all False) and its
+  # gradients, on finite and on NaN inputs.
+  v, g = masked(x, y, np.ones(2, bool))
   assert bool(jnp.all(jnp.isfinite(v)))
   assert all(bool(jnp.all(jnp.isfinite(a))) for a in g)
   np.testing.assert_allclose(v[1], 0.0, atol=1e-6)  # all mass on bin 3
-  assert bool(jnp.all(jnp.isfinite(jaxloss.distribution_integral(x))))
-  np.testing.assert_allclose(jaxloss.distribution_integral(x)[1], 3.0)
+  integral = jax.jit(jaxloss.distribution_integral)(x)
+  assert bool(jnp.all(jnp.isfinite(integral)))
+  np.testing.assert_allclose(integral[1], 3.0)
   # NaN in gives NaN out.
-  assert bool(jnp.isnan(value(x.at[0, 0].set(jnp.nan), y)[0]))
-  assert bool(jnp.isnan(value(x, y.at[1].set(jnp.nan))[1]))
+  assert bool(jnp.isnan(masked(x_nan, y, np.ones(2, bool))[0][0]))
+  assert bool(jnp.isnan(masked(x, y_nan, np.ones(2, bool))[0][1]))
   # All masked: zero loss, zero finite gradients.
-  none = jnp.zeros(2, bool)
-  loss, gx = jax.value_and_grad(lambda a: jnp.sum(
-      jaxloss.distribution_focal_loss(a, y, where=none)))(x)
-  assert float(loss) == 0 and float(jnp.abs(gx).max()) == 0
+  loss, (gx, gy) = masked(x_nan, y_nan, np.zeros(2, bool))
+  assert float(jnp.abs(loss).max()) == 0 and float(jnp.abs(gx).max()) == 0
+  assert float(jnp.abs(gy).max()) == 0
   # Two bins, one entry, empty batch.
   np.testing.assert_allclose(
       jaxloss.distribution_focal_loss(jnp.zeros(2), jnp.float32(0.5)),
@@ -184,19 +191,19 @@ def test_forward_mode_and_hessian_vector_product():
   y = jnp.asarray(targets(12), jnp.float32)
   scalar = lambda a: jnp.sum(jaxloss.distribution_focal_loss(a, y) ** 2)
   d = jnp.asarray(np.random.default_rng(13).normal(size=x.shape), jnp.float32)
-  _, forward = jax.jvp(scalar, (x,), (d,))
-  np.testing.assert_allclose(forward, jnp.sum(jax.grad(scalar)(x) * d),
-                             rtol=1e-4)
-  hvp = jax.jvp(jax.grad(scalar), (x,), (d,))[1]
+  forward, reverse, hvp = jax.jit(lambda a, d: (
+      jax.jvp(scalar, (a,), (d,))[1], jnp.sum(jax.grad(scalar)(a) * d),
+      jax.jvp(jax.grad(scalar), (a,), (d,))[1]))(x, d)
+  np.testing.assert_allclose(forward, reverse, rtol=1e-4)
   assert bool(jnp.all(jnp.isfinite(hvp))) and float(jnp.abs(hvp).max()) > 0
   # The HVP of the integral agrees with a difference of gradients.
   integ = lambda a: jnp.sum(jaxloss.distribution_integral(a) ** 2)
+  h = 1e-6
+  check = jax.jit(lambda a, d: (
+      jax.jvp(jax.grad(integ), (a,), (d,))[1],
+      (jax.grad(integ)(a + h * d) - jax.grad(integ)(a - h * d)) / (2 * h)))
   with jax.enable_x64(True):
-    x64, d64 = jnp.asarray(x, jnp.float64), jnp.asarray(d, jnp.float64)
-    hvp = jax.jvp(jax.grad(integ), (x64,), (d64,))[1]
-    h = 1e-6
-    fd = (jax.grad(integ)(x64 + h * d64) - jax.grad(integ)(x64 - h * d64)) / (
-        2 * h)
+    hvp, fd = check(np.asarray(x, np.float64), np.asarray(d, np.float64))
   np.testing.assert_allclose(hvp, fd, rtol=1e-5, atol=1e-8)
 
 
