@@ -96,14 +96,15 @@ def _power_option(fn: str, power) -> None:
 def _pow(x: jax.Array, power) -> jax.Array:
   """``x ** power`` for alpha-IoU; ``power == 1`` returns ``x`` unchanged.
 
-  A fractional power of a base ``<= 0`` (which only invalid boxes produce)
-  is 0, with zero gradient (double ``where``).
+  A negative base (only invalid boxes produce one: GIoU's penalty) counts as
+  0, so that every power is defined; 0 has gradient 0 (double ``where``) and
+  NaN stays NaN.
   """
   if isinstance(power, (int, float)) and power == 1:
     return x
   if isinstance(power, (jax.Array, np.ndarray, np.number)):
     power = jnp.asarray(power, x.dtype)
-  return _numerics.power(x, power)
+  return _numerics.power(jnp.maximum(x, 0), power)
 
 
 # --------------------------------------------------------------------------
@@ -210,7 +211,8 @@ def box_iou_loss(
     (GIoU, DIoU, CIoU and EIoU can). A zero-area box has IoU 0.
     ``power`` follows alpha-IoU (He et al. 2021): the IoU and each penalty
     term are raised to it separately, ``eps`` placed as for ``power=1``.
-    A fractional power of 0 has gradient 0 (not NaN).
+    A fractional power of 0 has gradient 0 (not NaN); for ``power != 1`` a
+    negative term (only invalid boxes give one) counts as 0.
 
     ``pred`` and ``target`` broadcast against each other over the leading
     axes (explicitly: it works with ``jax_numpy_rank_promotion="raise"``);
@@ -276,7 +278,8 @@ def box_giou_loss(
     towards the target.
     ``power`` follows alpha-IoU (He et al. 2021): the IoU and each penalty
     term are raised to it separately, ``eps`` placed as for ``power=1``.
-    A fractional power of 0 has gradient 0 (not NaN).
+    A fractional power of 0 has gradient 0 (not NaN); for ``power != 1`` a
+    negative term (only invalid boxes give one) counts as 0.
 
     ``pred`` and ``target`` broadcast against each other over the leading
     axes (explicitly: it works with ``jax_numpy_rank_promotion="raise"``);
@@ -346,7 +349,8 @@ def box_diou_loss(
     and keeps a finite gradient however far apart the boxes are.
     ``power`` follows alpha-IoU (He et al. 2021): the IoU and each penalty
     term are raised to it separately, ``eps`` placed as for ``power=1``.
-    A fractional power of 0 has gradient 0 (not NaN).
+    A fractional power of 0 has gradient 0 (not NaN); for ``power != 1`` a
+    negative term (only invalid boxes give one) counts as 0.
 
     ``pred`` and ``target`` broadcast against each other over the leading
     axes (explicitly: it works with ``jax_numpy_rank_promotion="raise"``);
@@ -428,7 +432,8 @@ def box_ciou_loss(
     from the plain IoU), as in the alpha-IoU paper's code.
     ``power`` follows alpha-IoU (He et al. 2021): the IoU and each penalty
     term are raised to it separately, ``eps`` placed as for ``power=1``.
-    A fractional power of 0 has gradient 0 (not NaN).
+    A fractional power of 0 has gradient 0 (not NaN); for ``power != 1`` a
+    negative term (only invalid boxes give one) counts as 0.
 
     ``pred`` and ``target`` broadcast against each other over the leading
     axes (explicitly: it works with ``jax_numpy_rank_promotion="raise"``);

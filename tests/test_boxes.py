@@ -809,3 +809,16 @@ def test_new_box_functions_export_and_forward_mode():
     forward = jax.jvp(scalar, (pred,), (d,))[1]
     np.testing.assert_allclose(forward, jnp.sum(jax.grad(scalar)(pred) * d),
                                rtol=1e-4, atol=1e-6)
+
+
+def test_power_clamps_negative_terms_of_invalid_boxes_and_keeps_nan():
+  # [2, 2, 0, 0] is inverted on both axes: area +4, IoU 0, and GIoU's
+  # penalty (C - U) / C = (4 - 8) / 4 = -1, which a power counts as 0.
+  pred = jnp.array([[2., 2., 0., 0.], [0., 0., jnp.nan, 1.]])
+  target = jnp.array([[0., 0., 2., 2.], [0., 0., 2., 2.]])
+  for power in (0.5, 3.0):
+    got = compiled_power("giou", power)[0](pred, target)
+    np.testing.assert_allclose(got[0], 1.0, rtol=1e-6)
+    assert bool(jnp.isnan(got[1]))
+  np.testing.assert_allclose(compiled("giou")[0](pred, target)[0], 0.0,
+                             atol=1e-6)  # power 1: the signed penalty
