@@ -161,6 +161,12 @@ BAD = {
     "generalized_dice_loss": lambda p, y: (p - 1, y),
     "lovasz_softmax": lambda p, y: (p, y.at[0, 0].set(9)),
     "lovasz_hinge": lambda x, y: (x, y + 3),
+    "distribution_focal_loss": lambda x, y: (x, y + 8),
+    "softmax_class_cost": lambda x, y: (x, y + 5),
+    "focal_class_cost": lambda x, y: (x, y - 5),
+    "mask_dice_cost": lambda x, y: (x, y + 2),
+    "mask_bce_cost": lambda x, y: (x, y - 2),
+    "mask_focal_cost": lambda x, y: (x, y * 3),
 }
 
 # Functions whose second derivative is not that of their value by design:
