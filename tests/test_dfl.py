@@ -278,16 +278,3 @@ def test_bad_input_names_function_and_argument():
   with pytest.raises(TypeError, match=r"distribution_integral: logits must "
                      r"have a floating dtype"):
     jaxloss.distribution_integral(jnp.zeros((3, 4), jnp.int32))
-
-
-def test_export_round_trip():
-  x = jnp.asarray(bin_logits(16), jnp.float32)
-  y = jnp.asarray(targets(17), jnp.float32)
-  for fn, args in ((jaxloss.distribution_focal_loss, (x, y)),
-                   (jaxloss.distribution_integral, (x,))):
-    call = jax.jit(fn)
-    exported = jax.export.export(call)(*args)
-    restored = jax.export.deserialize(exported.serialize())
-    np.testing.assert_allclose(restored.call(*args), call(*args), rtol=1e-6)
-    assert jax.export.export(call, platforms=("cuda", "tpu"))(
-        *args).serialize()

@@ -222,32 +222,6 @@ def test_extreme_logits_nan_and_empty():
       0, 3)
 
 
-def test_forward_mode_hessian_vector_products_and_export():
-  cases = [(name, *COSTS[name][2](9), COSTS[name][3]) for name in NAMES
-           if not name.endswith("_options")]
-  for name, pred, target, options in cases:
-    fn = COSTS[name][0]
-    pred = jnp.asarray(pred, jnp.float32)
-    target = (jnp.asarray(target) if target.dtype.kind == "i"
-              else jnp.asarray(target, jnp.float32))
-    scalar = lambda p: jnp.sum(jnp.sin(fn(p, target, **options)))
-    d = jnp.ones_like(pred)
-    both = jax.jit(lambda p, d: (jax.jvp(scalar, (p,), (d,))[1],
-                                 jnp.sum(jax.grad(scalar)(p) * d),
-                                 jax.jvp(jax.grad(scalar), (p,), (d,))[1]))
-    forward, reverse, hvp = both(pred, d)
-    np.testing.assert_allclose(forward, reverse, rtol=1e-4, atol=1e-6,
-                               err_msg=name)
-    assert bool(jnp.all(jnp.isfinite(hvp))), name
-    call = jax.jit(functools.partial(fn, **options))
-    exported = jax.export.export(call)(pred, target)
-    restored = jax.export.deserialize(exported.serialize())
-    np.testing.assert_allclose(restored.call(pred, target),
-                               call(pred, target), rtol=1e-6, err_msg=name)
-    jax.export.export(call, platforms=("cuda", "tpu"))(
-        pred, target).serialize()
-
-
 def test_bf16_inputs():
   x = jnp.asarray(logits(10, (N, P)), jnp.bfloat16)
   t = jnp.asarray(masks(11), jnp.bfloat16)

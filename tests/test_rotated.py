@@ -319,16 +319,3 @@ def test_bad_input_names_function_and_argument(name):
     fn(ok, ok, tau=None)
   with pytest.raises(ValueError, match=rf"{fname}: tau must be a finite"):
     jax.jit(lambda p: fn(p, p, tau=0.0))(ok)
-
-
-def test_export_round_trip():
-  pred = jnp.asarray(rotated_boxes(17, K), jnp.float32)
-  target = jnp.asarray(rotated_boxes(18, K), jnp.float32)
-  for name in NAMES:
-    call = jax.jit(LOSSES[name][0])
-    exported = jax.export.export(call)(pred, target)
-    restored = jax.export.deserialize(exported.serialize())
-    np.testing.assert_allclose(restored.call(pred, target),
-                               call(pred, target), rtol=1e-6)
-    assert jax.export.export(call, platforms=("cuda", "tpu"))(
-        pred, target).serialize()
