@@ -204,7 +204,10 @@ def rotated_box_probiou_loss(
 ) -> jax.Array:
   r"""ProbIoU loss of rotated boxes: the Hellinger distance of their Gaussians.
 
-  With the Gaussians of the module docstring (:math:`k = 12`) and
+  A box ``(cx, cy, w, h, theta)`` is the Gaussian with mean
+  :math:`\mu = (c_x, c_y)` and covariance
+  :math:`\Sigma = R_\theta \operatorname{diag}(w^2/12 + \epsilon,
+  h^2/12 + \epsilon) R_\theta^\top` (the variance of a uniform box). With
   :math:`\Sigma = (\Sigma_1 + \Sigma_2) / 2`, the Bhattacharyya distance
 
   .. math::
@@ -272,7 +275,10 @@ def rotated_box_kld_loss(
 ) -> jax.Array:
   r"""KLD loss of rotated boxes: Kullback-Leibler divergence of their Gaussians.
 
-  With the Gaussians of the module docstring (:math:`k = 4`), prediction
+  A box ``(cx, cy, w, h, theta)`` is the Gaussian with mean
+  :math:`\mu = (c_x, c_y)` and covariance
+  :math:`\Sigma = R_\theta \operatorname{diag}(w^2/4 + \epsilon,
+  h^2/4 + \epsilon) R_\theta^\top` (:math:`\Sigma^{1/2}` has the half sides). With prediction
   :math:`p` and target :math:`t`,
 
   .. math::
@@ -345,7 +351,11 @@ def rotated_box_gwd_loss(
 ) -> jax.Array:
   r"""GWD loss of rotated boxes: Wasserstein distance of their Gaussians.
 
-  With the Gaussians of the module docstring (:math:`k = 4`),
+  A box ``(cx, cy, w, h, theta)`` is the Gaussian with mean
+  :math:`\mu = (c_x, c_y)` and covariance
+  :math:`\Sigma = R_\theta \operatorname{diag}(w^2/4 + \epsilon,
+  h^2/4 + \epsilon) R_\theta^\top` (:math:`\Sigma^{1/2}` has the half sides). With the two boxes'
+  Gaussians,
 
   .. math::
     d^2 = \|\mu_1 - \mu_2\|^2 + \operatorname{tr}\Big(\Sigma_1 + \Sigma_2
