@@ -254,6 +254,13 @@ def test_value_checks_report_bad_labels_and_targets():
         err.get())
     err, _ = checked(x, jnp.array([0, C - 1]))
     assert err.get() is None
+    # uint8 class ids with more than 256 classes are compared as integers.
+    err, value = checkify.checkify(jax.jit(jaxloss.focal_class_cost))(
+        jnp.zeros((2, 300)), jnp.array([1, 255], jnp.uint8))
+    assert err.get() is None and value.shape == (2, 2)
+    err, _ = checkify.checkify(jax.jit(jaxloss.focal_class_cost))(
+        jnp.zeros((2, 3)), jnp.array([1, -3], jnp.int8))
+    assert "focal_class_cost: labels must lie in [0, 3)" in str(err.get())
     err, _ = checkify.checkify(jax.jit(jaxloss.mask_dice_cost))(
         jnp.zeros((2, 3)), jnp.array([[0., 1., 2.]]))
     assert "mask_dice_cost: targets must lie in [0, 1]" in str(err.get())
