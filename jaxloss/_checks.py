@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import contextlib
-import threading
 
 import chex
 import jax
@@ -265,26 +264,10 @@ def nonnegative_vector(fn: str, name: str, value, num_classes: int
 # Value checks: traced only inside ``value_checks()``.
 
 
-class _ThreadFlag(threading.local):
-  """Fallback for JAX without ``jax.make_user_context``: a per-thread flag."""
-
-  def __init__(self):
-    self.value = False
-
-  @contextlib.contextmanager
-  def __call__(self, value):
-    previous, self.value = self.value, value
-    try:
-      yield
-    finally:
-      self.value = previous
-
-
 # A jit-cache-sensitive context: a function jitted outside ``value_checks``
 # is traced again inside it (and the reverse), so the checks are never
 # missing from, or left in, a cached program.
-_ENABLED = (jax.make_user_context(default_value=False)
-            if hasattr(jax, "make_user_context") else _ThreadFlag())
+_ENABLED = jax.make_user_context(default_value=False)
 
 
 def checks_enabled() -> bool:
@@ -312,10 +295,8 @@ def value_checks(enabled: bool = True):
 
   Convention:
     The setting is read when a loss is traced and is part of ``jax.jit``'s
-    cache key (JAX >= 0.8: ``jax.make_user_context``), so a function jitted
-    outside the context is traced again inside it. On older JAX the setting
-    is a per-thread flag outside the cache key: trace under the context the
-    function you check.
+    cache key (``jax.make_user_context``), so a function jitted outside the
+    context is traced again inside it, and the reverse.
 
   Examples:
     >>> import jax

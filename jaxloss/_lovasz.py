@@ -563,23 +563,9 @@ def _lovasz_rows_jvp(kind, impl, layout, axis_name, primals, tangents):
   grad = _from_rows(grad, layout, preds.shape)
   pooled = tuple(int(a) for a in layout[1])
   loss_dot = jnp.sum(grad * preds_dot, axis=pooled)
-  if axis_name is not None and _varies_over(loss_dot, axis_name):
-    # A type-checked shard_map: the loss is typed the same on every device,
-    # so its tangent must be too. The sum over devices is the tangent of the
-    # global loss, and it transposes to the identity (each device keeps the
-    # slice of the global gradient).
-    loss_dot = lax.psum(loss_dot, axis_name)
+  if axis_name is not None:
+    loss_dot = _numerics.global_tangent(loss_dot, axis_name)
   return (loss, total), (loss_dot, jnp.zeros_like(total))
-
-
-def _varies_over(x, axis_name) -> bool:
-  """Whether ``x`` is typed as varying over ``axis_name`` (shard_map)."""
-  names = axis_name if isinstance(axis_name, tuple) else (axis_name,)
-  aval = jax.typeof(x)
-  vma = getattr(aval, "vma", None)                      # JAX < 0.9
-  if vma is None:
-    vma = getattr(getattr(aval, "manual_axis_type", None), "varying", ())
-  return any(name in vma for name in names)
 
 
 def _impl(fn: str, impl: str) -> str:

@@ -123,3 +123,46 @@ def _overlap_sums_jvp(axes, squared, primals, tangents):
     d_inter = d_inter + jnp.sum(p * t_dot, axes)
     d_true = jnp.sum(2 * t * t_dot if squared else t_dot, axes)
   return out, (d_inter, d_pred, d_true)
+
+
+def varies_over(x: jax.Array, axis_name) -> bool:
+  """Whether ``x`` is typed as varying over ``axis_name`` (a type-checked
+  ``shard_map``); False under ``pmap`` and ``check_vma=False``."""
+  names = axis_name if isinstance(axis_name, tuple) else (axis_name,)
+  aval = jax.typeof(x)
+  vma = getattr(aval, "vma", None)                      # older JAX
+  if vma is None:
+    vma = getattr(getattr(aval, "manual_axis_type", None), "varying", ())
+  return any(name in vma for name in names)
+
+
+def global_tangent(dot: jax.Array, axis_name) -> jax.Array:
+  """The tangent of a value every device computes from all devices' data.
+
+  In a type-checked ``shard_map`` the value is typed the same on every
+  device, so its tangent must be too: the sum of the devices' shares, which
+  JAX transposes to the identity (each device keeps its slice of the global
+  gradient). Elsewhere (``pmap``, ``check_vma=False``) each device keeps its
+  own share, so that the transpose is the identity there too (a ``psum``
+  would transpose to another sum and scale every gradient by the number of
+  devices); forward mode then gives each device's share.
+  """
+  return lax.psum(dot, axis_name) if varies_over(dot, axis_name) else dot
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def psum_own_share(stats, axis_name):
+  """``lax.psum`` whose derivative passes each device's share unchanged.
+
+  Every device computes the same global loss from the summed statistics, so
+  the gradient of its own copy with respect to its own shard is exactly the
+  slice of the global gradient: see :func:`global_tangent`.
+  """
+  return lax.psum(stats, axis_name)
+
+
+@psum_own_share.defjvp
+def _psum_own_share_jvp(axis_name, primals, tangents):
+  (stats,), (dots,) = primals, tangents
+  return (psum_own_share(stats, axis_name),
+          jax.tree.map(lambda d: global_tangent(d, axis_name), dots))

@@ -24,34 +24,6 @@ AxisName = Hashable | None
 Classes = str | ArrayLike
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _psum_own_share(stats, axis_name):
-  """``lax.psum`` whose gradient passes each device's cotangent unchanged.
-
-  Every device computes the same global loss from the summed statistics, so
-  the gradient of its own copy with respect to its own shard is exactly the
-  slice of the global gradient: the transpose of the sum is the identity.
-  ``lax.psum`` itself transposes to another sum under ``jax.pmap`` (and
-  ``shard_map(check_vma=False)``), which would scale every gradient by the
-  number of devices.
-  """
-  return lax.psum(stats, axis_name)
-
-
-def _psum_own_share_fwd(stats, axis_name):
-  return lax.psum(stats, axis_name), stats
-
-
-def _psum_own_share_bwd(axis_name, stats, cotangent):
-  del axis_name
-  # Adding a zero of the shard's type gives the cotangent the shard's
-  # device-varying type inside a type-checked ``shard_map``; elsewhere a no-op.
-  return (jax.tree.map(lambda g, x: g + jnp.zeros_like(x), cotangent, stats),)
-
-
-_psum_own_share.defvjp(_psum_own_share_fwd, _psum_own_share_bwd)
-
-
 def _pooled_stats(fn, probs, labels, axis, where, squared, axis_name=None):
   """Returns ``(I, P, T)``, each of shape ``kept axes + [C]``, accumulated.
 
@@ -77,7 +49,7 @@ def _pooled_stats(fn, probs, labels, axis, where, squared, axis_name=None):
     t = jnp.where(valid, t, jnp.zeros((), t.dtype))
   inter, pred, true = _numerics.overlap_sums(p, t, axes, squared)
   if axis_name is not None:
-    inter, pred, true = _psum_own_share((inter, pred, true), axis_name)
+    inter, pred, true = _numerics.psum_own_share((inter, pred, true), axis_name)
   return inter, pred, true
 
 

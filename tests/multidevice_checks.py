@@ -168,6 +168,22 @@ def test_pmap_value_and_per_device_gradient(name):
                          ref_grad)
 
 
+@pytest.mark.parametrize("name", ["dice_loss", "lovasz_softmax"])
+def test_forward_mode_in_shard_map_is_the_global_tangent(name):
+  probs, labels, _ = _region_batch(4)
+  tangent = jax.random.normal(jax.random.PRNGKey(5), probs.shape)
+  loss = getattr(jaxloss, name)
+  ref_value, ref_tangent = jax.jvp(lambda p: loss(p, labels), (probs,),
+                                   (tangent,))
+  value, tangent_out = jax.jit(jax.shard_map(
+      lambda p, y, t: jax.jvp(lambda p: loss(p, y, axis_name="d"), (p,),
+                              (t,)),
+      mesh=_mesh(), in_specs=P("d"), out_specs=(P(), P())))(
+          probs, labels, tangent)
+  np.testing.assert_allclose(value, ref_value, rtol=2e-6, atol=1e-7)
+  np.testing.assert_allclose(tangent_out, ref_tangent, rtol=1e-5, atol=1e-6)
+
+
 def test_two_mesh_axes_batch_and_height():
   """A batch split over one mesh axis and the height over another."""
   mesh = _mesh((4, 2), ("b", "h"))

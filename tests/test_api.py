@@ -127,7 +127,7 @@ CASES = {
         (_logits(k1, (2, 4, 6)), _binary(k2, (2, 3, 6))), {"alpha": 0.5}),
     "boundary_loss": lambda k1, k2: (
         (_probs(k1, (2, 2, 5, 6, 3)), _ids(k2, (2, 2, 5, 6), 3)),
-        {"sampling": (1.0, 2.0)}),
+        {"sampling": 1.5}),
     "hausdorff_dt_loss": lambda k1, k2: (
         (_probs(k1, (2, 2, 5, 6, 3)), _ids(k2, (2, 2, 5, 6), 3)),
         {"alpha": 1.5}),
@@ -135,7 +135,7 @@ CASES = {
         (_probs(k1, (2, 2, 5, 6, 3)), _ids(k2, (2, 2, 5, 6), 3)), {}),
     "soft_skeleton": lambda k1, k2: ((_probs(k1, (2, 2, 5, 6, 3)),), {}),
     "distance_transform": lambda k1, k2: (
-        (jax.random.bernoulli(k1, 0.7, (2, 5, 6)),), {"sampling": (1.0, 2.0)}),
+        (jax.random.bernoulli(k1, 0.7, (2, 5, 6)),), {"sampling": 1.5}),
 }
 
 # Options with no sensible default are required keywords (the two formats of
