@@ -328,6 +328,9 @@ def debug_labels_in_range(fn: str, labels: jax.Array, num_classes: int,
   """Reports a class id outside [0, C) at a pixel ``where`` keeps."""
   if not checks_enabled():
     return
+  # In a type wide enough for any class count (uint8 ids with C > 256).
+  labels = labels.astype(jnp.int64 if labels.dtype.itemsize == 8
+                         else jnp.int32)
   bad = (labels < 0) | (labels >= num_classes)
   if where is not None:
     bad = bad & where
