@@ -222,8 +222,19 @@ def _scalar(name):
   return f, one
 
 
+# Functions whose first argument is not a float array (nothing to
+# differentiate); checked against the cases below.
+NOT_DIFFERENTIABLE = {"distance_transform"}
+
+
 def _differentiable(name):
-  return jnp.issubdtype(_case(name)[1][0].dtype, jnp.floating)
+  return name not in NOT_DIFFERENTIABLE
+
+
+def test_differentiable_names_take_float_inputs():
+  for name in CASES:
+    floating = jnp.issubdtype(_case(name)[1][0].dtype, jnp.floating)
+    assert floating == _differentiable(name), name
 
 
 def _close(got, want, rtol=1e-5, atol=1e-6):
