@@ -1,6 +1,14 @@
-"""Test-wide JAX settings: no silent upcasting, no silent broadcasting."""
+"""Test-wide JAX settings: no silent upcasting, no silent broadcasting, and
+LLVM's optimisations off (the tests compile many small programs and run each
+a few times; XLA's own passes, and so the numerics, are unchanged)."""
 
-import jax
+import os
+
+os.environ["XLA_FLAGS"] = " ".join(
+    [os.environ.get("XLA_FLAGS", ""),
+     "--xla_backend_optimization_level=0"]).strip()
+
+import jax  # noqa: E402  pylint: disable=g-import-not-at-top
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")

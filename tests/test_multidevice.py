@@ -41,7 +41,7 @@ def results(tmp_path_factory):
                       " --xla_backend_optimization_level=0").strip()
   env["JAX_PLATFORMS"] = "cpu"  # simulated devices, also on a GPU machine
   proc = subprocess.run(
-      [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+      [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0",
        "--doctest-modules", f"--junitxml={report}", CHECKS],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
   log = proc.stdout[-6000:] + proc.stderr[-3000:]
