@@ -98,8 +98,11 @@ def test_eight_simulated_devices():
   assert jax.device_count() == NUM_DEVICES, jax.devices()
 
 
-@pytest.mark.parametrize("check_vma", [True, False])
-@pytest.mark.parametrize("name", OVERLAP)
+# Every overlap loss type-checked; the unchecked shard_map (whose psum
+# transposes like pmap's) on the one whose statistics all change with pooling.
+@pytest.mark.parametrize("name, check_vma",
+                         [(n, True) for n in OVERLAP]
+                         + [("generalized_dice_loss", False)])
 def test_shard_map_value_and_per_device_gradient(name, check_vma):
   """Value = global loss; each shard's gradient = its slice of the global one."""
   soft, where, opts = _split_options(name)
@@ -149,7 +152,7 @@ def test_float64_per_device_gradient_is_the_slice_to_rounding(name):
                                atol=1e-13 * float(jnp.max(jnp.abs(ref_grad))))
 
 
-@pytest.mark.parametrize("name", OVERLAP)
+@pytest.mark.parametrize("name", ["dice_loss", "generalized_dice_loss"])
 def test_pmap_value_and_per_device_gradient(name):
   soft, where, opts = _split_options(name)
   probs, labels, mask = _region_batch(2, soft=soft, where=where)
@@ -271,7 +274,8 @@ def test_every_axis_name_loss_on_the_api_table_case(name):
     _assert_value_and_grad(value, grad, ref_value, ref_grad)
 
 
-@pytest.mark.parametrize("name", AXIS_NAME_LOSSES)
+@pytest.mark.parametrize("name", ["dice_loss", "lovasz_softmax",
+                                  "lovasz_hinge"])
 def test_unbound_axis_name_is_jax_error(name):
   args, kwargs = _global_case(name)
   loss = functools.partial(getattr(jaxloss, name), axis_name="d", **kwargs)
