@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from collections.abc import Sequence
-import functools
 
 import jax
 import jax.numpy as jnp
