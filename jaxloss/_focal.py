@@ -106,10 +106,11 @@ def _closed_form(value, partials):
   The tangent :math:`\partial_x f\,\dot x + \partial_y f\,\dot y` is linear
   in the input tangents, so JAX transposes it for reverse mode, and it is
   differentiable, so second derivatives (Hessian-vector products, ``jacfwd``
-  of ``grad``) come from the partials. The two share no expensive operation:
-  XLA fuses the value into the caller's reduction and the partials into the
-  gradient, one elementwise loop each, instead of writing shared
-  intermediates to memory (3x faster than autodiff on XLA:CPU).
+  of ``grad``) come from the partials. The two share no expensive operation,
+  so XLA computes each in one elementwise loop instead of writing shared
+  intermediates to memory (a train step of ``focal_loss`` is about 2x faster
+  than with a custom VJP that recomputed the terms, and needs one temporary
+  the size of the logits).
   """
   @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
   def core(x, y, param):
