@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
+from jaxloss import _numerics
+
 
 def fail(fn: str, message: str, error: type[Exception] = ValueError):
   raise error(f"{fn}: {message}")
@@ -328,9 +330,7 @@ def debug_labels_in_range(fn: str, labels: jax.Array, num_classes: int,
   """Reports a class id outside [0, C) at a pixel ``where`` keeps."""
   if not checks_enabled():
     return
-  # In a type wide enough for any class count (uint8 ids with C > 256).
-  labels = labels.astype(jnp.int64 if labels.dtype.itemsize == 8
-                         else jnp.int32)
+  labels = _numerics.class_ids(labels)       # uint8 ids with C > 256
   bad = (labels < 0) | (labels >= num_classes)
   if where is not None:
     bad = bad & where

@@ -97,10 +97,8 @@ def _class_inputs(fn: str, logits, labels) -> tuple[jax.Array, jax.Array]:
                  labels.shape[:-1])
   n, c = logits.shape[-2:]
   m = labels.shape[-1]
-  labels = labels.astype(jnp.int32)  # uint8 ids with C > 255 compare right
-  if _checks.checks_enabled():
-    _checks.value_check(jnp.all((labels >= 0) & (labels < c)),
-                        f"{fn}: labels must lie in [0, {c})")
+  _checks.debug_labels_in_range(fn, labels, c, None)
+  labels = _numerics.class_ids(labels)  # uint8 ids with C > 256 clip right
   x = jnp.broadcast_to(logits.astype(_numerics.accum_dtype(logits.dtype)),
                        batch + (n, c))
   idx = jnp.broadcast_to(jnp.clip(labels, 0, c - 1)[..., None, :],
