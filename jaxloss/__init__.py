@@ -34,6 +34,7 @@ from jaxloss._lovasz import lovasz_softmax
 from jaxloss._overlap import dice_loss
 from jaxloss._overlap import generalized_dice_loss
 from jaxloss._overlap import iou_loss
+from jaxloss._overlap import mcc_loss
 from jaxloss._overlap import tversky_loss
 from jaxloss._rotated import rotated_box_gwd_loss
 from jaxloss._rotated import rotated_box_kld_loss
@@ -70,6 +71,7 @@ __all__ = (
     "mask_bce_cost",
     "mask_dice_cost",
     "mask_focal_cost",
+    "mcc_loss",
     "quality_focal_loss",
     "rotated_box_gwd_loss",
     "rotated_box_kld_loss",

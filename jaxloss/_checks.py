@@ -103,6 +103,25 @@ def mask_for(fn: str, where, shape: tuple[int, ...], *,
   fail(fn, f"where.shape {where.shape} must equal {shape} (one flag a pixel)")
 
 
+def region_mask(fn: str, where, shape: tuple[int, ...]) -> jax.Array | None:
+  """Checks a region loss's mask against ``probs.shape`` ``[..., C]``.
+
+  One flag a pixel (shape ``[...]``) or one a pixel and class (shape
+  ``[..., C]``, for partially annotated multi-label data). Returns it with the
+  rank of ``shape`` (a pixel mask gets a trailing axis of size 1), or None.
+  """
+  if where is None:
+    return None
+  where = jnp.asarray(where)
+  if where.shape == tuple(shape):
+    return mask_for(fn, where, tuple(shape))
+  if where.shape != tuple(shape[:-1]):
+    fail(fn, f"where.shape {where.shape} must equal probs.shape[:-1] "
+         f"{tuple(shape[:-1])} (one flag a pixel) or probs.shape "
+         f"{tuple(shape)} (one a pixel and class)")
+  return mask_for(fn, where, tuple(shape[:-1]))[..., None]
+
+
 def pooled_axes(fn: str, axis: int | Sequence[int] | None, ndim: int, *,
                 class_axis: bool = True) -> tuple[int, ...]:
   """Normalises ``axis`` for a rank-``ndim`` input.

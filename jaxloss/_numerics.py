@@ -21,6 +21,14 @@ def safe_div(num: jax.Array, den: jax.Array, at_zero: float) -> jax.Array:
   return jnp.where(zero, at_zero, num / jnp.where(zero, 1, den))
 
 
+def safe_sqrt(x: jax.Array) -> jax.Array:
+  """``sqrt(x)`` for ``x >= 0`` (rounding below 0 counts as 0), with
+  derivative 0 instead of infinity at 0; NaN stays NaN."""
+  positive = x > 0
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1)),
+                   jnp.where(x == x, 0, x))
+
+
 def is_whole(gamma) -> bool:
   return isinstance(gamma, (int, float)) and float(gamma).is_integer() and gamma >= 0
 
@@ -71,58 +79,6 @@ def targets(labels: jax.Array, preds_shape: tuple[int, ...], dtype) -> jax.Array
   if labels.shape == tuple(preds_shape):
     return labels.astype(dtype)
   return jax.nn.one_hot(class_ids(labels), preds_shape[-1], dtype=dtype)
-
-
-def _add(a, b):
-  return tuple(x + y for x, y in zip(a, b))
-
-
-def _sums(p, t, axes, squared):
-  """The three sums of :func:`overlap_sums` in one variadic reduction."""
-  zero = jnp.zeros((), p.dtype)
-  if t.dtype == jnp.bool_:
-    terms = (jnp.where(t, p, zero), p * p if squared else p, t.astype(p.dtype))
-  else:
-    terms = (p * t, p * p if squared else p, t * t if squared else t)
-  return lax.reduce(terms, (zero,) * 3, _add, axes)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
-def overlap_sums(p: jax.Array, t: jax.Array, axes: tuple[int, ...],
-                 squared: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """``(sum p t, sum p, sum t)`` over ``axes`` (squares of p, t if ``squared``).
-
-  ``t`` is a float target or a boolean one-hot mask. One variadic reduction
-  reads the inputs once. The tangent is written as plain sums, linear in the
-  input tangents: JAX transposes it into one elementwise expression,
-  ``dI t + dP`` (``+ 2 p dP`` when squared), which XLA fuses into the
-  caller's backward pass, and differentiates it for second order. (Autodiff
-  of three separate ``jnp.sum`` calls makes XLA:CPU materialise several
-  full-size temporaries.)
-  """
-  return _sums(p, t, axes, squared)
-
-
-@functools.partial(overlap_sums.defjvp, symbolic_zeros=True)
-def _overlap_sums_jvp(axes, squared, primals, tangents):
-  p, t = primals
-  p_dot, t_dot = tangents
-  # The primal is the function itself, so that differentiating this rule
-  # (second order) uses this rule again, never autodiff of lax.reduce.
-  out = overlap_sums(p, t, axes, squared)
-  zero = jnp.zeros_like(out[0])
-  d_inter, d_pred, d_true = zero, zero, zero
-  if not isinstance(p_dot, jax.custom_derivatives.SymbolicZero):
-    if t.dtype == jnp.bool_:
-      d_inter = jnp.sum(jnp.where(t, p_dot, 0), axes)
-    else:
-      d_inter = jnp.sum(p_dot * t, axes)
-    d_pred = jnp.sum(2 * p * p_dot if squared else p_dot, axes)
-  if (t.dtype != jnp.bool_
-      and not isinstance(t_dot, jax.custom_derivatives.SymbolicZero)):
-    d_inter = d_inter + jnp.sum(p * t_dot, axes)
-    d_true = jnp.sum(2 * t * t_dot if squared else t_dot, axes)
-  return out, (d_inter, d_pred, d_true)
 
 
 def varies_over(x: jax.Array, axis_name) -> bool:

@@ -7,6 +7,8 @@ them into a per-class loss and averages over the selected classes.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Hashable
 from collections.abc import Sequence
 
@@ -23,33 +25,110 @@ AxisName = Hashable | None
 Classes = str | ArrayLike
 
 
-def _pooled_stats(fn, probs, labels, axis, where, squared, axis_name=None):
-  """Returns ``(I, P, T)``, each of shape ``kept axes + [C]``, accumulated.
+def _sums(p, t, axes, squared, soft):
+  """The three sums of :func:`overlap_sums` in one variadic reduction."""
+  zero = jnp.zeros((), p.dtype)
+  if t.dtype == jnp.bool_:
+    inter = jnp.where(t, p, zero)
+  elif soft and not squared:
+    inter = jnp.minimum(p, t)
+  else:
+    inter = p * t
+  terms = (inter, p * p if squared else p,
+           t.astype(p.dtype) if t.dtype == jnp.bool_
+           else (t * t if squared else t))
+  return lax.reduce(terms, (zero,) * 3, lambda a, b: tuple(
+      x + y for x, y in zip(a, b)), axes)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def overlap_sums(p: jax.Array, t: jax.Array, axes: tuple[int, ...],
+                 squared: bool, soft: bool
+                 ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  r"""``(I, P, T)``: the intersection, :math:`\sum p` and :math:`\sum t`
+  over ``axes`` (:math:`\sum p^2`, :math:`\sum t^2` if ``squared``).
+
+  ``t`` is a float target or a boolean one-hot mask. The intersection is
+  :math:`\sum p t`, or with ``soft`` (and float, unsquared targets)
+  :math:`\sum \min(p, t) = \sum (p + t - |p - t|) / 2`, which equals
+  :math:`\sum p t` on 0/1 targets. One variadic reduction reads the inputs
+  once. The tangent is written as plain sums, linear in the input tangents:
+  JAX transposes it into one elementwise expression, which XLA fuses into
+  the caller's backward pass, and differentiates it for second order.
+  (Autodiff of three separate ``jnp.sum`` calls makes XLA:CPU materialise
+  several full-size temporaries.)
+  """
+  return _sums(p, t, axes, squared, soft)
+
+
+@functools.partial(overlap_sums.defjvp, symbolic_zeros=True)
+def _overlap_sums_jvp(axes, squared, soft, primals, tangents):
+  p, t = primals
+  p_dot, t_dot = tangents
+  # The primal is the function itself, so that differentiating this rule
+  # (second order) uses this rule again, never autodiff of lax.reduce.
+  out = overlap_sums(p, t, axes, squared, soft)
+  hard = t.dtype == jnp.bool_
+  # d min(p, t) / dp: 1 below the target, 0 above, and t at a tie, so that
+  # 0/1 targets get the derivative of p t exactly (a valid subgradient).
+  if soft and not squared and not hard:
+    d_p = jnp.where(p < t, 1, jnp.where(p > t, 0, t)).astype(p.dtype)
+    d_t = 1 - d_p
+  else:
+    d_p, d_t = t, p
+  zero = jnp.zeros_like(out[0])
+  d_inter, d_pred, d_true = zero, zero, zero
+  if not isinstance(p_dot, jax.custom_derivatives.SymbolicZero):
+    if hard:
+      d_inter = jnp.sum(jnp.where(t, p_dot, 0), axes)
+    else:
+      d_inter = jnp.sum(p_dot * d_p, axes)
+    d_pred = jnp.sum(2 * p * p_dot if squared else p_dot, axes)
+  if not hard and not isinstance(t_dot, jax.custom_derivatives.SymbolicZero):
+    d_inter = d_inter + jnp.sum(d_t * t_dot, axes)
+    d_true = jnp.sum(2 * t * t_dot if squared else t_dot, axes)
+  return out, (d_inter, d_pred, d_true)
+
+
+def _pooled_stats(fn, probs, labels, *, axis, where, squared=False,
+                  soft=False, axis_name=None, count=False):
+  """Returns ``(I, P, T)``, each of shape ``kept axes + [C]``, accumulated,
+  and with ``count`` also ``N``, the number of valid entries per class.
 
   With ``axis_name``, the statistics are summed over that mapped axis.
   """
   probs = _checks.as_float(fn, "probs", probs, min_rank=1)
   labels = _checks.labels_for(fn, "probs", probs, labels)
-  mask = _checks.mask_for(fn, where, probs.shape[:-1])
+  valid = _checks.region_mask(fn, where, probs.shape)
   axes = _checks.pooled_axes(fn, axis, probs.ndim)
   squared = _checks.flag(fn, "squared", squared)
+  soft = _checks.flag(fn, "soft_labels", soft)
   dtype = _numerics.accum_dtype(probs.dtype)
-  valid = None if mask is None else mask[..., None]
   _checks.debug_unit_interval(fn, "probs", probs, valid)
   p = probs.astype(dtype)
   if labels.shape == probs.shape:
     _checks.debug_unit_interval(fn, "labels", labels, valid)
     t = labels.astype(dtype)
   else:  # Class ids as a boolean one-hot mask, never a float one-hot array.
-    _checks.debug_labels_in_range(fn, labels, probs.shape[-1], mask)
+    _checks.debug_labels_in_range(
+        fn, labels, probs.shape[-1],
+        None if valid is None else jnp.any(valid, axis=-1))
     t = _numerics.one_hot_mask(labels, probs.shape[-1])
-  if mask is not None:
+  if valid is not None:
     p = jnp.where(valid, p, 0)
     t = jnp.where(valid, t, jnp.zeros((), t.dtype))
-  inter, pred, true = _numerics.overlap_sums(p, t, axes, squared)
+  stats = overlap_sums(p, t, axes, squared, soft)
+  if count:
+    if valid is None:
+      size = math.prod(probs.shape[a] for a in axes)
+      n = jnp.full(stats[0].shape, size, dtype)
+    else:
+      n = jnp.sum(jnp.broadcast_to(valid, probs.shape), axis=axes,
+                  dtype=dtype)
+    stats = stats + (n,)
   if axis_name is not None:
-    inter, pred, true = _numerics.psum_own_share((inter, pred, true), axis_name)
-  return inter, pred, true
+    stats = _numerics.psum_own_share(stats, axis_name)
+  return stats
 
 
 def select_classes(fn, classes, class_weights, *stats):
@@ -102,6 +181,7 @@ def dice_loss(
     where: ArrayLike | None = None,
     smooth: float = 1.0,
     squared: bool = False,
+    soft_labels: bool = True,
     classes: Classes = "all",
     class_weights: ArrayLike | None = None,
 ) -> jax.Array:
@@ -130,10 +210,16 @@ def dice_loss(
       ``jax.pmap`` axis over which the pooled axes are split across devices.
       The pooled statistics are summed over it, so every device returns the
       loss of the global batch. Default ``None``: no communication.
-    where: Optional boolean mask of shape ``probs.shape[:-1]``; a masked pixel
-      counts for nothing. For an ignore label: ``where=labels != 255``.
+    where: Optional boolean mask of shape ``probs.shape[:-1]`` (one flag a
+      pixel) or ``probs.shape`` (one a pixel and class, for partially
+      annotated multi-label data); a masked entry counts for nothing. For an
+      ignore label: ``where=labels != 255``.
     smooth: :math:`s`, added to numerator and denominator.
     squared: Square :math:`p` and :math:`t` in the denominator.
+    soft_labels: Write the intersection as :math:`I_c = \sum_i \min(p_{ic},
+      t_{ic})`, so that the loss of soft targets is 0 at, and only at,
+      :math:`p = t`; equal to :math:`\sum_i p_{ic} t_{ic}` on hard labels.
+      ``False``: the classic product.
     classes: ``"all"``, ``"present"`` (classes with :math:`T_c > 0` in the
       pooled group) or an integer array of class ids to average over.
     class_weights: Optional ``[C]`` weights :math:`w_c` of the class mean.
@@ -149,6 +235,24 @@ def dice_loss(
     class (e.g. ``"present"`` on an empty target) gives 0. ``smooth=1`` is the
     common choice (optax's default); MONAI uses ``1e-5``. Default pooling is
     the batch-global Dice; optax's ``dice_loss`` defaults to per-image.
+
+    Soft targets (``soft_labels=True``, the default): with
+    :math:`I = \sum \min(p, t)` the loss is
+    :math:`\sum |p - t| / (P + T + s)` up to smoothing, so it is 0 at, and
+    only at, :math:`p = t` (Wang et al. 2023). The classic product
+    (``soft_labels=False``, MONAI's and optax's form) is not: at
+    :math:`t = 0.5` it is 0.5 at :math:`p = t` and 0.33 at :math:`p = 1`, so
+    label smoothing, mixup or averaged annotations push the prediction away
+    from the target. The two agree, value and gradient, on hard labels
+    (class ids, or float targets that are 0 or 1), so the default costs
+    nothing there. With ``squared=True`` the intersection stays
+    :math:`\sum p t`: that loss is :math:`\sum (p - t)^2 / (P + T + s)` up
+    to smoothing, already minimal at :math:`p = t`. At :math:`p = t` the
+    derivative of :math:`\min` is taken as :math:`t` (that of the product).
+
+    Per-element masks (``where`` of shape ``probs.shape``) drop single
+    (pixel, class) entries from every sum: a class counts only the pixels
+    annotated for it.
 
     Across devices (``axis_name``): :math:`I, P, T` are summed over the mapped
     axis before the loss is formed, so the value equals the single-device loss
@@ -191,8 +295,9 @@ def dice_loss(
   """
   fn = "dice_loss"
   smooth = _smooth(fn, smooth)
-  inter, pred, true = _pooled_stats(fn, probs, labels, axis, where, squared,
-                                     axis_name)
+  inter, pred, true = _pooled_stats(
+      fn, probs, labels, axis=axis, where=where, squared=squared,
+      soft=soft_labels, axis_name=axis_name)
   per_class = 1 - _numerics.safe_div(2 * inter + smooth, pred + true + smooth, 1)
   return class_mean(fn, per_class, true, classes, class_weights)
 
@@ -206,6 +311,7 @@ def iou_loss(
     where: ArrayLike | None = None,
     smooth: float = 1.0,
     squared: bool = False,
+    soft_labels: bool = True,
     classes: Classes = "all",
     class_weights: ArrayLike | None = None,
 ) -> jax.Array:
@@ -223,9 +329,12 @@ def iou_loss(
     axis_name: Mapped axis (``shard_map`` / ``pmap``) to sum the pooled
       statistics over, for the loss of the global batch; see
       :func:`dice_loss`.
-    where: Optional boolean mask of shape ``probs.shape[:-1]``.
+    where: Optional boolean mask of shape ``probs.shape[:-1]`` or
+      ``probs.shape``; see :func:`dice_loss`.
     smooth: :math:`s`, added to numerator and denominator.
     squared: Use :math:`\sum p^2` and :math:`\sum t^2` for :math:`P, T`.
+    soft_labels: :math:`I_c = \sum_i \min(p_{ic}, t_{ic})`; see
+      :func:`dice_loss`.
     classes: ``"all"``, ``"present"`` or an integer array of class ids.
     class_weights: Optional ``[C]`` weights of the class mean.
 
@@ -254,8 +363,9 @@ def iou_loss(
   """
   fn = "iou_loss"
   smooth = _smooth(fn, smooth)
-  inter, pred, true = _pooled_stats(fn, probs, labels, axis, where, squared,
-                                     axis_name)
+  inter, pred, true = _pooled_stats(
+      fn, probs, labels, axis=axis, where=where, squared=squared,
+      soft=soft_labels, axis_name=axis_name)
   per_class = 1 - _numerics.safe_div(inter + smooth,
                                      pred + true - inter + smooth, 1)
   return class_mean(fn, per_class, true, classes, class_weights)
@@ -273,6 +383,7 @@ def tversky_loss(
     where: ArrayLike | None = None,
     smooth: float = 1.0,
     squared: bool = False,
+    soft_labels: bool = True,
     classes: Classes = "all",
     class_weights: ArrayLike | None = None,
 ) -> jax.Array:
@@ -295,9 +406,12 @@ def tversky_loss(
     axis_name: Mapped axis (``shard_map`` / ``pmap``) to sum the pooled
       statistics over, for the loss of the global batch; see
       :func:`dice_loss`.
-    where: Optional boolean mask of shape ``probs.shape[:-1]``.
+    where: Optional boolean mask of shape ``probs.shape[:-1]`` or
+      ``probs.shape``; see :func:`dice_loss`.
     smooth: :math:`s`, added to numerator and denominator.
     squared: Use :math:`\sum p^2` and :math:`\sum t^2` for :math:`P, T`.
+    soft_labels: :math:`I_c = \sum_i \min(p_{ic}, t_{ic})`; see
+      :func:`dice_loss`.
     classes: ``"all"``, ``"present"`` or an integer array of class ids.
     class_weights: Optional ``[C]`` weights of the class mean.
 
@@ -313,6 +427,9 @@ def tversky_loss(
     exponent itself: Abraham and Khan write :math:`\ell^{1/\gamma}`, so
     their :math:`\gamma = 4/3` is ``gamma=0.75`` here. For ``gamma < 1`` the
     gradient at a perfect class (loss 0) is 0, not infinite.
+    With soft labels, the false positives :math:`P - I = \sum
+    \max(p - t, 0)` and false negatives :math:`T - I = \sum \max(t - p, 0)`
+    are both 0 at :math:`p = t`.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -337,8 +454,9 @@ def tversky_loss(
   alpha = _checks.nonnegative(fn, "alpha", alpha)
   beta = _checks.nonnegative(fn, "beta", beta)
   gamma = _checks.scalar(fn, "gamma", gamma, low=0.0, above=True)
-  inter, pred, true = _pooled_stats(fn, probs, labels, axis, where, squared,
-                                     axis_name)
+  inter, pred, true = _pooled_stats(
+      fn, probs, labels, axis=axis, where=where, squared=squared,
+      soft=soft_labels, axis_name=axis_name)
   den = inter + alpha * (pred - inter) + beta * (true - inter) + smooth
   per_class = 1 - _numerics.safe_div(inter + smooth, den, 1)
   if _checks.is_traced(gamma) or gamma != 1:
@@ -357,6 +475,7 @@ def generalized_dice_loss(
     where: ArrayLike | None = None,
     smooth: float = 1.0,
     squared: bool = False,
+    soft_labels: bool = True,
     classes: Classes = "all",
     class_weights: ArrayLike | None = None,
 ) -> jax.Array:
@@ -377,9 +496,12 @@ def generalized_dice_loss(
     axis_name: Mapped axis (``shard_map`` / ``pmap``) to sum the pooled
       statistics over, for the loss of the global batch; see
       :func:`dice_loss`.
-    where: Optional boolean mask of shape ``probs.shape[:-1]``.
+    where: Optional boolean mask of shape ``probs.shape[:-1]`` or
+      ``probs.shape``; see :func:`dice_loss`.
     smooth: :math:`s`, added to numerator and denominator.
     squared: Use :math:`\sum p^2` and :math:`\sum t^2` for :math:`P, T`.
+    soft_labels: :math:`I_c = \sum_i \min(p_{ic}, t_{ic})`; see
+      :func:`dice_loss`.
     classes: ``"all"``, ``"present"`` or an integer array of class ids that
       enter the sums.
     class_weights: Optional ``[C]`` factors multiplied into :math:`w_c`.
@@ -413,7 +535,8 @@ def generalized_dice_loss(
   fn = "generalized_dice_loss"
   _checks.option(fn, "weighting", weighting, ("square", "simple", "uniform"))
   smooth = _smooth(fn, smooth)
-  stats = _pooled_stats(fn, probs, labels, axis, where, squared, axis_name)
+  stats = _pooled_stats(fn, probs, labels, axis=axis, where=where,
+                        squared=squared, soft=soft_labels, axis_name=axis_name)
   (inter, pred, true), selected = select_classes(fn, classes, class_weights,
                                                  *stats)
   true_const = lax.stop_gradient(true)
@@ -432,3 +555,91 @@ def generalized_dice_loss(
   num = 2 * jnp.sum(weights * inter, axis=-1) + smooth
   den = jnp.sum(weights * (pred + true), axis=-1) + smooth
   return 1 - _numerics.safe_div(num, den, 1)
+
+
+def mcc_loss(
+    probs: ArrayLike,
+    labels: ArrayLike,
+    *,
+    axis: Axis = None,
+    axis_name: AxisName = None,
+    where: ArrayLike | None = None,
+    smooth: float = 1.0,
+    classes: Classes = "all",
+    class_weights: ArrayLike | None = None,
+) -> jax.Array:
+  r"""Matthews correlation coefficient (MCC) loss, pooled over ``axis``.
+
+  Per class, with the soft confusion counts over the :math:`N_c` pooled
+  valid pixels, :math:`TP = I_c`, :math:`FP = P_c - I_c`,
+  :math:`FN = T_c - I_c`, :math:`TN = N_c - P_c - T_c + I_c`
+  (:math:`I, P, T` as in :func:`dice_loss`),
+
+  .. math::
+    \ell_c = 1 - \frac{TP \cdot TN - FP \cdot FN}
+      {\sqrt{(TP + FP)(TP + FN)(TN + FP)(TN + FN)} + s}
+    = 1 - \frac{N_c I_c - P_c T_c}
+      {\sqrt{P_c (N_c - P_c)\, T_c (N_c - T_c)} + s},
+
+  in :math:`[0, 2]`, and the loss is the weighted mean over the selected
+  classes. Unlike Dice, the background pixels a class gets right
+  (:math:`TN`) count.
+
+  Args:
+    probs: Probabilities ``[..., C]``; for a binary mask, ``[..., 1]``
+      sigmoid probabilities.
+    labels: Integer class ids ``probs.shape[:-1]`` or 0/1 targets
+      ``probs.shape``.
+    axis: Pooled axes; default all but the class axis.
+    axis_name: Mapped axis (``shard_map`` / ``pmap``) to sum the pooled
+      statistics over, for the loss of the global batch; see
+      :func:`dice_loss`.
+    where: Optional boolean mask of shape ``probs.shape[:-1]`` or
+      ``probs.shape``; :math:`N_c` counts the valid entries of class
+      :math:`c`.
+    smooth: :math:`s`, added to the denominator (the authors use 1).
+    classes: ``"all"``, ``"present"`` or an integer array of class ids.
+    class_weights: Optional ``[C]`` weights of the class mean.
+
+  Returns:
+    The loss with the pooled axes and the class axis removed, float32
+    (float64 for float64 probabilities).
+
+  Convention:
+    The denominator is written as two square roots,
+    :math:`\sqrt{P(N - P)} \sqrt{T(N - T)}`, each of them
+    :math:`\le N^2 / 4`, so float32 does not overflow below about
+    :math:`10^{19}` pixels; a root of 0 has derivative 0, not infinity. A
+    class absent from the target (:math:`T_c = 0`), or covering every pixel,
+    has correlation 0 whatever the prediction (the numerator vanishes), so
+    loss 1 and zero gradient: pool over the batch (the default) or use
+    ``classes="present"``. With ``smooth=0`` such a class also has loss 1
+    (0/0 is taken as 0). Soft targets enter the counts as they are (the
+    correlation of soft targets is not minimised at :math:`p = t`; use
+    :func:`dice_loss` with ``soft_labels`` for those). Pooling, masks,
+    classes, ``axis_name`` and differentiation as in :func:`dice_loss`.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> # TP = 1, FP = 1, FN = 0, TN = 2: MCC = (1 * 2 - 0) / sqrt(2*1*3*2).
+    >>> probs = jnp.array([1.0, 1.0, 0.0, 0.0])[:, None]
+    >>> mask = jnp.array([1.0, 0.0, 0.0, 0.0])[:, None]
+    >>> jaxloss.mcc_loss(probs, mask, smooth=0.0)
+    Array(0.42264974, dtype=float32)
+
+  References:
+    Abhishek, Hamarneh, "Matthews Correlation Coefficient Loss for Deep
+    Convolutional Networks: Application to Skin Lesion Segmentation", ISBI
+    2021. https://arxiv.org/abs/2010.13454
+  """
+  fn = "mcc_loss"
+  smooth = _smooth(fn, smooth)
+  inter, pred, true, count = _pooled_stats(
+      fn, probs, labels, axis=axis, where=where, axis_name=axis_name,
+      count=True)
+  num = count * inter - pred * true
+  den = (_numerics.safe_sqrt(pred * (count - pred))
+         * _numerics.safe_sqrt(true * (count - true)) + smooth)
+  per_class = 1 - _numerics.safe_div(num, den, 0)
+  return class_mean(fn, per_class, true, classes, class_weights)

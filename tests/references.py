@@ -58,14 +58,26 @@ def softmax_focal(logits, targets, alpha=None, gamma=2.0):
 # Overlap losses: per-class statistics over the pooled valid pixels.
 
 
-def overlap_stats(probs, targets, axes, where=None, squared=False):
-  """I, P, T per class, pooled over ``axes`` (a tuple of leading axes)."""
+def overlap_stats(probs, targets, axes, where=None, squared=False,
+                  soft_labels=True):
+  """I, P, T per class, pooled over ``axes`` (a tuple of leading axes).
+
+  ``where`` has one flag a pixel or one a pixel and class. With
+  ``soft_labels`` (and not ``squared``) the intersection is Wang et al.'s
+  (2023) ``(|p| + |t| - |p - t|) / 2`` with L1 norms over the pooled axes.
+  """
   p = np.asarray(probs, np.float64)
   t = np.asarray(targets, np.float64)
   if where is not None:
-    valid = np.asarray(where, np.float64)[..., None]
+    valid = np.asarray(where, np.float64)
+    if valid.shape != p.shape:
+      valid = valid[..., None]
     p, t = p * valid, t * valid
-  inter = np.sum(p * t, axis=axes)
+  if soft_labels and not squared:
+    inter = (np.sum(np.abs(p), axis=axes) + np.sum(np.abs(t), axis=axes)
+             - np.sum(np.abs(p - t), axis=axes)) / 2
+  else:
+    inter = np.sum(p * t, axis=axes)
   pred = np.sum(p**2 if squared else p, axis=axes)
   true = np.sum(t**2 if squared else t, axis=axes)
   return inter, pred, true
@@ -99,33 +111,54 @@ def _ratio(num, den):
 
 
 def dice(probs, targets, axes, where=None, smooth=1.0, squared=False,
-         classes="all", class_weights=None):
-  i, p, t = overlap_stats(probs, targets, axes, where, squared)
+         classes="all", class_weights=None, soft_labels=True):
+  i, p, t = overlap_stats(probs, targets, axes, where, squared, soft_labels)
   per_class = 1 - _ratio(2 * i + smooth, p + t + smooth)
   return class_mean(per_class, t, classes, class_weights)
 
 
 def iou(probs, targets, axes, where=None, smooth=1.0, squared=False,
-        classes="all", class_weights=None):
-  i, p, t = overlap_stats(probs, targets, axes, where, squared)
+        classes="all", class_weights=None, soft_labels=True):
+  i, p, t = overlap_stats(probs, targets, axes, where, squared, soft_labels)
   per_class = 1 - _ratio(i + smooth, p + t - i + smooth)
   return class_mean(per_class, t, classes, class_weights)
 
 
 def tversky(probs, targets, axes, alpha=0.5, beta=0.5, gamma=1.0, where=None,
-            smooth=1.0, squared=False, classes="all", class_weights=None):
-  i, p, t = overlap_stats(probs, targets, axes, where, squared)
+            smooth=1.0, squared=False, classes="all", class_weights=None,
+            soft_labels=True):
+  i, p, t = overlap_stats(probs, targets, axes, where, squared, soft_labels)
   fp, fn = p - i, t - i
   per_class = (1 - _ratio(i + smooth, i + alpha * fp + beta * fn + smooth))
   per_class = np.maximum(per_class, 0) ** gamma
   return class_mean(per_class, t, classes, class_weights)
 
 
+def mcc(probs, targets, axes, where=None, smooth=1.0, classes="all",
+        class_weights=None):
+  """1 - Matthews correlation of the soft confusion counts (Abhishek and
+  Hamarneh 2021), per class; 0/0 counts as correlation 0."""
+  p = np.asarray(probs, np.float64)
+  t = np.asarray(targets, np.float64)
+  valid = np.ones(p.shape)
+  if where is not None:
+    w = np.asarray(where, np.float64)
+    valid = valid * (w if w.shape == p.shape else w[..., None])
+  tp = np.sum(valid * p * t, axis=axes)
+  fp = np.sum(valid * p * (1 - t), axis=axes)
+  fn = np.sum(valid * (1 - p) * t, axis=axes)
+  tn = np.sum(valid * (1 - p) * (1 - t), axis=axes)
+  num = tp * tn - fp * fn
+  den = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)) + smooth
+  per_class = 1 - np.where(den == 0, 0.0, num / np.where(den == 0, 1, den))
+  return class_mean(per_class, tp + fn, classes, class_weights)
+
+
 def generalized_dice(probs, targets, axes, weighting="square", where=None,
                      smooth=1.0, squared=False, classes="all",
-                     class_weights=None):
+                     class_weights=None, soft_labels=True):
   """Sudre et al. 2017; an absent class takes the largest finite weight."""
-  i, p, t = overlap_stats(probs, targets, axes, where, squared)
+  i, p, t = overlap_stats(probs, targets, axes, where, squared, soft_labels)
   if weighting == "uniform":
     w = np.ones_like(t)
   else:

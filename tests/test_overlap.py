@@ -1,5 +1,9 @@
 """Dice, IoU, Tversky and generalized Dice: hand cases, references, edges."""
 
+import functools
+
+import hypothesis
+import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -77,6 +81,8 @@ def test_hand_case_two_classes_with_ids():
     {"classes": "present", "where": True, "smooth": 0.0},
     {"classes": (0, 2), "class_weights": (1.0, 2.0, 0.5), "squared": True},
     {"soft": True, "axis": 1, "smooth": 0.5},
+    {"soft": True, "soft_labels": False, "where": "element"},
+    {"where": "element", "axis": (1, 2), "classes": "present"},
 ])
 def test_matches_reference(name, variant):
   fn, reference, options = LOSSES[name]
@@ -88,8 +94,10 @@ def test_matches_reference(name, variant):
     targets = np.asarray(labels)
   else:
     labels, targets = ids, ref.one_hot(ids, C)
-  if variant.pop("where", False):
-    variant["where"] = jax.random.bernoulli(KEY, 0.7, ids.shape)
+  where = variant.pop("where", False)
+  if where:
+    shape = probs.shape if where == "element" else ids.shape
+    variant["where"] = jax.random.bernoulli(KEY, 0.7, shape)
   if "classes" in variant and not isinstance(variant["classes"], str):
     variant["classes"] = jnp.array(variant["classes"])
   if "class_weights" in variant:
@@ -107,6 +115,130 @@ def test_matches_reference(name, variant):
       lambda p: reference(p, targets, axes, **np_kwargs).sum(), probs)
   np.testing.assert_allclose(jax.grad(lambda p: loss(p).sum())(probs), want_grad,
                              rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", [
+    {},
+    {"axis": (1, 2), "smooth": 0.0},
+    {"classes": "present", "where": "pixel"},
+    {"classes": (0, 2), "class_weights": (1.0, 2.0, 0.5), "where": "element"},
+])
+def test_mcc_matches_reference(variant):
+  variant = dict(variant)
+  probs, ids = _batch(seed=5)
+  where = variant.pop("where", None)
+  if where:
+    shape = probs.shape if where == "element" else ids.shape
+    variant["where"] = jax.random.bernoulli(KEY, 0.7, shape)
+  for key in ("classes", "class_weights"):
+    if not isinstance(variant.get(key, "all"), str):
+      variant[key] = jnp.array(variant[key])
+  axis = variant.pop("axis", None)
+  axes = (0, 1, 2) if axis is None else axis
+  np_kwargs = {k: np.asarray(v) if isinstance(v, jax.Array) else v
+               for k, v in variant.items()}
+  targets = ref.one_hot(ids, C)
+  loss = lambda p: jaxloss.mcc_loss(p, ids, axis=axis, **variant)
+  want = lambda p: ref.mcc(p, targets, axes, **np_kwargs)
+  np.testing.assert_allclose(loss(probs), want(probs), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+      jax.grad(lambda p: loss(p).sum())(probs),
+      ref.numerical_grad(lambda p: want(p).sum(), probs), rtol=1e-3, atol=1e-5)
+
+
+def test_mcc_hand_cases():
+  mask = jnp.array([1.0, 1.0, 0.0, 0.0, 0.0])[:, None]
+  mcc = functools.partial(jaxloss.mcc_loss, smooth=0.0)
+  np.testing.assert_allclose(mcc(mask, mask), 0.0, atol=1e-7)      # perfect
+  np.testing.assert_allclose(mcc(1 - mask, mask), 2.0, rtol=1e-6)  # inverted
+  # An absent class has correlation 0 (loss 1), with zero gradient.
+  empty = jnp.zeros_like(mask)
+  np.testing.assert_allclose(mcc(mask, empty), 1.0)
+  assert not np.any(jax.grad(lambda p: mcc(p, empty))(mask))
+  # Two classes as ids equal the one-hot targets; "present" drops class 2.
+  probs, ids = _batch((6,), seed=6)
+  ids = ids.at[:].set(jnp.where(ids == 2, 0, ids))
+  np.testing.assert_allclose(jaxloss.mcc_loss(probs, ids),
+                             jaxloss.mcc_loss(probs, jax.nn.one_hot(ids, C)),
+                             rtol=1e-6)
+  np.testing.assert_allclose(
+      jaxloss.mcc_loss(probs, ids, classes="present"),
+      jaxloss.mcc_loss(probs, ids, classes=jnp.array([0, 1])), rtol=1e-6)
+
+
+# Soft labels (Wang et al. 2023): 0 and minimal at p = t, equal on hard labels.
+
+SOFT_LOSSES = {
+    "dice": jax.jit(jaxloss.dice_loss, static_argnames="soft_labels"),
+    "iou": jax.jit(jaxloss.iou_loss, static_argnames="soft_labels"),
+    "tversky": jax.jit(functools.partial(jaxloss.tversky_loss, alpha=0.3,
+                                         beta=0.7),
+                       static_argnames="soft_labels"),
+    "generalized_dice": jax.jit(jaxloss.generalized_dice_loss,
+                                static_argnames="soft_labels"),
+}
+
+
+def test_soft_labels_hand_case():
+  # One pixel, target 0.5: the product form is 0.5 at p = t but 1/3 at p = 1.
+  t = jnp.array([[0.5]])
+  dice = functools.partial(jaxloss.dice_loss, smooth=0.0)
+  np.testing.assert_allclose(dice(t, t, soft_labels=False), 0.5)
+  np.testing.assert_allclose(dice(jnp.ones_like(t), t, soft_labels=False),
+                             1 / 3, rtol=1e-6)
+  np.testing.assert_allclose(dice(t, t), 0.0)
+  np.testing.assert_allclose(dice(jnp.ones_like(t), t), 1 / 3, rtol=1e-6)
+  # |p - t| / (P + T): p = 0.2 gives 0.3 / 0.7.
+  np.testing.assert_allclose(dice(jnp.array([[0.2]]), t), 3 / 7, rtol=1e-6)
+
+
+@hypothesis.settings(max_examples=25, deadline=None)
+@hypothesis.given(seed=st.integers(0, 2**31 - 1),
+                  smooth=st.sampled_from([0.0, 1e-3, 1.0]))
+def test_soft_labels_zero_and_minimal_at_target(seed, smooth):
+  rng = np.random.default_rng(seed)
+  targets = jnp.asarray(rng.random((2, 5, 3)), jnp.float32)
+  other = jnp.asarray(rng.random((2, 5, 3)), jnp.float32)
+  hard = jnp.asarray(rng.random((2, 5, 3)) < 0.5, jnp.float32)
+  for name, fn in SOFT_LOSSES.items():
+    at_target = fn(targets, targets, smooth=smooth, soft_labels=True)
+    np.testing.assert_allclose(at_target, 0.0, atol=1e-6, err_msg=name)
+    assert fn(other, targets, smooth=smooth, soft_labels=True) >= at_target
+    # Hard targets: value and gradient equal the product form.
+    soft, grad_soft = jax.value_and_grad(fn)(other, hard, smooth=smooth,
+                                             soft_labels=True)
+    prod, grad_prod = jax.value_and_grad(fn)(other, hard, smooth=smooth,
+                                             soft_labels=False)
+    np.testing.assert_allclose(soft, prod, rtol=1e-6, err_msg=name)
+    np.testing.assert_allclose(grad_soft, grad_prod, rtol=1e-5, atol=1e-7,
+                               err_msg=name)
+
+
+def test_soft_labels_gradient_at_exact_hard_predictions():
+  # A tie p == t in {0, 1} takes the product's derivative t.
+  hard = jnp.array([[1.0], [0.0], [1.0]])
+  for name, fn in SOFT_LOSSES.items():
+    np.testing.assert_allclose(
+        jax.grad(fn)(hard, hard, smooth=1.0, soft_labels=True),
+        jax.grad(fn)(hard, hard, smooth=1.0, soft_labels=False), rtol=1e-6,
+        err_msg=name)
+
+
+@pytest.mark.parametrize("fn", [jaxloss.dice_loss, jaxloss.tversky_loss,
+                                jaxloss.mcc_loss])
+def test_per_element_mask_is_each_class_on_its_own_pixels(fn):
+  probs, ids = _batch(seed=8)
+  where = jax.random.bernoulli(KEY, 0.6, probs.shape)
+  targets = jax.nn.one_hot(ids, C)
+  got = fn(probs, ids, where=where, axis=(1, 2), classes=jnp.array([1]))
+  want = fn(probs[..., 1:2], targets[..., 1:2], where=where[..., 1],
+            axis=(1, 2))
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  # A per-element mask that repeats the pixel mask is the pixel mask.
+  pixel = where[..., 0]
+  np.testing.assert_allclose(
+      fn(probs, ids, where=jnp.broadcast_to(pixel[..., None], probs.shape)),
+      fn(probs, ids, where=pixel), rtol=1e-6)
 
 
 # 3. Identities.
@@ -251,8 +383,16 @@ def test_errors_name_function_and_argument():
     jaxloss.iou_loss(probs, ids, classes=jnp.array([0, 3]))
   with pytest.raises(ValueError, match=r'dice_loss: classes must be "all"'):
     jaxloss.dice_loss(probs, ids, classes="some")
-  with pytest.raises(ValueError, match=r"dice_loss: where.shape \(2, 3\)"):
+  with pytest.raises(ValueError, match=r"dice_loss: where.shape \(2, 3\) must "
+                     r"equal probs.shape\[:-1\] \(2, 3, 4\) \(one flag a "
+                     r"pixel\) or probs.shape \(2, 3, 4, 3\)"):
     jaxloss.dice_loss(probs, ids, where=jnp.ones((2, 3), bool))
+  with pytest.raises(TypeError, match=r"mcc_loss: where must be a boolean"):
+    jaxloss.mcc_loss(probs, ids, where=jnp.ones(probs.shape))
+  with pytest.raises(TypeError, match=r"iou_loss: soft_labels must be True or False"):
+    jaxloss.iou_loss(probs, ids, soft_labels="yes")
+  with pytest.raises(ValueError, match=r"mcc_loss: smooth must be"):
+    jaxloss.mcc_loss(probs, ids, smooth=-1.0)
   with pytest.raises(ValueError, match=r"generalized_dice_loss: weighting"):
     jaxloss.generalized_dice_loss(probs, ids, weighting="cube")
   with pytest.raises(TypeError, match=r"dice_loss: labels of shape"):
