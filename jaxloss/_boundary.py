@@ -42,16 +42,16 @@ def _inputs(fn, probs, labels, axis, where):
 
   Returns ``(p, t, inside, mask, axes)``: ``p`` and ``t`` in the accumulation
   dtype, 0 at masked pixels; ``inside`` the boolean class masks (``t > 1/2``),
-  False at masked pixels; ``mask`` the valid pixels ``[B, *spatial, 1]`` or
-  None; ``axes`` the pooled axes.
+  False at masked entries; ``mask`` the valid entries, ``[B, *spatial, 1]``
+  (a pixel mask) or ``[B, *spatial, C]`` (a pixel-and-class mask), or None;
+  ``axes`` the pooled axes.
   """
   probs = _checks.as_float(fn, "probs", probs)
   _spatial(fn, "probs", probs)
   labels = _checks.labels_for(fn, "probs", probs, labels)
-  mask = _checks.mask_for(fn, where, probs.shape[:-1])
+  mask = _checks.region_mask(fn, where, probs.shape)
   axes = _checks.pooled_axes(fn, axis, probs.ndim)
   dtype = _numerics.accum_dtype(probs.dtype)
-  mask = None if mask is None else mask[..., None]
   _checks.debug_unit_interval(fn, "probs", probs, mask)
   p = probs.astype(dtype)
   if labels.shape == probs.shape:
@@ -59,7 +59,8 @@ def _inputs(fn, probs, labels, axis, where):
     inside = t > 0.5
   else:
     _checks.debug_labels_in_range(fn, labels, probs.shape[-1],
-                                  None if mask is None else mask[..., 0])
+                                  None if mask is None
+                                  else jnp.any(mask, axis=-1))
     inside = jax.nn.one_hot(labels, probs.shape[-1], dtype=jnp.bool_)
     t = inside.astype(dtype)
   if mask is not None:
@@ -139,7 +140,8 @@ def boundary_loss(
     axis: Axes the mean is pooled over; default every axis but the class
       axis (one scalar for the batch). ``axis=(1, 2)`` on ``[B, H, W, C]``
       gives one loss per image. The distances are per image either way.
-    where: Optional boolean mask ``[B, *spatial]`` of valid pixels. For an
+    where: Optional boolean mask ``[B, *spatial]`` of valid pixels, or
+      ``[B, *spatial, C]`` of valid (pixel, class) entries. For an
       ignore label: ``where=labels != 255``.
     classes: ``"all"``, ``"present"`` (classes with a target pixel in the
       pooled group) or an integer array of class ids to average over.
@@ -221,7 +223,8 @@ def hausdorff_dt_loss(
     alpha: Exponent :math:`\alpha \ge 0` of the distances (the paper's 2).
     axis: Axes the mean is pooled over; default every axis but the class
       axis. ``axis=(1, 2)`` on ``[B, H, W, C]`` gives one loss per image.
-    where: Optional boolean mask ``[B, *spatial]`` of valid pixels.
+    where: Optional boolean mask ``[B, *spatial]`` of valid pixels, or
+      ``[B, *spatial, C]`` of valid (pixel, class) entries.
     classes: ``"all"``, ``"present"`` or an integer array of class ids.
     sampling: Grid spacing of the spatial axes: one positive number or one
       per spatial axis. Default 1.
@@ -441,7 +444,8 @@ def cldice_loss(
     axis: Axes the sums are pooled over; default every axis but the class
       axis. ``axis=(1, 2)`` on ``[B, H, W, C]`` gives one loss per image.
       The skeletons are per image either way.
-    where: Optional boolean mask ``[B, *spatial]`` of valid pixels.
+    where: Optional boolean mask ``[B, *spatial]`` of valid pixels, or
+      ``[B, *spatial, C]`` of valid (pixel, class) entries.
     classes: ``"all"``, ``"present"`` or an integer array of class ids.
 
   Returns:

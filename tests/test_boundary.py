@@ -218,6 +218,17 @@ def test_masked_pixels_carry_nothing(name):
   assert bool(jnp.all(grad[0, :2] == 0))
 
 
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_per_element_mask_is_each_class_on_its_own_pixels(name):
+  fn, _ = LOSSES[name]
+  probs, ids = _batch(seed=6)
+  where = jax.random.bernoulli(KEY, 0.7, probs.shape)
+  targets = jax.nn.one_hot(ids, C)
+  got = fn(probs, ids, where=where, classes=(1,))
+  want = fn(probs[..., 1:2], targets[..., 1:2], where=where[..., 1])
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
 def test_hausdorff_alpha_zero_is_twice_the_mse():
   probs, ids = _batch(seed=5)
   t = jax.nn.one_hot(ids, C)
