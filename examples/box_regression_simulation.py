@@ -105,8 +105,8 @@ def make_simulation(loss_fn):
   ``t``, split into ``(cx, cy, w, h)``: shape ``[iterations, 4]``.
   """
   def loss_cxcywh(box, target):
-    xyxy = jaxloss.box_convert(box, source="cxcywh", target="xyxy")
-    goal = jaxloss.box_convert(target, source="cxcywh", target="xyxy")
+    xyxy = jaxloss.box_convert(box, in_format="cxcywh", out_format="xyxy")
+    goal = jaxloss.box_convert(target, in_format="cxcywh", out_format="xyxy")
     return loss_fn(xyxy, goal), jaxloss.box_iou_loss(xyxy, goal)
 
   def step(box, target, lr):
@@ -142,8 +142,8 @@ def run(num_points: int, iterations: int, losses=tuple(LOSSES), seed: int = 0):
 
 def overlaps(anchors: np.ndarray, targets: np.ndarray) -> np.ndarray:
   """Whether each anchor overlaps its target at the start."""
-  a = jaxloss.box_convert(jnp.asarray(anchors), source="cxcywh", target="xyxy")
-  t = jaxloss.box_convert(jnp.asarray(targets), source="cxcywh", target="xyxy")
+  a = jaxloss.box_convert(jnp.asarray(anchors), in_format="cxcywh", out_format="xyxy")
+  t = jaxloss.box_convert(jnp.asarray(targets), in_format="cxcywh", out_format="xyxy")
   return np.asarray(jaxloss.box_iou_loss(a, t, eps=0.0)) < 1
 
 

@@ -106,7 +106,7 @@ class SetPredictor(nnx.Module):
 
 
 def xyxy(boxes):
-  return jaxloss.box_convert(boxes, source="cxcywh", target="xyxy")
+  return jaxloss.box_convert(boxes, in_format="cxcywh", out_format="xyxy")
 
 
 def matching_cost(logits, boxes, labels, target_boxes):

@@ -626,11 +626,12 @@ def box_siou_loss(
 # Helpers
 
 
-def _pairwise(fn: str, a, b) -> dict[str, jax.Array]:
-  """Geometry of every box of ``a`` ``[..., N, 4]`` with every box of ``b``."""
-  a = _boxes(fn, "a", a, min_rank=2)
-  b = _boxes(fn, "b", b, min_rank=2)
-  batch = _broadcast(fn, ("a", "b"), a.shape[:-2], b.shape[:-2],
+def _pairwise(fn: str, boxes1, boxes2) -> dict[str, jax.Array]:
+  """Geometry of every box of ``boxes1`` ``[..., N, 4]`` with every box of
+  ``boxes2``."""
+  a = _boxes(fn, "boxes1", boxes1, min_rank=2)
+  b = _boxes(fn, "boxes2", boxes2, min_rank=2)
+  batch = _broadcast(fn, ("boxes1", "boxes2"), a.shape[:-2], b.shape[:-2],
                      "batch axes (all but the last two)")
   shape = batch + (a.shape[-2], b.shape[-2], 4)
   dtype = _numerics.accum_dtype(a.dtype)
@@ -639,20 +640,20 @@ def _pairwise(fn: str, a, b) -> dict[str, jax.Array]:
   return _geometry(a, b)
 
 
-def box_iou(a: ArrayLike, b: ArrayLike) -> jax.Array:
+def box_iou(boxes1: ArrayLike, boxes2: ArrayLike) -> jax.Array:
   r"""Pairwise IoU of two sets of boxes (batched over leading axes).
 
   .. math::
     \mathrm{IoU}_{ij} = \frac{|a_i \cap b_j|}{|a_i \cup b_j|}.
 
   Args:
-    a: Boxes ``[..., N, 4]`` as ``(x1, y1, x2, y2)``, floating.
-    b: Boxes ``[..., M, 4]``; the batch axes ``[...]`` broadcast against
-      ``a``'s.
+    boxes1: Boxes ``[..., N, 4]`` as ``(x1, y1, x2, y2)``, floating.
+    boxes2: Boxes ``[..., M, 4]``; the batch axes ``[...]`` broadcast
+      against ``boxes1``'s.
 
   Returns:
     ``[..., N, M]``, the IoU of every pair, in float32 (float64 for float64
-    ``a``).
+    ``boxes1``).
 
   Convention:
     As ``torchvision.ops.box_iou`` (no ``eps``), but a pair whose union is 0
@@ -673,11 +674,11 @@ def box_iou(a: ArrayLike, b: ArrayLike) -> jax.Array:
     Object Detection with Transformers", ECCV 2020.
     https://arxiv.org/abs/2005.12872
   """
-  g = _pairwise("box_iou", a, b)
+  g = _pairwise("box_iou", boxes1, boxes2)
   return _numerics.safe_div(g["inter"], g["union"], 0)
 
 
-def generalized_box_iou(a: ArrayLike, b: ArrayLike) -> jax.Array:
+def generalized_box_iou(boxes1: ArrayLike, boxes2: ArrayLike) -> jax.Array:
   r"""Pairwise generalized IoU of two sets of boxes (batched over leading axes).
 
   .. math::
@@ -687,12 +688,13 @@ def generalized_box_iou(a: ArrayLike, b: ArrayLike) -> jax.Array:
   enclosing both.
 
   Args:
-    a: Boxes ``[..., N, 4]`` as ``(x1, y1, x2, y2)``, floating.
-    b: Boxes ``[..., M, 4]``; the batch axes ``[...]`` broadcast against
-      ``a``'s.
+    boxes1: Boxes ``[..., N, 4]`` as ``(x1, y1, x2, y2)``, floating.
+    boxes2: Boxes ``[..., M, 4]``; the batch axes ``[...]`` broadcast
+      against ``boxes1``'s.
 
   Returns:
-    ``[..., N, M]``, in ``[-1, 1]``, in float32 (float64 for float64 ``a``).
+    ``[..., N, M]``, in ``[-1, 1]``, in float32 (float64 for float64
+    ``boxes1``).
 
   Convention:
     As ``torchvision.ops.generalized_box_iou`` (no ``eps``); a zero union or
@@ -712,13 +714,13 @@ def generalized_box_iou(a: ArrayLike, b: ArrayLike) -> jax.Array:
     Intersection over Union: A Metric and A Loss for Bounding Box Regression",
     CVPR 2019. https://arxiv.org/abs/1902.09630
   """
-  g = _pairwise("generalized_box_iou", a, b)
+  g = _pairwise("generalized_box_iou", boxes1, boxes2)
   enclosing = g["cw"] * g["ch"]
   return (_numerics.safe_div(g["inter"], g["union"], 0)
           - _numerics.safe_div(enclosing - g["union"], enclosing, 0))
 
 
-def distance_box_iou(a: ArrayLike, b: ArrayLike, *,
+def distance_box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *,
                      eps: float = 1e-7) -> jax.Array:
   r"""Pairwise distance IoU (DIoU) of two sets of boxes (batched).
 
@@ -730,20 +732,20 @@ def distance_box_iou(a: ArrayLike, b: ArrayLike, *,
       - \frac{\rho_{ij}^2}{c_{ij}^2 + \epsilon}.
 
   Args:
-    a: Boxes ``[..., N, 4]`` as ``(x1, y1, x2, y2)``, floating.
-    b: Boxes ``[..., M, 4]``; the batch axes ``[...]`` broadcast against
-      ``a``'s.
+    boxes1: Boxes ``[..., N, 4]`` as ``(x1, y1, x2, y2)``, floating.
+    boxes2: Boxes ``[..., M, 4]``; the batch axes ``[...]`` broadcast
+      against ``boxes1``'s.
     eps: Added to :math:`c^2`, ``>= 0``.
 
   Returns:
     ``[..., N, M]``, in ``(-1, 1]`` for valid boxes, in float32 (float64 for
-    float64 ``a``).
+    float64 ``boxes1``).
 
   Convention:
     The values of ``torchvision.ops.distance_box_iou``: the IoU has no
     ``eps`` (as :func:`box_iou`: a zero union gives 0, not NaN), ``eps`` is
-    added to :math:`c^2`. ``1 - distance_box_iou(a, b)`` on matched pairs is
-    :func:`box_diou_loss` up to the ``eps`` in its IoU; use it for matching
+    added to :math:`c^2`. ``1 - distance_box_iou(boxes1, boxes2)`` on
+    matched pairs is :func:`box_diou_loss` up to the ``eps`` in its IoU; use it for matching
     costs and for NMS (DIoU-NMS).
 
   Examples:
@@ -761,17 +763,17 @@ def distance_box_iou(a: ArrayLike, b: ArrayLike, *,
   """
   fn = "distance_box_iou"
   _checks.nonnegative(fn, "eps", eps)
-  g = _pairwise(fn, a, b)
+  g = _pairwise(fn, boxes1, boxes2)
   return (_numerics.safe_div(g["inter"], g["union"], 0)
           - _distance_term(g, eps))
 
 
-def complete_box_iou(a: ArrayLike, b: ArrayLike, *,
+def complete_box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *,
                      eps: float = 1e-7) -> jax.Array:
   r"""Pairwise complete IoU (CIoU) of two sets of boxes (batched).
 
-  The DIoU minus the aspect-ratio term of CIoU, with ``a`` in the role of
-  the prediction and ``b`` of the target:
+  The DIoU minus the aspect-ratio term of CIoU, with ``boxes1`` in the role
+  of the prediction and ``boxes2`` of the target:
 
   .. math::
     \mathrm{CIoU}_{ij} = \mathrm{DIoU}_{ij} - \alpha_{ij} v_{ij}, \qquad
@@ -780,21 +782,22 @@ def complete_box_iou(a: ArrayLike, b: ArrayLike, *,
     \alpha = \frac{v}{1 - \mathrm{IoU} + v + \epsilon}.
 
   Args:
-    a: Boxes ``[..., N, 4]`` as ``(x1, y1, x2, y2)``, floating.
-    b: Boxes ``[..., M, 4]``; the batch axes ``[...]`` broadcast against
-      ``a``'s.
+    boxes1: Boxes ``[..., N, 4]`` as ``(x1, y1, x2, y2)``, floating.
+    boxes2: Boxes ``[..., M, 4]``; the batch axes ``[...]`` broadcast
+      against ``boxes1``'s.
     eps: Added to :math:`c^2` and to the denominator of :math:`\alpha`,
       ``>= 0``.
 
   Returns:
-    ``[..., N, M]``, in float32 (float64 for float64 ``a``).
+    ``[..., N, M]``, in float32 (float64 for float64 ``boxes1``).
 
   Convention:
     The values of ``torchvision.ops.complete_box_iou`` (IoU without
     ``eps``); :math:`\alpha` is a constant in the gradient
     (``stop_gradient``), as in :func:`box_ciou_loss` and torchvision. The
     angle difference is one ``atan2``, finite for flat boxes and 0 for
-    points, as in :func:`box_ciou_loss`. Symmetric in ``a`` and ``b``
+    points, as in :func:`box_ciou_loss`. Symmetric in ``boxes1`` and
+    ``boxes2``
     (:math:`v` is a square).
 
   Examples:
@@ -812,13 +815,14 @@ def complete_box_iou(a: ArrayLike, b: ArrayLike, *,
   """
   fn = "complete_box_iou"
   _checks.nonnegative(fn, "eps", eps)
-  g = _pairwise(fn, a, b)
+  g = _pairwise(fn, boxes1, boxes2)
   iou = _numerics.safe_div(g["inter"], g["union"], 0)
   v, alpha = _aspect_term(g, iou, eps)
   return iou - _distance_term(g, eps) - alpha * v
 
 
-def box_convert(boxes: ArrayLike, *, source: str, target: str) -> jax.Array:
+def box_convert(boxes: ArrayLike, *, in_format: str,
+                out_format: str) -> jax.Array:
   r"""Converts boxes between ``"xyxy"``, ``"xywh"`` and ``"cxcywh"``.
 
   ``"xyxy"`` is ``(x1, y1, x2, y2)`` (corners, the format of the losses),
@@ -831,11 +835,11 @@ def box_convert(boxes: ArrayLike, *, source: str, target: str) -> jax.Array:
 
   Args:
     boxes: Floating boxes ``[..., 4]``.
-    source: Format of ``boxes``: ``"xyxy"``, ``"xywh"`` or ``"cxcywh"``.
-    target: Format to return, same choices.
+    in_format: Format of ``boxes``: ``"xyxy"``, ``"xywh"`` or ``"cxcywh"``.
+    out_format: Format to return, same choices.
 
   Returns:
-    Boxes ``[..., 4]`` in ``target`` format, in the dtype of ``boxes``.
+    Boxes ``[..., 4]`` in ``out_format``, in the dtype of ``boxes``.
 
   Convention:
     Both formats are required keywords (no default), so a call always says
@@ -847,9 +851,9 @@ def box_convert(boxes: ArrayLike, *, source: str, target: str) -> jax.Array:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> b = jnp.array([1., 2., 3., 4.])
-    >>> jaxloss.box_convert(b, source="xywh", target="xyxy")
+    >>> jaxloss.box_convert(b, in_format="xywh", out_format="xyxy")
     Array([1., 2., 4., 6.], dtype=float32)
-    >>> jaxloss.box_convert(b, source="xyxy", target="cxcywh")
+    >>> jaxloss.box_convert(b, in_format="xyxy", out_format="cxcywh")
     Array([2., 3., 2., 2.], dtype=float32)
 
   References:
@@ -858,18 +862,18 @@ def box_convert(boxes: ArrayLike, *, source: str, target: str) -> jax.Array:
   """
   fn = "box_convert"
   boxes = _boxes(fn, "boxes", boxes)
-  _checks.option(fn, "source", source, _FORMATS)
-  _checks.option(fn, "target", target, _FORMATS)
-  if source == target:
+  _checks.option(fn, "in_format", in_format, _FORMATS)
+  _checks.option(fn, "out_format", out_format, _FORMATS)
+  if in_format == out_format:
     return boxes
   p, q, r, s = (boxes[..., i] for i in range(4))
-  if source == "xywh":
+  if in_format == "xywh":
     p, q, r, s = p, q, p + r, q + s
-  elif source == "cxcywh":
+  elif in_format == "cxcywh":
     p, q, r, s = p - r / 2, q - s / 2, p + r / 2, q + s / 2
   # Now corners (x1, y1, x2, y2).
-  if target == "xywh":
+  if out_format == "xywh":
     p, q, r, s = p, q, r - p, s - q
-  elif target == "cxcywh":
+  elif out_format == "cxcywh":
     p, q, r, s = (p + r) / 2, (q + s) / 2, r - p, s - q
   return jnp.stack([p, q, r, s], axis=-1)

@@ -33,7 +33,7 @@ def _bins(n: int, ndim: int, dtype) -> jax.Array:
 
 def distribution_focal_loss(
     logits: ArrayLike,
-    targets: ArrayLike,
+    labels: ArrayLike,
     *,
     where: ArrayLike | None = None,
 ) -> jax.Array:
@@ -55,7 +55,7 @@ def distribution_focal_loss(
   Args:
     logits: Float bin logits ``[..., n]``, ``n >= 2`` (GFL and YOLOv8 use
       ``n = 16`` or ``17`` per box side).
-    targets: Float targets of shape ``logits.shape[:-1]``, in ``[0, n - 1]``
+    labels: Float targets of shape ``logits.shape[:-1]``, in ``[0, n - 1]``
       (a box side's distance to the anchor point in units of the stride).
     where: Optional boolean mask broadcastable to ``logits.shape[:-1]``;
       masked entries return 0 and carry no gradient.
@@ -70,7 +70,7 @@ def distribution_focal_loss(
     target on a bin (:math:`y = k`, the last bin :math:`y = n - 1`
     included) is plain cross-entropy to that bin: no clamping of the target
     below :math:`n - 1` as some implementations need. The loss is linear in
-    :math:`y` between bins, and its gradient with respect to ``targets`` is
+    :math:`y` between bins, and its gradient with respect to ``labels`` is
     :math:`\log S_{y_i} - \log S_{y_{i+1}}`. A target outside
     ``[0, n - 1]`` keeps only the part of the hat that falls on a bin (0
     beyond one bin from either end); inside ``jaxloss.value_checks()``,
@@ -93,23 +93,23 @@ def distribution_focal_loss(
   """
   fn = "distribution_focal_loss"
   x = _bin_logits(fn, logits)
-  targets = jnp.asarray(targets)
-  if not jnp.issubdtype(targets.dtype, jnp.floating):
-    _checks.fail(fn, "targets must have a floating dtype, got "
-                 f"{targets.dtype} (cast with targets.astype(jnp.float32))",
+  labels = jnp.asarray(labels)
+  if not jnp.issubdtype(labels.dtype, jnp.floating):
+    _checks.fail(fn, "labels must have a floating dtype, got "
+                 f"{labels.dtype} (cast with labels.astype(jnp.float32))",
                  TypeError)
-  if targets.shape != x.shape[:-1]:
-    _checks.fail(fn, f"targets.shape {targets.shape} must equal "
+  if labels.shape != x.shape[:-1]:
+    _checks.fail(fn, f"labels.shape {labels.shape} must equal "
                  f"logits.shape[:-1] {x.shape[:-1]} (one target per entry, "
                  "the bins on the last axis of logits)")
   mask = _checks.mask_for(fn, where, x.shape[:-1], broadcast=True)
   n = x.shape[-1]
-  y = targets.astype(x.dtype)
+  y = labels.astype(x.dtype)
   if _checks.checks_enabled():
     bad = ~((y >= 0) & (y <= n - 1))
     if mask is not None:
       bad = bad & mask
-    _checks.value_check(~jnp.any(bad), f"{fn}: targets must lie in "
+    _checks.value_check(~jnp.any(bad), f"{fn}: labels must lie in "
                         f"[0, {n - 1}] (the bins of logits) where where is "
                         "True")
   if mask is not None:  # Double where: masked entries get no gradient at all.

@@ -82,14 +82,14 @@ def _sigmoid_smooth(x: jax.Array) -> _Sigmoid:
                   jnp.where(nonnegative, x, 0) + _log1p_rounded(e, u, r))
 
 
-def _elementwise_inputs(fn, logits, targets, where, name="targets"):
+def _elementwise_inputs(fn, logits, labels, where, name="labels"):
   """Checked, masked logits and targets (``name``) for the elementwise losses."""
   logits = _checks.as_float(fn, "logits", logits)
-  targets = _checks.same_shape(fn, ("logits", name), logits, targets)
+  labels = _checks.same_shape(fn, ("logits", name), logits, labels)
   mask = _checks.mask_for(fn, where, logits.shape, broadcast=True)
   dtype = _numerics.accum_dtype(logits.dtype)
   x = logits.astype(dtype)
-  y = targets.astype(dtype)
+  y = labels.astype(dtype)
   _checks.debug_unit_interval(fn, name, y, mask)
   if mask is not None:  # Double where: masked entries get no gradient at all.
     x = jnp.where(mask, x, 0)
@@ -473,7 +473,7 @@ def softmax_focal_loss(
 
 def varifocal_loss(
     logits: ArrayLike,
-    targets: ArrayLike,
+    labels: ArrayLike,
     *,
     alpha: float = 0.75,
     gamma: float = 2.0,
@@ -497,7 +497,7 @@ def varifocal_loss(
   Args:
     logits: Float logits of any shape (e.g. ``[..., C]`` per anchor and
       class).
-    targets: IoU-aware targets of the same shape, in ``[0, 1]``.
+    labels: IoU-aware targets of the same shape, in ``[0, 1]``.
     alpha: Weight of the negatives, ``>= 0``. VarifocalNet uses 0.75.
     gamma: Focusing exponent of the negatives, ``>= 0``.
     where: Optional boolean mask broadcastable to ``logits.shape``; masked
@@ -514,7 +514,7 @@ def varifocal_loss(
     fractional ``gamma``), so ±1e4 logits and ``gamma < 1`` give finite
     gradients. The weight :math:`q` or :math:`\alpha p^\gamma` is part of the
     loss, not a constant: the gradient flows through :math:`p^\gamma` (as in
-    the reference implementation, which does not detach it). ``targets``
+    the reference implementation, which does not detach it). ``labels``
     should carry no gradient (wrap computed IoUs in ``jax.lax.stop_gradient``).
     Masked entries carry no gradient, even with ``inf`` or NaN logits.
 
@@ -533,7 +533,7 @@ def varifocal_loss(
   fn = "varifocal_loss"
   alpha = _checks.nonnegative(fn, "alpha", alpha)
   gamma = _checks.nonnegative(fn, "gamma", gamma)
-  x, q, mask = _elementwise_inputs(fn, logits, targets, where)
+  x, q, mask = _elementwise_inputs(fn, logits, labels, where)
   loss = _varifocal_core(x, q, (alpha, gamma))
   if mask is not None:
     loss = jnp.where(mask, loss, 0)
@@ -542,7 +542,7 @@ def varifocal_loss(
 
 def quality_focal_loss(
     logits: ArrayLike,
-    targets: ArrayLike,
+    labels: ArrayLike,
     *,
     beta: float = 2.0,
     where: ArrayLike | None = None,
@@ -562,7 +562,7 @@ def quality_focal_loss(
   Args:
     logits: Float logits of any shape (e.g. ``[..., C]`` per anchor and
       class).
-    targets: Quality targets of the same shape, in ``[0, 1]``.
+    labels: Quality targets of the same shape, in ``[0, 1]``.
     beta: Focusing exponent, ``>= 0``; GFL uses 2. ``beta=0`` is binary
       cross-entropy with soft targets.
     where: Optional boolean mask broadcastable to ``logits.shape``; masked
@@ -595,7 +595,7 @@ def quality_focal_loss(
   """
   fn = "quality_focal_loss"
   beta = _checks.nonnegative(fn, "beta", beta)
-  x, y, mask = _elementwise_inputs(fn, logits, targets, where)
+  x, y, mask = _elementwise_inputs(fn, logits, labels, where)
   loss = _quality_core(x, y, beta)
   if mask is not None:
     loss = jnp.where(mask, loss, 0)

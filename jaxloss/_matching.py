@@ -106,18 +106,18 @@ def _class_inputs(fn: str, logits, labels) -> tuple[jax.Array, jax.Array]:
   return x, idx
 
 
-def _mask_inputs(fn: str, logits, targets) -> tuple[jax.Array, jax.Array]:
+def _mask_inputs(fn: str, logits, labels) -> tuple[jax.Array, jax.Array]:
   logits = _checks.as_float(fn, "logits", logits)
-  targets = jnp.asarray(targets)
-  if not (jnp.issubdtype(targets.dtype, jnp.floating)
-          or targets.dtype == jnp.bool_):
-    _checks.fail(fn, "targets must be float or bool masks, got dtype "
-                 f"{targets.dtype}", TypeError)
-  batch = _sets(fn, ("logits", "targets"), logits, targets, "P")
+  labels = jnp.asarray(labels)
+  if not (jnp.issubdtype(labels.dtype, jnp.floating)
+          or labels.dtype == jnp.bool_):
+    _checks.fail(fn, "labels must be float or bool masks, got dtype "
+                 f"{labels.dtype}", TypeError)
+  batch = _sets(fn, ("logits", "labels"), logits, labels, "P")
   dtype = _numerics.accum_dtype(logits.dtype)
   x = jnp.broadcast_to(logits.astype(dtype), batch + logits.shape[-2:])
-  t = jnp.broadcast_to(targets.astype(dtype), batch + targets.shape[-2:])
-  _checks.debug_unit_interval(fn, "targets", t)
+  t = jnp.broadcast_to(labels.astype(dtype), batch + labels.shape[-2:])
+  _checks.debug_unit_interval(fn, "labels", t)
   return x, t
 
 
@@ -234,20 +234,20 @@ def focal_class_cost(
 # Box cost
 
 
-def box_l1_cost(a: ArrayLike, b: ArrayLike) -> jax.Array:
+def box_l1_cost(boxes1: ArrayLike, boxes2: ArrayLike) -> jax.Array:
   r"""Pairwise L1 distance of two sets of boxes.
 
   .. math::
     C_{ij} = \sum_{k=1}^{4} |a_{ik} - b_{jk}|.
 
   Args:
-    a: Boxes ``[..., N, 4]`` in any format (DETR: normalised
+    boxes1: Boxes ``[..., N, 4]`` in any format (DETR: normalised
       ``(cx, cy, w, h)``), floating.
-    b: Boxes ``[..., M, 4]`` in the same format; the batch axes broadcast
-      against ``a``'s.
+    boxes2: Boxes ``[..., M, 4]`` in the same format; the batch axes
+      broadcast against ``boxes1``'s.
 
   Returns:
-    ``[..., N, M]``, in float32 (float64 for float64 ``a``).
+    ``[..., N, M]``, in float32 (float64 for float64 ``boxes1``).
 
   Convention:
     The L1 (``p = 1``) pairwise distance, DETR's box cost; its GIoU cost is
@@ -268,9 +268,9 @@ def box_l1_cost(a: ArrayLike, b: ArrayLike) -> jax.Array:
     https://arxiv.org/abs/2005.12872
   """
   fn = "box_l1_cost"
-  a = _checks.as_float(fn, "a", a)
-  b = _checks.as_float(fn, "b", b)
-  batch = _sets(fn, ("a", "b"), a, b, "4")
+  a = _checks.as_float(fn, "boxes1", boxes1)
+  b = _checks.as_float(fn, "boxes2", boxes2)
+  batch = _sets(fn, ("boxes1", "boxes2"), a, b, "4")
   dtype = _numerics.accum_dtype(a.dtype)
   n, m = a.shape[-2], b.shape[-2]
   a = jnp.broadcast_to(a.astype(dtype)[..., :, None, :], batch + (n, m, 4))
@@ -284,7 +284,7 @@ def box_l1_cost(a: ArrayLike, b: ArrayLike) -> jax.Array:
 
 def mask_dice_cost(
     logits: ArrayLike,
-    targets: ArrayLike,
+    labels: ArrayLike,
     *,
     smooth: float = 1.0,
 ) -> jax.Array:
@@ -299,7 +299,7 @@ def mask_dice_cost(
 
   Args:
     logits: Mask logits ``[..., N, P]`` (``P`` sampled points or pixels).
-    targets: Target masks ``[..., M, P]``, float in ``[0, 1]`` or bool; the
+    labels: Target masks ``[..., M, P]``, float in ``[0, 1]`` or bool; the
       batch axes broadcast against ``logits``'s.
     smooth: :math:`s`, ``>= 0``; Mask2Former uses 1.
 
@@ -308,14 +308,18 @@ def mask_dice_cost(
 
   Convention:
     Mask2Former's ``batch_dice_loss``: one matrix product for all pairs.
-    Two empty masks with ``smooth=0`` cost 0.
+    Two empty masks with ``smooth=0`` cost 0. The intersection is the
+    product :math:`\langle p_i, t_j \rangle`, as in
+    ``dice_loss(..., soft_labels=False)`` (equal to the default on binary
+    target masks, the usual case): the min form of soft targets is not a
+    matrix product.
 
   Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> logits = jnp.array([[1e4, 1e4, -1e4, -1e4]])   # p = (1, 1, 0, 0)
-    >>> targets = jnp.array([[1., 1., 0., 0.], [0., 1., 1., 0.]])
-    >>> jaxloss.mask_dice_cost(logits, targets, smooth=0.0)  # 0 and 1 - 2/4
+    >>> labels = jnp.array([[1., 1., 0., 0.], [0., 1., 1., 0.]])
+    >>> jaxloss.mask_dice_cost(logits, labels, smooth=0.0)  # 0 and 1 - 2/4
     Array([[0. , 0.5]], dtype=float32)
 
   References:
@@ -325,14 +329,14 @@ def mask_dice_cost(
   """
   fn = "mask_dice_cost"
   _checks.nonnegative(fn, "smooth", smooth)
-  x, t = _mask_inputs(fn, logits, targets)
+  x, t = _mask_inputs(fn, logits, labels)
   p = jax.nn.sigmoid(x)
   inter = _rows_by_cols(p, t)
   total = jnp.sum(p, -1)[..., :, None] + jnp.sum(t, -1)[..., None, :]
   return 1 - _numerics.safe_div(2 * inter + smooth, total + smooth, 1)
 
 
-def mask_bce_cost(logits: ArrayLike, targets: ArrayLike) -> jax.Array:
+def mask_bce_cost(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
   r"""Pairwise sigmoid cross-entropy cost of masks, averaged over points.
 
   .. math::
@@ -342,7 +346,7 @@ def mask_bce_cost(logits: ArrayLike, targets: ArrayLike) -> jax.Array:
 
   Args:
     logits: Mask logits ``[..., N, P]``.
-    targets: Target masks ``[..., M, P]``, float in ``[0, 1]`` or bool; the
+    labels: Target masks ``[..., M, P]``, float in ``[0, 1]`` or bool; the
       batch axes broadcast against ``logits``'s.
 
   Returns:
@@ -364,7 +368,7 @@ def mask_bce_cost(logits: ArrayLike, targets: ArrayLike) -> jax.Array:
     Transformer for Universal Image Segmentation", CVPR 2022.
     https://arxiv.org/abs/2112.01527
   """
-  x, t = _mask_inputs("mask_bce_cost", logits, targets)
+  x, t = _mask_inputs("mask_bce_cost", logits, labels)
   points = max(x.shape[-1], 1)
   softplus = jnp.sum(jax.nn.softplus(x), -1)[..., :, None]
   return (softplus - _rows_by_cols(x, t)) / points
@@ -372,7 +376,7 @@ def mask_bce_cost(logits: ArrayLike, targets: ArrayLike) -> jax.Array:
 
 def mask_focal_cost(
     logits: ArrayLike,
-    targets: ArrayLike,
+    labels: ArrayLike,
     *,
     alpha: float = 0.25,
     gamma: float = 2.0,
@@ -390,7 +394,7 @@ def mask_focal_cost(
 
   Args:
     logits: Mask logits ``[..., N, P]``.
-    targets: Target masks ``[..., M, P]``, float in ``[0, 1]`` or bool; the
+    labels: Target masks ``[..., M, P]``, float in ``[0, 1]`` or bool; the
       batch axes broadcast against ``logits``'s.
     alpha: Weight of positive points, in ``[0, 1]``.
     gamma: Focusing exponent, ``>= 0``.
@@ -418,7 +422,7 @@ def mask_focal_cost(
   """
   fn = "mask_focal_cost"
   _focal_options(fn, alpha, gamma)
-  x, t = _mask_inputs(fn, logits, targets)
+  x, t = _mask_inputs(fn, logits, labels)
   points = max(x.shape[-1], 1)
   log_p, log_q = jax.nn.log_sigmoid(x), jax.nn.log_sigmoid(-x)
   positive = alpha * _numerics.exp_power(log_q, gamma, jnp.exp(log_q)) * -log_p

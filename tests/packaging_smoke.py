@@ -132,7 +132,7 @@ BUILDERS = {
     "box_iou": _box_pair(3, 4),
     "generalized_box_iou": _box_pair(3, 4),
     "box_convert": lambda key: (
-        (_boxes(key, (5,)),), {"source": "xyxy", "target": "cxcywh"}),
+        (_boxes(key, (5,)),), {"in_format": "xyxy", "out_format": "cxcywh"}),
     "distribution_focal_loss": lambda key: (
         (_logits(key, (5, 4, 8)),
          jax.random.uniform(jax.random.split(key)[1], (5, 4), maxval=7.0)),

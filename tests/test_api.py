@@ -92,7 +92,7 @@ CASES = {
     "generalized_box_iou": lambda k1, k2: (
         (_boxes(k1, (2, 3)), _boxes(k2, (2, 5))), {}),
     "box_convert": lambda k1, k2: (
-        (_boxes(k1, (2, 5)),), {"source": "cxcywh", "target": "xyxy"}),
+        (_boxes(k1, (2, 5)),), {"in_format": "cxcywh", "out_format": "xyxy"}),
     "distribution_focal_loss": lambda k1, k2: (
         (_logits(k1, (2, 3, 4, 8)),
          jax.random.uniform(k2, (2, 3, 4), maxval=7.0)), {}),
@@ -141,7 +141,8 @@ CASES = {
 
 # Options with no sensible default are required keywords (the two formats of
 # box_convert); any other parameter without a default is positional.
-REQUIRED_KEYWORDS = {("box_convert", "source"), ("box_convert", "target")}
+REQUIRED_KEYWORDS = {("box_convert", "in_format"),
+                     ("box_convert", "out_format")}
 
 # A region loss pools over every axis by default, so a batched call is not a
 # stack of per-example calls; the table pools per example for them.

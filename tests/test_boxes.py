@@ -440,23 +440,24 @@ def test_bad_input_names_function_and_argument(name):
 
 def test_bad_input_helpers():
   ok = jnp.zeros((3, 4))
-  with pytest.raises(ValueError, match=r"box_iou: a must have shape \[\.\.\., N, 4\]"):
+  with pytest.raises(ValueError, match=r"box_iou: boxes1 must have shape \[\.\.\., N, 4\]"):
     jaxloss.box_iou(jnp.zeros(4), ok)
-  with pytest.raises(ValueError, match=r"generalized_box_iou: b must have shape"):
+  with pytest.raises(ValueError, match=r"generalized_box_iou: boxes2 must have shape"):
     jaxloss.generalized_box_iou(ok, jnp.zeros((3, 3)))
   with pytest.raises(ValueError, match=r"box_iou: the batch axes .* got \(2,\) and \(3,\)"):
     jaxloss.box_iou(jnp.zeros((2, 5, 4)), jnp.zeros((3, 5, 4)))
-  with pytest.raises(TypeError, match=r"box_iou: b must have a floating"):
+  with pytest.raises(TypeError, match=r"box_iou: boxes2 must have a floating"):
     jaxloss.box_iou(ok, jnp.zeros((3, 4), jnp.int32))
-  with pytest.raises(ValueError, match=r"box_convert: source must be one of"):
-    jaxloss.box_convert(ok, source="xyxy2", target="xyxy")
-  with pytest.raises(ValueError, match=r"box_convert: target must be one of"):
-    jaxloss.box_convert(ok, source="xyxy", target="yolo")
+  with pytest.raises(ValueError, match=r"box_convert: in_format must be one of"):
+    jaxloss.box_convert(ok, in_format="xyxy2", out_format="xyxy")
+  with pytest.raises(ValueError, match=r"box_convert: out_format must be one of"):
+    jaxloss.box_convert(ok, in_format="xyxy", out_format="yolo")
   with pytest.raises(ValueError, match=r"box_convert: boxes must have shape"):
-    jaxloss.box_convert(jnp.zeros((3, 2)), source="xyxy", target="xywh")
+    jaxloss.box_convert(jnp.zeros((3, 2)), in_format="xyxy",
+                        out_format="xywh")
   with pytest.raises(TypeError, match=r"box_convert: boxes must have a floating"):
-    jaxloss.box_convert(jnp.zeros((3, 4), jnp.int32), source="xyxy",
-                        target="xywh")
+    jaxloss.box_convert(jnp.zeros((3, 4), jnp.int32), in_format="xyxy",
+                        out_format="xywh")
   with pytest.raises(TypeError):  # the formats are required keywords
     jaxloss.box_convert(ok, "xyxy", "xywh")
 
@@ -467,8 +468,8 @@ def test_box_convert_table():
   table = {"xyxy": [1., 2., 4., 8.], "xywh": [1., 2., 3., 6.],
            "cxcywh": [2.5, 5., 3., 6.]}
   for source, target in itertools.product(FORMATS, FORMATS):
-    got = jaxloss.box_convert(jnp.array([table[source]]), source=source,
-                              target=target)
+    got = jaxloss.box_convert(jnp.array([table[source]]), in_format=source,
+                              out_format=target)
     np.testing.assert_allclose(got, [table[target]], err_msg=(source, target))
 
 
@@ -477,17 +478,17 @@ def test_box_convert_table():
 def test_box_convert_round_trips_and_reference(source, target):
   boxes = jnp.asarray(
       np.random.default_rng(22).uniform(-5, 5, (2, 7, 4)), jnp.float32)
-  there = jaxloss.box_convert(boxes, source=source, target=target)
+  there = jaxloss.box_convert(boxes, in_format=source, out_format=target)
   np.testing.assert_allclose(there, ref.convert(boxes, source, target),
                              rtol=1e-6, atol=1e-6)
-  back = jaxloss.box_convert(there, source=target, target=source)
+  back = jaxloss.box_convert(there, in_format=target, out_format=source)
   assert back.shape == boxes.shape and back.dtype == boxes.dtype
   np.testing.assert_allclose(back, boxes, rtol=1e-6, atol=1e-6)
 
 
 def test_box_convert_keeps_dtype_and_feeds_the_losses():
   cxcywh = jnp.array([[1., 1., 2., 2.], [2., 2., 2., 2.]], jnp.bfloat16)
-  xyxy = jaxloss.box_convert(cxcywh, source="cxcywh", target="xyxy")
+  xyxy = jaxloss.box_convert(cxcywh, in_format="cxcywh", out_format="xyxy")
   assert xyxy.dtype == jnp.bfloat16
   np.testing.assert_allclose(xyxy.astype(jnp.float32), [A, SHIFTED])
   np.testing.assert_allclose(jaxloss.box_iou_loss(xyxy[0], xyxy[1]), 6 / 7,
@@ -769,14 +770,14 @@ def test_pairwise_diou_ciou_degenerate_and_bad_input():
   ok = jnp.zeros((3, 4))
   for fn in (jaxloss.distance_box_iou, jaxloss.complete_box_iou):
     name = fn.__name__
-    with pytest.raises(ValueError, match=rf"{name}: a must have shape "
+    with pytest.raises(ValueError, match=rf"{name}: boxes1 must have shape "
                        r"\[\.\.\., N, 4\]"):
       fn(jnp.zeros(4), ok)
-    with pytest.raises(ValueError, match=rf"{name}: b must have shape"):
+    with pytest.raises(ValueError, match=rf"{name}: boxes2 must have shape"):
       fn(ok, jnp.zeros((3, 5)))
     with pytest.raises(ValueError, match=rf"{name}: the batch axes"):
       fn(jnp.zeros((2, 3, 4)), jnp.zeros((3, 3, 4)))
-    with pytest.raises(TypeError, match=rf"{name}: a must have a floating"):
+    with pytest.raises(TypeError, match=rf"{name}: boxes1 must have a floating"):
       fn(jnp.zeros((3, 4), jnp.int32), ok)
     with pytest.raises(ValueError, match=rf"{name}: eps must be >= 0"):
       fn(ok, ok, eps=-1.0)

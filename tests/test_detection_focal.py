@@ -218,7 +218,7 @@ def test_bad_input(name, option):
   ok = jnp.zeros((2, 3))
   with pytest.raises(TypeError, match=rf"{name}: logits must have a floating"):
     fn(jnp.zeros((2, 3), jnp.int32), ok)
-  with pytest.raises(ValueError, match=rf"{name}: targets.shape \(3,\) must "
+  with pytest.raises(ValueError, match=rf"{name}: labels.shape \(3,\) must "
                      r"equal logits.shape \(2, 3\)"):
     fn(ok, jnp.zeros(3))
   with pytest.raises(ValueError, match=rf"{name}: {option} must be >= 0"):
@@ -227,5 +227,5 @@ def test_bad_input(name, option):
     fn(ok, ok, where=jnp.ones((2, 3)))
   with jaxloss.value_checks():
     err, _ = checkify.checkify(fn)(ok, jnp.full((2, 3), 1.5))
-  with pytest.raises(checkify.JaxRuntimeError, match=r"targets must lie in"):
+  with pytest.raises(checkify.JaxRuntimeError, match=r"labels must lie in"):
     err.throw()

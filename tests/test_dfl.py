@@ -229,7 +229,7 @@ def test_targets_outside_the_bins_are_reported():
   checked = checkify.checkify(jax.jit(jaxloss.distribution_focal_loss))
   with jaxloss.value_checks():
     err, _ = checked(x, jnp.array([0.0, 7.0, 7.5]))
-    assert "distribution_focal_loss: targets must lie in [0, 7]" in str(
+    assert "distribution_focal_loss: labels must lie in [0, 7]" in str(
         err.get())
     err, _ = checked(x, jnp.array([0.0, -0.1, 3.0]))
     assert err.get() is not None
@@ -257,11 +257,11 @@ def test_bad_input_names_function_and_argument():
                      r"have rank >= 1"):
     fn(jnp.zeros(()), jnp.zeros(()))
   with pytest.raises(ValueError, match=r"distribution_focal_loss: "
-                     r"targets.shape \(4,\) must equal logits.shape\[:-1\]"):
+                     r"labels.shape \(4,\) must equal logits.shape\[:-1\]"):
     fn(jnp.zeros((3, 5)), jnp.zeros(4))
-  with pytest.raises(ValueError, match=r"distribution_focal_loss: targets"):
+  with pytest.raises(ValueError, match=r"distribution_focal_loss: labels"):
     fn(jnp.zeros((3, 5)), jnp.zeros((3, 5)))
-  with pytest.raises(TypeError, match=r"distribution_focal_loss: targets must "
+  with pytest.raises(TypeError, match=r"distribution_focal_loss: labels must "
                      r"have a floating dtype"):
     fn(jnp.zeros((3, 5)), jnp.zeros(3, jnp.int32))
   with pytest.raises(TypeError, match=r"distribution_focal_loss: logits must "

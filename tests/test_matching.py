@@ -133,7 +133,8 @@ def _mask_identities(x, t):
       lambda tj: fn(xi, tj))(y))(x)
   mean = lambda loss: lambda a, b: jnp.mean(loss(a, b))
   dice = lambda a, b: jaxloss.dice_loss(jax.nn.sigmoid(a)[:, None],
-                                        b[:, None], smooth=1.0)
+                                        b[:, None], smooth=1.0,
+                                        soft_labels=False)
   return {
       "bce": (jaxloss.mask_bce_cost(x, hard), pairs(mean(
           lambda a, b: jaxloss.focal_loss(a, b, alpha=None, gamma=0.0)),
@@ -263,7 +264,7 @@ def test_value_checks_report_bad_labels_and_targets():
     assert "focal_class_cost: labels must lie in [0, 3)" in str(err.get())
     err, _ = checkify.checkify(jax.jit(jaxloss.mask_dice_cost))(
         jnp.zeros((2, 3)), jnp.array([[0., 1., 2.]]))
-    assert "mask_dice_cost: targets must lie in [0, 1]" in str(err.get())
+    assert "mask_dice_cost: labels must lie in [0, 1]" in str(err.get())
 
 
 # 4. Bad input ----------------------------------------------------------------------------
@@ -291,24 +292,24 @@ def test_bad_input_names_function_and_argument():
     with pytest.raises(ValueError, match=rf"{name}: logits must have shape "
                        r"\[\.\.\., N, P\]"):
       fn(jnp.zeros(P), jnp.zeros((M, P)))
-    with pytest.raises(ValueError, match=rf"{name}: targets must have shape "
+    with pytest.raises(ValueError, match=rf"{name}: labels must have shape "
                        r"\[\.\.\., M, P\]"):
       fn(jnp.zeros((N, P)), jnp.zeros(P))
     with pytest.raises(ValueError, match=rf"{name}: the last axes of "
-                       r"logits.shape \(4, 6\) and targets.shape \(3, 5\)"):
+                       r"logits.shape \(4, 6\) and labels.shape \(3, 5\)"):
       fn(jnp.zeros((N, P)), jnp.zeros((M, P - 1)))
-    with pytest.raises(TypeError, match=rf"{name}: targets must be float or "
+    with pytest.raises(TypeError, match=rf"{name}: labels must be float or "
                        "bool"):
       fn(jnp.zeros((N, P)), jnp.zeros((M, P), jnp.int32))
     with pytest.raises(ValueError, match=rf"{name}: the batch axes"):
       fn(jnp.zeros((2, N, P)), jnp.zeros((3, M, P)))
-  with pytest.raises(ValueError, match=r"box_l1_cost: a must have shape "
+  with pytest.raises(ValueError, match=r"box_l1_cost: boxes1 must have shape "
                      r"\[\.\.\., N, 4\]"):
     jaxloss.box_l1_cost(jnp.zeros((N, 5)), jnp.zeros((M, 4)))
-  with pytest.raises(ValueError, match=r"box_l1_cost: b must have shape "
+  with pytest.raises(ValueError, match=r"box_l1_cost: boxes2 must have shape "
                      r"\[\.\.\., M, 4\]"):
     jaxloss.box_l1_cost(jnp.zeros((N, 4)), jnp.zeros(4))
-  with pytest.raises(TypeError, match=r"box_l1_cost: b must have a floating"):
+  with pytest.raises(TypeError, match=r"box_l1_cost: boxes2 must have a floating"):
     jaxloss.box_l1_cost(jnp.zeros((N, 4)), jnp.zeros((M, 4), jnp.int32))
   for fn in (jaxloss.focal_class_cost, jaxloss.mask_focal_cost):
     name = fn.__name__
