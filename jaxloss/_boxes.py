@@ -48,49 +48,16 @@ _FORMATS = ("xyxy", "xywh", "cxcywh")
 # Checks
 
 
-def _boxes(fn: str, name: str, x, *, min_rank: int = 1) -> jax.Array:
-  """``x`` as a floating array of boxes ``[..., 4]``."""
-  x = _checks.as_float(fn, name, x)
-  if x.ndim < min_rank or x.shape[-1] != 4:
-    want = "[..., 4]" if min_rank == 1 else "[..., N, 4]"
-    _checks.fail(fn, f"{name} must have shape {want} (boxes on the last "
-                  f"axis), got {name}.shape {x.shape}")
-  return x
-
-
-def _broadcast(fn: str, names: tuple[str, str], a_shape, b_shape, what: str):
-  try:
-    return tuple(np.broadcast_shapes(tuple(a_shape), tuple(b_shape)))
-  except ValueError:
-    _checks.fail(fn, f"the {what} of {names[0]}.shape and {names[1]}.shape "
-                  f"must broadcast, got {a_shape} and {b_shape}")
-
-
 def _pair(fn: str, pred, target, eps) -> tuple[jax.Array, jax.Array]:
   """Checked ``pred`` and ``target``, broadcast to one shape, in one dtype."""
-  pred = _boxes(fn, "pred", pred)
-  target = _boxes(fn, "target", target)
+  pred = _checks.coordinates(fn, "pred", pred, 4, meaning="boxes")
+  target = _checks.coordinates(fn, "target", target, 4, meaning="boxes")
   _checks.nonnegative(fn, "eps", eps)
-  shape = _broadcast(fn, ("pred", "target"), pred.shape[:-1],
+  shape = _checks.broadcast(fn, ("pred", "target"), pred.shape[:-1],
                      target.shape[:-1], "leading axes") + (4,)
   dtype = _numerics.accum_dtype(pred.dtype)
   return (jnp.broadcast_to(pred.astype(dtype), shape),
           jnp.broadcast_to(target.astype(dtype), shape))
-
-
-def _power_option(fn: str, power) -> None:
-  """Refuses a concrete ``power`` that is not a positive finite number."""
-  if isinstance(power, (bool, np.bool_)) or not isinstance(
-      power, (int, float, np.number, np.ndarray, jax.Array)):
-    _checks.fail(fn, f"power must be a positive number, got {power!r}",
-                 TypeError)
-  if isinstance(power, (np.ndarray, jax.Array)) and np.ndim(power) != 0:
-    _checks.fail(fn, f"power must be a scalar, got shape {np.shape(power)}")
-  if isinstance(power, jax.core.Tracer):
-    return
-  value = float(power)
-  if not (math.isfinite(value) and value > 0):
-    _checks.fail(fn, f"power must be a finite number > 0, got {value}")
 
 
 def _pow(x: jax.Array, power) -> jax.Array:
@@ -236,7 +203,7 @@ def box_iou_loss(
   """
   fn = "box_iou_loss"
   pred, target = _pair(fn, pred, target, eps)
-  _power_option(fn, power)
+  _checks.scalar(fn, "power", power, low=0.0, above=True)
   return 1 - _pow(_iou(_geometry(pred, target), eps), power)
 
 
@@ -304,7 +271,7 @@ def box_giou_loss(
   """
   fn = "box_giou_loss"
   pred, target = _pair(fn, pred, target, eps)
-  _power_option(fn, power)
+  _checks.scalar(fn, "power", power, low=0.0, above=True)
   g = _geometry(pred, target)
   enclosing = g["cw"] * g["ch"]
   penalty = _numerics.safe_div(enclosing - g["union"], enclosing + eps, 0)
@@ -376,7 +343,7 @@ def box_diou_loss(
   """
   fn = "box_diou_loss"
   pred, target = _pair(fn, pred, target, eps)
-  _power_option(fn, power)
+  _checks.scalar(fn, "power", power, low=0.0, above=True)
   g = _geometry(pred, target)
   return (1 - _pow(_iou(g, eps), power)
           + _pow(_distance_term(g, eps), power))
@@ -458,7 +425,7 @@ def box_ciou_loss(
   """
   fn = "box_ciou_loss"
   pred, target = _pair(fn, pred, target, eps)
-  _power_option(fn, power)
+  _checks.scalar(fn, "power", power, low=0.0, above=True)
   g = _geometry(pred, target)
   iou = _iou(g, eps)
   v, alpha = _aspect_term(g, iou, eps)
@@ -629,9 +596,9 @@ def box_siou_loss(
 def _pairwise(fn: str, boxes1, boxes2) -> dict[str, jax.Array]:
   """Geometry of every box of ``boxes1`` ``[..., N, 4]`` with every box of
   ``boxes2``."""
-  a = _boxes(fn, "boxes1", boxes1, min_rank=2)
-  b = _boxes(fn, "boxes2", boxes2, min_rank=2)
-  batch = _broadcast(fn, ("boxes1", "boxes2"), a.shape[:-2], b.shape[:-2],
+  a = _checks.coordinates(fn, "boxes1", boxes1, 4, meaning="boxes", rows="N")
+  b = _checks.coordinates(fn, "boxes2", boxes2, 4, meaning="boxes", rows="M")
+  batch = _checks.broadcast(fn, ("boxes1", "boxes2"), a.shape[:-2], b.shape[:-2],
                      "batch axes (all but the last two)")
   shape = batch + (a.shape[-2], b.shape[-2], 4)
   dtype = _numerics.accum_dtype(a.dtype)
@@ -861,7 +828,7 @@ def box_convert(boxes: ArrayLike, *, in_format: str,
     ``xywh`` format). https://arxiv.org/abs/1405.0312
   """
   fn = "box_convert"
-  boxes = _boxes(fn, "boxes", boxes)
+  boxes = _checks.coordinates(fn, "boxes", boxes, 4, meaning="boxes")
   _checks.option(fn, "in_format", in_format, _FORMATS)
   _checks.option(fn, "out_format", out_format, _FORMATS)
   if in_format == out_format:

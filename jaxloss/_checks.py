@@ -61,6 +61,29 @@ def same_shape(fn: str, names: tuple[str, str], a: jax.Array, b) -> jax.Array:
   return b
 
 
+def coordinates(fn: str, name: str, x, size: int, *, meaning: str,
+                rows: str | None = None) -> jax.Array:
+  """A floating array with ``size`` numbers on its last axis (boxes: 4,
+  rotated boxes: 5); with ``rows`` (``"N"``, ``"M"``), a set of them
+  ``[..., rows, size]``."""
+  x = as_float(fn, name, x)
+  if x.ndim < (1 if rows is None else 2) or x.shape[-1] != size:
+    want = f"[..., {size}]" if rows is None else f"[..., {rows}, {size}]"
+    fail(fn, f"{name} must have shape {want} ({meaning} on the last axis), "
+         f"got {name}.shape {x.shape}")
+  return x
+
+
+def broadcast(fn: str, names: tuple[str, str], a_shape, b_shape,
+              what: str) -> tuple[int, ...]:
+  """The broadcast of two shapes (``what`` of ``names``), or a named error."""
+  try:
+    return tuple(np.broadcast_shapes(tuple(a_shape), tuple(b_shape)))
+  except ValueError:
+    fail(fn, f"the {what} of {names[0]}.shape and {names[1]}.shape must "
+         f"broadcast, got {tuple(a_shape)} and {tuple(b_shape)}")
+
+
 def labels_for(fn: str, preds_name: str, preds: jax.Array, labels) -> jax.Array:
   """Checks ``labels`` against ``preds`` of shape ``[..., C]``.
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
@@ -52,32 +51,13 @@ def _sets(fn: str, names: tuple[str, str], a: jax.Array, b: jax.Array,
     _checks.fail(fn, f"the last axes of {names[0]}.shape {a.shape} and "
                  f"{names[1]}.shape {b.shape} must be equal (the same "
                  "points)")
-  return _batch(fn, names, a.shape[:-2], b.shape[:-2])
-
-
-def _batch(fn, names, a_batch, b_batch) -> tuple[int, ...]:
-  try:
-    return tuple(np.broadcast_shapes(tuple(a_batch), tuple(b_batch)))
-  except ValueError:
-    _checks.fail(fn, f"the batch axes of {names[0]} and {names[1]} must "
-                 f"broadcast, got {tuple(a_batch)} and {tuple(b_batch)}")
-
-
-def _unit_float(fn: str, name: str, value) -> None:
-  if isinstance(value, (bool, np.bool_)) or not isinstance(
-      value, (int, float, np.number, jax.Array, np.ndarray)):
-    _checks.fail(fn, f"{name} must be a number, got {value!r}", TypeError)
-  if isinstance(value, (int, float, np.number)) and not 0 <= value <= 1:
-    _checks.fail(fn, f"{name} must lie in [0, 1], got {value}")
+  return _checks.broadcast(fn, names, a.shape[:-2], b.shape[:-2],
+                           "batch axes")
 
 
 def _focal_options(fn: str, alpha, gamma) -> None:
-  _unit_float(fn, "alpha", alpha)
-  if isinstance(gamma, (bool, np.bool_)) or not isinstance(
-      gamma, (int, float, np.number, jax.Array, np.ndarray)):
-    _checks.fail(fn, f"gamma must be a number, got {gamma!r}", TypeError)
-  if isinstance(gamma, (int, float, np.number)) and not gamma >= 0:
-    _checks.fail(fn, f"gamma must be >= 0, got {gamma}")
+  _checks.scalar(fn, "alpha", alpha, low=0.0, high=1.0)
+  _checks.scalar(fn, "gamma", gamma, low=0.0)
 
 
 def _class_inputs(fn: str, logits, labels) -> tuple[jax.Array, jax.Array]:
@@ -93,8 +73,8 @@ def _class_inputs(fn: str, logits, labels) -> tuple[jax.Array, jax.Array]:
   if labels.ndim < 1:
     _checks.fail(fn, "labels must have shape [..., M] (M targets), got "
                  f"labels.shape {labels.shape}")
-  batch = _batch(fn, ("logits", "labels"), logits.shape[:-2],
-                 labels.shape[:-1])
+  batch = _checks.broadcast(fn, ("logits", "labels"), logits.shape[:-2],
+                            labels.shape[:-1], "batch axes")
   n, c = logits.shape[-2:]
   m = labels.shape[-1]
   _checks.debug_labels_in_range(fn, labels, c, None)

@@ -24,11 +24,9 @@ is exactly 0 and near-equal boxes keep their accuracy in float32.
 
 from __future__ import annotations
 
-import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike
 
 from jaxloss import _checks
@@ -41,40 +39,14 @@ _FUNS = ("log1p", "sqrt")
 # Checks
 
 
-def _rotated(fn: str, name: str, x) -> jax.Array:
-  x = _checks.as_float(fn, name, x)
-  if x.ndim < 1 or x.shape[-1] != 5:
-    _checks.fail(fn, f"{name} must have shape [..., 5] (cx, cy, w, h, theta "
-                 f"on the last axis), got {name}.shape {x.shape}")
-  return x
-
-
-def _positive(fn: str, name: str, value, *, low: float = 0.0,
-              strict: bool = True) -> None:
-  """Refuses a concrete option that is not a finite number above ``low``."""
-  if isinstance(value, (bool, np.bool_)) or not isinstance(
-      value, (int, float, np.number, np.ndarray, jax.Array)):
-    _checks.fail(fn, f"{name} must be a number, got {value!r}", TypeError)
-  if np.ndim(value) != 0:
-    _checks.fail(fn, f"{name} must be a scalar, got shape {np.shape(value)}")
-  if isinstance(value, jax.core.Tracer):
-    return
-  v = float(value)
-  ok = math.isfinite(v) and (v > low if strict else v >= low)
-  if not ok:
-    _checks.fail(fn, f"{name} must be a finite number {'>' if strict else '>='}"
-                 f" {low}, got {v}")
-
-
 def _pair(fn: str, pred, target, eps) -> tuple[jax.Array, jax.Array]:
-  pred = _rotated(fn, "pred", pred)
-  target = _rotated(fn, "target", target)
-  _positive(fn, "eps", eps)
-  try:
-    shape = tuple(np.broadcast_shapes(pred.shape[:-1], target.shape[:-1]))
-  except ValueError:
-    _checks.fail(fn, "the leading axes of pred.shape and target.shape must "
-                 f"broadcast, got {pred.shape[:-1]} and {target.shape[:-1]}")
+  pred = _checks.coordinates(fn, "pred", pred, 5,
+                             meaning="cx, cy, w, h, theta")
+  target = _checks.coordinates(fn, "target", target, 5,
+                               meaning="cx, cy, w, h, theta")
+  _checks.scalar(fn, "eps", eps, low=0.0, above=True)
+  shape = _checks.broadcast(fn, ("pred", "target"), pred.shape[:-1],
+                            target.shape[:-1], "leading axes")
   dtype = _numerics.accum_dtype(pred.dtype)
   shape = shape + (5,)
   return (jnp.broadcast_to(pred.astype(dtype), shape),
@@ -83,7 +55,7 @@ def _pair(fn: str, pred, target, eps) -> tuple[jax.Array, jax.Array]:
 
 def _normalisation(fn: str, fun: str, tau) -> None:
   _checks.option(fn, "fun", fun, _FUNS)
-  _positive(fn, "tau", tau, low=1.0, strict=False)
+  _checks.scalar(fn, "tau", tau, low=1.0)
 
 
 # --------------------------------------------------------------------------

@@ -683,16 +683,16 @@ def test_power_bad_values(name):
   fname = fn.__name__
   ok = jnp.zeros((3, 4))
   for bad in (0.0, -1.0, float("nan"), float("inf"), np.float32(-2.0)):
-    with pytest.raises(ValueError, match=rf"{fname}: power must be a finite "
-                       r"number > 0"):
+    with pytest.raises(ValueError, match=rf"{fname}: power must be "
+                       r"(finite|> 0)"):
       fn(ok, ok, power=bad)
   for bad in ("3", True, None):
-    with pytest.raises(TypeError, match=rf"{fname}: power must be a positive "
+    with pytest.raises(TypeError, match=rf"{fname}: power must be a real "
                        r"number"):
       fn(ok, ok, power=bad)
   with pytest.raises(ValueError, match=rf"{fname}: power must be a scalar"):
     fn(ok, ok, power=jnp.ones(3))
-  with pytest.raises(ValueError, match=rf"{fname}: power must be a finite"):
+  with pytest.raises(ValueError, match=rf"{fname}: power must be > 0"):
     jax.jit(lambda p: fn(p, p, power=-3.0))(ok)
 
 

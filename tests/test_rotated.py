@@ -302,20 +302,20 @@ def test_bad_input_names_function_and_argument(name):
   with pytest.raises(TypeError, match=rf"{fname}: pred must have a floating"):
     fn(jnp.ones((3, 5), jnp.int32), ok)
   for bad in (0.0, -1e-7, float("nan")):
-    with pytest.raises(ValueError, match=rf"{fname}: eps must be a finite "
-                       r"number > 0"):
+    with pytest.raises(ValueError, match=rf"{fname}: eps must be "
+                       r"(finite|> 0)"):
       fn(ok, ok, eps=bad)
-  with pytest.raises(TypeError, match=rf"{fname}: eps must be a number"):
+  with pytest.raises(TypeError, match=rf"{fname}: eps must be a real number"):
     fn(ok, ok, eps="1e-7")
   if name == "probiou":
     return
   with pytest.raises(ValueError, match=rf"{fname}: fun must be one of"):
     fn(ok, ok, fun="exp")
   for bad in (0.5, float("inf"), -1.0):
-    with pytest.raises(ValueError, match=rf"{fname}: tau must be a finite "
-                       r"number >= 1"):
+    with pytest.raises(ValueError, match=rf"{fname}: tau must be "
+                       r"(finite|>= 1)"):
       fn(ok, ok, tau=bad)
-  with pytest.raises(TypeError, match=rf"{fname}: tau must be a number"):
+  with pytest.raises(TypeError, match=rf"{fname}: tau must be a real number"):
     fn(ok, ok, tau=None)
-  with pytest.raises(ValueError, match=rf"{fname}: tau must be a finite"):
+  with pytest.raises(ValueError, match=rf"{fname}: tau must be >= 1"):
     jax.jit(lambda p: fn(p, p, tau=0.0))(ok)
