@@ -121,6 +121,7 @@ BUILDERS = {
     "iou_loss": _region(),
     "tversky_loss": _region(alpha=0.3, beta=0.7),
     "generalized_dice_loss": _region(),
+    "generalized_wasserstein_dice_loss": _region(),
     "lovasz_softmax": _region(),
     "lovasz_hinge": _pixelwise(_binary),
     "box_iou_loss": _box_pair(),

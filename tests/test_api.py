@@ -75,6 +75,7 @@ CASES = {
     "iou_loss": _region(classes="present"),
     "tversky_loss": _region(alpha=0.3, beta=0.7, gamma=0.75),
     "generalized_dice_loss": _region(weighting="simple"),
+    "generalized_wasserstein_dice_loss": _region(smooth=0.5),
     "lovasz_softmax": _region(classes="all"),
     "lovasz_hinge": lambda k1, k2: (
         (_logits(k1, (2, 5, 6)), _binary(k2, (2, 5, 6))), {}),
@@ -145,7 +146,8 @@ REQUIRED_KEYWORDS = {("box_convert", "source"), ("box_convert", "target")}
 # A region loss pools over every axis by default, so a batched call is not a
 # stack of per-example calls; the table pools per example for them.
 POOLED = {"dice_loss", "iou_loss", "tversky_loss", "generalized_dice_loss",
-          "lovasz_softmax", "lovasz_hinge"}
+          "generalized_wasserstein_dice_loss", "lovasz_softmax",
+          "lovasz_hinge"}
 
 
 # Inputs that the value checks must report (under jaxloss.value_checks and
@@ -159,6 +161,7 @@ BAD = {
     "iou_loss": lambda p, y: (p * 3, y),
     "tversky_loss": lambda p, y: (p, y.at[0, 0].set(-1)),
     "generalized_dice_loss": lambda p, y: (p - 1, y),
+    "generalized_wasserstein_dice_loss": lambda p, y: (p, y.at[0, 0].set(-2)),
     "lovasz_softmax": lambda p, y: (p, y.at[0, 0].set(9)),
     "lovasz_hinge": lambda x, y: (x, y + 3),
     "distribution_focal_loss": lambda x, y: (x, y + 8),
