@@ -8,6 +8,7 @@ predicted as background).
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from collections.abc import Sequence
 
 import jax
@@ -20,6 +21,7 @@ from jaxloss import _checks
 from jaxloss import _numerics
 
 Axis = int | Sequence[int] | None
+AxisName = Hashable | None
 
 
 def default_distance_matrix(num_classes: int) -> np.ndarray:
@@ -69,6 +71,7 @@ def generalized_wasserstein_dice_loss(
     *,
     distance_matrix: ArrayLike | None = None,
     axis: Axis = None,
+    axis_name: AxisName = None,
     where: ArrayLike | None = None,
     smooth: float = 1.0,
 ) -> jax.Array:
@@ -106,6 +109,9 @@ def generalized_wasserstein_dice_loss(
       traced.
     axis: Axes to pool over; default every axis but the class axis (the whole
       batch is one example). ``axis=(1, 2)`` on ``[B, H, W, C]`` is per-image.
+    axis_name: Mapped axis (``shard_map`` / ``pmap``) to sum the pooled
+      :math:`\mathrm{TP}` and :math:`\sum_i W_i` over, for the loss of the
+      global batch; see :func:`dice_loss`.
     where: Optional boolean mask of shape ``probs.shape[:-1]``; a masked pixel
       counts for nothing. For an ignore label: ``where=labels != 255``.
     smooth: :math:`s`, added to numerator and denominator.
@@ -152,7 +158,10 @@ def generalized_wasserstein_dice_loss(
     close to 1 for a small ``smooth``. Sums run in float32 for bf16/fp16
     input. Plain JAX operations, so every transformation applies (``jit``,
     ``vmap``, ``grad``, ``jvp``, ``jacfwd``, Hessian-vector products,
-    ``jax.export``). A concrete ``distance_matrix`` is checked at trace time
+    ``jax.export``). With ``axis_name``, :math:`\mathrm{TP}` and
+    :math:`\sum_i W_i` are summed over the mapped axis before the ratio is
+    formed, with the reverse rule of :func:`dice_loss` (so no ``jax.jvp``
+    there). A concrete ``distance_matrix`` is checked at trace time
     (shape, finite, non-negative, zero diagonal); a traced one only for its
     shape and dtype. Probabilities and targets outside [0, 1] and class ids
     outside ``[0, C)`` at valid pixels are reported under ``checkify``
@@ -208,5 +217,8 @@ def generalized_wasserstein_dice_loss(
   weight = rows[..., 0]                          # sum_l t_il M_l0
   true_pos = jnp.sum(weight * (1 - error), axis=axes)
   all_error = jnp.sum(error, axis=axes)
+  if axis_name is not None:
+    true_pos, all_error = _numerics.psum_own_share((true_pos, all_error),
+                                                   axis_name)
   num = 2 * true_pos + smooth
   return 1 - _numerics.safe_div(num, num + all_error, 1)
