@@ -70,6 +70,7 @@ def generalized_wasserstein_dice_loss(
     labels: ArrayLike,
     *,
     distance_matrix: ArrayLike | None = None,
+    weighting: str = "default",
     axis: Axis = None,
     axis_name: AxisName = None,
     where: ArrayLike | None = None,
@@ -95,6 +96,12 @@ def generalized_wasserstein_dice_loss(
     \mathrm{TP} = \sum_i \sum_l \alpha_l\, t_{il}\, (1 - W_i), \qquad
     \ell = 1 - \frac{2\,\mathrm{TP} + s}{2\,\mathrm{TP} + \sum_i W_i + s}.
 
+  With ``weighting="gdl"`` (Tilborghs et al.), the weights are those of the
+  generalised Dice loss, :math:`\alpha_l = 1 / (V_l + 1)` with the class
+  volume :math:`V_l = \sum_i t_{il}`, and they weigh the errors too:
+  :math:`\ell = 1 - (2\,\mathrm{TP} + s) / (2\,\mathrm{TP} +
+  \sum_i \sum_l \alpha_l t_{il} W_i + s)`.
+
   Args:
     probs: Probabilities ``[..., C]`` that sum to 1 over the classes (apply
       ``jax.nn.softmax`` to logits first).
@@ -107,11 +114,12 @@ def generalized_wasserstein_dice_loss(
       background (class 0) at distance 1 from every other class and two
       distinct foreground classes at distance 1/2 (see Convention). May be
       traced.
+    weighting: ``"default"`` (the paper's :math:`\alpha_l = M_{l0}`) or
+      ``"gdl"`` (:math:`\alpha_l = 1 / (V_l + 1)`, errors weighted too).
     axis: Axes to pool over; default every axis but the class axis (the whole
       batch is one example). ``axis=(1, 2)`` on ``[B, H, W, C]`` is per-image.
     axis_name: Mapped axis (``shard_map`` / ``pmap``) to sum the pooled
-      :math:`\mathrm{TP}` and :math:`\sum_i W_i` over, for the loss of the
-      global batch; see :func:`dice_loss`.
+      sums over, for the loss of the global batch; see :func:`dice_loss`.
     where: Optional boolean mask of shape ``probs.shape[:-1]``; a masked pixel
       counts for nothing. For an ignore label: ``where=labels != 255``.
     smooth: :math:`s`, added to numerator and denominator.
@@ -123,12 +131,16 @@ def generalized_wasserstein_dice_loss(
   Convention:
     :math:`M` is divided by its largest entry, as the authors' code and
     MONAI do, so only the ratios of distances matter and
-    :math:`0 \le W_i \le 1` for probabilities that sum to 1. The weights :math:`\alpha_l = M_{l0}` are
-    the paper's (the background itself has weight 0, so a pixel of
-    background adds nothing to TP, only its error to :math:`\sum_i W_i`);
+    :math:`0 \le W_i \le 1` for probabilities that sum to 1. The weights
+    :math:`\alpha_l = M_{l0}` are the paper's (the background itself has
+    weight 0, so a pixel of background adds nothing to TP, only its error
+    to :math:`\sum_i W_i`);
     MONAI's ``weighting_mode="default"`` uses 1 for every foreground class,
     the same weights whenever the background is at the largest distance from
-    every class, as with the default matrix.
+    every class, as with the default matrix. ``"gdl"`` is MONAI's
+    ``weighting_mode="GDL"``: the volumes :math:`V_l` are pooled like the
+    other sums (per pooled group, across devices with ``axis_name``), count
+    the background too, and are constants of the gradient.
 
     Default matrix: the paper leaves :math:`M` to the task, asking only that
     the background be the class farthest from the others; the default here
@@ -158,12 +170,13 @@ def generalized_wasserstein_dice_loss(
     close to 1 for a small ``smooth``. Sums run in float32 for bf16/fp16
     input. Plain JAX operations, so every transformation applies (``jit``,
     ``vmap``, ``grad``, ``jvp``, ``jacfwd``, Hessian-vector products,
-    ``jax.export``). With ``axis_name``, :math:`\mathrm{TP}` and
-    :math:`\sum_i W_i` are summed over the mapped axis before the ratio is
-    formed, with the reverse rule of :func:`dice_loss` (so no ``jax.jvp``
-    there). A concrete ``distance_matrix`` is checked at trace time
-    (shape, finite, non-negative, zero diagonal); a traced one only for its
-    shape and dtype. Probabilities and targets outside [0, 1] and class ids
+    ``jax.export``). With ``axis_name``, the pooled sums (true positives,
+    errors and, for ``"gdl"``, class volumes) are summed over the mapped
+    axis before the ratio is formed, with the reverse rule of
+    :func:`dice_loss` (so no ``jax.jvp`` there). A concrete
+    ``distance_matrix`` is checked at trace time (shape, finite,
+    non-negative, zero diagonal); a traced one only for its shape and
+    dtype. Probabilities and targets outside [0, 1] and class ids
     outside ``[0, C)`` at valid pixels are reported under ``checkify``
     inside :func:`jaxloss.value_checks`; a class id outside ``[0, C)``
     counts for nothing in the value.
@@ -186,9 +199,14 @@ def generalized_wasserstein_dice_loss(
     Fidon, Li, Garcia-Peraza-Herrera, Ekanayake, Kitchen, Ourselin,
     Vercauteren, "Generalised Wasserstein Dice Score for Imbalanced
     Multi-class Segmentation using Holistic Convolutional Networks",
-    BrainLes 2017. https://arxiv.org/abs/1707.00478
+    BrainLes 2017. https://arxiv.org/abs/1707.00478 ;
+    Tilborghs et al., "Comparative study of deep learning
+    methods for the automatic segmentation of lung, lesion and lesion type
+    in CT scans of COVID-19 patients", 2020 (appendix: the ``"gdl"``
+    weighting). https://arxiv.org/abs/2007.15546
   """
   fn = "generalized_wasserstein_dice_loss"
+  _checks.option(fn, "weighting", weighting, ("default", "gdl"))
   smooth = _checks.nonnegative(fn, "smooth", smooth)
   probs = _checks.as_float(fn, "probs", probs, min_rank=1)
   labels = _checks.labels_for(fn, "probs", probs, labels)
@@ -200,25 +218,39 @@ def generalized_wasserstein_dice_loss(
   valid = None if mask is None else mask[..., None]
   _checks.debug_unit_interval(fn, "probs", probs, valid)
   p = probs.astype(dtype)
-  # rows[i, c] = sum_l t_il M_lc: the cost of predicting class c at pixel i.
   if labels.shape == probs.shape:
     _checks.debug_unit_interval(fn, "labels", labels, valid)
-    rows = jnp.einsum("...l,lc->...c", labels.astype(dtype), m,
-                      precision=lax.Precision.HIGHEST)
+    t = labels.astype(dtype)
+    # rows[i, c] = sum_l t_il M_lc: the cost of predicting class c at pixel i.
+    rows = jnp.einsum("...l,lc->...c", t, m, precision=lax.Precision.HIGHEST)
   else:
     _checks.debug_labels_in_range(fn, labels, num_classes, mask)
+    t = _numerics.one_hot_mask(labels, num_classes)
     ids = _numerics.class_ids(labels)
     ids = jnp.where(ids < 0, num_classes, ids)   # out of range: a zero row
     rows = jnp.take(m, ids, axis=0, mode="fill", fill_value=0)
   if mask is not None:
     p = jnp.where(valid, p, 0)
     rows = jnp.where(valid, rows, 0)
+    t = jnp.where(valid, t, jnp.zeros((), t.dtype))
   error = jnp.sum(rows * p, axis=-1)             # W_i
-  weight = rows[..., 0]                          # sum_l t_il M_l0
-  true_pos = jnp.sum(weight * (1 - error), axis=axes)
-  all_error = jnp.sum(error, axis=axes)
+  if weighting == "default":
+    # sum_l alpha_l t_il = sum_l t_il M_l0 = rows[i, 0].
+    stats = (jnp.sum(rows[..., 0] * (1 - error), axis=axes),
+             jnp.sum(error, axis=axes))
+  else:   # Per class l: sum_i t_il (1 - W_i), sum_i t_il W_i, sum_i t_il.
+    per_class = lambda x: jnp.sum(
+        jnp.where(t, x[..., None], 0) if t.dtype == jnp.bool_
+        else t * x[..., None], axis=axes)
+    stats = (per_class(1 - error), per_class(error),
+             per_class(jnp.ones_like(error)))
   if axis_name is not None:
-    true_pos, all_error = _numerics.psum_own_share((true_pos, all_error),
-                                                   axis_name)
+    stats = _numerics.psum_own_share(stats, axis_name)
+  if weighting == "default":
+    true_pos, weighted_error = stats
+  else:
+    alpha = 1 / (lax.stop_gradient(stats[2]) + 1)
+    true_pos = jnp.sum(alpha * stats[0], axis=-1)
+    weighted_error = jnp.sum(alpha * stats[1], axis=-1)
   num = 2 * true_pos + smooth
-  return 1 - _numerics.safe_div(num, num + all_error, 1)
+  return 1 - _numerics.safe_div(num, num + weighted_error, 1)

@@ -40,17 +40,17 @@ def _close(got, want, rtol=1e-5, atol=1e-6):
                              atol=atol)
 
 
-@functools.partial(jax.jit, static_argnames=("axis", "smooth"))
+@functools.partial(jax.jit, static_argnames=("axis", "smooth", "weighting"))
 def _value_and_grad(probs, labels, matrix=None, where=None, axis=None,
-                    smooth=1.0):
+                    smooth=1.0, weighting="default"):
   """The loss and the gradient of its sum; ``matrix`` is traced here."""
   loss = lambda p: FN(p, labels, distance_matrix=matrix, axis=axis,
-                      where=where, smooth=smooth)
+                      where=where, smooth=smooth, weighting=weighting)
   return loss(probs), jax.grad(lambda p: jnp.sum(loss(p)))(probs)
 
 
 # Shared compiled programs: one per shape and static option.
-_loss = jax.jit(FN, static_argnames=("axis", "smooth"))
+_loss = jax.jit(FN, static_argnames=("axis", "smooth", "weighting"))
 _dice = jax.jit(jaxloss.dice_loss, static_argnames=("smooth",))
 
 
@@ -72,6 +72,15 @@ def test_hand_cases_hard(predicted, smooth, want):
   _close(_loss(probs, labels, smooth=smooth), want)
 
 
+def test_hand_case_gdl_weighting():
+  # Every class once: alpha_l = 1 / (1 + 1). W = (1/2, 0, 0), so
+  # TP = (1/2 + 1 + 1) / 2 and the weighted error is (1/2) / 2.
+  labels = jnp.array([1, 2, 0])
+  probs = jnp.eye(3)[jnp.array([2, 2, 0])]
+  got = _loss(probs, labels, weighting="gdl", smooth=0.0)
+  _close(got, 1 - 2.5 / (2.5 + 0.25))
+
+
 def test_hand_case_soft_prediction():
   # One pixel of class 1 predicted (0.2, 0.3, 0.5):
   # W = 0.2 * 1 + 0.3 * 0 + 0.5 * 0.5 = 0.45, TP = 1 - W = 0.55.
@@ -89,6 +98,9 @@ def test_hand_case_soft_prediction():
     {"soft": True, "axis": 1, "smooth": 0.5},
     {"matrix": SKEWED_3, "axis": (0, 2)},
     {"matrix": 1 - np.eye(C), "soft": True},
+    {"weighting": "gdl"},
+    {"weighting": "gdl", "where": True, "axis": (1, 2), "smooth": 0.0},
+    {"weighting": "gdl", "soft": True, "matrix": SKEWED_3, "axis": 0},
 ])
 def test_matches_reference(variant):
   variant = dict(variant)
@@ -104,15 +116,16 @@ def test_matches_reference(variant):
   matrix = variant.pop("matrix", DEFAULT_3)
   axis = variant.pop("axis", None)
   smooth = variant.pop("smooth", 1.0)
+  weighting = variant.pop("weighting", "default")
   assert not variant
   axes = (0, 1, 2) if axis is None else (
       (axis,) if isinstance(axis, int) else axis)
   reference = lambda p: ref.generalized_wasserstein_dice(
-      p, targets, matrix, axes, where=None if where is None else
+      p, targets, matrix, axes, weighting, where=None if where is None else
       np.asarray(where), smooth=smooth)
 
   value, grad = _value_and_grad(probs, labels, jnp.asarray(matrix), where,
-                                axis=axis, smooth=smooth)
+                                axis=axis, smooth=smooth, weighting=weighting)
   _close(value, reference(probs))
   want_grad = ref.numerical_grad(lambda p: reference(p).sum(), probs)
   _close(grad, want_grad, rtol=1e-3, atol=1e-5)
@@ -121,10 +134,12 @@ def test_matches_reference(variant):
 # 3. Identities.
 
 
-@pytest.mark.parametrize("matrix", [None, SKEWED_3])
-def test_perfect_prediction_is_zero(matrix):
+@pytest.mark.parametrize("matrix, weighting", [(None, "default"),
+                                               (SKEWED_3, "gdl")])
+def test_perfect_prediction_is_zero(matrix, weighting):
   _, ids = _batch(seed=2)
-  value, grad = _value_and_grad(_one_hot(ids), ids, matrix, smooth=0.0)
+  value, grad = _value_and_grad(_one_hot(ids), ids, matrix, smooth=0.0,
+                                weighting=weighting)
   _close(value, 0.0)
   assert bool(jnp.all(jnp.isfinite(grad)))
 
@@ -171,10 +186,10 @@ def test_per_image_axis_equals_vmap(soft):
 
 def test_class_ids_equal_one_hot_targets():
   probs, ids = _batch(seed=7)
-  for matrix in (None, jnp.asarray(SKEWED_3)):
-    by_id = _value_and_grad(probs, ids, matrix, axis=(1, 2))
+  for matrix, weighting in ((DEFAULT_3, "default"), (SKEWED_3, "gdl")):
+    by_id = _value_and_grad(probs, ids, matrix, weighting=weighting)
     by_target = _value_and_grad(probs, _one_hot(ids), matrix,
-                                axis=(1, 2))
+                                weighting=weighting)
     for got, want in zip(by_id, by_target):
       _close(got, want)
 
@@ -183,7 +198,8 @@ def test_class_id_out_of_range_counts_for_nothing():
   probs, ids = _batch(seed=8)
   bad = ids.at[0, 0, 0].set(9).at[1, 2, 3].set(-1)
   keep = (bad >= 0) & (bad < C)
-  _close(_loss(probs, bad), _loss(probs, ids, where=keep))
+  _close(_value_and_grad(probs, bad, DEFAULT_3)[0],
+         _value_and_grad(probs, ids, DEFAULT_3, keep)[0])
 
 
 def test_default_matrix_and_scale():
@@ -209,11 +225,11 @@ def test_traced_matrix_is_not_checked_by_value():
 # 4. Edges and precision.
 
 
-@pytest.mark.parametrize("smooth", [0.0, 1.0])
-def test_empty_inputs_give_zero_with_zero_gradient(smooth):
+def test_empty_inputs_give_zero_with_zero_gradient():
+  smooth = 0.0   # no smoothing to hide a 0 / 0
   probs, ids = _batch(seed=11)
   none = jnp.zeros(ids.shape, bool)
-  value, grad = _value_and_grad(probs, ids, where=none, smooth=smooth)
+  value, grad = _value_and_grad(probs, ids, DEFAULT_3, none, smooth=smooth)
   _close(value, 0.0)
   assert bool(jnp.all(grad == 0))
   # Only background, predicted as such: nothing to find, nothing wrong.
@@ -269,6 +285,7 @@ def test_float64_input_gives_float64():
     ({"labels": "float"}, TypeError,
      r"labels of shape probs.shape\[:-1\] \(2, 3, 4\) are class ids"),
     ({"smooth": -1.0}, ValueError, "smooth must be >= 0"),
+    ({"weighting": "GDL"}, ValueError, "weighting must be one of"),
     ({"where": "short"}, ValueError, r"where.shape \(2, 3\) must equal"),
     ({"axis": 3}, ValueError, "axis 3 includes the class axis"),
 ])
