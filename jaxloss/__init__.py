@@ -39,6 +39,7 @@ from jaxloss._overlap import tversky_loss
 from jaxloss._rotated import rotated_box_gwd_loss
 from jaxloss._rotated import rotated_box_kld_loss
 from jaxloss._rotated import rotated_box_probiou_loss
+from jaxloss._wasserstein import generalized_wasserstein_dice_loss
 
 __version__ = "0.1.0"
 
@@ -64,6 +65,7 @@ __all__ = (
     "focal_loss",
     "generalized_box_iou",
     "generalized_dice_loss",
+    "generalized_wasserstein_dice_loss",
     "hausdorff_dt_loss",
     "iou_loss",
     "lovasz_hinge",

@@ -29,14 +29,17 @@ import jaxloss
 
 NUM_DEVICES = 8
 HERE = os.path.dirname(os.path.abspath(__file__))
-OVERLAP = ("dice_loss", "iou_loss", "tversky_loss", "generalized_dice_loss")
+OVERLAP = ("dice_loss", "iou_loss", "tversky_loss", "generalized_dice_loss",
+           "generalized_wasserstein_dice_loss")
 # Options that change what is pooled: masks, present classes, soft targets,
-# squared denominators, generalized-Dice weights.
+# squared denominators, generalized-Dice and class-volume weights.
 OPTIONS = {
     "dice_loss": {"where": True, "squared": True},
     "iou_loss": {"classes": "present", "where": True},
     "tversky_loss": {"alpha": 0.3, "beta": 0.7, "gamma": 0.75, "soft": True},
     "generalized_dice_loss": {"weighting": "square", "where": True},
+    "generalized_wasserstein_dice_loss": {"weighting": "gdl", "where": True,
+                                          "soft": True},
 }
 
 

@@ -122,6 +122,7 @@ BUILDERS = {
     "tversky_loss": _region(alpha=0.3, beta=0.7),
     "generalized_dice_loss": _region(),
     "mcc_loss": _region(),
+    "generalized_wasserstein_dice_loss": _region(),
     "lovasz_softmax": _region(),
     "lovasz_hinge": _pixelwise(_binary),
     "box_iou_loss": _box_pair(),

@@ -76,6 +76,7 @@ CASES = {
     "tversky_loss": _region(alpha=0.3, beta=0.7, gamma=0.75),
     "generalized_dice_loss": _region(weighting="simple"),
     "mcc_loss": _region(classes="present"),
+    "generalized_wasserstein_dice_loss": _region(smooth=0.5),
     "lovasz_softmax": _region(classes="all"),
     "lovasz_hinge": lambda k1, k2: (
         (_logits(k1, (2, 5, 6)), _binary(k2, (2, 5, 6))), {}),
@@ -147,8 +148,8 @@ REQUIRED_KEYWORDS = {("box_convert", "in_format"),
 # A region loss pools over every axis by default, so a batched call is not a
 # stack of per-example calls; the table pools per example for them.
 POOLED = {"dice_loss", "iou_loss", "tversky_loss", "generalized_dice_loss",
-          "mcc_loss",
-          "lovasz_softmax", "lovasz_hinge"}
+          "mcc_loss", "generalized_wasserstein_dice_loss", "lovasz_softmax",
+          "lovasz_hinge"}
 
 
 # Inputs that the value checks must report (under jaxloss.value_checks and
@@ -163,6 +164,7 @@ BAD = {
     "tversky_loss": lambda p, y: (p, y.at[0, 0].set(-1)),
     "generalized_dice_loss": lambda p, y: (p - 1, y),
     "mcc_loss": lambda p, y: (p, y.at[0, 0].set(4)),
+    "generalized_wasserstein_dice_loss": lambda p, y: (p, y.at[0, 0].set(-2)),
     "lovasz_softmax": lambda p, y: (p, y.at[0, 0].set(9)),
     "lovasz_hinge": lambda x, y: (x, y + 3),
     "distribution_focal_loss": lambda x, y: (x, y + 8),
