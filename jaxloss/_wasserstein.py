@@ -121,7 +121,9 @@ def generalized_wasserstein_dice_loss(
     axis_name: Mapped axis (``shard_map`` / ``pmap``) to sum the pooled
       sums over, for the loss of the global batch; see :func:`dice_loss`.
     where: Optional boolean mask of shape ``probs.shape[:-1]``; a masked pixel
-      counts for nothing. For an ignore label: ``where=labels != 255``.
+      counts for nothing. For an ignore label: ``where=labels != 255``. One
+      flag a pixel only: :math:`W_i` couples every class of pixel
+      :math:`i`, so a (pixel, class) mask has no meaning here.
     smooth: :math:`s`, added to numerator and denominator.
 
   Returns:
