@@ -15,6 +15,12 @@ with respect to the predictions, in their layout; that one array dotted with
 the tangent is the JVP, linear in the tangent: reverse mode transposes it into
 a product with the cotangent, and second derivatives are 0. Nothing is
 differentiated through the sort.
+
+The engine has two cores, chosen per call: the host core (NumPy, through a
+callback) in programs lowered for the CPU, the XLA core elsewhere and in
+exported programs. The public losses take this automatic choice; tests and
+benchmarks choose with :func:`softmax_with_engine` and
+:func:`hinge_with_engine`.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from collections.abc import Hashable
 from collections.abc import Sequence
 import functools
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -37,85 +44,96 @@ Axis = int | Sequence[int] | None
 AxisName = Hashable | None
 Classes = str | ArrayLike
 
-
-# ---------------------------------------------------------------------------
-# The errors, and the engine that sorts them.
-
-
-def _errors(preds, fg, kind):
-  """Errors ``>= 0``: ``|fg - p|`` (softmax) or ``relu(1 - s x)`` (hinge)."""
-  if kind.startswith("softmax"):
-    return jnp.abs(fg.astype(preds.dtype) - preds)
-  return jax.nn.relu(jnp.where(fg, 1 - preds, 1 + preds))
-
-
-def _core(preds, fg, valid, kind, impl, with_grad, axis_name=None):
-  """Loss and foreground count per row, and with ``with_grad`` dloss/dpreds.
-
-  With ``kind="softmax_present"`` the host core skips rows without
-  foreground (their loss must not be used).
-  """
-  loss, total, grad = sort_engine(
-      _errors(preds, fg, kind), fg, valid, with_grad=with_grad,
-      skip_empty=kind == "softmax_present", host=impl != "xla",
-      axis_name=axis_name)
-  return (loss, total, grad) if with_grad else (loss, total)
+ENGINES = ("host", "xla")
 
 
 # ---------------------------------------------------------------------------
 # Layout: one row per (kept index, class), the pooled pixels along it.
 
 
-def _row_order(layout):
-  kept, pooled, class_axis = layout
-  return kept + ((class_axis,) if class_axis is not None else ()) + pooled
+class Layout(NamedTuple):
+  """Where the axes of an input go when it becomes rows.
+
+  Attributes:
+    kept: Axes that stay (leading axes of the rows), in order.
+    pooled: Axes flattened into each row, in order.
+    class_axis: The class axis, which goes after the kept ones, or None.
+  """
+  kept: tuple[int, ...]
+  pooled: tuple[int, ...]
+  class_axis: int | None
+
+  @property
+  def order(self) -> tuple[int, ...]:
+    """The transposition: kept axes, then the class axis, then pooled ones."""
+    classes = () if self.class_axis is None else (self.class_axis,)
+    return self.kept + classes + self.pooled
+
+  def to_rows(self, x: jax.Array) -> jax.Array:
+    """``x`` (or flags broadcastable to it, of the same rank) as rows."""
+    x = jnp.transpose(x, self.order)
+    lead = x.shape[:x.ndim - len(self.pooled)]
+    return x.reshape(lead + (math.prod(x.shape[len(lead):]),))
+
+  def from_rows(self, rows: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Inverse of :meth:`to_rows` for an input of ``shape``."""
+    rows = rows.reshape(tuple(shape[a] for a in self.order))
+    return jnp.transpose(rows, tuple(int(a) for a in np.argsort(self.order)))
 
 
-def _to_rows(x, layout):
-  """Moves the kept axes first, then the class axis, then the pooled ones."""
-  order = _row_order(layout)
-  x = jnp.transpose(x, order)
-  lead = x.shape[:len(order) - len(layout[1])]
-  return x.reshape(lead + (math.prod(x.shape[len(lead):]),))
+def _as_rows(layout, preds, fg, valid):
+  """The inputs of :func:`_lovasz_rows` as rows: the one place they move."""
+  return (layout.to_rows(preds), layout.to_rows(fg),
+          None if valid is None else layout.to_rows(valid))
 
 
-def _from_rows(rows, layout, shape):
-  """Inverse of :func:`_to_rows` for an array of the original ``shape``."""
-  order = _row_order(layout)
-  rows = rows.reshape(tuple(shape[a] for a in order))
-  return jnp.transpose(rows, tuple(int(a) for a in np.argsort(order)))
+def _errors(preds, fg, hinge):
+  """Errors ``>= 0``: ``relu(1 - s x)`` (hinge) or ``|fg - p|`` (softmax)."""
+  if hinge:
+    return jax.nn.relu(jnp.where(fg, 1 - preds, 1 + preds))
+  return jnp.abs(fg.astype(preds.dtype) - preds)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5, 6))
-def _lovasz_rows(preds, fg, valid, kind, impl, layout, axis_name):
+# ---------------------------------------------------------------------------
+# The custom derivative, shared by both losses.
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5, 6, 7))
+def _lovasz_rows(preds, fg, valid, layout, hinge, skip_empty, host,
+                 axis_name):
   """Lovász extension of the Jaccard loss, per row.
 
   Args:
     preds: Float predictions (float32 or float64) in their own layout:
-      probabilities (``kind="softmax"``, errors ``|fg - p|``) or logits
-      (``kind="hinge"``, errors ``relu(1 - (2 fg - 1) x)``).
-      ``_to_rows(preds, layout)`` gives the rows ``[..., n]``.
-    fg: Boolean foreground flags of the rows ``[..., n]``.
-    valid: Boolean flags broadcastable to the rows (same rank), or None (all
-      valid); invalid pixels carry no weight and should have ``fg`` False.
-    kind: ``"softmax"``, ``"softmax_present"`` (the loss of a row without
-      foreground is not used: the CPU core skips such rows) or ``"hinge"``.
-    impl: ``"auto"`` (NumPy on CPU, XLA elsewhere), ``"xla"`` or
-      ``"numpy"``.
-    layout: ``(kept, pooled, class_axis)`` axes of ``preds``, static.
+      logits with ``hinge`` (errors ``relu(1 - (2 fg - 1) x)``), otherwise
+      probabilities (errors ``|fg - p|``).
+    fg: Boolean foreground flags, the shape of ``preds``.
+    valid: Boolean flags broadcastable to ``preds`` (same rank, size 1 on
+      the class axis if they are per pixel), or None (all valid); invalid
+      pixels carry no weight and should have ``fg`` False.
+    layout: The :class:`Layout` of the three inputs; static.
+    hinge: Hinge errors (True) or softmax errors (False).
+    skip_empty: The loss of a row without foreground will not be used (the
+      host core skips such rows).
+    host: The automatic engine (True) or the XLA core (False); see
+      :func:`jaxloss._lovasz_engine.sort_engine`.
     axis_name: Mapped axis (or None) whose devices' rows are pooled.
 
   Returns:
-    ``(loss, total)``, each ``[...]``: the sorted errors dotted with the
-    Lovász gradient, and the number of valid foreground pixels (float; no
-    gradient).
+    ``(loss, total)``, each ``[...]`` (the kept axes, then the class axis):
+    the sorted errors dotted with the Lovász gradient, and the number of
+    valid foreground pixels (float; no gradient).
   """
-  return _core(_to_rows(preds, layout), fg, valid, kind, impl,
-               with_grad=False, axis_name=axis_name)
+  p, f, v = _as_rows(layout, preds, fg, valid)
+  loss, total, _ = sort_engine(_errors(p, f, hinge), f, v, with_grad=False,
+                               skip_empty=skip_empty, host=host,
+                               axis_name=axis_name)
+  return loss, total
 
 
 @_lovasz_rows.defjvp
-def _lovasz_rows_jvp(kind, impl, layout, axis_name, primals, tangents):
+def _lovasz_rows_jvp(layout, hinge, skip_empty, host, axis_name, primals,
+                     tangents):
   r"""One sort gives the value and :math:`\partial \ell / \partial` preds.
 
   The loss is linear in the errors between ties, so its tangent is the
@@ -125,6 +143,11 @@ def _lovasz_rows_jvp(kind, impl, layout, axis_name, primals, tangents):
   differentiated through the sort), and its own derivative is 0 (the
   Hessian of a piecewise-linear function, almost everywhere).
 
+  The engine's derivative is the Lovász weight with the sign of the error's
+  derivative: the error is :math:`1 - p` or :math:`1 - x` at a foreground
+  pixel and :math:`p` or :math:`1 + x` at a background one, and ``|.|`` and
+  ``relu`` are taken to have derivative 0 where the error is 0.
+
   With ``axis_name`` the derivative is this device's slice of the global
   one, and the tangent is this device's share of the global tangent: the
   transpose is then exactly the device's slice of the global gradient (no
@@ -132,24 +155,24 @@ def _lovasz_rows_jvp(kind, impl, layout, axis_name, primals, tangents):
   """
   preds, fg, valid = primals
   preds_dot = tangents[0]
-  loss, total, grad = _core(_to_rows(preds, layout), fg, valid, kind, impl,
-                            with_grad=True, axis_name=axis_name)
-  grad = _from_rows(grad, layout, preds.shape)
-  pooled = tuple(int(a) for a in layout[1])
-  loss_dot = jnp.sum(grad * preds_dot, axis=pooled)
+  p, f, v = _as_rows(layout, preds, fg, valid)
+  loss, total, grad = sort_engine(_errors(p, f, hinge), f, v, with_grad=True,
+                                  skip_empty=skip_empty, host=host,
+                                  axis_name=axis_name)
+  grad = layout.from_rows(grad, preds.shape)
+  loss_dot = jnp.sum(grad * preds_dot, axis=layout.pooled)
   if axis_name is not None:
     loss_dot = _numerics.global_tangent(loss_dot, axis_name)
   return (loss, total), (loss_dot, jnp.zeros_like(total))
 
 
-def _impl(fn: str, impl: str) -> str:
-  return _checks.option(fn, "impl", impl, ("auto", "xla", "numpy"))
+# ---------------------------------------------------------------------------
+# The losses, with the engine as an argument.
 
 
-def _lovasz_softmax(probs, labels, *, axis=None, where=None,
-                    classes="present", axis_name=None, impl="auto"):
+def _softmax(probs, labels, *, axis=None, where=None, classes="present",
+             axis_name=None, host=True):
   fn = "lovasz_softmax"
-  impl = _impl(fn, impl)
   probs = _checks.as_float(fn, "probs", probs, min_rank=1)
   labels = jnp.asarray(labels)
   if labels.shape != probs.shape[:-1]:
@@ -180,21 +203,17 @@ def _lovasz_softmax(probs, labels, *, axis=None, where=None,
     class_ids = selection.astype(labels.dtype)
     p = jnp.take(p, jnp.where(selection < 0, num_classes, selection), axis=-1,
                  mode="fill", fill_value=jnp.nan)
-  kept = tuple(a for a in range(probs.ndim - 1) if a not in axes)
-  class_axis = probs.ndim - 1
-
-  valid_rows = None
-  labels_rows = _to_rows(labels, (kept, axes, None))[..., None, :]  # [.., 1, n]
-  fg_rows = labels_rows == class_ids.reshape(
-      (1,) * (labels_rows.ndim - 2) + (-1, 1))                    # [.., C, n]
+  fg = labels[..., None] == class_ids.reshape((1,) * labels.ndim + (-1,))
+  valid = None
   if mask is not None:
     # Masked pixels: no value, and no gradient even for NaN probabilities.
-    p = jnp.where(mask[..., None], p, 0)
-    valid_rows = _to_rows(mask, (kept, axes, None))[..., None, :]
-    fg_rows = fg_rows & valid_rows
-  kind = "softmax_present" if selection == "present" else "softmax"
-  losses, totals = _lovasz_rows(p, fg_rows, valid_rows, kind, impl,
-                                (kept, axes, class_axis), axis_name)
+    valid = mask[..., None]
+    p = jnp.where(valid, p, 0)
+    fg = fg & valid
+  layout = Layout(tuple(a for a in range(probs.ndim - 1) if a not in axes),
+                  axes, probs.ndim - 1)
+  losses, totals = _lovasz_rows(p, fg, valid, layout, False,
+                                selection == "present", host, axis_name)
   if selection == "present":
     weights = (totals > 0).astype(dtype)
   else:
@@ -203,10 +222,9 @@ def _lovasz_softmax(probs, labels, *, axis=None, where=None,
                             jnp.sum(weights, axis=-1), 0)
 
 
-def _lovasz_hinge(logits, labels, *, axis=None, where=None, axis_name=None,
-                  impl="auto"):
+def _hinge(logits, labels, *, axis=None, where=None, axis_name=None,
+           host=True):
   fn = "lovasz_hinge"
-  impl = _impl(fn, impl)
   logits = _checks.as_float(fn, "logits", logits)
   labels = _checks.same_shape(fn, ("logits", "labels"), logits, labels)
   if not (jnp.issubdtype(labels.dtype, jnp.integer)
@@ -223,18 +241,60 @@ def _lovasz_hinge(logits, labels, *, axis=None, where=None, axis_name=None,
     _checks.value_check(~jnp.any(bad),
                         f"{fn}: labels must be 0 or 1 where where is True")
 
-  dtype = _numerics.accum_dtype(logits.dtype)
-  x = logits.astype(dtype)
+  x = logits.astype(_numerics.accum_dtype(logits.dtype))
   fg = labels.astype(bool)
-  kept = tuple(a for a in range(logits.ndim) if a not in axes)
-  valid_rows = None
   if mask is not None:
     x = jnp.where(mask, x, 0)     # masked pixels: no value, no gradient
     fg = fg & mask
-    valid_rows = _to_rows(mask, (kept, axes, None))
-  losses, _ = _lovasz_rows(x, _to_rows(fg, (kept, axes, None)), valid_rows,
-                           "hinge", impl, (kept, axes, None), axis_name)
+  layout = Layout(tuple(a for a in range(logits.ndim) if a not in axes),
+                  axes, None)
+  losses, _ = _lovasz_rows(x, fg, mask, layout, True, False, host, axis_name)
   return losses
+
+
+def _host(fn: str, engine: str) -> bool:
+  return _checks.option(fn, "engine", engine, ENGINES) == "host"
+
+
+def softmax_with_engine(probs: ArrayLike, labels: ArrayLike, *, engine: str,
+                        **options) -> jax.Array:
+  """:func:`lovasz_softmax` with the sort engine chosen by the caller.
+
+  The one way to pick the engine, for tests and benchmarks; the loss is the
+  same either way (to rounding).
+
+  Args:
+    probs: As in :func:`lovasz_softmax`.
+    labels: As in :func:`lovasz_softmax`.
+    engine: ``"host"``: the automatic choice of :func:`lovasz_softmax`, the
+      NumPy core through a host callback in programs lowered for the CPU, the
+      XLA core in programs lowered for another platform or for
+      ``jax.export``. ``"xla"``: the XLA core everywhere (what GPU and TPU
+      run, here on any platform).
+    **options: The keyword options of :func:`lovasz_softmax`.
+
+  Returns:
+    The loss, as :func:`lovasz_softmax` returns it.
+  """
+  return _softmax(probs, labels,
+                  host=_host("softmax_with_engine", engine), **options)
+
+
+def hinge_with_engine(logits: ArrayLike, labels: ArrayLike, *, engine: str,
+                      **options) -> jax.Array:
+  """:func:`lovasz_hinge` with the sort engine chosen by the caller.
+
+  Args:
+    logits: As in :func:`lovasz_hinge`.
+    labels: As in :func:`lovasz_hinge`.
+    engine: ``"host"`` or ``"xla"``, as in :func:`softmax_with_engine`.
+    **options: The keyword options of :func:`lovasz_hinge`.
+
+  Returns:
+    The loss, as :func:`lovasz_hinge` returns it.
+  """
+  return _hinge(logits, labels, host=_host("hinge_with_engine", engine),
+                **options)
 
 
 # ---------------------------------------------------------------------------
@@ -344,8 +404,8 @@ def lovasz_softmax(
     surrogate for the optimization of the intersection-over-union measure in
     neural networks", CVPR 2018. https://arxiv.org/abs/1705.08790
   """
-  return _lovasz_softmax(probs, labels, axis=axis, where=where,
-                         classes=classes, axis_name=axis_name)
+  return _softmax(probs, labels, axis=axis, where=where, classes=classes,
+                  axis_name=axis_name)
 
 
 def lovasz_hinge(
@@ -412,5 +472,4 @@ def lovasz_hinge(
     surrogate for the optimization of the intersection-over-union measure in
     neural networks", CVPR 2018. https://arxiv.org/abs/1705.08790
   """
-  return _lovasz_hinge(logits, labels, axis=axis, where=where,
-                       axis_name=axis_name)
+  return _hinge(logits, labels, axis=axis, where=where, axis_name=axis_name)
