@@ -171,7 +171,7 @@ def _lovasz_rows_jvp(layout, hinge, skip_empty, host, axis_name, primals,
 
 
 def _softmax(probs, labels, *, axis=None, where=None, classes="present",
-             axis_name=None, host=True):
+             class_weights=None, axis_name=None, host=True):
   fn = "lovasz_softmax"
   probs = _checks.as_float(fn, "probs", probs, min_rank=1)
   labels = jnp.asarray(labels)
@@ -186,11 +186,15 @@ def _softmax(probs, labels, *, axis=None, where=None, classes="present",
   axes = _checks.pooled_axes(fn, axis, probs.ndim)
   num_classes = probs.shape[-1]
   selection = _checks.class_selection(fn, classes, num_classes)
+  dtype = _numerics.accum_dtype(probs.dtype)
+  weights = jnp.ones((num_classes,), dtype)
+  if class_weights is not None:
+    weights = _checks.nonnegative_vector(fn, "class_weights", class_weights,
+                                         num_classes).astype(dtype)
   _checks.debug_unit_interval(fn, "probs", probs,
                               None if mask is None else mask[..., None])
   _checks.debug_labels_in_range(fn, labels, num_classes, mask)
 
-  dtype = _numerics.accum_dtype(probs.dtype)
   p = probs.astype(dtype)
   # Compare ids in a type wide enough for any class count (uint8 labels with
   # C > 256 classes, say).
@@ -199,10 +203,13 @@ def _softmax(probs, labels, *, axis=None, where=None, classes="present",
     class_ids = jnp.arange(num_classes, dtype=labels.dtype)
   else:
     # Selecting is slicing the class axis; a traced id outside [0, C)
-    # selects NaN probabilities (a NaN loss, never another class).
+    # selects NaN probabilities and weights (a NaN loss, never another
+    # class).
     class_ids = selection.astype(labels.dtype)
-    p = jnp.take(p, jnp.where(selection < 0, num_classes, selection), axis=-1,
-                 mode="fill", fill_value=jnp.nan)
+    index = jnp.where(selection < 0, num_classes, selection)
+    take = lambda a: jnp.take(a, index, axis=-1, mode="fill",
+                              fill_value=jnp.nan)
+    p, weights = take(p), take(weights)
   fg = labels[..., None] == class_ids.reshape((1,) * labels.ndim + (-1,))
   valid = None
   if mask is not None:
@@ -214,10 +221,9 @@ def _softmax(probs, labels, *, axis=None, where=None, classes="present",
                   axes, probs.ndim - 1)
   losses, totals = _lovasz_rows(p, fg, valid, layout, False,
                                 selection == "present", host, axis_name)
+  weights = jnp.broadcast_to(weights, losses.shape)
   if selection == "present":
-    weights = (totals > 0).astype(dtype)
-  else:
-    weights = jnp.ones(losses.shape, dtype)
+    weights = jnp.where(totals > 0, weights, 0)
   return _numerics.safe_div(jnp.sum(weights * losses, axis=-1),
                             jnp.sum(weights, axis=-1), 0)
 
@@ -308,6 +314,7 @@ def lovasz_softmax(
     axis: Axis = None,
     where: ArrayLike | None = None,
     classes: Classes = "present",
+    class_weights: ArrayLike | None = None,
     axis_name: AxisName = None,
 ) -> jax.Array:
   r"""Lovász-softmax loss: the Lovász extension of the multiclass IoU loss.
@@ -324,7 +331,8 @@ def lovasz_softmax(
   :math:`B_k` the pixels of class :math:`c` and of other classes among the
   first :math:`k` (:math:`J_c(k)` is the Jaccard loss of getting exactly
   those :math:`k` pixels wrong; :math:`J_c(0) = 0`). The loss is the mean of
-  :math:`\ell_c` over the selected classes.
+  :math:`\ell_c` over the selected classes, or with ``class_weights`` the
+  weighted mean :math:`\sum_c w_c \ell_c / \sum_c w_c`.
 
   Args:
     probs: Probabilities ``[..., C]`` (apply ``jax.nn.softmax`` to logits).
@@ -338,6 +346,9 @@ def lovasz_softmax(
       counts for nothing. For an ignore label: ``where=labels != 255``.
     classes: ``"present"`` (classes with a pixel among the valid pooled
       pixels), ``"all"``, or an integer array of class ids to average over.
+    class_weights: Optional non-negative weights ``[C]``, one per class of
+      ``probs``: the loss is then the weighted mean of the selected classes'
+      losses instead of their mean.
     axis_name: Name (or tuple of names) of a ``jax.shard_map`` / ``jax.pmap``
       axis whose devices split the pooled pixels (typically the batch): the
       loss is then the Lovász-softmax of the global batch, the same on every
@@ -370,6 +381,14 @@ def lovasz_softmax(
     slicing the class axis (a repeated id counts twice); concrete ids must
     lie in ``[0, C)``, a traced id outside gives NaN. NaN in any selected or
     unselected row's probabilities gives a NaN loss.
+
+    Class weights, as in :func:`jaxloss.dice_loss`: with ``"present"`` an
+    absent class weighs 0 whatever its weight; an index array selects the
+    weights as it selects the classes (a repeated id counts its weight
+    twice); no selected weight above 0 gives 0 with a zero gradient. All
+    weights equal give the unweighted loss. Concrete weights must be finite
+    and >= 0 (checked at trace time); traced ones are not checked. The
+    weights apply after the sort and leave its cost unchanged.
 
     Across devices (``axis_name``): every device gathers the sort keys of all
     devices (4 bytes per pixel and class) and sorts the global rows itself,
@@ -405,7 +424,7 @@ def lovasz_softmax(
     neural networks", CVPR 2018. https://arxiv.org/abs/1705.08790
   """
   return _softmax(probs, labels, axis=axis, where=where, classes=classes,
-                  axis_name=axis_name)
+                  class_weights=class_weights, axis_name=axis_name)
 
 
 def lovasz_hinge(

@@ -75,7 +75,7 @@ CASES = {
     "iou_loss": _region(classes="present"),
     "tversky_loss": _region(alpha=0.3, beta=0.7, gamma=0.75),
     "generalized_dice_loss": _region(weighting="simple"),
-    "lovasz_softmax": _region(classes="all"),
+    "lovasz_softmax": _region(classes="all", class_weights=np.arange(4.0)),
     "lovasz_hinge": lambda k1, k2: (
         (_logits(k1, (2, 5, 6)), _binary(k2, (2, 5, 6))), {}),
     "varifocal_loss": lambda k1, k2: (

@@ -32,15 +32,18 @@ def _value_and_grad(loss):
 
 
 @functools.lru_cache(maxsize=None)
-def _softmax_fn(engine, axis=None, classes="present", masked=False):
+def _softmax_fn(engine, axis=None, classes="present", masked=False,
+                class_weights=None):
   """Value and gradient functions; one compilation per option combination."""
   if not isinstance(classes, str):
     classes_arr = jnp.asarray(classes)
+  weights = None if class_weights is None else np.asarray(class_weights,
+                                                          np.float32)
   def loss(probs, labels, where):
     return _lovasz.softmax_with_engine(
         probs, labels, axis=axis, where=where if masked else None,
         classes=classes if isinstance(classes, str) else classes_arr,
-        engine=engine)
+        class_weights=weights, engine=engine)
   return _value_and_grad(loss)
 
 
@@ -149,6 +152,73 @@ def test_larger_pooled_group_matches_reference():
     _close(loss(probs, labels, None), want)
     np.testing.assert_allclose(grad(probs, labels, None), want_grad,
                                rtol=1e-4, atol=1e-8)
+
+
+WEIGHTS = (0.5, 2.0, 0.0, 1.5)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize("classes", ["present", "all", (3, 0, 3)])
+def test_class_weights_match_reference(engine, per_image, classes):
+  probs, labels, where = _softmax_inputs(21)
+  labels[0][labels[0] == 3] = 1     # class 3 absent from the first image
+  axis = (1, 2) if per_image else None
+  loss, grad = _softmax_fn(engine, axis, classes, True, WEIGHTS)
+  want, want_grad = ref.lovasz_softmax(
+      probs, labels, where,
+      classes if isinstance(classes, str) else list(classes), per_image,
+      class_weights=WEIGHTS)
+  _close(loss(probs, labels, where), want)
+  _close(grad(probs, labels, where), want_grad)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_unit_class_weights_give_the_unweighted_loss(engine):
+  probs, labels, where = _softmax_inputs(22)
+  for classes in ("present", "all"):
+    plain = _softmax_fn(engine, None, classes, True)
+    ones = _softmax_fn(engine, None, classes, True, (1.0,) * 4)
+    for a, b in zip(plain, ones):
+      np.testing.assert_array_equal(a(probs, labels, where),
+                                    b(probs, labels, where))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_zero_class_weight_drops_the_class(engine):
+  probs, labels, _ = _softmax_inputs(23)
+  dropped = _softmax_fn(engine, None, "all", False, (1.0, 0.0, 1.0, 1.0))
+  kept = _softmax_fn(engine, None, (0, 2, 3), False)
+  _close(dropped[0](probs, labels, None), kept[0](probs, labels, None))
+  grad = np.asarray(dropped[1](probs, labels, None))
+  _close(grad, kept[1](probs, labels, None))
+  assert np.all(grad[..., 1] == 0)
+  # Scaling every weight changes nothing.
+  scaled = _softmax_fn(engine, None, "all", False, (3.0, 0.0, 3.0, 3.0))
+  _close(scaled[0](probs, labels, None), kept[0](probs, labels, None))
+
+
+def test_no_selected_class_weight_gives_zero_and_zero_gradient():
+  probs, labels, _ = _softmax_inputs(24)
+  labels[labels == 2] = 0                       # class 2 absent
+  # Only the absent class weighs: nothing is selected with "present".
+  f = jax.value_and_grad(lambda p: jaxloss.lovasz_softmax(
+      p, labels, class_weights=jnp.array([0.0, 0.0, 1.0, 0.0])))
+  value, grad = f(probs)
+  assert float(value) == 0.0 and np.all(np.asarray(grad) == 0)
+
+
+def test_traced_class_weights_and_their_gradient():
+  probs, labels, _ = _softmax_inputs(25)
+  f = jax.jit(lambda w: jaxloss.lovasz_softmax(probs, labels, classes="all",
+                                               class_weights=w))
+  weights = jnp.array([1.0, 2.0, 3.0, 4.0])
+  _close(f(weights), ref.lovasz_softmax(probs, labels, classes="all",
+                                        class_weights=weights)[0])
+  # d/dw_c of sum_c w_c l_c / sum_c w_c = (l_c - loss) / sum_c w_c.
+  per_class = np.array([ref.lovasz_softmax(probs, labels, classes=[c])[0]
+                        for c in range(4)])
+  _close(jax.grad(f)(weights), (per_class - f(weights)) / 10.0)
 
 
 # ---------------------------------------------------------------------------
@@ -442,6 +512,19 @@ def test_public_default_is_the_cpu_core_and_matches():
      ValueError, "lovasz_softmax: classes must be"),
     (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3), int), jnp.zeros(2, int)),
      TypeError, "lovasz_softmax: probs must have a floating dtype"),
+    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3)), jnp.zeros(2, int),
+                                    class_weights=jnp.ones(4)),
+     ValueError, r"lovasz_softmax: class_weights.shape \(4,\) must be "
+     r"\(3,\)"),
+    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3)), jnp.zeros(2, int),
+                                    class_weights=[1.0, -1.0, 1.0]),
+     ValueError, "lovasz_softmax: class_weights must be finite and >= 0"),
+    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3)), jnp.zeros(2, int),
+                                    class_weights=jnp.ones(3, bool)),
+     TypeError, "lovasz_softmax: class_weights must be real, got dtype bool"),
+    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3)), jnp.zeros(2, int),
+                                    class_weights="balanced"),
+     TypeError, "lovasz_softmax: class_weights must be an array"),
     (lambda: _lovasz.softmax_with_engine(jnp.ones((2, 3)), jnp.zeros(2, int),
                                          engine="numpy"),
      ValueError, "softmax_with_engine: engine must be one of"),
