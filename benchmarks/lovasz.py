@@ -79,11 +79,11 @@ def main():
         f"{probs_mib:.1f} MiB; labels as arguments; medians of "
         f"{args.repeats} interleaved rounds")
 
-  def ours(x, y, axis, impl):
+  def ours(x, y, axis, engine):
     probs = jax.nn.softmax(x, axis=-1)
-    if impl == "auto":
+    if engine is None:                  # the public loss: automatic choice
       return jaxloss.lovasz_softmax(probs, y, axis=axis)
-    return _lovasz._lovasz_softmax(probs, y, axis=axis, impl=impl)
+    return _lovasz.softmax_with_engine(probs, y, axis=axis, engine=engine)
 
   def plain(x, y, axis):
     probs = jax.nn.softmax(x, axis=-1)
@@ -93,9 +93,9 @@ def main():
   fns = {"np.sort [21, N] float32": (np.sort, (errors,))}
   grads = {}
   for name, axis in (("pooled", None), ("per-image", (1, 2))):
-    for label, loss in (("jaxloss", functools.partial(ours, impl="auto")),
+    for label, loss in (("jaxloss", functools.partial(ours, engine=None)),
                         ("jaxloss XLA core", functools.partial(ours,
-                                                               impl="xla")),
+                                                               engine="xla")),
                         ("plain argsort", plain)):
       loss = functools.partial(loss, axis=axis)
       fns[f"{name}: {label}"] = (harness.value_and_grad(loss),

@@ -43,19 +43,24 @@ def lovasz_flat(errors, gt):
   return float(errors[order] @ g), grad
 
 
-def lovasz_softmax_flat(probs, labels, classes="present"):
+def lovasz_softmax_flat(probs, labels, classes="present", class_weights=None):
   """Lovász-softmax of pixels ``probs [P, C]``, ``labels [P]``.
 
-  Returns the loss and its gradient with respect to ``probs``.
+  The mean of the selected classes' losses, or with ``class_weights [C]``
+  their weighted mean (0 when the selected weights sum to 0). Returns the
+  loss and its gradient with respect to ``probs``.
   """
   probs = np.asarray(probs, np.float64)
   labels = np.asarray(labels)
   num_classes = probs.shape[1]
+  if class_weights is None:
+    class_weights = np.ones(num_classes)
+  class_weights = np.asarray(class_weights, np.float64)
   if isinstance(classes, str):
     class_list = list(range(num_classes))
   else:
     class_list = [int(c) for c in classes]
-  losses, grads = [], []
+  losses, grads, weights = [], [], []
   for c in class_list:
     fg = (labels == c).astype(np.float64)
     if classes == "present" and fg.sum() == 0:
@@ -66,13 +71,15 @@ def lovasz_softmax_flat(probs, labels, classes="present"):
     grad[:, c] = d_errors * np.sign(probs[:, c] - fg)
     losses.append(loss)
     grads.append(grad)
-  if not losses:
+    weights.append(class_weights[c])
+  if not losses or sum(weights) == 0:
     return 0.0, np.zeros_like(probs)
-  return float(np.mean(losses)), np.mean(grads, axis=0)
+  weights = np.asarray(weights) / sum(weights)
+  return float(weights @ losses), np.tensordot(weights, grads, axes=1)
 
 
 def lovasz_softmax(probs, labels, where=None, classes="present",
-                   per_image=False):
+                   per_image=False, class_weights=None):
   """Lovász-softmax of ``probs [B, ..., C]`` with optional ``where [B, ...]``.
 
   ``per_image=False`` pools every pixel of the batch (one loss);
@@ -93,7 +100,8 @@ def lovasz_softmax(probs, labels, where=None, classes="present",
     num_classes = p.shape[-1]
     flat_p = p.reshape(-1, num_classes)
     keep = w.reshape(-1)
-    loss, g = lovasz_softmax_flat(flat_p[keep], y.reshape(-1)[keep], classes)
+    loss, g = lovasz_softmax_flat(flat_p[keep], y.reshape(-1)[keep], classes,
+                                  class_weights)
     full = np.zeros_like(flat_p)
     full[keep] = g
     grad[b] = full.reshape(p.shape)

@@ -77,7 +77,7 @@ CASES = {
     "generalized_dice_loss": _region(weighting="simple"),
     "mcc_loss": _region(classes="present"),
     "generalized_wasserstein_dice_loss": _region(smooth=0.5),
-    "lovasz_softmax": _region(classes="all"),
+    "lovasz_softmax": _region(classes="all", class_weights=np.arange(4.0)),
     "lovasz_hinge": lambda k1, k2: (
         (_logits(k1, (2, 5, 6)), _binary(k2, (2, 5, 6))), {}),
     "varifocal_loss": lambda k1, k2: (

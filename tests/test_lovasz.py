@@ -1,8 +1,9 @@
 """Lovász-softmax and Lovász hinge: reference, identities, edge cases, checks.
 
-Every value and gradient test runs both cores: the NumPy one (the default on
-CPU, through ``jax.pure_callback``) and the pure-XLA one (the default on GPU
-and TPU), through the private ``impl`` switch.
+Every value and gradient test runs both engines: ``"host"`` (the default,
+which on CPU is the NumPy core through ``jax.pure_callback``) and ``"xla"``
+(the pure-XLA core, the default on GPU and TPU), chosen with
+``_lovasz.softmax_with_engine`` and ``_lovasz.hinge_with_engine``.
 """
 
 import functools
@@ -17,7 +18,7 @@ import jaxloss
 from jaxloss import _lovasz
 from tests import reference_lovasz as ref
 
-IMPLS = ("numpy", "xla")
+ENGINES = ("host", "xla")
 
 
 def _value_and_grad(loss):
@@ -31,23 +32,27 @@ def _value_and_grad(loss):
 
 
 @functools.lru_cache(maxsize=None)
-def _softmax_fn(impl, axis=None, classes="present", masked=False):
+def _softmax_fn(engine, axis=None, classes="present", masked=False,
+                class_weights=None):
   """Value and gradient functions; one compilation per option combination."""
   if not isinstance(classes, str):
     classes_arr = jnp.asarray(classes)
+  weights = None if class_weights is None else np.asarray(class_weights,
+                                                          np.float32)
   def loss(probs, labels, where):
-    return _lovasz._lovasz_softmax(
+    return _lovasz.softmax_with_engine(
         probs, labels, axis=axis, where=where if masked else None,
         classes=classes if isinstance(classes, str) else classes_arr,
-        impl=impl)
+        class_weights=weights, engine=engine)
   return _value_and_grad(loss)
 
 
 @functools.lru_cache(maxsize=None)
-def _hinge_fn(impl, axis=None, masked=False):
+def _hinge_fn(engine, axis=None, masked=False):
   def loss(logits, labels, where):
-    return _lovasz._lovasz_hinge(logits, labels, axis=axis,
-                                 where=where if masked else None, impl=impl)
+    return _lovasz.hinge_with_engine(logits, labels, axis=axis,
+                                     where=where if masked else None,
+                                     engine=engine)
   return _value_and_grad(loss)
 
 
@@ -78,28 +83,28 @@ def _close(actual, expected):
 # 1. Hand-computed cases.
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_softmax_three_pixels_by_hand(impl):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_softmax_three_pixels_by_hand(engine):
   # Class 0: errors (0.1, 0.6, 0.3), fg (1, 1, 0), T = 2. Sorted: 0.6 (fg,
   # g = 1/2), 0.3 (bg, g = 1/(2*3)), 0.1 (fg, g = 1/3): loss 23/60.
   # Class 1: errors (0.1, 0.6, 0.3), fg (0, 0, 1), T = 1. Sorted: 0.6 (bg,
   # g = 1/2), 0.3 (fg, g = 1/2), 0.1 (bg, g = 0): loss 27/60. Mean 25/60.
   probs = jnp.array([[0.9, 0.1], [0.4, 0.6], [0.3, 0.7]])
   labels = jnp.array([0, 0, 1])
-  loss, grad = _softmax_fn(impl)
+  loss, grad = _softmax_fn(engine)
   _close(loss(probs, labels, None), 25 / 60)
   # d/dp = g * sign(p - fg) / 2 (two classes in the mean).
   _close(grad(probs, labels, None),
          np.array([[-1 / 3, 0.0], [-1 / 2, 1 / 2], [1 / 6, -1 / 2]]) / 2)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_hinge_by_hand(impl):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_hinge_by_hand(engine):
   # Errors 1 - s x: (0.5, 1.5, -1.0); T = 1. Sorted: 1.5 (bg, g = 1/2),
   # 0.5 (fg, g = 1/2), then a negative error (relu 0): loss 1.
   logits = jnp.array([0.5, 0.5, -2.0])
   labels = jnp.array([1, 0, 0])
-  loss, grad = _hinge_fn(impl)
+  loss, grad = _hinge_fn(engine)
   _close(loss(logits, labels, None), 1.0)
   _close(grad(logits, labels, None), [-0.5, 0.5, 0.0])
 
@@ -108,15 +113,15 @@ def test_hinge_by_hand(impl):
 # 2. The float64 reference, values and gradients.
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("per_image", [False, True])
 @pytest.mark.parametrize("classes", ["present", "all", (3, 0, 3)])
-def test_softmax_matches_reference(impl, masked, per_image, classes):
+def test_softmax_matches_reference(engine, masked, per_image, classes):
   probs, labels, where = _softmax_inputs(1)
   labels[0][labels[0] == 2] = 1     # class 2 absent from the first image
   axis = (1, 2) if per_image else None
-  loss, grad = _softmax_fn(impl, axis, classes, masked)
+  loss, grad = _softmax_fn(engine, axis, classes, masked)
   want, want_grad = ref.lovasz_softmax(
       probs, labels, where if masked else None,
       classes if isinstance(classes, str) else list(classes), per_image)
@@ -124,14 +129,14 @@ def test_softmax_matches_reference(impl, masked, per_image, classes):
   _close(grad(probs, labels, where), want_grad)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("per_image", [False, True])
-def test_hinge_matches_reference(impl, masked, per_image):
+def test_hinge_matches_reference(engine, masked, per_image):
   logits, labels, where = _hinge_inputs(2)
   labels[1] = 0                      # an image without foreground
   axis = (1, 2) if per_image else None
-  loss, grad = _hinge_fn(impl, axis, masked)
+  loss, grad = _hinge_fn(engine, axis, masked)
   want, want_grad = ref.lovasz_hinge(logits, labels,
                                      where if masked else None, per_image)
   _close(loss(logits, labels, where), want)
@@ -142,11 +147,78 @@ def test_larger_pooled_group_matches_reference():
   # A few thousand pixels: the closed-form weights keep their precision.
   probs, labels, _ = _softmax_inputs(3, shape=(4, 32, 32, 5), scale=1.0)
   want, want_grad = ref.lovasz_softmax(probs, labels)
-  for impl in IMPLS:
-    loss, grad = _softmax_fn(impl, None, "present", False)
+  for engine in ENGINES:
+    loss, grad = _softmax_fn(engine, None, "present", False)
     _close(loss(probs, labels, None), want)
     np.testing.assert_allclose(grad(probs, labels, None), want_grad,
                                rtol=1e-4, atol=1e-8)
+
+
+WEIGHTS = (0.5, 2.0, 0.0, 1.5)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize("classes", ["present", "all", (3, 0, 3)])
+def test_class_weights_match_reference(engine, per_image, classes):
+  probs, labels, where = _softmax_inputs(21)
+  labels[0][labels[0] == 3] = 1     # class 3 absent from the first image
+  axis = (1, 2) if per_image else None
+  loss, grad = _softmax_fn(engine, axis, classes, True, WEIGHTS)
+  want, want_grad = ref.lovasz_softmax(
+      probs, labels, where,
+      classes if isinstance(classes, str) else list(classes), per_image,
+      class_weights=WEIGHTS)
+  _close(loss(probs, labels, where), want)
+  _close(grad(probs, labels, where), want_grad)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_unit_class_weights_give_the_unweighted_loss(engine):
+  probs, labels, where = _softmax_inputs(22)
+  for classes in ("present", "all"):
+    plain = _softmax_fn(engine, None, classes, True)
+    ones = _softmax_fn(engine, None, classes, True, (1.0,) * 4)
+    for a, b in zip(plain, ones):
+      np.testing.assert_array_equal(a(probs, labels, where),
+                                    b(probs, labels, where))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_zero_class_weight_drops_the_class(engine):
+  probs, labels, _ = _softmax_inputs(23)
+  dropped = _softmax_fn(engine, None, "all", False, (1.0, 0.0, 1.0, 1.0))
+  kept = _softmax_fn(engine, None, (0, 2, 3), False)
+  _close(dropped[0](probs, labels, None), kept[0](probs, labels, None))
+  grad = np.asarray(dropped[1](probs, labels, None))
+  _close(grad, kept[1](probs, labels, None))
+  assert np.all(grad[..., 1] == 0)
+  # Scaling every weight changes nothing.
+  scaled = _softmax_fn(engine, None, "all", False, (3.0, 0.0, 3.0, 3.0))
+  _close(scaled[0](probs, labels, None), kept[0](probs, labels, None))
+
+
+def test_no_selected_class_weight_gives_zero_and_zero_gradient():
+  probs, labels, _ = _softmax_inputs(24)
+  labels[labels == 2] = 0                       # class 2 absent
+  # Only the absent class weighs: nothing is selected with "present".
+  f = jax.value_and_grad(lambda p: jaxloss.lovasz_softmax(
+      p, labels, class_weights=jnp.array([0.0, 0.0, 1.0, 0.0])))
+  value, grad = f(probs)
+  assert float(value) == 0.0 and np.all(np.asarray(grad) == 0)
+
+
+def test_traced_class_weights_and_their_gradient():
+  probs, labels, _ = _softmax_inputs(25)
+  f = jax.jit(lambda w: jaxloss.lovasz_softmax(probs, labels, classes="all",
+                                               class_weights=w))
+  weights = jnp.array([1.0, 2.0, 3.0, 4.0])
+  _close(f(weights), ref.lovasz_softmax(probs, labels, classes="all",
+                                        class_weights=weights)[0])
+  # d/dw_c of sum_c w_c l_c / sum_c w_c = (l_c - loss) / sum_c w_c.
+  per_class = np.array([ref.lovasz_softmax(probs, labels, classes=[c])[0]
+                        for c in range(4)])
+  _close(jax.grad(f)(weights), (per_class - f(weights)) / 10.0)
 
 
 # ---------------------------------------------------------------------------
@@ -166,18 +238,24 @@ def _plain_lovasz_rows(errors, fg):
   return jnp.sum(e * g, axis=-1)
 
 
-ROWS = ((0, 1), (2,), None)     # layout of [3, 4, n] rows: already rows
+ROWS = _lovasz.Layout((0, 1), (2,), None)   # [3, 4, n]: already rows
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_custom_vjp_equals_autodiff_through_sort(impl):
+def _rows_loss(preds, fg, hinge, engine):
+  return _lovasz._lovasz_rows(preds, fg, None, layout=ROWS, hinge=hinge,
+                              skip_empty=False, host=engine == "host",
+                              axis_name=None)[0]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_custom_vjp_equals_autodiff_through_sort(engine):
   rng = np.random.default_rng(4)
   cot = jnp.asarray(rng.standard_normal((3, 4)), jnp.float32)
   fg = jnp.asarray(rng.random((3, 4, 50)) < 0.3)
   # Softmax rows: probabilities, errors |fg - p| (tie-free).
   probs = jnp.asarray(rng.random((3, 4, 50)), jnp.float32)
   ours = lambda p: jnp.sum(
-      cot * _lovasz._lovasz_rows(p, fg, None, "softmax", impl, ROWS, None)[0])
+      cot * _rows_loss(p, fg, False, engine))
   plain = lambda p: jnp.sum(
       cot * _plain_lovasz_rows(jnp.abs(fg.astype(p.dtype) - p), fg))
   np.testing.assert_allclose(ours(probs), plain(probs), rtol=1e-5)
@@ -186,7 +264,7 @@ def test_custom_vjp_equals_autodiff_through_sort(impl):
   # Hinge rows: logits, errors relu(1 - s x).
   logits = jnp.asarray(2 * rng.standard_normal((3, 4, 50)), jnp.float32)
   ours = lambda x: jnp.sum(
-      cot * _lovasz._lovasz_rows(x, fg, None, "hinge", impl, ROWS, None)[0])
+      cot * _rows_loss(x, fg, True, engine))
   plain = lambda x: jnp.sum(cot * _plain_lovasz_rows(
       jax.nn.relu(jnp.where(fg, 1 - x, 1 + x)), fg))
   np.testing.assert_allclose(ours(logits), plain(logits), rtol=1e-5)
@@ -196,7 +274,7 @@ def test_custom_vjp_equals_autodiff_through_sort(impl):
 
 def test_gradient_sorts_once_and_keeps_one_array():
   probs, labels, _ = _softmax_inputs(5)
-  f = lambda p: _lovasz._lovasz_softmax(p, labels, impl="xla")
+  f = lambda p: _lovasz.softmax_with_engine(p, labels, engine="xla")
   text = str(jax.make_jaxpr(jax.grad(f))(probs))
   assert text.count(" sort[") == 1, text
   # The residual of the custom_vjp: one float per pixel and class.
@@ -210,21 +288,23 @@ def test_gradient_sorts_once_and_keeps_one_array():
 # 4. Identities.
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_per_image_equals_vmap(impl):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_per_image_equals_vmap(engine):
   probs, labels, where = _softmax_inputs(6)
-  f = lambda p, y, w: _lovasz._lovasz_softmax(p, y, where=w, impl=impl)
-  per_image = _softmax_fn(impl, (1, 2), "present", True)[0]
+  f = lambda p, y, w: _lovasz.softmax_with_engine(p, y, where=w,
+                                                  engine=engine)
+  per_image = _softmax_fn(engine, (1, 2), "present", True)[0]
   _close(per_image(probs, labels, where),
          jax.jit(jax.vmap(f))(probs, labels, where))
   logits, hlabels, hwhere = _hinge_inputs(7)
-  h = lambda x, y, w: _lovasz._lovasz_hinge(x, y, where=w, impl=impl)
-  _close(_hinge_fn(impl, (1, 2), True)[0](logits, hlabels, hwhere),
+  h = lambda x, y, w: _lovasz.hinge_with_engine(x, y, where=w,
+                                                engine=engine)
+  _close(_hinge_fn(engine, (1, 2), True)[0](logits, hlabels, hwhere),
          jax.jit(jax.vmap(h))(logits, hlabels, hwhere))
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_masked_equals_sliced(impl):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_masked_equals_sliced(engine):
   probs, labels, _ = _softmax_inputs(8, shape=(1, 4, 6, 3))
   where = np.zeros(labels.shape, bool)
   where[:, :, :4] = True
@@ -232,9 +312,11 @@ def test_masked_equals_sliced(impl):
   dirty = probs.copy()
   dirty[~where] = np.nan
   f = jax.value_and_grad(
-      lambda p: _lovasz._lovasz_softmax(p, labels, where=where, impl=impl))
+      lambda p: _lovasz.softmax_with_engine(p, labels, where=where,
+                                            engine=engine))
   g = jax.value_and_grad(
-      lambda p: _lovasz._lovasz_softmax(p, labels[:, :, :4], impl=impl))
+      lambda p: _lovasz.softmax_with_engine(p, labels[:, :, :4],
+                                            engine=engine))
   (value, grad), (want, want_grad) = jax.jit(f)(dirty), jax.jit(g)(
       probs[:, :, :4])
   _close(value, want)
@@ -247,8 +329,8 @@ def test_the_two_cores_agree_on_ties():
   # by pixel index in both cores, so the subgradients are identical.
   probs = jnp.full((2, 3, 4, 3), 1 / 3)
   labels = jnp.asarray(np.random.default_rng(9).integers(0, 3, (2, 3, 4)))
-  grads = [jax.grad(lambda p: _lovasz._lovasz_softmax(p, labels, impl=i))(
-      probs) for i in IMPLS]
+  grads = [jax.grad(lambda p: _lovasz.softmax_with_engine(
+      p, labels, engine=e))(probs) for e in ENGINES]
   np.testing.assert_array_equal(grads[0], grads[1])
 
 
@@ -256,11 +338,11 @@ def test_the_two_cores_agree_on_ties():
 # 5. Edge cases.
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_ties_give_reference_value_and_a_subgradient(impl):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_ties_give_reference_value_and_a_subgradient(engine):
   labels = np.random.default_rng(10).integers(0, 3, (2, 3, 4))
   probs = np.full((2, 3, 4, 3), 1 / 3, np.float32)
-  f = lambda p: _lovasz._lovasz_softmax(p, labels, impl=impl)
+  f = lambda p: _lovasz.softmax_with_engine(p, labels, engine=engine)
   _close(f(probs), ref.lovasz_softmax(probs, labels)[0])
   grad = np.asarray(jax.grad(f)(probs), np.float64)
   assert np.all(np.isfinite(grad))
@@ -274,19 +356,19 @@ def test_ties_give_reference_value_and_a_subgradient(impl):
     assert moved >= base + np.sum(grad * d) - 1e-6
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_no_valid_pixel_gives_zero_and_zero_gradient(impl):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_no_valid_pixel_gives_zero_and_zero_gradient(engine):
   probs, labels, _ = _softmax_inputs(12)
   where = np.zeros(labels.shape, bool)
-  loss, grad = _softmax_fn(impl, None, "present", True)
+  loss, grad = _softmax_fn(engine, None, "present", True)
   assert float(loss(probs, labels, where)) == 0.0
   assert np.all(np.asarray(grad(probs, labels, where)) == 0)
-  per_image = _softmax_fn(impl, (1, 2), "all", True)
+  per_image = _softmax_fn(engine, (1, 2), "all", True)
   where[1, 0, 0] = True
   np.testing.assert_array_equal(
       per_image[0](probs, labels, where)[0], 0.0)
   logits, hlabels, _ = _hinge_inputs(13)
-  hloss, hgrad = _hinge_fn(impl, None, True)
+  hloss, hgrad = _hinge_fn(engine, None, True)
   none = np.zeros(hlabels.shape, bool)
   assert float(hloss(logits, hlabels, none)) == 0.0
   assert np.all(np.asarray(hgrad(logits, hlabels, none)) == 0)
@@ -304,62 +386,64 @@ def test_uint8_labels_with_many_classes():
 
 
 def test_empty_input_gives_zero():
-  for impl in IMPLS:
-    f = lambda p: _lovasz._lovasz_softmax(p, jnp.zeros((0,), int), impl=impl)
+  for engine in ENGINES:
+    f = lambda p: _lovasz.softmax_with_engine(p, jnp.zeros((0,), int),
+                                              engine=engine)
     value, grad = jax.value_and_grad(f)(jnp.zeros((0, 3)))
     assert float(value) == 0.0 and grad.shape == (0, 3)
-    h = lambda x: _lovasz._lovasz_hinge(x, jnp.zeros((2, 0)), axis=1,
-                                        impl=impl)
+    h = lambda x: _lovasz.hinge_with_engine(x, jnp.zeros((2, 0)), axis=1,
+                                            engine=engine)
     np.testing.assert_array_equal(h(jnp.zeros((2, 0))), [0.0, 0.0])
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_absent_selected_class_is_its_largest_probability(impl):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_absent_selected_class_is_its_largest_probability(engine):
   probs, labels, _ = _softmax_inputs(14, shape=(1, 3, 3, 3))
   labels[:] = 0
-  loss = _lovasz._lovasz_softmax(probs, labels, classes=jnp.array([1]),
-                                 impl=impl)
+  loss = _lovasz.softmax_with_engine(probs, labels, classes=jnp.array([1]),
+                                     engine=engine)
   _close(loss, probs[..., 1].max())
 
 
 def test_one_class_and_one_pixel():
-  for impl in IMPLS:
+  for engine in ENGINES:
     # One class: every pixel is foreground, errors 1 - p.
     probs = jnp.array([[0.2], [0.7]])
     want = ref.lovasz_softmax(probs[None], jnp.zeros((1, 2), int))[0]
-    _close(_softmax_fn(impl)[0](probs, jnp.zeros(2, int), None), want)
+    _close(_softmax_fn(engine)[0](probs, jnp.zeros(2, int), None), want)
     # One pixel: the loss is its error.
-    _close(_hinge_fn(impl)[0](jnp.array([0.25]), jnp.array([1]), None), 0.75)
+    _close(_hinge_fn(engine)[0](jnp.array([0.25]), jnp.array([1]), None), 0.75)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_extreme_logits_are_finite_and_nan_propagates(impl):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_extreme_logits_are_finite_and_nan_propagates(engine):
   logits = jnp.array([1e4, -1e4, 1e4, -1e4])
   labels = jnp.array([1, 0, 0, 1])
   f = jax.jit(jax.value_and_grad(
-      lambda x: _lovasz._lovasz_hinge(x, labels, impl=impl)))
+      lambda x: _lovasz.hinge_with_engine(x, labels, engine=engine)))
   value, grad = f(logits)
   assert np.isfinite(value) and np.all(np.isfinite(grad))
   _close(value, ref.lovasz_hinge(logits, labels)[0])
   assert np.isnan(f(logits.at[0].set(jnp.nan))[0])
   probs = jax.nn.softmax(jnp.array([[1e4, -1e4], [-1e4, 1e4]]), axis=-1)
   g = jax.jit(jax.value_and_grad(
-      lambda p: _lovasz._lovasz_softmax(p, jnp.array([1, 1]), impl=impl)))
+      lambda p: _lovasz.softmax_with_engine(p, jnp.array([1, 1]),
+                                            engine=engine)))
   assert np.all(np.isfinite(g(probs)[1]))
   assert np.isnan(g(probs.at[0, 1].set(jnp.nan))[0])   # a present class
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_bf16_accumulates_in_float32(impl):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_bf16_accumulates_in_float32(engine):
   probs, labels, _ = _softmax_inputs(15)
   low = jnp.asarray(probs, jnp.bfloat16)
-  out = _lovasz._lovasz_softmax(low, labels, impl=impl)
+  out = _lovasz.softmax_with_engine(low, labels, engine=engine)
   assert out.dtype == jnp.float32
   # Equal to the float32 loss of the rounded probabilities.
   _close(out, ref.lovasz_softmax(np.asarray(low, np.float32), labels)[0])
   logits, hlabels, _ = _hinge_inputs(16)
-  out = _lovasz._lovasz_hinge(jnp.asarray(logits, jnp.float16), hlabels,
-                              impl=impl)
+  out = _lovasz.hinge_with_engine(jnp.asarray(logits, jnp.float16), hlabels,
+                                  engine=engine)
   assert out.dtype == jnp.float32
   np.testing.assert_allclose(out, ref.lovasz_hinge(logits, hlabels)[0],
                              rtol=1e-2)
@@ -369,8 +453,9 @@ def test_float64_inputs_when_x64_is_enabled():
   with jax.enable_x64(True):
     probs, labels, where = _softmax_inputs(17)
     probs = probs.astype(np.float64)
-    for impl in IMPLS:
-      f = lambda p: _lovasz._lovasz_softmax(p, labels, where=where, impl=impl)
+    for engine in ENGINES:
+      f = lambda p: _lovasz.softmax_with_engine(p, labels, where=where,
+                                                engine=engine)
       out, grad = jax.jit(jax.value_and_grad(f))(probs)
       assert out.dtype == jnp.float64
       want, want_grad = ref.lovasz_softmax(probs, labels, where)
@@ -427,6 +512,25 @@ def test_public_default_is_the_cpu_core_and_matches():
      ValueError, "lovasz_softmax: classes must be"),
     (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3), int), jnp.zeros(2, int)),
      TypeError, "lovasz_softmax: probs must have a floating dtype"),
+    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3)), jnp.zeros(2, int),
+                                    class_weights=jnp.ones(4)),
+     ValueError, r"lovasz_softmax: class_weights.shape \(4,\) must be "
+     r"\(3,\)"),
+    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3)), jnp.zeros(2, int),
+                                    class_weights=[1.0, -1.0, 1.0]),
+     ValueError, "lovasz_softmax: class_weights must be finite and >= 0"),
+    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3)), jnp.zeros(2, int),
+                                    class_weights=jnp.ones(3, bool)),
+     TypeError, "lovasz_softmax: class_weights must be real, got dtype bool"),
+    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3)), jnp.zeros(2, int),
+                                    class_weights="balanced"),
+     TypeError, "lovasz_softmax: class_weights must be an array"),
+    (lambda: _lovasz.softmax_with_engine(jnp.ones((2, 3)), jnp.zeros(2, int),
+                                         engine="numpy"),
+     ValueError, "softmax_with_engine: engine must be one of"),
+    (lambda: _lovasz.hinge_with_engine(jnp.ones(2), jnp.zeros(2),
+                                       engine="auto"),
+     ValueError, "hinge_with_engine: engine must be one of"),
     (lambda: jaxloss.lovasz_hinge(jnp.ones((2, 3)), jnp.zeros((2, 4))),
      ValueError, r"lovasz_hinge: labels.shape \(2, 4\) must equal "
      r"logits.shape \(2, 3\)"),
