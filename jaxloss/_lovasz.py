@@ -182,7 +182,7 @@ def _softmax(probs, labels, *, axis=None, where=None, classes="present",
   if not jnp.issubdtype(labels.dtype, jnp.integer):
     _checks.fail(fn, f"labels must be integer class ids, got dtype "
                   f"{labels.dtype}", TypeError)
-  mask = _checks.mask_for(fn, where, probs.shape[:-1])
+  mask = _checks.region_mask(fn, where, probs.shape)
   axes = _checks.pooled_axes(fn, axis, probs.ndim)
   num_classes = probs.shape[-1]
   selection = _checks.class_selection(fn, classes, num_classes)
@@ -191,9 +191,9 @@ def _softmax(probs, labels, *, axis=None, where=None, classes="present",
   if class_weights is not None:
     weights = _checks.nonnegative_vector(fn, "class_weights", class_weights,
                                          num_classes).astype(dtype)
-  _checks.debug_unit_interval(fn, "probs", probs,
-                              None if mask is None else mask[..., None])
-  _checks.debug_labels_in_range(fn, labels, num_classes, mask)
+  _checks.debug_unit_interval(fn, "probs", probs, mask)
+  _checks.debug_labels_in_range(fn, labels, num_classes,
+                                None if mask is None else jnp.any(mask, -1))
 
   p = probs.astype(dtype)
   # Compare ids in a type wide enough for any class count (uint8 labels with
@@ -210,11 +210,13 @@ def _softmax(probs, labels, *, axis=None, where=None, classes="present",
     take = lambda a: jnp.take(a, index, axis=-1, mode="fill",
                               fill_value=jnp.nan)
     p, weights = take(p), take(weights)
+    if mask is not None and mask.shape[-1] == num_classes:
+      mask = jnp.take(mask, index, axis=-1, mode="fill", fill_value=False)
   fg = labels[..., None] == class_ids.reshape((1,) * labels.ndim + (-1,))
   valid = None
   if mask is not None:
     # Masked pixels: no value, and no gradient even for NaN probabilities.
-    valid = mask[..., None]
+    valid = mask
     p = jnp.where(valid, p, 0)
     fg = fg & valid
   layout = Layout(tuple(a for a in range(probs.ndim - 1) if a not in axes),
@@ -342,8 +344,10 @@ def lovasz_softmax(
       ``axis=(1, 2)`` on ``[B, H, W, C]`` gives the per-image losses ``[B]``,
       equal to ``jax.vmap``; their mean is the reference's
       ``per_image=True``.
-    where: Optional boolean mask of shape ``probs.shape[:-1]``; a masked pixel
-      counts for nothing. For an ignore label: ``where=labels != 255``.
+    where: Optional boolean mask of shape ``probs.shape[:-1]`` (one flag a
+      pixel) or ``probs.shape`` (one a pixel and class: class :math:`c` is
+      sorted over its own valid pixels); a masked entry counts for nothing.
+      For an ignore label: ``where=labels != 255``.
     classes: ``"present"`` (classes with a pixel among the valid pooled
       pixels), ``"all"``, or an integer array of class ids to average over.
     class_weights: Optional non-negative weights ``[C]``, one per class of

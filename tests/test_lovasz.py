@@ -564,3 +564,29 @@ def test_labels_out_of_range_reported_under_checkify():
     err, _ = hinge(jnp.array([0, 2, 1]))
     with pytest.raises(checkify.JaxRuntimeError, match="lovasz_hinge: labels"):
       err.throw()
+
+
+@pytest.mark.parametrize("engine", _lovasz.ENGINES)
+def test_per_element_mask_is_each_class_on_its_own_pixels(engine):
+  rng = np.random.default_rng(41)
+  probs = jax.nn.softmax(jnp.asarray(rng.normal(size=(2, 4, 5, 3)),
+                                     jnp.float32))
+  labels = jnp.asarray(rng.integers(0, 3, (2, 4, 5)), jnp.int32)
+  where = jnp.asarray(rng.random(probs.shape) < 0.7)
+  loss = functools.partial(_lovasz.softmax_with_engine, engine=engine)
+  for c in range(3):
+    np.testing.assert_allclose(
+        loss(probs, labels, where=where, classes=jnp.array([c])),
+        loss(probs, labels, where=where[..., c], classes=jnp.array([c])),
+        rtol=1e-6)
+  pixel = where[..., 0]
+  np.testing.assert_allclose(
+      loss(probs, labels, where=jnp.broadcast_to(pixel[..., None],
+                                                 probs.shape)),
+      loss(probs, labels, where=pixel), rtol=1e-6)
+  # Masked entries may hold NaN: no value, no gradient.
+  bad = jnp.where(where, probs, jnp.nan)
+  value, grad = jax.value_and_grad(
+      lambda p: loss(p, labels, where=where, classes="all"))(bad)
+  assert np.isfinite(value) and np.all(np.isfinite(grad))
+  assert np.all(np.asarray(grad)[~np.asarray(where)] == 0)
