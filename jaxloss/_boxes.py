@@ -53,7 +53,7 @@ def _pair(fn: str, pred, target, eps) -> tuple[jax.Array, jax.Array]:
   pred = _checks.coordinates(fn, "pred", pred, 4, meaning="boxes")
   target = _checks.coordinates(fn, "target", target, 4, meaning="boxes")
   _checks.nonnegative(fn, "eps", eps)
-  shape = _checks.broadcast(fn, ("pred", "target"), pred.shape[:-1],
+  shape = _checks.broadcast_shapes(fn, ("pred", "target"), pred.shape[:-1],
                      target.shape[:-1], "leading axes") + (4,)
   dtype = _numerics.accum_dtype(pred.dtype)
   return (jnp.broadcast_to(pred.astype(dtype), shape),
@@ -598,7 +598,7 @@ def _pairwise(fn: str, boxes1, boxes2) -> dict[str, jax.Array]:
   ``boxes2``."""
   a = _checks.coordinates(fn, "boxes1", boxes1, 4, meaning="boxes", rows="N")
   b = _checks.coordinates(fn, "boxes2", boxes2, 4, meaning="boxes", rows="M")
-  batch = _checks.broadcast(fn, ("boxes1", "boxes2"), a.shape[:-2], b.shape[:-2],
+  batch = _checks.broadcast_shapes(fn, ("boxes1", "boxes2"), a.shape[:-2], b.shape[:-2],
                      "batch axes (all but the last two)")
   shape = batch + (a.shape[-2], b.shape[-2], 4)
   dtype = _numerics.accum_dtype(a.dtype)

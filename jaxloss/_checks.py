@@ -16,6 +16,8 @@ checkify effect, so it serializes with ``jax.export``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+from typing import NoReturn
 
 import contextlib
 
@@ -28,7 +30,9 @@ from jax.experimental import checkify
 from jaxloss import _numerics
 
 
-def fail(fn: str, message: str, error: type[Exception] = ValueError):
+def fail(fn: str, message: str,
+         error: type[Exception] = ValueError) -> NoReturn:
+  """Raises ``error`` with a message that starts with the function's name."""
   raise error(f"{fn}: {message}")
 
 
@@ -74,7 +78,7 @@ def coordinates(fn: str, name: str, x, size: int, *, meaning: str,
   return x
 
 
-def broadcast(fn: str, names: tuple[str, str], a_shape, b_shape,
+def broadcast_shapes(fn: str, names: tuple[str, str], a_shape, b_shape,
               what: str) -> tuple[int, ...]:
   """The broadcast of two shapes (``what`` of ``names``), or a named error."""
   try:
@@ -106,9 +110,14 @@ def labels_for(fn: str, preds_name: str, preds: jax.Array, labels) -> jax.Array:
 
 def mask_for(fn: str, where, shape: tuple[int, ...], *,
              broadcast: bool = False) -> jax.Array | None:
-  """Checks a boolean mask; returns it broadcast to ``shape`` (or None)."""
+  """Checks an optional boolean mask; returns it broadcast to ``shape``."""
   if where is None:
     return None
+  return _mask(fn, where, shape, broadcast)
+
+
+def _mask(fn: str, where, shape: tuple[int, ...],
+          broadcast: bool = False) -> jax.Array:
   where = jnp.asarray(where)
   if where.dtype != jnp.bool_:
     fail(fn, f"where must be a boolean array, got dtype {where.dtype} "
@@ -137,12 +146,12 @@ def region_mask(fn: str, where, shape: tuple[int, ...]) -> jax.Array | None:
     return None
   where = jnp.asarray(where)
   if where.shape == tuple(shape):
-    return mask_for(fn, where, tuple(shape))
+    return _mask(fn, where, tuple(shape))
   if where.shape != tuple(shape[:-1]):
     fail(fn, f"where.shape {where.shape} must equal probs.shape[:-1] "
          f"{tuple(shape[:-1])} (one flag a pixel) or probs.shape "
          f"{tuple(shape)} (one a pixel and class)")
-  return mask_for(fn, where, tuple(shape[:-1]))[..., None]
+  return _mask(fn, where, tuple(shape[:-1]))[..., None]
 
 
 def pooled_axes(fn: str, axis: int | Sequence[int] | None, ndim: int, *,
@@ -158,6 +167,7 @@ def pooled_axes(fn: str, axis: int | Sequence[int] | None, ndim: int, *,
   def is_int(a):
     return isinstance(a, (int, np.integer)) and not isinstance(
         a, (bool, np.bool_))
+  axes: tuple[Any, ...]
   if is_int(axis):
     axes = (axis,)
   elif isinstance(axis, (tuple, list)):

@@ -82,7 +82,7 @@ def _envelope(g: jax.Array, step: float) -> jax.Array:
   """``f(i) = min_j g(j) + (step (i - j))^2`` along axis 1 of a block."""
   _, n, _ = g.shape
   u = _UNROLL
-  step = jnp.asarray(step, g.dtype)
+  spacing = jnp.asarray(step, g.dtype)
   # A line of infinities stays one: it must not keep the loop running.
   finite_line = jnp.any(g < jnp.inf, axis=1, keepdims=True)
   pad = jnp.full((g.shape[0], n + u, g.shape[2]), jnp.inf, g.dtype)
@@ -90,13 +90,13 @@ def _envelope(g: jax.Array, step: float) -> jax.Array:
 
   def unfinished(carry):
     k, f = carry
-    reach = k.astype(g.dtype) * step
+    reach = k.astype(g.dtype) * spacing
     return (k < n) & jnp.any((f > reach * reach) & finite_line)
 
   def offsets(carry):
     k, f = carry
     for j in range(u):
-      reach = (k + j).astype(g.dtype) * step
+      reach = (k + j).astype(g.dtype) * spacing
       ahead = lax.dynamic_slice_in_dim(padded, n + u + k + j, n, axis=1)
       behind = lax.dynamic_slice_in_dim(padded, n + u - k - j, n, axis=1)
       f = jnp.minimum(f, jnp.minimum(ahead, behind) + reach * reach)

@@ -353,10 +353,9 @@ def focal_loss(
   if alpha is not None:
     alpha = _checks.scalar(fn, "alpha", alpha, low=0.0, high=1.0)
   x, y, mask = _elementwise_inputs(fn, logits, labels, where, name="labels")
-  if alpha is not None:
-    alpha = jnp.asarray(alpha, x.dtype)
+  alpha_t = None if alpha is None else jnp.asarray(alpha, x.dtype)
   if _numerics.is_whole(gamma):
-    loss = _focal_core(x, y, (int(gamma), alpha))
+    loss = _focal_core(x, y, (int(gamma), alpha_t))
   else:
     # (1 - p_t)^gamma = exp(gamma * log(1 - p_t)), with
     # log(1 - p_t) = log(y sigma(-x) + (1 - y) sigma(x)) formed in log space.
@@ -365,8 +364,8 @@ def focal_loss(
                                     _safe_log(1 - y) + log_sigmoid)
     bce = _sigmoid_smooth(x).softplus - x * y
     loss = jnp.exp(gamma * log_one_minus_pt) * bce
-    if alpha is not None:
-      loss = (alpha * y + (1 - alpha) * (1 - y)) * loss
+    if alpha_t is not None:
+      loss = (alpha_t * y + (1 - alpha_t) * (1 - y)) * loss
   if mask is not None:
     loss = jnp.where(mask, loss, 0)
   return loss

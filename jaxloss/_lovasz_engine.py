@@ -129,7 +129,7 @@ def sort_engine(
     loss, total = lax.pmax(loss, axis_name), lax.pmax(total, axis_name)
     if with_grad:
       start = lax.axis_index(axis_name) * local
-      grad = lax.dynamic_slice_in_dim(grad, start, local, axis)
+      grad = lax.dynamic_slice_in_dim(out[2], start, local, axis)
   return loss, total, grad
 
 
@@ -326,7 +326,9 @@ def _numpy_rows(keys, valid, dtype, loss_out, total_out, grad_out):
                  None if grad_out is None else grad_out[part])
 
 
-_POOL = (None, None)     # (process id, executor)
+# (process id, executor)
+_POOL: tuple[int | None, concurrent.futures.ThreadPoolExecutor | None] = (
+    None, None)
 
 
 def _pool() -> concurrent.futures.ThreadPoolExecutor:

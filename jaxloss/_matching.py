@@ -51,7 +51,7 @@ def _sets(fn: str, names: tuple[str, str], a: jax.Array, b: jax.Array,
     _checks.fail(fn, f"the last axes of {names[0]}.shape {a.shape} and "
                  f"{names[1]}.shape {b.shape} must be equal (the same "
                  "points)")
-  return _checks.broadcast(fn, names, a.shape[:-2], b.shape[:-2],
+  return _checks.broadcast_shapes(fn, names, a.shape[:-2], b.shape[:-2],
                            "batch axes")
 
 
@@ -73,7 +73,7 @@ def _class_inputs(fn: str, logits, labels) -> tuple[jax.Array, jax.Array]:
   if labels.ndim < 1:
     _checks.fail(fn, "labels must have shape [..., M] (M targets), got "
                  f"labels.shape {labels.shape}")
-  batch = _checks.broadcast(fn, ("logits", "labels"), logits.shape[:-2],
+  batch = _checks.broadcast_shapes(fn, ("logits", "labels"), logits.shape[:-2],
                             labels.shape[:-1], "batch axes")
   n, c = logits.shape[-2:]
   m = labels.shape[-1]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.typing import ArrayLike
 
 
 def accum_dtype(dtype) -> jnp.dtype:
@@ -15,7 +17,7 @@ def accum_dtype(dtype) -> jnp.dtype:
   return dtype if dtype.itemsize >= 4 else jnp.dtype(jnp.float32)
 
 
-def safe_div(num: jax.Array, den: jax.Array, at_zero: float) -> jax.Array:
+def safe_div(num: ArrayLike, den: jax.Array, at_zero: float) -> jax.Array:
   """``num / den``, or ``at_zero`` where ``den == 0``, with finite gradients."""
   zero = den == 0
   return jnp.where(zero, at_zero, num / jnp.where(zero, 1, den))
@@ -86,7 +88,7 @@ def varies_over(x: jax.Array, axis_name) -> bool:
   ``shard_map``); False under ``pmap`` and ``check_vma=False``."""
   names = axis_name if isinstance(axis_name, tuple) else (axis_name,)
   aval = jax.typeof(x)
-  vma = getattr(aval, "vma", None)                      # older JAX
+  vma: Any = getattr(aval, "vma", None)                 # older JAX
   if vma is None:
     vma = getattr(getattr(aval, "manual_axis_type", None), "varying", ())
   return any(name in vma for name in names)

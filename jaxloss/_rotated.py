@@ -45,7 +45,7 @@ def _pair(fn: str, pred, target, eps) -> tuple[jax.Array, jax.Array]:
   target = _checks.coordinates(fn, "target", target, 5,
                                meaning="cx, cy, w, h, theta")
   _checks.scalar(fn, "eps", eps, low=0.0, above=True)
-  shape = _checks.broadcast(fn, ("pred", "target"), pred.shape[:-1],
+  shape = _checks.broadcast_shapes(fn, ("pred", "target"), pred.shape[:-1],
                             target.shape[:-1], "leading axes")
   dtype = _numerics.accum_dtype(pred.dtype)
   shape = shape + (5,)

@@ -231,11 +231,12 @@ def generalized_wasserstein_dice_loss(
     ids = _numerics.class_ids(labels)
     ids = jnp.where(ids < 0, num_classes, ids)   # out of range: a zero row
     rows = jnp.take(m, ids, axis=0, mode="fill", fill_value=0)
-  if mask is not None:
+  if valid is not None:
     p = jnp.where(valid, p, 0)
     rows = jnp.where(valid, rows, 0)
     t = jnp.where(valid, t, jnp.zeros((), t.dtype))
   error = jnp.sum(rows * p, axis=-1)             # W_i
+  stats: tuple[jax.Array, ...]
   if weighting == "default":
     # sum_l alpha_l t_il = sum_l t_il M_l0 = rows[i, 0].
     stats = (jnp.sum(rows[..., 0] * (1 - error), axis=axes),
