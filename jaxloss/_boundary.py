@@ -10,7 +10,6 @@ and averaged over the selected classes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import functools
 
 import jax
@@ -20,13 +19,12 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jaxloss import _checks
+from jaxloss._checks import Axis
+from jaxloss._checks import Classes
+from jaxloss._checks import Sampling
 from jaxloss import _distance
 from jaxloss import _numerics
 from jaxloss import _overlap
-
-Axis = int | Sequence[int] | None
-Classes = str | ArrayLike
-Sampling = float | Sequence[float] | None
 
 
 def _spatial(fn: str, name: str, x: jax.Array) -> tuple[int, ...]:

@@ -15,6 +15,7 @@ checkify effect, so it serializes with ``jax.export``).
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from collections.abc import Sequence
 from typing import Any
 from typing import NoReturn
@@ -26,8 +27,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
+from jax.typing import ArrayLike
 
 from jaxloss import _numerics
+
+# Argument types of the public functions, checked by the functions below.
+Axis = int | Sequence[int] | None
+AxisName = Hashable | None
+Classes = str | ArrayLike
+Sampling = float | Sequence[float] | None
 
 
 def fail(fn: str, message: str,

@@ -25,8 +25,6 @@ benchmarks choose with :func:`softmax_with_engine` and
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from collections.abc import Sequence
 import functools
 import math
 from typing import NamedTuple
@@ -37,12 +35,12 @@ from jax.typing import ArrayLike
 import numpy as np
 
 from jaxloss import _checks
+from jaxloss._checks import Axis
+from jaxloss._checks import AxisName
+from jaxloss._checks import Classes
 from jaxloss import _numerics
 from jaxloss._lovasz_engine import sort_engine
 
-Axis = int | Sequence[int] | None
-AxisName = Hashable | None
-Classes = str | ArrayLike
 
 ENGINES = ("host", "xla")
 

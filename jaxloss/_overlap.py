@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Hashable
-from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -18,11 +16,10 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jaxloss import _checks
+from jaxloss._checks import Axis
+from jaxloss._checks import AxisName
+from jaxloss._checks import Classes
 from jaxloss import _numerics
-
-Axis = int | Sequence[int] | None
-AxisName = Hashable | None
-Classes = str | ArrayLike
 
 
 def _sums(p, t, axes, squared, soft):

@@ -8,8 +8,6 @@ predicted as background).
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -18,10 +16,9 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jaxloss import _checks
+from jaxloss._checks import Axis
+from jaxloss._checks import AxisName
 from jaxloss import _numerics
-
-Axis = int | Sequence[int] | None
-AxisName = Hashable | None
 
 
 def default_distance_matrix(num_classes: int) -> np.ndarray:
