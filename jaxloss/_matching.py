@@ -37,6 +37,18 @@ from jaxloss import _numerics
 # Checks
 
 
+def _exp_power(log_x: jax.Array, gamma, x: jax.Array) -> jax.Array:
+  """``x ** gamma`` given both ``x`` and ``log x``.
+
+  Whole, static ``gamma``: multiplications of ``x``; otherwise
+  ``exp(gamma * log x)``, which keeps gradients finite where ``x``
+  underflows, as long as ``log x`` itself is finite.
+  """
+  if _numerics.is_whole(gamma):
+    return lax.integer_pow(x, int(gamma))
+  return jnp.exp(gamma * log_x)
+
+
 def _sets(fn: str, names: tuple[str, str], a: jax.Array, b: jax.Array,
           last: str) -> tuple[int, ...]:
   """Broadcast batch shape of ``a`` ``[..., N, K]`` and ``b`` ``[..., M, K]``.
@@ -204,8 +216,8 @@ def focal_class_cost(
   x, idx = _class_inputs(fn, logits, labels)
   z = jnp.take_along_axis(x, idx, axis=-1)
   log_p, log_q = jax.nn.log_sigmoid(z), jax.nn.log_sigmoid(-z)
-  positive = alpha * _numerics.exp_power(log_q, gamma, jnp.exp(log_q)) * -log_p
-  negative = ((1 - alpha) * _numerics.exp_power(log_p, gamma, jnp.exp(log_p))
+  positive = alpha * _exp_power(log_q, gamma, jnp.exp(log_q)) * -log_p
+  negative = ((1 - alpha) * _exp_power(log_p, gamma, jnp.exp(log_p))
               * -log_q)
   return positive - negative
 
@@ -405,8 +417,8 @@ def mask_focal_cost(
   x, t = _mask_inputs(fn, logits, labels)
   points = max(x.shape[-1], 1)
   log_p, log_q = jax.nn.log_sigmoid(x), jax.nn.log_sigmoid(-x)
-  positive = alpha * _numerics.exp_power(log_q, gamma, jnp.exp(log_q)) * -log_p
-  negative = ((1 - alpha) * _numerics.exp_power(log_p, gamma, jnp.exp(log_p))
+  positive = alpha * _exp_power(log_q, gamma, jnp.exp(log_q)) * -log_p
+  negative = ((1 - alpha) * _exp_power(log_p, gamma, jnp.exp(log_p))
               * -log_q)
   return (_rows_by_cols(positive - negative, t)
           + jnp.sum(negative, -1)[..., :, None]) / points

@@ -49,18 +49,6 @@ def power(x: jax.Array, gamma) -> jax.Array:
   return jnp.where(zero, 0, jnp.exp(gamma * jnp.log(safe)))
 
 
-def exp_power(log_x: jax.Array, gamma, x: jax.Array) -> jax.Array:
-  """``x ** gamma`` given both ``x`` and ``log x``.
-
-  Whole, static ``gamma``: multiplications of ``x``; otherwise
-  ``exp(gamma * log x)``, which keeps gradients finite where ``x``
-  underflows, as long as ``log x`` itself is finite.
-  """
-  if is_whole(gamma):
-    return lax.integer_pow(x, int(gamma))
-  return jnp.exp(gamma * log_x)
-
-
 def class_ids(labels: jax.Array) -> jax.Array:
   """Integer class ids in a type wide enough for any class count (a uint8 id
   compared with ``arange(C)`` in uint8 would wrap for ``C > 256``)."""
@@ -70,17 +58,6 @@ def class_ids(labels: jax.Array) -> jax.Array:
 def one_hot_mask(labels: jax.Array, num_classes: int) -> jax.Array:
   """Boolean one-hot rows of class ids; an id outside ``[0, C)`` gives none."""
   return jax.nn.one_hot(class_ids(labels), num_classes, dtype=jnp.bool_)
-
-
-def targets(labels: jax.Array, preds_shape: tuple[int, ...], dtype) -> jax.Array:
-  """Targets of shape ``preds_shape`` (``[..., C]``) in ``dtype``.
-
-  Class ids (shape ``preds_shape[:-1]``) become one-hot rows; a class id outside
-  ``[0, C)`` gives an all-zero row. Targets of shape ``preds_shape`` are cast.
-  """
-  if labels.shape == tuple(preds_shape):
-    return labels.astype(dtype)
-  return jax.nn.one_hot(class_ids(labels), preds_shape[-1], dtype=dtype)
 
 
 def varies_over(x: jax.Array, axis_name) -> bool:

@@ -102,12 +102,6 @@ class _Pair:
     self.s2 = sin_d * sin_d
 
 
-def _sqrt(x: jax.Array) -> jax.Array:
-  """``sqrt(x)`` for ``x >= 0`` with gradient 0 (not inf) at 0."""
-  zero = x <= 0
-  return jnp.where(zero, 0, jnp.sqrt(jnp.where(zero, 1, x)))
-
-
 def _bhattacharyya(g: _Pair) -> jax.Array:
   """Bhattacharyya distance of the two Gaussians, ``>= 0``."""
   sp1, sq1, sp2, sq2 = (jnp.sqrt(x) for x in (g.p1, g.q1, g.p2, g.q2))
@@ -163,7 +157,7 @@ def _wasserstein2(g: _Pair) -> jax.Array:
 
 
 def _normalise(distance: jax.Array, fun: str, tau) -> jax.Array:
-  f = jnp.log1p(distance) if fun == "log1p" else _sqrt(distance)
+  f = jnp.log1p(distance) if fun == "log1p" else _numerics.safe_sqrt(distance)
   return 1 - 1 / (tau + f)
 
 
@@ -234,7 +228,7 @@ def rotated_box_probiou_loss(
   """
   pred, target = _pair("rotated_box_probiou_loss", pred, target, eps)
   b = _bhattacharyya(_Pair(pred, target, 12.0, eps))
-  return _sqrt(-jnp.expm1(-b))
+  return _numerics.safe_sqrt(-jnp.expm1(-b))
 
 
 def rotated_box_kld_loss(
