@@ -1,4 +1,5 @@
-"""Shared numerics: accumulation dtype, safe division and powers, targets."""
+"""Numerics several modules share: accumulation dtype, safe division, roots
+and powers, class ids, and the cross-device sum of pooled statistics."""
 
 from __future__ import annotations
 
