@@ -611,7 +611,8 @@ def mcc_loss(
     has correlation 0 whatever the prediction (the numerator vanishes), so
     loss 1 and zero gradient: pool over the batch (the default) or use
     ``classes="present"``. With ``smooth=0`` such a class also has loss 1
-    (0/0 is taken as 0). Soft targets enter the counts as they are (the
+    (0/0 is taken as 0). A class with no valid pixel (:math:`N_c = 0`,
+    everything masked) has loss 0, as in :func:`dice_loss`. Soft targets enter the counts as they are (the
     correlation of soft targets is not minimised at :math:`p = t`; use
     :func:`dice_loss` with ``soft_labels`` for those). Pooling, masks,
     classes, ``axis_name`` and differentiation as in :func:`dice_loss`.
@@ -638,5 +639,6 @@ def mcc_loss(
   num = count * inter - pred * true
   den = (_numerics.safe_sqrt(pred * (count - pred))
          * _numerics.safe_sqrt(true * (count - true)) + smooth)
-  per_class = 1 - _numerics.safe_div(num, den, 0)
+  # No valid pixel (everything masked): nothing to get wrong, loss 0.
+  per_class = jnp.where(count > 0, 1 - _numerics.safe_div(num, den, 0), 0)
   return class_mean(fn, per_class, true, classes, class_weights)

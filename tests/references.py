@@ -151,6 +151,7 @@ def mcc(probs, targets, axes, where=None, smooth=1.0, classes="all",
   num = tp * tn - fp * fn
   den = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)) + smooth
   per_class = 1 - np.where(den == 0, 0.0, num / np.where(den == 0, 1, den))
+  per_class = np.where(np.sum(valid, axis=axes) > 0, per_class, 0.0)
   return class_mean(per_class, tp + fn, classes, class_weights)
 
 

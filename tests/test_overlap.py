@@ -155,6 +155,11 @@ def test_mcc_hand_cases():
   empty = jnp.zeros_like(mask)
   np.testing.assert_allclose(mcc(mask, empty), 1.0)
   assert not np.any(jax.grad(lambda p: mcc(p, empty))(mask))
+  # Every pixel masked: loss 0, zero gradient, even with NaN underneath.
+  nothing = jnp.zeros(mask.shape[:-1], bool)
+  value, grad = jax.value_and_grad(
+      lambda p: mcc(p, mask, where=nothing))(mask * jnp.nan)
+  assert value == 0 and not np.any(grad)
   # Two classes as ids equal the one-hot targets; "present" drops class 2.
   probs, ids = _batch((6,), seed=6)
   ids = ids.at[:].set(jnp.where(ids == 2, 0, ids))
