@@ -16,7 +16,7 @@ from tests import reference_lovasz as ref_lovasz
 from tests import references as ref
 
 REGION = ("dice_loss", "iou_loss", "tversky_loss", "generalized_dice_loss",
-          "lovasz_softmax")
+          "mcc_loss", "lovasz_softmax")
 
 
 def _region(seed=0, shape=(2, 4, 5, 3)):
@@ -263,6 +263,18 @@ BAD_OPTIONS = [
     ("softmax_focal_loss", {"gamma": -0.5}, ValueError, "gamma must be >= 0"),
     ("varifocal_loss", {"alpha": "x"}, TypeError, "alpha must be a real"),
     ("quality_focal_loss", {"beta": None}, TypeError, "beta must be a real"),
+    ("dice_loss", {"soft_labels": 1}, TypeError, "soft_labels must be True"),
+    ("iou_loss", {"soft_labels": jnp.array(True)}, TypeError,
+     "soft_labels must be True"),
+    ("mcc_loss", {"smooth": float("inf")}, ValueError, "smooth must be finite"),
+    ("lovasz_softmax", {"class_weights": jnp.ones(4)}, ValueError,
+     r"class_weights.shape \(4,\) must be \(3,\)"),
+    ("generalized_wasserstein_dice_loss", {"distance_matrix": jnp.ones(3)},
+     ValueError, "distance_matrix"),
+    ("dice_loss", {"where": jnp.ones((2, 4, 5, 1), bool)}, ValueError,
+     r"where.shape \(2, 4, 5, 1\) must equal probs.shape\[:-1\]"),
+    ("mcc_loss", {"where": jnp.ones((2, 4, 5, 3))}, TypeError,
+     "where must be a boolean array"),
 ]
 
 
@@ -283,3 +295,27 @@ def test_tversky_half_half_is_dice_with_twice_the_smoothing():
   for s in (0.0, 0.5, 1.0):
     _close(jaxloss.tversky_loss(probs, ids, smooth=s),
            jaxloss.dice_loss(probs, ids, smooth=2 * s))
+
+
+# ---------------------------------------------------------------------------
+# Per-element masks (one flag a pixel and class): NaN under the mask, vmap.
+
+ELEMENT_MASKED = ("dice_loss", "iou_loss", "tversky_loss",
+                  "generalized_dice_loss", "mcc_loss", "lovasz_softmax",
+                  "boundary_loss", "hausdorff_dt_loss", "cldice_loss")
+
+
+@pytest.mark.parametrize("name", ELEMENT_MASKED)
+def test_per_element_mask_hides_nan_and_commutes_with_vmap(name):
+  fn = getattr(jaxloss, name)
+  probs, ids = _region(13)
+  where = jax.random.bernoulli(jax.random.PRNGKey(14), 0.7, probs.shape)
+  bad = jnp.where(where, probs, jnp.nan)
+  value, grad = jax.value_and_grad(lambda p: fn(p, ids, where=where))(bad)
+  assert np.isfinite(value) and np.all(np.isfinite(grad)), name
+  assert not np.any(np.asarray(grad)[~np.asarray(where)]), name
+  _close(value, fn(probs, ids, where=where))
+  # Per image (a batch of one each: the boundary losses need a batch axis).
+  _close(fn(probs, ids, where=where, axis=(1, 2)),
+         jax.vmap(lambda p, y, w: fn(p[None], y[None], where=w[None]))(
+             probs, ids, where))
