@@ -125,17 +125,6 @@ def giou(a, b):
   return inter / union - (c - union) / c
 
 
-def numerical_grad(fn, x, h=1e-6):
-  """Central differences of a scalar ``fn`` at ``x`` (float64)."""
-  x = np.asarray(x, np.float64)
-  g = np.zeros_like(x)
-  for i in np.ndindex(x.shape):
-    d = np.zeros_like(x)
-    d[i] = h
-    g[i] = (fn(x + d) - fn(x - d)) / (2 * h)
-  return g
-
-
 def convert(b, source, target):
   """Box format conversion through corners, one format at a time."""
   b = np.asarray(b, np.float64)

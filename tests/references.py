@@ -3,7 +3,8 @@
 Written directly from the definitions (Lin et al. 2017; Milletari et al. 2016;
 Rahman and Wang 2016; Salehi et al. 2017; Abraham and Khan 2019; Sudre et al.
 2017), with plain loops over classes where that is clearer. Gradients of these
-references are taken by central differences in float64.
+references are taken by central differences in float64: ``numerical_grad``,
+the one the whole suite uses (the box, detection and Lovász references too).
 """
 
 import numpy as np

@@ -9,7 +9,7 @@ import pytest
 from jax.experimental import checkify
 
 import jaxloss
-from tests import reference_boxes as ref
+from tests import references
 
 
 # float64 references, written from the papers ---------------------------------
@@ -101,7 +101,7 @@ def test_values_and_gradients_match_reference(name, kwargs):
   got = value(jnp.asarray(x, jnp.float32), jnp.asarray(q, jnp.float32))
   assert got.shape == SHAPE and got.dtype == jnp.float32
   np.testing.assert_allclose(got, reference(x, q), rtol=2e-5, atol=1e-6)
-  want = ref.numerical_grad(lambda x: np.sum(reference(x, q)), x)
+  want = references.numerical_grad(lambda x: np.sum(reference(x, q)), x)
   with jax.enable_x64(True):
     got64 = value(jnp.asarray(x), jnp.asarray(q))
     assert got64.dtype == jnp.float64

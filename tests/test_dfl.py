@@ -9,8 +9,8 @@ import pytest
 from jax.experimental import checkify
 
 import jaxloss
-from tests import reference_boxes
 from tests import reference_detection as ref
+from tests import references
 
 N = 8
 SHAPE = (5, 4)
@@ -69,11 +69,11 @@ def test_values_and_gradients_match_reference():
   got = value(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32))
   assert got.shape == SHAPE and got.dtype == jnp.float32
   np.testing.assert_allclose(got, ref.dfl(x, y), rtol=1e-5, atol=1e-6)
-  want_x = reference_boxes.numerical_grad(lambda x: np.sum(ref.dfl(x, y)), x)
+  want_x = references.numerical_grad(lambda x: np.sum(ref.dfl(x, y)), x)
   # The loss is linear in y between bins; away from the bins (the first
   # three entries sit on bins, where it has a kink) the slope is exact.
   off = y.ravel()[3:]
-  want_y = reference_boxes.numerical_grad(
+  want_y = references.numerical_grad(
       lambda v: np.sum(ref.dfl(x, np.concatenate([y.ravel()[:3], v]).reshape(
           SHAPE))), off)
   with jax.enable_x64(True):
@@ -93,8 +93,7 @@ def test_integral_matches_reference_and_gradient():
   assert got.shape == SHAPE and got.dtype == jnp.float32
   np.testing.assert_allclose(got, ref.integral(x), rtol=1e-5, atol=1e-6)
   w = np.random.default_rng(3).normal(size=SHAPE)
-  want = reference_boxes.numerical_grad(lambda x: np.sum(w * ref.integral(x)),
-                                        x)
+  want = references.numerical_grad(lambda x: np.sum(w * ref.integral(x)), x)
   with jax.enable_x64(True):
     g = jax.grad(lambda x: jnp.sum(jnp.asarray(w) * fn(x)))(jnp.asarray(x))
   np.testing.assert_allclose(g, want, rtol=1e-6, atol=1e-9)

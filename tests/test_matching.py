@@ -10,8 +10,8 @@ import pytest
 from jax.experimental import checkify
 
 import jaxloss
-from tests import reference_boxes
 from tests import reference_detection as ref
+from tests import references
 
 N, M, C, P = 4, 3, 5, 6
 
@@ -94,7 +94,7 @@ def test_values_and_gradients_match_reference(name):
   assert got.shape == (N, M) and got.dtype == jnp.float32
   np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
   scalar = lambda x: np.sum(weights * reference(x, target, **options))
-  want_grad = reference_boxes.numerical_grad(scalar, pred)
+  want_grad = references.numerical_grad(scalar, pred)
   with jax.enable_x64(True):
     got64, g = compiled(name)(jnp.asarray(pred), jnp.asarray(target),
                               jnp.asarray(weights))

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import jaxloss
-from tests import reference_boxes
 from tests import reference_detection as ref
+from tests import references
 
 LOSSES = {
     "probiou": (jaxloss.rotated_box_probiou_loss, ref.probiou_loss),
@@ -82,9 +82,9 @@ def test_values_and_gradients_match_reference(name, options):
   got = value(jnp.asarray(pred, jnp.float32), jnp.asarray(target, jnp.float32))
   assert got.shape == (12,) and got.dtype == jnp.float32
   np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
-  want_p = reference_boxes.numerical_grad(
+  want_p = references.numerical_grad(
       lambda p: np.sum(reference(p, target)), pred)
-  want_t = reference_boxes.numerical_grad(
+  want_t = references.numerical_grad(
       lambda t: np.sum(reference(pred, t)), target)
   with jax.enable_x64(True):
     got64 = value(jnp.asarray(pred), jnp.asarray(target))
