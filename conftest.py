@@ -1,6 +1,12 @@
-"""Test-wide JAX settings: no silent upcasting, no silent broadcasting, and
+"""Test-wide JAX settings: no silent upcasting, no silent broadcasting,
 LLVM's optimisations off (the tests compile many small programs and run each
-a few times; XLA's own passes, and so the numerics, are unchanged)."""
+a few times; XLA's own passes, and so the numerics, are unchanged), and eight
+CPU devices for the multi-device tests.
+
+The device count must be set before JAX starts a backend, hence here. Every
+other test runs on the first CPU device, where ``jax.jit`` and eager
+operations place their results by default, so eight devices change nothing
+for them; ``tests/test_multidevice.py`` builds its meshes on all eight."""
 
 import os
 
@@ -12,6 +18,7 @@ import jax  # noqa: E402  pylint: disable=g-import-not-at-top
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_num_cpu_devices", 8)
 
 # The oldest supported JAX (0.7.2) has the same functions under older names:
 # jax.export is a submodule to import and enable_x64 lives in jax.experimental.
