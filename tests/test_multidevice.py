@@ -395,26 +395,42 @@ def test_every_axis_name_loss_is_checked_here():
   assert {n for n in jaxloss.__all__ if _takes_axis_name(n)} == checked
 
 
+# One function of each family and layout, for GSPMD (which partitions XLA
+# programs, so functions built the same way behave the same): the
+# elementwise, softmax, pooled, sorted, pairwise, box, rotated-box, bin,
+# distance and matrix-product cases.
+GSPMD = ["focal_loss", "softmax_focal_loss", "dice_loss",
+         "generalized_dice_loss", "lovasz_softmax", "lovasz_hinge",
+         "box_ciou_loss", "generalized_box_iou", "box_convert",
+         "rotated_box_kld_loss", "distribution_focal_loss", "boundary_loss",
+         "distance_transform", "mask_dice_cost"]
+
+
 @functools.cache
-def _global_case(name):
-  """The API table's case for ``name``: four draws of its batch of two,
-  stacked to a batch of 8 along axis 0 (one program draws them all)."""
-  kwargs = {}
+def _global_cases():
+  """{name: (args, kwargs)} for every GSPMD name: the API table's case, four
+  draws of its batch of two stacked to a batch of 8 along axis 0. One
+  program draws them all."""
+  kwargs = {name: {} for name in GSPMD}
 
   def draw(seed):
-    args, kw = CASES[name](*jax.random.split(jax.random.PRNGKey(seed)))
-    kwargs.update(kw)     # Python options, the same for every seed
-    return args
+    out = {}
+    for name in GSPMD:
+      args, kw = CASES[name](*jax.random.split(jax.random.PRNGKey(seed)))
+      kwargs[name].update(kw)   # Python options, the same for every seed
+      out[name] = args
+    return out
 
-  args = jax.jit(jax.vmap(draw))(jnp.arange(NUM_DEVICES // 2))
-  args = tuple(a.reshape((NUM_DEVICES,) + a.shape[2:]) for a in args)
-  return args, kwargs
+  drawn = jax.jit(jax.vmap(draw))(jnp.arange(NUM_DEVICES // 2))
+  return {name: (tuple(a.reshape((NUM_DEVICES,) + a.shape[2:])
+                       for a in drawn[name]), kwargs[name])
+          for name in GSPMD}
 
 
 @pytest.mark.parametrize("name", ["dice_loss", "lovasz_softmax",
                                   "lovasz_hinge"])
 def test_unbound_axis_name_is_jax_error(name):
-  args, kwargs = _global_case(name)
+  args, kwargs = _global_cases()[name]
   loss = functools.partial(getattr(jaxloss, name), axis_name="d", **kwargs)
   with pytest.raises(NameError, match="unbound axis name"):
     loss(*args)
@@ -442,42 +458,50 @@ def test_mismatched_per_device_shapes_fail_at_trace_time():
 # --------------------------------------------------------------------------
 # GSPMD: batch-sharded inputs, plain jax.jit.
 
-# One function of each family and layout (GSPMD partitions XLA programs, so
-# functions built the same way behave the same): the elementwise, softmax,
-# pooled, sorted, pairwise, box, rotated-box, bin, distance and matrix-product
-# cases.
-GSPMD = ["focal_loss", "softmax_focal_loss", "dice_loss",
-         "generalized_dice_loss", "lovasz_softmax", "lovasz_hinge",
-         "box_ciou_loss", "generalized_box_iou", "box_convert",
-         "rotated_box_kld_loss", "distribution_focal_loss", "boundary_loss",
-         "distance_transform", "mask_dice_cost"]
-
 
 def test_gspmd_names_are_public_cases():
   assert set(GSPMD) <= set(CASES)
 
 
+def _value_and_grad(name, kwargs):
+  """The function's output and the gradient of its sum in its first input
+  (None where that input is not floating point)."""
+  fn = functools.partial(getattr(jaxloss, name), **kwargs)
+
+  def value_and_grad(first, *rest):
+    out = fn(first, *rest)
+    if not jnp.issubdtype(first.dtype, jnp.floating):
+      return out, None
+    return out, jax.grad(lambda x: jnp.sum(fn(x, *rest)))(first)
+  return value_and_grad
+
+
+@functools.cache
+def _gspmd_runs():
+  """The same program twice: on one device, and on inputs split over eight.
+
+  One program holds every GSPMD function side by side (independent parts:
+  each is partitioned as it would be alone); it compiles in a fraction of
+  the time of one program each. Returns the unsharded and the sharded
+  results and the sharded inputs, each {name: ...}.
+  """
+  cases = _global_cases()
+  run = jax.jit(lambda inputs: {
+      name: _value_and_grad(name, kwargs)(*inputs[name])
+      for name, (_, kwargs) in cases.items()})
+  inputs = {name: args for name, (args, _) in cases.items()}
+  sharded = jax.device_put(inputs, NamedSharding(_mesh(), P("d")))
+  return run(inputs), run(sharded), sharded
+
+
 @pytest.mark.parametrize("name", GSPMD)
 def test_gspmd_batch_sharded_equals_unsharded(name):
-  args, kwargs = _global_case(name)
-  fn = functools.partial(getattr(jaxloss, name), **kwargs)
-  differentiable = jnp.issubdtype(args[0].dtype, jnp.floating)
-
-  def value_and_grad(*a):
-    out = fn(*a)
-    if not differentiable:
-      return out, None
-    return out, jax.grad(lambda first: jnp.sum(fn(first, *a[1:])))(a[0])
-
-  # The same program twice: on one device, and on inputs split over eight.
-  ref_out, ref_grad = jax.jit(value_and_grad)(*args)
-  sharding = NamedSharding(_mesh(), P("d"))
-  sharded = [jax.device_put(a, sharding) for a in args]
+  reference, split, inputs = _gspmd_runs()
   assert all(len(a.addressable_shards) == NUM_DEVICES and
-             a.addressable_shards[0].data.shape[0] == 1 for a in sharded)
-  out, grad = jax.jit(value_and_grad)(*sharded)
+             a.addressable_shards[0].data.shape[0] == 1 for a in inputs[name])
+  (ref_out, ref_grad), (out, grad) = reference[name], split[name]
   np.testing.assert_allclose(out, ref_out, rtol=2e-5, atol=1e-6)
-  if differentiable:
+  if ref_grad is not None:
     assert bool(jnp.all(jnp.isfinite(ref_grad)))
     np.testing.assert_allclose(grad, ref_grad, rtol=2e-5, atol=1e-6)
 
