@@ -309,21 +309,42 @@ def _lovasz_inputs(ties=False):
                                  hinge_labels)))
 
 
+def _lovasz_value_and_grads(engine, inputs, *, axis_name=None, modes):
+  """{name: ((value, grad) for each mode)}, modes "plain" or "masked"."""
+  out = {}
+  for name, (x, y, w) in inputs.items():
+    fn, options = LOVASZ[name]
+    loss = functools.partial(fn, engine=engine, axis_name=axis_name,
+                             **options)
+    out[name] = tuple(
+        jax.value_and_grad(lambda x, m: loss(x, y, where=m))(
+            x, w if mode == "masked" else None)
+        for mode in modes)
+  return out
+
+
 @functools.cache
-def _lovasz_case(engine, name):
-  """Loss, inputs, and the global value and gradient without and with mask."""
-  fn, options = LOVASZ[name]
-  loss = functools.partial(fn, engine=engine, **options)
+def _lovasz_run(engine, how):
+  """Every Lovász loss on one engine, in one program: ``how`` is
+  "reference" (the global batch on one device, without and with the mask),
+  "shard_map" (type-checked, without and with the mask), "unchecked"
+  (shard_map without check_vma, with the mask) or "pmap" (with the mask).
+  Returns {name: ((value, grad), ...)} in that order."""
   probs, labels, where, hinge_logits, hinge_labels = _lovasz_inputs()
-  preds, targets = ((hinge_logits, hinge_labels) if name == "hinge"
-                    else (probs, labels))
-
-  @jax.jit
-  def reference(x, y, w):
-    return (jax.value_and_grad(lambda x: loss(x, y))(x),
-            jax.value_and_grad(lambda x: loss(x, y, where=w))(x))
-
-  return loss, (preds, targets, where), reference(preds, targets, where)
+  inputs = {name: ((hinge_logits, hinge_labels, where) if name == "hinge"
+                   else (probs, labels, where)) for name in LOVASZ}
+  modes = ("plain", "masked") if how in ("reference", "shard_map") else (
+      "masked",)
+  run = functools.partial(_lovasz_value_and_grads, engine, modes=modes)
+  if how == "reference":
+    return jax.jit(run)(inputs)
+  if how == "pmap":
+    return _pmap(functools.partial(run, axis_name="d"), "d")(
+        jax.tree.map(_per_device, inputs))
+  out_specs = {name: ((P(), P("d")),) * len(modes) for name in LOVASZ}
+  return jax.jit(jax.shard_map(
+      functools.partial(run, axis_name="d"), mesh=_mesh(), in_specs=P("d"),
+      out_specs=out_specs, check_vma=how == "shard_map"))(inputs)
 
 
 def _close(actual, expected, what):
@@ -334,33 +355,21 @@ def _close(actual, expected, what):
 @pytest.mark.parametrize("name", LOVASZ)
 @pytest.mark.parametrize("engine", ENGINES)
 def test_lovasz_shard_map_equals_the_global_batch(engine, name):
-  loss, (preds, targets, where), (plain, masked) = _lovasz_case(engine, name)
-  local = lambda x, y, w: jax.value_and_grad(
-      lambda x: loss(x, y, where=w, axis_name="d"))(x)
-  # Without and with the mask in one program, type-checked.
-  both = jax.jit(jax.shard_map(
-      lambda x, y, w: (local(x, y, None), local(x, y, w)), mesh=_mesh(),
-      in_specs=P("d"), out_specs=((P(), P("d")),) * 2))(preds, targets, where)
+  plain, masked = _lovasz_run(engine, "reference")[name]
+  checked = _lovasz_run(engine, "shard_map")[name]
+  unchecked = _lovasz_run(engine, "unchecked")[name]
   for (value, grad), (ref_value, ref_grad), what in zip(
-      both, (plain, masked), ("unmasked", "masked")):
+      checked + unchecked, (plain, masked, masked),
+      ("unmasked", "masked", "masked, check_vma=False")):
     _close(value, ref_value, what)
     _close(grad, ref_grad, what)
-  # The mask again, unchecked.
-  value, grad = jax.jit(jax.shard_map(
-      local, mesh=_mesh(), in_specs=P("d"), out_specs=(P(), P("d")),
-      check_vma=False))(preds, targets, where)
-  _close(value, masked[0], "masked, check_vma=False")
-  _close(grad, masked[1], "masked, check_vma=False")
 
 
 @pytest.mark.parametrize("name", LOVASZ)
 @pytest.mark.parametrize("engine", ENGINES)
 def test_lovasz_pmap_every_device_has_the_global_value(engine, name):
-  loss, inputs, (_, (ref_value, ref_grad)) = _lovasz_case(engine, name)
-  value, grad = _pmap(
-      lambda x, y, w: jax.value_and_grad(
-          lambda x: loss(x, y, where=w, axis_name="d"))(x), "d")(
-              *map(_per_device, inputs))
+  _, (ref_value, ref_grad) = _lovasz_run(engine, "reference")[name]
+  (value, grad), = _lovasz_run(engine, "pmap")[name]
   _close(value, np.full(NUM_DEVICES, ref_value), "value")
   _close(grad.reshape(ref_grad.shape), ref_grad, "gradient")
 
