@@ -93,14 +93,19 @@ def test_eight_simulated_cpu_devices():
 # --------------------------------------------------------------------------
 # The overlap losses under shard_map and pmap.
 
-OVERLAP = ("dice_loss", "iou_loss", "tversky_loss", "generalized_dice_loss")
+OVERLAP = ("dice_loss", "iou_loss", "tversky_loss", "generalized_dice_loss",
+           "mcc_loss", "generalized_wasserstein_dice_loss")
 # Options that change what is pooled: masks, present classes, soft targets,
-# squared denominators, generalized-Dice weights.
+# squared denominators, generalized-Dice and class-volume weights, the
+# pixel counts of the MCC.
 OPTIONS = {
     "dice_loss": {"where": True, "squared": True},
     "iou_loss": {"classes": "present", "where": True},
     "tversky_loss": {"alpha": 0.3, "beta": 0.7, "gamma": 0.75, "soft": True},
     "generalized_dice_loss": {"weighting": "square", "where": True},
+    "mcc_loss": {"classes": "present", "where": True},
+    "generalized_wasserstein_dice_loss": {"weighting": "gdl", "where": True,
+                                          "soft": True},
 }
 
 
