@@ -540,9 +540,11 @@ def _example():
 
 def test_data_parallel_example_matches_single_device(monkeypatch):
   example = _example()
-  # The example trains over jax.devices(): the CPU devices, whatever the
-  # default backend.
+  # The example builds its mesh from jax.devices() with jax.make_mesh, both
+  # on the default backend's devices: here the CPU devices, whatever that is.
   cpus = _cpus()
+  monkeypatch.setattr(example.jax, "make_mesh",
+                      functools.partial(jax.make_mesh, devices=cpus))
   monkeypatch.setattr(example.jax, "devices", lambda *_: cpus)
   argv = ["--steps", "2", "--size", "24", "--width", "4",
           "--per-device-batch", "1", "--train-size", "32", "--test-size", "8",
