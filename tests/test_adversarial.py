@@ -311,11 +311,18 @@ def test_per_element_mask_hides_nan_and_commutes_with_vmap(name):
   probs, ids = _region(13)
   where = jax.random.bernoulli(jax.random.PRNGKey(14), 0.7, probs.shape)
   bad = jnp.where(where, probs, jnp.nan)
-  value, grad = jax.value_and_grad(lambda p: fn(p, ids, where=where))(bad)
+
+  @jax.jit
+  def run(bad, probs, ids, where):
+    value, grad = jax.value_and_grad(lambda p: fn(p, ids, where=where))(bad)
+    # Per image (a batch of one each: the boundary losses need a batch axis).
+    per_image = jax.vmap(lambda p, y, w: fn(p[None], y[None], where=w[None]))(
+        probs, ids, where)
+    return (value, grad, fn(probs, ids, where=where),
+            fn(probs, ids, where=where, axis=(1, 2)), per_image)
+
+  value, grad, clean, pooled, per_image = run(bad, probs, ids, where)
   assert np.isfinite(value) and np.all(np.isfinite(grad)), name
   assert not np.any(np.asarray(grad)[~np.asarray(where)]), name
-  _close(value, fn(probs, ids, where=where))
-  # Per image (a batch of one each: the boundary losses need a batch axis).
-  _close(fn(probs, ids, where=where, axis=(1, 2)),
-         jax.vmap(lambda p, y, w: fn(p[None], y[None], where=w[None]))(
-             probs, ids, where))
+  _close(value, clean)
+  _close(pooled, per_image)

@@ -108,13 +108,14 @@ def test_matches_reference(name, variant):
   np_kwargs = {k: (np.asarray(v) if isinstance(v, jax.Array) else v)
                for k, v in kwargs.items()}
 
-  loss = lambda p: fn(p, labels, axis=axis, **kwargs)
+  loss = lambda p, y: fn(p, y, axis=axis, **kwargs)
+  value, grad = jax.jit(lambda p, y: (loss(p, y), jax.grad(
+      lambda p: loss(p, y).sum())(p)))(probs, labels)
   want = reference(probs, targets, axes, **np_kwargs)
-  np.testing.assert_allclose(loss(probs), want, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(value, want, rtol=1e-5, atol=1e-6)
   want_grad = ref.numerical_grad(
       lambda p: reference(p, targets, axes, **np_kwargs).sum(), probs)
-  np.testing.assert_allclose(jax.grad(lambda p: loss(p).sum())(probs), want_grad,
-                             rtol=1e-3, atol=1e-5)
+  np.testing.assert_allclose(grad, want_grad, rtol=1e-3, atol=1e-5)
 
 
 @pytest.mark.parametrize("variant", [
@@ -140,10 +141,12 @@ def test_mcc_matches_reference(variant):
   targets = ref.one_hot(ids, C)
   loss = lambda p: jaxloss.mcc_loss(p, ids, axis=axis, **variant)
   want = lambda p: ref.mcc(p, targets, axes, **np_kwargs)
-  np.testing.assert_allclose(loss(probs), want(probs), rtol=1e-5, atol=1e-6)
+  value, grad = jax.jit(lambda p: (loss(p), jax.grad(
+      lambda p: loss(p).sum())(p)))(probs)
+  np.testing.assert_allclose(value, want(probs), rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(
-      jax.grad(lambda p: loss(p).sum())(probs),
-      ref.numerical_grad(lambda p: want(p).sum(), probs), rtol=1e-3, atol=1e-5)
+      grad, ref.numerical_grad(lambda p: want(p).sum(), probs), rtol=1e-3,
+      atol=1e-5)
 
 
 def test_mcc_hand_cases():
