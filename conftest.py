@@ -11,11 +11,14 @@ for them; ``tests/test_multidevice.py`` builds its meshes on all eight."""
 import os
 
 os.environ["XLA_FLAGS"] = " ".join(
-    [os.environ.get("XLA_FLAGS", ""),
-     "--xla_backend_optimization_level=0",
-     # XLA:CPU's older fusion emitters compile these small programs in
-     # about two thirds of the time, with the same operations.
-     "--xla_cpu_use_fusion_emitters=false"]).strip()
+  [
+    os.environ.get("XLA_FLAGS", ""),
+    "--xla_backend_optimization_level=0",
+    # XLA:CPU's older fusion emitters compile these small programs in
+    # about two thirds of the time, with the same operations.
+    "--xla_cpu_use_fusion_emitters=false",
+  ]
+).strip()
 
 import jax  # noqa: E402  pylint: disable=g-import-not-at-top
 
@@ -29,4 +32,5 @@ import jax.export  # noqa: E402,F401  pylint: disable=g-import-not-at-top
 
 if not hasattr(jax, "enable_x64"):
   from jax.experimental import enable_x64  # noqa: E402
+
   jax.enable_x64 = enable_x64

@@ -30,8 +30,9 @@ def grad_only(loss: Callable) -> Callable:
   return jax.jit(jax.grad(lambda x, *rest: jnp.sum(loss(x, *rest))))
 
 
-def timed(fns: dict[str, tuple[Callable, tuple]], repeats: int
-          ) -> dict[str, float]:
+def timed(
+  fns: dict[str, tuple[Callable, tuple]], repeats: int
+) -> dict[str, float]:
   """Median wall milliseconds of ``fn(*args)`` for each ``name: (fn, args)``."""
   for fn, args in fns.values():
     jax.block_until_ready(fn(*args))
@@ -51,6 +52,8 @@ def temp_mib(fn: Callable, *args) -> float:
 
 
 def header(description: str) -> None:
-  print(f"{description}\njax {jax.__version__}, backend "
-        f"{jax.default_backend()} ({jax.devices()[0].device_kind}), "
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+  print(
+    f"{description}\njax {jax.__version__}, backend "
+    f"{jax.default_backend()} ({jax.devices()[0].device_kind}), "
+    f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+  )

@@ -50,11 +50,11 @@ def blobs(shape, seed=0, sigma=8.0, fraction=0.3):
 def outside_small_disks(shape, count=4, radius=4, seed=1):
   """True outside a few small disks of each image: distances up to ~200."""
   rng = np.random.default_rng(seed)
-  yy, xx = np.mgrid[:shape[1], :shape[2]]
+  yy, xx = np.mgrid[: shape[1], : shape[2]]
   mask = np.ones(shape, bool)
   for b in range(shape[0]):
     for y, x in rng.integers(radius, shape[1] - radius, (count, 2)):
-      mask[b][(yy - y) ** 2 + (xx - x) ** 2 <= radius ** 2] = False
+      mask[b][(yy - y) ** 2 + (xx - x) ** 2 <= radius**2] = False
   return mask
 
 
@@ -77,13 +77,15 @@ def time_interleaved(fns, repeats):
 
 def distance_part(repeats):
   print("\nPart 1: distance_transform (jit) vs scipy per image")
-  print(f"  {'input':34s} {'jaxloss ms':>11s} {'scipy ms':>9s} "
-        f"{'x scipy':>8s} {'temp MiB':>9s} {'x mask':>7s}")
+  print(
+    f"  {'input':34s} {'jaxloss ms':>11s} {'scipy ms':>9s} "
+    f"{'x scipy':>8s} {'temp MiB':>9s} {'x mask':>7s}"
+  )
   ok = True
   cases = [
-      ("[8, 256, 256] blobs", blobs((8, 256, 256))),
-      ("[8, 256, 256] outside small disks", outside_small_disks((8, 256, 256))),
-      ("[2, 96, 96, 96] blobs", blobs((2, 96, 96, 96))),
+    ("[8, 256, 256] blobs", blobs((8, 256, 256))),
+    ("[8, 256, 256] outside small disks", outside_small_disks((8, 256, 256))),
+    ("[2, 96, 96, 96] blobs", blobs((2, 96, 96, 96))),
   ]
   for label, mask in cases:
     axes = tuple(range(1, mask.ndim))
@@ -91,16 +93,21 @@ def distance_part(repeats):
     device_mask = jnp.asarray(mask)
     err = np.max(np.abs(np.asarray(f(device_mask)) - scipy_per_image(mask)))
     assert err < 1e-3, (label, err)
-    ms = time_interleaved({"jax": (f, (device_mask,)),
-                           "scipy": (scipy_per_image, (mask,))}, repeats)
+    ms = time_interleaved(
+      {"jax": (f, (device_mask,)), "scipy": (scipy_per_image, (mask,))}, repeats
+    )
     temp = harness.temp_mib(f, device_mask)
     mask_mib = mask.size / 2**20
     ratio = ms["jax"] / ms["scipy"]
     ok &= ratio <= 2 and temp / mask_mib <= 8
-    print(f"  {label:34s} {ms['jax']:11.1f} {ms['scipy']:9.1f} "
-          f"{ratio:8.2f} {temp:9.2f} {temp / mask_mib:7.2f}")
-  print(f"  targets (within 2x of scipy, temporaries <= 8x the mask): "
-        f"{'ok' if ok else 'MISSED'}")
+    print(
+      f"  {label:34s} {ms['jax']:11.1f} {ms['scipy']:9.1f} "
+      f"{ratio:8.2f} {temp:9.2f} {temp / mask_mib:7.2f}"
+    )
+  print(
+    f"  targets (within 2x of scipy, temporaries <= 8x the mask): "
+    f"{'ok' if ok else 'MISSED'}"
+  )
 
 
 def loss_part(shape, repeats):
@@ -112,8 +119,10 @@ def loss_part(shape, repeats):
   smooth = ndimage.gaussian_filter(noise, (0, 6, 6, 0))
   ids = jnp.asarray(np.argmax(smooth, axis=-1), jnp.int32)
   mib = logits.size * 4 / 2**20
-  print(f"\nPart 2: value_and_grad of loss(softmax(logits), ids) under jit; "
-        f"logits {shape} float32 ({mib:.1f} MiB)")
+  print(
+    f"\nPart 2: value_and_grad of loss(softmax(logits), ids) under jit; "
+    f"logits {shape} float32 ({mib:.1f} MiB)"
+  )
 
   def phi_scipy(ids):
     """The boundary loss's signed maps on the host, per image and class."""
@@ -124,47 +133,58 @@ def loss_part(shape, repeats):
         pos = ids[b] == c
         if pos.any() and not pos.all():
           neg = ~pos
-          phi[b, ..., c] = (neg * ndimage.distance_transform_edt(neg)
-                            - (ndimage.distance_transform_edt(pos) - 1) * pos)
+          phi[b, ..., c] = (
+            neg * ndimage.distance_transform_edt(neg)
+            - (ndimage.distance_transform_edt(pos) - 1) * pos
+          )
     return phi
 
   host_step = harness.value_and_grad(
-      lambda x, phi: jnp.mean(jax.nn.softmax(x) * phi))
+    lambda x, phi: jnp.mean(jax.nn.softmax(x) * phi)
+  )
 
   def host_recipe(x, ids):
     return host_step(x, jnp.asarray(phi_scipy(ids)))
 
   losses = {
-      "dice_loss": lambda x, y: jaxloss.dice_loss(jax.nn.softmax(x), y),
-      "boundary_loss": lambda x, y: jaxloss.boundary_loss(jax.nn.softmax(x),
-                                                          y),
-      "hausdorff_dt_loss": lambda x, y: jaxloss.hausdorff_dt_loss(
-          jax.nn.softmax(x), y),
-      "cldice_loss": lambda x, y: jaxloss.cldice_loss(jax.nn.softmax(x), y),
+    "dice_loss": lambda x, y: jaxloss.dice_loss(jax.nn.softmax(x), y),
+    "boundary_loss": lambda x, y: jaxloss.boundary_loss(jax.nn.softmax(x), y),
+    "hausdorff_dt_loss": lambda x, y: jaxloss.hausdorff_dt_loss(
+      jax.nn.softmax(x), y
+    ),
+    "cldice_loss": lambda x, y: jaxloss.cldice_loss(jax.nn.softmax(x), y),
   }
-  fns = {name: (harness.value_and_grad(loss), (logits, ids))
-         for name, loss in losses.items()}
+  fns = {
+    name: (harness.value_and_grad(loss), (logits, ids))
+    for name, loss in losses.items()
+  }
   fns["scipy maps + jit mean(p * phi)"] = (host_recipe, (logits, ids))
   ms = time_interleaved(fns, repeats)
-  print(f"  {'value_and_grad':34s} {'ms':>9s} {'x dice':>7s} "
-        f"{'temp MiB':>9s} {'x logits':>9s}")
+  print(
+    f"  {'value_and_grad':34s} {'ms':>9s} {'x dice':>7s} "
+    f"{'temp MiB':>9s} {'x logits':>9s}"
+  )
   for name, (fn, args) in fns.items():
     if name in losses:
       temp = harness.temp_mib(fn, *args)
       extra = f"{temp:9.1f} {temp / mib:9.2f}"
     else:
       extra = f"{'':9s} {'':9s}"
-    print(f"  {name:34s} {ms[name]:9.1f} {ms[name] / ms['dice_loss']:7.2f} "
-          f"{extra}")
-  print(f"  boundary_loss: {ms['scipy maps + jit mean(p * phi)'] / ms['boundary_loss']:.2f}x "
-        "faster than the scipy-maps recipe")
+    print(
+      f"  {name:34s} {ms[name]:9.1f} {ms[name] / ms['dice_loss']:7.2f} {extra}"
+    )
+  print(
+    f"  boundary_loss: {ms['scipy maps + jit mean(p * phi)'] / ms['boundary_loss']:.2f}x "
+    "faster than the scipy-maps recipe"
+  )
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--repeats", type=int, default=7)
-  parser.add_argument("--loss-shape", type=int, nargs="+",
-                      default=[8, 128, 128, 4])
+  parser.add_argument(
+    "--loss-shape", type=int, nargs="+", default=[8, 128, 128, 4]
+  )
   parser.add_argument("--parts", nargs="+", default=["distance", "losses"])
   args = parser.parse_args()
   harness.header(__doc__.splitlines()[0])

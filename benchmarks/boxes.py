@@ -23,17 +23,19 @@ import math
 import jax
 import jax.numpy as jnp
 
-import jaxloss
 import _harness as harness
-
+import jaxloss
 
 # Direct transcriptions, no guards: what the guards in jaxloss cost.
 
+
 def _parts(p, t):
-  iw = jnp.clip(jnp.minimum(p[..., 2], t[..., 2])
-                - jnp.maximum(p[..., 0], t[..., 0]), 0)
-  ih = jnp.clip(jnp.minimum(p[..., 3], t[..., 3])
-                - jnp.maximum(p[..., 1], t[..., 1]), 0)
+  iw = jnp.clip(
+    jnp.minimum(p[..., 2], t[..., 2]) - jnp.maximum(p[..., 0], t[..., 0]), 0
+  )
+  ih = jnp.clip(
+    jnp.minimum(p[..., 3], t[..., 3]) - jnp.maximum(p[..., 1], t[..., 1]), 0
+  )
   inter = iw * ih
   pw, ph = p[..., 2] - p[..., 0], p[..., 3] - p[..., 1]
   tw, th = t[..., 2] - t[..., 0], t[..., 3] - t[..., 1]
@@ -42,8 +44,14 @@ def _parts(p, t):
   ch = jnp.maximum(p[..., 3], t[..., 3]) - jnp.minimum(p[..., 1], t[..., 1])
   dx = (p[..., 0] + p[..., 2] - t[..., 0] - t[..., 2]) / 2
   dy = (p[..., 1] + p[..., 3] - t[..., 1] - t[..., 3]) / 2
-  return inter / (union + 1e-7), union, cw, ch, dx * dx + dy * dy, (pw, ph,
-                                                                   tw, th)
+  return (
+    inter / (union + 1e-7),
+    union,
+    cw,
+    ch,
+    dx * dx + dy * dy,
+    (pw, ph, tw, th),
+  )
 
 
 def direct_iou(p, t):
@@ -69,14 +77,21 @@ def direct_ciou(p, t):
 
 def direct_eiou(p, t):
   iou, _, cw, ch, rho2, (pw, ph, tw, th) = _parts(p, t)
-  return (1 - iou + rho2 / (cw * cw + ch * ch + 1e-7)
-          + (pw - tw) ** 2 / (cw * cw + 1e-7) + (ph - th) ** 2 / (ch * ch + 1e-7))
+  return (
+    1
+    - iou
+    + rho2 / (cw * cw + ch * ch + 1e-7)
+    + (pw - tw) ** 2 / (cw * cw + 1e-7)
+    + (ph - th) ** 2 / (ch * ch + 1e-7)
+  )
 
 
 def direct_pairwise_iou(a, b):
   a, b = a[:, None, :], b[None, :, :]
-  return 1 - direct_iou(jnp.broadcast_to(a, (a.shape[0], b.shape[1], 4)),
-                        jnp.broadcast_to(b, (a.shape[0], b.shape[1], 4)))
+  return 1 - direct_iou(
+    jnp.broadcast_to(a, (a.shape[0], b.shape[1], 4)),
+    jnp.broadcast_to(b, (a.shape[0], b.shape[1], 4)),
+  )
 
 
 def random_boxes(key, n):
@@ -93,31 +108,53 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=20)
   args = parser.parse_args()
   keys = jax.random.split(jax.random.PRNGKey(0), 6)
-  pred, target = random_boxes(keys[0], args.boxes), random_boxes(keys[1],
-                                                                 args.boxes)
+  pred, target = (
+    random_boxes(keys[0], args.boxes),
+    random_boxes(keys[1], args.boxes),
+  )
   harness.header(__doc__.splitlines()[0])
-  print(f"{args.boxes} box pairs float32, value_and_grad under jit, medians "
-        f"of {args.repeats} interleaved rounds")
+  print(
+    f"{args.boxes} box pairs float32, value_and_grad under jit, medians "
+    f"of {args.repeats} interleaved rounds"
+  )
 
   vg = harness.value_and_grad
   floor = vg(lambda p, t: jnp.sum(jnp.abs(p - t), axis=-1))
-  for name, direct in (("iou", direct_iou), ("giou", direct_giou),
-                       ("diou", direct_diou), ("ciou", direct_ciou),
-                       ("eiou", direct_eiou)):
+  for name, direct in (
+    ("iou", direct_iou),
+    ("giou", direct_giou),
+    ("diou", direct_diou),
+    ("ciou", direct_ciou),
+    ("eiou", direct_eiou),
+  ):
     subject = f"jaxloss.box_{name}_loss"
-    fns = {subject: vg(getattr(jaxloss, f"box_{name}_loss")),
-           "direct formula, no guards": vg(direct),
-           "floor: l1 of the corners": floor}
-    report(f"{name.upper()} loss, elementwise", fns, (pred, target),
-           subject, args.repeats)
+    fns = {
+      subject: vg(getattr(jaxloss, f"box_{name}_loss")),
+      "direct formula, no guards": vg(direct),
+      "floor: l1 of the corners": floor,
+    }
+    report(
+      f"{name.upper()} loss, elementwise",
+      fns,
+      (pred, target),
+      subject,
+      args.repeats,
+    )
 
   a = random_boxes(keys[2], args.pairs)
   b = random_boxes(keys[3], args.pairs)
-  fns = {"jaxloss.box_iou": vg(jaxloss.box_iou),
-         "jaxloss.generalized_box_iou": vg(jaxloss.generalized_box_iou),
-         "direct pairwise IoU, no guards": vg(direct_pairwise_iou)}
-  report(f"pairwise [{args.pairs}, 4] x [{args.pairs}, 4]", fns, (a, b),
-         "jaxloss.box_iou", args.repeats)
+  fns = {
+    "jaxloss.box_iou": vg(jaxloss.box_iou),
+    "jaxloss.generalized_box_iou": vg(jaxloss.generalized_box_iou),
+    "direct pairwise IoU, no guards": vg(direct_pairwise_iou),
+  }
+  report(
+    f"pairwise [{args.pairs}, 4] x [{args.pairs}, 4]",
+    fns,
+    (a, b),
+    "jaxloss.box_iou",
+    args.repeats,
+  )
 
 
 def report(title, fns, args, subject, repeats):

@@ -35,11 +35,15 @@ import jaxloss
 
 
 def _table(times, grads, temps, input_mib):
-  print(f"  {'value_and_grad under jit':44s} {'ms':>8s} {'grad-only ms':>13s}"
-        f" {'temp MiB':>9s} {'x logits':>9s}")
+  print(
+    f"  {'value_and_grad under jit':44s} {'ms':>8s} {'grad-only ms':>13s}"
+    f" {'temp MiB':>9s} {'x logits':>9s}"
+  )
   for name, ms in times.items():
-    print(f"  {name:44s} {ms:8.2f} {grads[name]:13.2f} {temps[name]:9.1f} "
-          f"{temps[name] / input_mib:9.2f}")
+    print(
+      f"  {name:44s} {ms:8.2f} {grads[name]:13.2f} {temps[name]:9.1f} "
+      f"{temps[name] / input_mib:9.2f}"
+    )
 
 
 def _run(entries, repeats, input_mib):
@@ -51,24 +55,24 @@ def _run(entries, repeats, input_mib):
   ms = harness.timed(fns, repeats)
   times = {name: ms[name] for name in entries}
   grads = {name: ms["grad " + name] for name in entries}
-  temps = {name: harness.temp_mib(fns[name][0], *entries[name][1])
-           for name in entries}
+  temps = {
+    name: harness.temp_mib(fns[name][0], *entries[name][1]) for name in entries
+  }
   _table(times, grads, temps, input_mib)
   return times, temps
 
 
 def _ratio(label, value, target, ok):
-  print(f"  {label}: {value:.2f}x (target {target}) "
-        f"{'ok' if ok else 'MISSED'}")
+  print(f"  {label}: {value:.2f}x (target {target}) {'ok' if ok else 'MISSED'}")
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--shape", type=int, nargs="+",
-                      default=[8, 128, 128, 21])
+  parser.add_argument("--shape", type=int, nargs="+", default=[8, 128, 128, 21])
   parser.add_argument("--repeats", type=int, default=15)
-  parser.add_argument("--groups", nargs="+",
-                      default=["focal", "softmax", "iou-aware", "region"])
+  parser.add_argument(
+    "--groups", nargs="+", default=["focal", "softmax", "iou-aware", "region"]
+  )
   args = parser.parse_args()
   shape = tuple(args.shape)
   num_classes = shape[-1]
@@ -79,20 +83,31 @@ def main() -> None:
   quality = one_hot * jax.random.uniform(k3, shape, minval=0.1)
   mib = logits.size * 4 / 2**20
   harness.header(__doc__.splitlines()[0])
-  print(f"logits {shape} float32 ({mib:.1f} MiB), labels as arguments, "
-        f"medians of {args.repeats} interleaved rounds")
+  print(
+    f"logits {shape} float32 ({mib:.1f} MiB), labels as arguments, "
+    f"medians of {args.repeats} interleaved rounds"
+  )
 
   if "focal" in args.groups:
     print("\nsigmoid focal loss (alpha=0.25, gamma=2), one-hot targets")
-    t, temps = _run({
+    t, temps = _run(
+      {
         "jaxloss.focal_loss": (
-            lambda x, y: jaxloss.focal_loss(x, y).mean(), (logits, one_hot)),
+          lambda x, y: jaxloss.focal_loss(x, y).mean(),
+          (logits, one_hot),
+        ),
         "optax.sigmoid_focal_loss": (
-            lambda x, y: optax.sigmoid_focal_loss(x, y).mean(),
-            (logits, one_hot)),
+          lambda x, y: optax.sigmoid_focal_loss(x, y).mean(),
+          (logits, one_hot),
+        ),
         "floor: sigmoid(x).mean()": (
-            lambda x, y: jax.nn.sigmoid(x).mean(), (logits, one_hot)),
-    }, args.repeats, mib)
+          lambda x, y: jax.nn.sigmoid(x).mean(),
+          (logits, one_hot),
+        ),
+      },
+      args.repeats,
+      mib,
+    )
     ours = t["jaxloss.focal_loss"]
     r = t["optax.sigmoid_focal_loss"] / ours
     _ratio("faster than optax.sigmoid_focal_loss", r, ">= 5", r >= 5)
@@ -103,56 +118,93 @@ def main() -> None:
 
   if "softmax" in args.groups:
     print("\nsoftmax focal loss (gamma=2), integer labels")
-    t, _ = _run({
+    t, _ = _run(
+      {
         "jaxloss.softmax_focal_loss": (
-            lambda x, y: jaxloss.softmax_focal_loss(x, y).mean(),
-            (logits, ids)),
+          lambda x, y: jaxloss.softmax_focal_loss(x, y).mean(),
+          (logits, ids),
+        ),
         "floor: (log_softmax(x) * one_hot(y)).sum()": (
-            lambda x, y: jax.nn.log_softmax(x) * jax.nn.one_hot(
-                y, num_classes, dtype=x.dtype), (logits, ids)),
-    }, args.repeats, mib)
-    r = t["jaxloss.softmax_focal_loss"] / t[
-        "floor: (log_softmax(x) * one_hot(y)).sum()"]
+          lambda x, y: (
+            jax.nn.log_softmax(x)
+            * jax.nn.one_hot(y, num_classes, dtype=x.dtype)
+          ),
+          (logits, ids),
+        ),
+      },
+      args.repeats,
+      mib,
+    )
+    r = (
+      t["jaxloss.softmax_focal_loss"]
+      / t["floor: (log_softmax(x) * one_hot(y)).sum()"]
+    )
     _ratio("time of the floor", r, "<= 3", r <= 3)
 
   if "iou-aware" in args.groups:
     print("\nIoU-aware focal losses, soft quality targets")
-    t, _ = _run({
+    t, _ = _run(
+      {
         "jaxloss.focal_loss": (
-            lambda x, y: jaxloss.focal_loss(x, y).mean(), (logits, quality)),
+          lambda x, y: jaxloss.focal_loss(x, y).mean(),
+          (logits, quality),
+        ),
         "jaxloss.varifocal_loss": (
-            lambda x, y: jaxloss.varifocal_loss(x, y).mean(),
-            (logits, quality)),
+          lambda x, y: jaxloss.varifocal_loss(x, y).mean(),
+          (logits, quality),
+        ),
         "jaxloss.quality_focal_loss": (
-            lambda x, y: jaxloss.quality_focal_loss(x, y).mean(),
-            (logits, quality)),
-    }, args.repeats, mib)
+          lambda x, y: jaxloss.quality_focal_loss(x, y).mean(),
+          (logits, quality),
+        ),
+      },
+      args.repeats,
+      mib,
+    )
     for name in ("jaxloss.varifocal_loss", "jaxloss.quality_focal_loss"):
       r = t[name] / t["jaxloss.focal_loss"]
       _ratio(f"{name} / focal_loss", r, "<= 1.5", r <= 1.5)
 
   if "region" in args.groups:
     floor = "floor: sum(softmax(x) * one_hot(y))"
-    for pooling, axis in (("batch-pooled", tuple(range(len(shape) - 1))),
-                          ("per image", tuple(range(1, len(shape) - 1)))):
+    for pooling, axis in (
+      ("batch-pooled", tuple(range(len(shape) - 1))),
+      ("per image", tuple(range(1, len(shape) - 1))),
+    ):
       kw = {} if pooling == "batch-pooled" else {"axis": axis}
       print(f"\n{pooling} region losses of softmax(x), integer labels")
+
+      def of_softmax(fn, kw=kw):
+        return lambda x, y: fn(jax.nn.softmax(x), y, **kw)
+
       region = {
-          f"jaxloss.{name}": (
-              lambda x, y, f=getattr(jaxloss, name): f(
-                  jax.nn.softmax(x), y, **kw), (logits, ids))
-          for name in ("dice_loss", "iou_loss", "tversky_loss",
-                       "generalized_dice_loss")}
+        f"jaxloss.{name}": (of_softmax(getattr(jaxloss, name)), (logits, ids))
+        for name in (
+          "dice_loss",
+          "iou_loss",
+          "tversky_loss",
+          "generalized_dice_loss",
+        )
+      }
       region["optax.losses.dice_loss"] = (
-          lambda x, y: optax.losses.dice_loss(
-              x, jax.nn.one_hot(y, num_classes, dtype=x.dtype), axis=axis),
-          (logits, ids))
+        lambda x, y: optax.losses.dice_loss(
+          x, jax.nn.one_hot(y, num_classes, dtype=x.dtype), axis=axis
+        ),
+        (logits, ids),
+      )
       region[floor] = (
-          lambda x, y: jax.nn.softmax(x) * jax.nn.one_hot(
-              y, num_classes, dtype=x.dtype), (logits, ids))
+        lambda x, y: (
+          jax.nn.softmax(x) * jax.nn.one_hot(y, num_classes, dtype=x.dtype)
+        ),
+        (logits, ids),
+      )
       t, temps = _run(region, args.repeats, mib)
-      for name in ("jaxloss.dice_loss", "jaxloss.iou_loss",
-                   "jaxloss.tversky_loss", "jaxloss.generalized_dice_loss"):
+      for name in (
+        "jaxloss.dice_loss",
+        "jaxloss.iou_loss",
+        "jaxloss.tversky_loss",
+        "jaxloss.generalized_dice_loss",
+      ):
         r = t[name] / t[floor]
         _ratio(f"{name} time of the floor", r, "<= 1.2", r <= 1.2)
         r = t["optax.losses.dice_loss"] / t[name]

@@ -57,7 +57,8 @@ def plain_lovasz_softmax(probs, labels, axis):
   losses = jnp.sum(e * g, axis=-1)
   present = (total[..., 0] > 0).astype(probs.dtype)
   return jnp.sum(present * losses, axis=-1) / jnp.maximum(
-      jnp.sum(present, axis=-1), 1)
+    jnp.sum(present, axis=-1), 1
+  )
 
 
 def main():
@@ -72,16 +73,19 @@ def main():
   logits = jax.random.normal(k1, shape, jnp.float32)
   labels = jax.random.randint(k2, shape[:-1], 0, NUM_CLASSES)
   probs_mib = logits.size * 4 / 2**20
-  errors = np.asarray(jax.random.uniform(
-      k1, (NUM_CLASSES, args.batch * args.size ** 2)))
+  errors = np.asarray(
+    jax.random.uniform(k1, (NUM_CLASSES, args.batch * args.size**2))
+  )
   harness.header(__doc__.splitlines()[0])
-  print(f"logits {shape} float32, classes='present'; probs "
-        f"{probs_mib:.1f} MiB; labels as arguments; medians of "
-        f"{args.repeats} interleaved rounds")
+  print(
+    f"logits {shape} float32, classes='present'; probs "
+    f"{probs_mib:.1f} MiB; labels as arguments; medians of "
+    f"{args.repeats} interleaved rounds"
+  )
 
   def ours(x, y, axis, engine):
     probs = jax.nn.softmax(x, axis=-1)
-    if engine is None:                  # the public loss: automatic choice
+    if engine is None:  # the public loss: automatic choice
       return jaxloss.lovasz_softmax(probs, y, axis=axis)
     return _lovasz.softmax_with_engine(probs, y, axis=axis, engine=engine)
 
@@ -93,42 +97,51 @@ def main():
   fns = {"np.sort [21, N] float32": (np.sort, (errors,))}
   grads = {}
   for name, axis in (("pooled", None), ("per-image", (1, 2))):
-    for label, loss in (("jaxloss", functools.partial(ours, engine=None)),
-                        ("jaxloss XLA core", functools.partial(ours,
-                                                               engine="xla")),
-                        ("plain argsort", plain)):
+    for label, loss in (
+      ("jaxloss", functools.partial(ours, engine=None)),
+      ("jaxloss XLA core", functools.partial(ours, engine="xla")),
+      ("plain argsort", plain),
+    ):
       loss = functools.partial(loss, axis=axis)
-      fns[f"{name}: {label}"] = (harness.value_and_grad(loss),
-                                 (logits, labels))
+      fns[f"{name}: {label}"] = (harness.value_and_grad(loss), (logits, labels))
       grads[f"{name}: {label}"] = (harness.grad_only(loss), (logits, labels))
   for name in ("pooled", "per-image"):
     v1, g1 = fns[f"{name}: jaxloss"][0](logits, labels)
     v2, g2 = fns[f"{name}: plain argsort"][0](logits, labels)
-    print(f"{name}: loss {float(v1):.6f} (plain {float(v2):.6f}), "
-          f"max |grad - plain grad| {float(jnp.max(jnp.abs(g1 - g2))):.1e}")
+    print(
+      f"{name}: loss {float(v1):.6f} (plain {float(v2):.6f}), "
+      f"max |grad - plain grad| {float(jnp.max(jnp.abs(g1 - g2))):.1e}"
+    )
 
-  wall = harness.timed({**fns, **{"grad " + k: v for k, v in grads.items()}},
-                       args.repeats)
-  print(f"\n{'value_and_grad under jit':34s} {'ms':>9s} {'grad-only':>10s}"
-        f" {'temp MiB':>9s} {'x probs':>8s}")
+  wall = harness.timed(
+    {**fns, **{"grad " + k: v for k, v in grads.items()}}, args.repeats
+  )
+  print(
+    f"\n{'value_and_grad under jit':34s} {'ms':>9s} {'grad-only':>10s}"
+    f" {'temp MiB':>9s} {'x probs':>8s}"
+  )
   temps = {}
   for name, (fn, fargs) in fns.items():
     if name.startswith("np."):
       print(f"{name:34s} {wall[name]:9.1f}")
       continue
     temps[name] = harness.temp_mib(fn, *fargs)
-    print(f"{name:34s} {wall[name]:9.1f} {wall['grad ' + name]:10.1f} "
-          f"{temps[name]:9.1f} {temps[name] / probs_mib:8.1f}")
+    print(
+      f"{name:34s} {wall[name]:9.1f} {wall['grad ' + name]:10.1f} "
+      f"{temps[name]:9.1f} {temps[name] / probs_mib:8.1f}"
+    )
   sort_ms = wall["np.sort [21, N] float32"]
   print()
   for name in ("pooled", "per-image"):
     ours_ms = wall[f"{name}: jaxloss"]
     faster = wall[f"{name}: plain argsort"] / ours_ms
-    print(f"{name:9s}: {faster:5.1f}x faster than plain argsort (target >= "
-          f"12x) {'ok' if faster >= 12 else 'MISSED'}; "
-          f"{ours_ms / sort_ms:4.1f}x one np.sort (target <= 4x) "
-          f"{'ok' if ours_ms <= 4 * sort_ms else 'MISSED'}; temp "
-          f"{temps[f'{name}: jaxloss'] / probs_mib:.1f}x probs")
+    print(
+      f"{name:9s}: {faster:5.1f}x faster than plain argsort (target >= "
+      f"12x) {'ok' if faster >= 12 else 'MISSED'}; "
+      f"{ours_ms / sort_ms:4.1f}x one np.sort (target <= 4x) "
+      f"{'ok' if ours_ms <= 4 * sort_ms else 'MISSED'}; temp "
+      f"{temps[f'{name}: jaxloss'] / probs_mib:.1f}x probs"
+    )
 
 
 if __name__ == "__main__":

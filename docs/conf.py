@@ -11,8 +11,9 @@ import inspect
 import os
 import sys
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__),
-                                                "..")))
+sys.path.insert(
+  0, os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+)
 import jaxloss  # noqa: E402
 
 project = "jaxloss"
@@ -21,12 +22,12 @@ copyright = "the jaxloss authors"  # noqa: A001
 version = release = jaxloss.__version__
 
 extensions = [
-    "myst_parser",
-    "sphinx.ext.autodoc",
-    "sphinx.ext.autosummary",
-    "sphinx.ext.napoleon",
-    "sphinx.ext.mathjax",
-    "sphinx.ext.viewcode",
+  "myst_parser",
+  "sphinx.ext.autodoc",
+  "sphinx.ext.autosummary",
+  "sphinx.ext.napoleon",
+  "sphinx.ext.mathjax",
+  "sphinx.ext.viewcode",
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 exclude_patterns = ["_build", "examples/results.md"]  # included in a page
@@ -35,9 +36,9 @@ templates_path: list[str] = []
 # A broken reference is an error (with -W).
 nitpicky = True
 nitpick_ignore_regex = [
-    # Type names in docstrings and signatures that have no page here.
-    ("py:class", r"(jax|jaxlib|numpy|np|jnp)\..*"),
-    ("py:class", r"(ArrayLike|Array|Axis|AxisName|Classes|optional)"),
+  # Type names in docstrings and signatures that have no page here.
+  ("py:class", r"(jax|jaxlib|numpy|np|jnp)\..*"),
+  ("py:class", r"(ArrayLike|Array|Axis|AxisName|Classes|optional)"),
 ]
 
 # Docstrings: Google style, with the project's extra "Convention" section.
@@ -74,13 +75,18 @@ def api_page() -> str:
     module = getattr(jaxloss, name).__module__
     families.setdefault(module, []).append(name)
   lines = [
-      "API reference", "=============", "",
-      "Every public function of ``jaxloss``, generated from its docstring.",
-      "All of them are pure functions of arrays: ``jax.jit``, ``jax.vmap`` and",
-      "``jax.grad`` apply. Predictions come first, targets second, and every",
-      "option is keyword-only.", "",
-      ".. currentmodule:: jaxloss", "",
-      ".. autosummary::", "",
+    "API reference",
+    "=============",
+    "",
+    "Every public function of ``jaxloss``, generated from its docstring.",
+    "All of them are pure functions of arrays: ``jax.jit``, ``jax.vmap`` and",
+    "``jax.grad`` apply. Predictions come first, targets second, and every",
+    "option is keyword-only.",
+    "",
+    ".. currentmodule:: jaxloss",
+    "",
+    ".. autosummary::",
+    "",
   ]
   lines += [f"   {name}" for name in sorted(jaxloss.__all__)]
   lines.append("")

@@ -53,14 +53,14 @@ import numpy as np
 import jaxloss
 
 LOSSES = {
-    "IoU": jaxloss.box_iou_loss,
-    "GIoU": jaxloss.box_giou_loss,
-    "DIoU": jaxloss.box_diou_loss,
-    "CIoU": jaxloss.box_ciou_loss,
-    "EIoU": jaxloss.box_eiou_loss,
+  "IoU": jaxloss.box_iou_loss,
+  "GIoU": jaxloss.box_giou_loss,
+  "DIoU": jaxloss.box_diou_loss,
+  "CIoU": jaxloss.box_ciou_loss,
+  "EIoU": jaxloss.box_eiou_loss,
 }
 ASPECT_RATIOS = (1 / 4, 1 / 3, 1 / 2, 1.0, 2.0, 3.0, 4.0)  # w / h
-SCALES = (0.5, 0.67, 0.75, 1.0, 1.33, 1.5, 2.0)             # anchor area / target area
+SCALES = (0.5, 0.67, 0.75, 1.0, 1.33, 1.5, 2.0)  # anchor area / target area
 CENTRE = 10.0
 RADIUS = 3.0
 
@@ -81,19 +81,23 @@ def make_cases(num_points: int, seed: int = 0):
     for scale in SCALES:
       side = np.sqrt(scale * tw * th)
       for aw, ah in target_wh * side:
-        anchors.append(np.stack([cx, cy, np.full_like(cx, aw),
-                                 np.full_like(cx, ah)], -1))
-        targets.append(np.broadcast_to([CENTRE, CENTRE, tw, th],
-                                       (num_points, 4)))
-  return (np.concatenate(anchors).astype(np.float32),
-          np.concatenate(targets).astype(np.float32))
+        anchors.append(
+          np.stack([cx, cy, np.full_like(cx, aw), np.full_like(cx, ah)], -1)
+        )
+        targets.append(
+          np.broadcast_to([CENTRE, CENTRE, tw, th], (num_points, 4))
+        )
+  return (
+    np.concatenate(anchors).astype(np.float32),
+    np.concatenate(targets).astype(np.float32),
+  )
 
 
 def learning_rates(iterations: int) -> np.ndarray:
   """0.1, then 0.01 from 80% of the run, then 0.001 from 90% (paper: 160/20/20)."""
   lr = np.full(iterations, 0.1, np.float32)
-  lr[int(0.8 * iterations):] = 0.01
-  lr[int(0.9 * iterations):] = 0.001
+  lr[int(0.8 * iterations) :] = 0.01
+  lr[int(0.9 * iterations) :] = 0.001
   return lr
 
 
@@ -104,6 +108,7 @@ def make_simulation(loss_fn):
   ``errors[t]`` holds the l1 error summed over all cases after iteration
   ``t``, split into ``(cx, cy, w, h)``: shape ``[iterations, 4]``.
   """
+
   def loss_cxcywh(box, target):
     xyxy = jaxloss.box_convert(box, in_format="cxcywh", out_format="xyxy")
     goal = jaxloss.box_convert(target, in_format="cxcywh", out_format="xyxy")
@@ -121,6 +126,7 @@ def make_simulation(loss_fn):
     def body(boxes, lr):
       boxes = batched_step(boxes, targets, lr)
       return boxes, jnp.sum(jnp.abs(boxes - targets), axis=0)
+
     return jax.lax.scan(body, anchors, lrs)
 
   return simulate
@@ -142,13 +148,18 @@ def run(num_points: int, iterations: int, losses=tuple(LOSSES), seed: int = 0):
 
 def overlaps(anchors: np.ndarray, targets: np.ndarray) -> np.ndarray:
   """Whether each anchor overlaps its target at the start."""
-  a = jaxloss.box_convert(jnp.asarray(anchors), in_format="cxcywh", out_format="xyxy")
-  t = jaxloss.box_convert(jnp.asarray(targets), in_format="cxcywh", out_format="xyxy")
+  a = jaxloss.box_convert(
+    jnp.asarray(anchors), in_format="cxcywh", out_format="xyxy"
+  )
+  t = jaxloss.box_convert(
+    jnp.asarray(targets), in_format="cxcywh", out_format="xyxy"
+  )
   return np.asarray(jaxloss.box_iou_loss(a, t, eps=0.0)) < 1
 
 
 def plot(anchors, targets, results, path):
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
@@ -157,11 +168,20 @@ def plot(anchors, targets, results, path):
   for name, (_, errors) in results.items():
     errors = np.concatenate([start[None], errors])
     steps = np.arange(len(errors))
-    line, = ax1.plot(steps, errors.sum(-1), label=name)
-    ax3.plot(steps, errors[:, :2].sum(-1), color=line.get_color(),
-             label=f"{name} centre")
-    ax3.plot(steps, errors[:, 2:].sum(-1), color=line.get_color(), ls=":",
-             label=f"{name} size")
+    (line,) = ax1.plot(steps, errors.sum(-1), label=name)
+    ax3.plot(
+      steps,
+      errors[:, :2].sum(-1),
+      color=line.get_color(),
+      label=f"{name} centre",
+    )
+    ax3.plot(
+      steps,
+      errors[:, 2:].sum(-1),
+      color=line.get_color(),
+      ls=":",
+      label=f"{name} size",
+    )
   for ax in (ax1, ax3):
     ax.set_yscale("log")
     ax.set_xlabel("iteration")
@@ -193,41 +213,58 @@ def plot(anchors, targets, results, path):
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--points", type=int, default=1000,
-                      help="anchor centres (the paper: 5000)")
+  parser.add_argument(
+    "--points", type=int, default=1000, help="anchor centres (the paper: 5000)"
+  )
   parser.add_argument("--iterations", type=int, default=200)
-  parser.add_argument("--losses", nargs="+", default=list(LOSSES),
-                      choices=list(LOSSES))
+  parser.add_argument(
+    "--losses", nargs="+", default=list(LOSSES), choices=list(LOSSES)
+  )
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--out", default="out/", help="output directory")
   args = parser.parse_args(argv)
 
   t0 = time.perf_counter()
-  anchors, targets, results = run(args.points, args.iterations, args.losses,
-                                  args.seed)
+  anchors, targets, results = run(
+    args.points, args.iterations, args.losses, args.seed
+  )
   elapsed = time.perf_counter() - t0
   disjoint = ~overlaps(anchors, targets)
   n = len(anchors)
-  print(f"{n:,} regression cases ({disjoint.mean():.1%} start without "
-        f"overlap), {args.iterations} iterations, {elapsed:.1f} s")
+  print(
+    f"{n:,} regression cases ({disjoint.mean():.1%} start without "
+    f"overlap), {args.iterations} iterations, {elapsed:.1f} s"
+  )
   print(f"initial total error: {np.abs(anchors - targets).sum():12.1f}")
-  marks = sorted({args.iterations // 10, args.iterations // 4,
-                  args.iterations // 2, args.iterations})
+  marks = sorted(
+    {
+      args.iterations // 10,
+      args.iterations // 4,
+      args.iterations // 2,
+      args.iterations,
+    }
+  )
   header = "".join(f"  it {m:>4}" for m in marks)
-  print("final error per case: mean, and mean over the cases that start "
-        "disjoint / overlapping;\n  its centre (cx, cy) and size (w, h) "
-        "parts; total error after some iterations")
-  print(f"{'loss':<5} {'final total':>12} {'per case':>9} {'disjoint':>9} "
-        f"{'overlap':>8} {'centre':>7} {'size':>7}{header}")
+  print(
+    "final error per case: mean, and mean over the cases that start "
+    "disjoint / overlapping;\n  its centre (cx, cy) and size (w, h) "
+    "parts; total error after some iterations"
+  )
+  print(
+    f"{'loss':<5} {'final total':>12} {'per case':>9} {'disjoint':>9} "
+    f"{'overlap':>8} {'centre':>7} {'size':>7}{header}"
+  )
   for name, (boxes, errors) in results.items():
     error = np.abs(boxes - targets)
     final = error.sum(-1)
     errors = errors.sum(-1)
     curve = "".join(f" {errors[m - 1]:8.0f}" for m in marks)
-    print(f"{name:<5} {errors[-1]:12.1f} {errors[-1] / n:9.4f} "
-          f"{final[disjoint].mean():9.4f} {final[~disjoint].mean():8.4f} "
-          f"{error[:, :2].sum(-1).mean():7.4f} "
-          f"{error[:, 2:].sum(-1).mean():7.4f}{curve}")
+    print(
+      f"{name:<5} {errors[-1]:12.1f} {errors[-1] / n:9.4f} "
+      f"{final[disjoint].mean():9.4f} {final[~disjoint].mean():8.4f} "
+      f"{error[:, :2].sum(-1).mean():7.4f} "
+      f"{error[:, 2:].sum(-1).mean():7.4f}{curve}"
+    )
   os.makedirs(args.out, exist_ok=True)
   path = os.path.join(args.out, "box_regression_simulation.png")
   plot(anchors, targets, results, path)

@@ -50,7 +50,9 @@ def _simulate_devices(argv: Sequence[str]) -> None:
     else:
       continue
     flag = f"--xla_force_host_platform_device_count={int(count)}"
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
+    os.environ["XLA_FLAGS"] = (
+      f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
+    )
     os.environ["JAX_PLATFORMS"] = "cpu"
 
 
@@ -96,27 +98,33 @@ def make_step(mode: str, mesh: jax.sharding.Mesh, graphdef, tx):
   if mode == "shard_map":
     # Per device: the loss of the global batch and, for the replicated
     # parameters, the gradient summed over the devices' shares.
-    @jax.shard_map(mesh=mesh, in_specs=(P(), P(AXIS), P(AXIS)),
-                   out_specs=(P(), P()))
+    @jax.shard_map(
+      mesh=mesh, in_specs=(P(), P(AXIS), P(AXIS)), out_specs=(P(), P())
+    )
     def loss_and_grad(params, images, labels):
       return jax.value_and_grad(loss_fn, argnums=1)(
-          graphdef, params, images, labels, AXIS)
+        graphdef, params, images, labels, AXIS
+      )
   elif mode == "gspmd":
+
     def loss_and_grad(params, images, labels):
       return jax.value_and_grad(loss_fn, argnums=1)(
-          graphdef, params, images, labels)
+        graphdef, params, images, labels
+      )
   else:
     raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
 
   # Parameters and optimizer state stay replicated from step to step.
   replicated = NamedSharding(mesh, P())
 
-  @functools.partial(jax.jit, out_shardings=(replicated, replicated, None),
-                     donate_argnums=(0, 1))
+  @functools.partial(
+    jax.jit, out_shardings=(replicated, replicated, None), donate_argnums=(0, 1)
+  )
   def step(params, opt_state, images, labels):
     loss, grads = loss_and_grad(params, images, labels)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
+
   return step
 
 
@@ -138,8 +146,9 @@ def local_value(x: jax.Array) -> np.ndarray:
   return np.asarray(x.addressable_data(0))
 
 
-def global_batch(data: np.ndarray, index: np.ndarray,
-                 sharding: NamedSharding) -> jax.Array:
+def global_batch(
+  data: np.ndarray, index: np.ndarray, sharding: NamedSharding
+) -> jax.Array:
   """The rows ``index`` of ``data`` as one array split over the mesh.
 
   Each process passes only the rows its own devices hold (all of them on one
@@ -147,22 +156,36 @@ def global_batch(data: np.ndarray, index: np.ndarray,
   """
   per_process = len(index) // jax.process_count()
   start = jax.process_index() * per_process
-  local = data[index[start:start + per_process]]
+  local = data[index[start : start + per_process]]
   return jax.make_array_from_process_local_data(
-      sharding, local, (len(index),) + data.shape[1:])
+    sharding, local, (len(index),) + data.shape[1:]
+  )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p = argparse.ArgumentParser(
-      description=__doc__.split("\n\n")[0],
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  p.add_argument("--simulate", type=int, default=0, metavar="N",
-                 help="simulate N CPU devices (must come before JAX starts)")
-  p.add_argument("--distributed", action="store_true",
-                 help="call jax.distributed.initialize() (one process a host); "
-                 "it finds its peers on Cloud TPU, SLURM and Open MPI")
-  p.add_argument("--coordinator", default=None, metavar="HOST:PORT",
-                 help="with --distributed: address of process 0")
+    description=__doc__.split("\n\n")[0],
+    formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+  )
+  p.add_argument(
+    "--simulate",
+    type=int,
+    default=0,
+    metavar="N",
+    help="simulate N CPU devices (must come before JAX starts)",
+  )
+  p.add_argument(
+    "--distributed",
+    action="store_true",
+    help="call jax.distributed.initialize() (one process a host); "
+    "it finds its peers on Cloud TPU, SLURM and Open MPI",
+  )
+  p.add_argument(
+    "--coordinator",
+    default=None,
+    metavar="HOST:PORT",
+    help="with --distributed: address of process 0",
+  )
   p.add_argument("--num-processes", type=int, default=None)
   p.add_argument("--process-id", type=int, default=None)
   p.add_argument("--mode", choices=MODES, default="shard_map")
@@ -170,10 +193,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p.add_argument("--per-device-batch", type=int, default=4)
   p.add_argument("--lr", type=float, default=3e-3)
   p.add_argument("--width", type=int, default=16, help="U-Net base width")
-  p.add_argument("--depth", type=int, default=None,
-                 help="U-Net down-sampling stages (default: the model's)")
-  p.add_argument("--size", type=int, default=48,
-                 help="canvas side (pixels), divisible by 2**depth")
+  p.add_argument(
+    "--depth",
+    type=int,
+    default=None,
+    help="U-Net down-sampling stages (default: the model's)",
+  )
+  p.add_argument(
+    "--size",
+    type=int,
+    default=48,
+    help="canvas side (pixels), divisible by 2**depth",
+  )
   p.add_argument("--train-size", type=int, default=2000)
   p.add_argument("--test-size", type=int, default=256)
   p.add_argument("--log-every", type=int, default=20)
@@ -185,36 +216,47 @@ def main(argv: Sequence[str] | None = None, log=print) -> dict:
   """Trains and evaluates; returns the losses, final parameters and metrics."""
   args = parse_args(argv)
   if args.distributed:
-    jax.distributed.initialize(coordinator_address=args.coordinator,
-                               num_processes=args.num_processes,
-                               process_id=args.process_id)
+    jax.distributed.initialize(
+      coordinator_address=args.coordinator,
+      num_processes=args.num_processes,
+      process_id=args.process_id,
+    )
   if jax.process_index() != 0:
     log = lambda *_: None  # every process runs the same steps; one reports
   if args.simulate and jax.local_device_count() != args.simulate:
-    log(f"note: --simulate {args.simulate} has no effect once JAX has "
-        f"started; using {jax.local_device_count()} local devices")
+    log(
+      f"note: --simulate {args.simulate} has no effect once JAX has "
+      f"started; using {jax.local_device_count()} local devices"
+    )
   devices = jax.devices()
-  mesh = jax.make_mesh((len(devices),), (AXIS,),
-                       axis_types=(jax.sharding.AxisType.Auto,))
+  mesh = jax.make_mesh(
+    (len(devices),), (AXIS,), axis_types=(jax.sharding.AxisType.Auto,)
+  )
   data_sharding = NamedSharding(mesh, P(AXIS))
   replicated = NamedSharding(mesh, P())
   batch = args.per_device_batch * len(devices)
-  log(f"jax {jax.__version__}: {len(devices)} {devices[0].platform} devices "
-      f"over {jax.process_count()} process(es); mode {args.mode}; global "
-      f"batch {batch} ({args.per_device_batch} a device)")
+  log(
+    f"jax {jax.__version__}: {len(devices)} {devices[0].platform} devices "
+    f"over {jax.process_count()} process(es); mode {args.mode}; global "
+    f"batch {batch} ({args.per_device_batch} a device)"
+  )
 
   train_x, train_y = digits_data.make_canvases(
-      "train", args.train_size, size=args.size, seed=args.seed)
+    "train", args.train_size, size=args.size, seed=args.seed
+  )
   test_x, test_y = digits_data.make_canvases(
-      "test", args.test_size, size=args.size, seed=args.seed)
+    "test", args.test_size, size=args.size, seed=args.seed
+  )
 
   depth = {} if args.depth is None else {"depth": args.depth}
-  model = unet.UNet(digits_data.NUM_CLASSES, width=args.width,
-                    rngs=nnx.Rngs(args.seed), **depth)
+  model = unet.UNet(
+    digits_data.NUM_CLASSES, width=args.width, rngs=nnx.Rngs(args.seed), **depth
+  )
   graphdef, params = nnx.split(model)
   params = jax.device_put(params, replicated)
-  tx = optax.adamw(optax.cosine_decay_schedule(args.lr, args.steps, 0.05),
-                   weight_decay=1e-4)
+  tx = optax.adamw(
+    optax.cosine_decay_schedule(args.lr, args.steps, 0.05), weight_decay=1e-4
+  )
   opt_state = jax.device_put(tx.init(params), replicated)
   step = make_step(args.mode, mesh, graphdef, tx)
 
@@ -231,8 +273,10 @@ def main(argv: Sequence[str] | None = None, log=print) -> dict:
     if not np.isfinite(losses[-1]):
       raise FloatingPointError(f"loss {losses[-1]} at step {i + 1}")
     if (i + 1) % args.log_every == 0 or i + 1 == args.steps:
-      log(f"step {i + 1:5d}  loss {losses[-1]:.4f}  "
-          f"({time.perf_counter() - start:.1f} s)")
+      log(
+        f"step {i + 1:5d}  loss {losses[-1]:.4f}  "
+        f"({time.perf_counter() - start:.1f} s)"
+      )
 
   # Test set, in global batches split over the mesh (the tail that does not
   # fill one is left out).
@@ -240,17 +284,28 @@ def main(argv: Sequence[str] | None = None, log=print) -> dict:
   count = _confusion_fn(replicated)
   for lo in range(0, len(test_x) - batch + 1, batch):
     index = np.arange(lo, lo + batch)
-    confusion += local_value(count(
-        graphdef, params, global_batch(test_x, index, data_sharding),
-        global_batch(test_y, index, data_sharding)))
+    confusion += local_value(
+      count(
+        graphdef,
+        params,
+        global_batch(test_x, index, data_sharding),
+        global_batch(test_y, index, data_sharding),
+      )
+    )
   tp = np.diag(confusion).astype(np.float64)
   union = confusion.sum(0) + confusion.sum(1) - tp
   iou = np.where(union > 0, tp / np.maximum(union, 1), np.nan)
   miou = float(np.nanmean(iou)) if confusion.sum() else float("nan")
   log(f"test mIoU {miou:.3f} over {int(confusion.sum())} pixels")
-  return {"losses": losses, "params": params, "graphdef": graphdef,
-          "batches": batches, "test_miou": miou, "data": (train_x, train_y),
-          "num_devices": len(devices)}
+  return {
+    "losses": losses,
+    "params": params,
+    "graphdef": graphdef,
+    "batches": batches,
+    "test_miou": miou,
+    "data": (train_x, train_y),
+    "num_devices": len(devices),
+  }
 
 
 if __name__ == "__main__":

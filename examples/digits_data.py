@@ -59,13 +59,18 @@ def source_indices(split: str) -> np.ndarray:
 
 
 def _upscale(image: np.ndarray, side: int) -> np.ndarray:
-  out = scipy.ndimage.zoom(image, side / image.shape[0], order=1, grid_mode=True,
-                           mode="nearest")
+  out = scipy.ndimage.zoom(
+    image, side / image.shape[0], order=1, grid_mode=True, mode="nearest"
+  )
   return np.clip(out, 0.0, 1.0)
 
 
 def make_canvases_with_sources(
-    split: str, num: int, *, size: int = 48, seed: int = 0,
+  split: str,
+  num: int,
+  *,
+  size: int = 48,
+  seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """As :func:`make_canvases`, also returning the source index of every digit.
 
@@ -92,12 +97,13 @@ def make_canvases_with_sources(
       stroke = digit > _STROKE
       for _ in range(50):  # look for a free spot; else draw in front
         y, x = rng.integers(0, size - side + 1, size=2)
-        if not occupied[y:y + side, x:x + side].any():
+        if not occupied[y : y + side, x : x + side].any():
           break
-      occupied[y:y + side, x:x + side] = True
+      occupied[y : y + side, x : x + side] = True
       window = (slice(y, y + side), slice(x, x + side))
-      images[n][window] = np.where(stroke, digit,
-                                   np.maximum(images[n][window], digit))
+      images[n][window] = np.where(
+        stroke, digit, np.maximum(images[n][window], digit)
+      )
       labels[n][window] = np.where(stroke, 1 + targets[src], labels[n][window])
       sources[n, k] = src
   images += rng.normal(0.0, _NOISE, images.shape).astype(np.float32)
@@ -106,7 +112,11 @@ def make_canvases_with_sources(
 
 
 def make_canvases(
-    split: str, num: int, *, size: int = 48, seed: int = 0,
+  split: str,
+  num: int,
+  *,
+  size: int = 48,
+  seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
   """Builds ``num`` segmentation canvases from the ``split`` pool of digits.
 
@@ -121,6 +131,7 @@ def make_canvases(
     labels int32 ``[num, size, size]`` with 0 = background and ``1 + digit`` on
     the strokes of a digit (11 classes).
   """
-  images, labels, _ = make_canvases_with_sources(split, num, size=size,
-                                                 seed=seed)
+  images, labels, _ = make_canvases_with_sources(
+    split, num, size=size, seed=seed
+  )
   return images, labels

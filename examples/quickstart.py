@@ -28,7 +28,6 @@ def make_batch(key, batch=16, size=24):
 
 
 class TinyNet(nnx.Module):
-
   def __init__(self, rngs: nnx.Rngs):
     self.conv1 = nnx.Conv(1, 16, (3, 3), rngs=rngs)
     self.conv2 = nnx.Conv(16, NUM_CLASSES, (3, 3), rngs=rngs)

@@ -20,7 +20,8 @@ import functools
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -41,8 +42,9 @@ EIGHT_NEIGHBOURS = np.ones((3, 3), int)
 # Data.
 
 
-def make_canvases(count: int, size: int = 32, seed: int = 0
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def make_canvases(
+  count: int, size: int = 32, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
   """Images ``[N, S, S, 1]`` float32 in [0, 1] and masks ``[N, S, S]`` int32."""
   rng = np.random.default_rng(seed)
   yy, xx = np.mgrid[:size, :size].astype(np.float64)
@@ -53,15 +55,20 @@ def make_canvases(count: int, size: int = 32, seed: int = 0
     mask = np.zeros((size, size), bool)
     for _ in range(rng.integers(1, 4)):
       p0, p1, p2 = rng.uniform(-0.1 * size, 1.1 * size, (3, 2))
-      curve = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t ** 2 * p2
+      curve = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2
       width = rng.uniform(0.5, 1.1)
-      d2 = ((yy[None] - curve[:, 0, None, None]) ** 2
-            + (xx[None] - curve[:, 1, None, None]) ** 2).min(axis=0)
-      mask |= d2 <= width ** 2
+      d2 = (
+        (yy[None] - curve[:, 0, None, None]) ** 2
+        + (xx[None] - curve[:, 1, None, None]) ** 2
+      ).min(axis=0)
+      mask |= d2 <= width**2
     gy, gx = rng.normal(0, 0.15, 2)
     background = 0.3 + gy * (yy / size - 0.5) + gx * (xx / size - 0.5)
-    image = (background + 0.45 * ndimage.gaussian_filter(mask * 1.0, 0.5)
-             + rng.normal(0, 0.12, (size, size)))
+    image = (
+      background
+      + 0.45 * ndimage.gaussian_filter(mask * 1.0, 0.5)
+      + rng.normal(0, 0.12, (size, size))
+    )
     images[n, ..., 0] = np.clip(image, 0, 1)
     masks[n] = mask
   return images, masks
@@ -82,11 +89,15 @@ def _dice(p, t):
 
 
 SETUPS = (
-    Setup("Dice", _dice),
-    Setup("Dice + clDice",
-          lambda p, t: 0.5 * _dice(p, t) + 0.5 * jaxloss.cldice_loss(p, t)),
-    Setup("Dice + boundary",
-          lambda p, t: _dice(p, t) + 0.05 * jaxloss.boundary_loss(p, t)),
+  Setup("Dice", _dice),
+  Setup(
+    "Dice + clDice",
+    lambda p, t: 0.5 * _dice(p, t) + 0.5 * jaxloss.cldice_loss(p, t),
+  ),
+  Setup(
+    "Dice + boundary",
+    lambda p, t: _dice(p, t) + 0.05 * jaxloss.boundary_loss(p, t),
+  ),
 )
 
 
@@ -97,10 +108,12 @@ def make_train_step(loss_fn):
     def objective(model):
       probs = jax.nn.sigmoid(model(images))
       return loss_fn(probs, masks[..., None].astype(probs.dtype))
+
     loss, grads = nnx.value_and_grad(objective)(model)
     with jax.numpy_dtype_promotion("standard"):  # optax mixes int and float
       optimizer.update(model, grads)
     return loss
+
   return step
 
 
@@ -115,8 +128,9 @@ def predict(model, images):
 
 def _skeleton(masks: np.ndarray) -> np.ndarray:
   """Hard skeletons: the soft skeleton of a 0/1 mask, thresholded."""
-  soft = jaxloss.soft_skeleton(jnp.asarray(masks, jnp.float32)[..., None],
-                               iterations=5)
+  soft = jaxloss.soft_skeleton(
+    jnp.asarray(masks, jnp.float32)[..., None], iterations=5
+  )
   return np.asarray(soft[..., 0]) > 0.5
 
 
@@ -128,18 +142,33 @@ def scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
   total = pred.sum(axes) + truth.sum(axes)
   dice = np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0)
   skel_p, skel_t = _skeleton(pred), _skeleton(truth)
-  prec = np.where(skel_p.sum(axes) > 0, (skel_p & truth).sum(axes)
-                  / np.maximum(skel_p.sum(axes), 1), 1.0)
-  sens = np.where(skel_t.sum(axes) > 0, (skel_t & pred).sum(axes)
-                  / np.maximum(skel_t.sum(axes), 1), 1.0)
-  cldice = np.where(prec + sens > 0, 2 * prec * sens
-                    / np.maximum(prec + sens, 1e-12), 0.0)
-  components = np.array([
-      abs(ndimage.label(p, EIGHT_NEIGHBOURS)[1]
-          - ndimage.label(t, EIGHT_NEIGHBOURS)[1])
-      for p, t in zip(pred, truth)])
-  return {"dice": float(dice.mean()), "cldice": float(cldice.mean()),
-          "components_error": float(components.mean())}
+  prec = np.where(
+    skel_p.sum(axes) > 0,
+    (skel_p & truth).sum(axes) / np.maximum(skel_p.sum(axes), 1),
+    1.0,
+  )
+  sens = np.where(
+    skel_t.sum(axes) > 0,
+    (skel_t & pred).sum(axes) / np.maximum(skel_t.sum(axes), 1),
+    1.0,
+  )
+  cldice = np.where(
+    prec + sens > 0, 2 * prec * sens / np.maximum(prec + sens, 1e-12), 0.0
+  )
+  components = np.array(
+    [
+      abs(
+        ndimage.label(p, EIGHT_NEIGHBOURS)[1]
+        - ndimage.label(t, EIGHT_NEIGHBOURS)[1]
+      )
+      for p, t in zip(pred, truth)
+    ]
+  )
+  return {
+    "dice": float(dice.mean()),
+    "cldice": float(cldice.mean()),
+    "components_error": float(components.mean()),
+  }
 
 
 # --------------------------------------------------------------------------
@@ -148,19 +177,27 @@ def scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 def train(setup: Setup, args, train_data, test_data):
   images, masks = train_data
-  model = unet.UNet(1, width=args.width, depth=args.depth,
-                    rngs=nnx.Rngs(jax.random.key(args.seed, impl="rbg")))
-  schedule = optax.cosine_decay_schedule(args.lr, max(1, args.steps),
-                                         alpha=0.05)
-  optimizer = nnx.Optimizer(model, optax.adamw(schedule, weight_decay=1e-4),
-                            wrt=nnx.Param)
+  model = unet.UNet(
+    1,
+    width=args.width,
+    depth=args.depth,
+    rngs=nnx.Rngs(jax.random.key(args.seed, impl="rbg")),
+  )
+  schedule = optax.cosine_decay_schedule(
+    args.lr, max(1, args.steps), alpha=0.05
+  )
+  optimizer = nnx.Optimizer(
+    model, optax.adamw(schedule, weight_decay=1e-4), wrt=nnx.Param
+  )
   step = make_train_step(setup.loss_fn)
   order = np.random.default_rng(args.seed).integers(
-      0, len(images), (args.steps, args.batch_size))
+    0, len(images), (args.steps, args.batch_size)
+  )
   start = time.perf_counter()
   for batch in order:
-    loss = step(model, optimizer, jnp.asarray(images[batch]),
-                jnp.asarray(masks[batch]))
+    loss = step(
+      model, optimizer, jnp.asarray(images[batch]), jnp.asarray(masks[batch])
+    )
   jax.block_until_ready(loss)
   seconds = time.perf_counter() - start
   pred = np.asarray(predict(model, jnp.asarray(test_data[0])))
@@ -169,15 +206,19 @@ def train(setup: Setup, args, train_data, test_data):
 
 def save_figure(path, test_data, preds, count=4):
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   images, masks = test_data
   columns = ["image", "target"] + list(preds)
-  fig, axes = plt.subplots(count, len(columns),
-                           figsize=(1.6 * len(columns), 1.6 * count))
+  fig, axes = plt.subplots(
+    count, len(columns), figsize=(1.6 * len(columns), 1.6 * count)
+  )
   for row in range(count):
-    panels = [images[row, ..., 0], masks[row]] + [p[row] for p in
-                                                  preds.values()]
+    panels = [images[row, ..., 0], masks[row]] + [
+      p[row] for p in preds.values()
+    ]
     for col, (title, panel) in enumerate(zip(columns, panels)):
       ax = axes[row, col]
       ax.imshow(panel, cmap="gray", vmin=0, vmax=1)
@@ -192,8 +233,9 @@ def save_figure(path, test_data, preds, count=4):
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p = argparse.ArgumentParser(
-      description=__doc__.splitlines()[0],
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    description=__doc__.splitlines()[0],
+    formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+  )
   p.add_argument("--out", default="out/thin_structures")
   p.add_argument("--steps", type=int, default=300)
   p.add_argument("--batch-size", type=int, default=16)
@@ -217,12 +259,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     pred, result, seconds = train(setup, args, train_data, test_data)
     results[setup.name], preds[setup.name] = dict(result, seconds=seconds), pred
     print(f"{setup.name}: {result} ({seconds:.0f} s)", flush=True)
-  lines = ["| set-up | steps | test Dice | test clDice | components error "
-           "| train time (s) |", "|---|---:|---:|---:|---:|---:|"]
+  lines = [
+    "| set-up | steps | test Dice | test clDice | components error "
+    "| train time (s) |",
+    "|---|---:|---:|---:|---:|---:|",
+  ]
   for name, r in results.items():
-    lines.append(f"| {name} | {args.steps} | {r['dice']:.3f} | "
-                 f"{r['cldice']:.3f} | {r['components_error']:.2f} | "
-                 f"{r['seconds']:.0f} |")
+    lines.append(
+      f"| {name} | {args.steps} | {r['dice']:.3f} | "
+      f"{r['cldice']:.3f} | {r['components_error']:.2f} | "
+      f"{r['seconds']:.0f} |"
+    )
   table = "\n".join(lines)
   print(table)
   with open(os.path.join(args.out, "results.md"), "w") as f:

@@ -43,25 +43,47 @@ class UNet(nnx.Module):
     rngs: Random streams for the parameter initialisers.
   """
 
-  def __init__(self, num_classes: int, *, width: int = 16, depth: int = 3,
-               in_features: int = 1, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    num_classes: int,
+    *,
+    width: int = 16,
+    depth: int = 3,
+    in_features: int = 1,
+    rngs: nnx.Rngs,
+  ):
     widths = [width * 2**i for i in range(depth + 1)]
     self.depth = depth
-    self.down = nnx.List([ConvBlock(i, o, rngs=rngs) for i, o in
-                          zip([in_features] + widths[:-2], widths[:-1])])
+    self.down = nnx.List(
+      [
+        ConvBlock(i, o, rngs=rngs)
+        for i, o in zip([in_features] + widths[:-2], widths[:-1])
+      ]
+    )
     self.mid = ConvBlock(widths[-2], widths[-1], rngs=rngs)
-    self.up = nnx.List([nnx.ConvTranspose(widths[i + 1], widths[i], (2, 2),
-                                          strides=(2, 2), rngs=rngs)
-                        for i in reversed(range(depth))])
-    self.dec = nnx.List([ConvBlock(2 * widths[i], widths[i], rngs=rngs)
-                         for i in reversed(range(depth))])
+    self.up = nnx.List(
+      [
+        nnx.ConvTranspose(
+          widths[i + 1], widths[i], (2, 2), strides=(2, 2), rngs=rngs
+        )
+        for i in reversed(range(depth))
+      ]
+    )
+    self.dec = nnx.List(
+      [
+        ConvBlock(2 * widths[i], widths[i], rngs=rngs)
+        for i in reversed(range(depth))
+      ]
+    )
     self.head = nnx.Conv(width, num_classes, (1, 1), rngs=rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     k = 2**self.depth
     if x.shape[1] % k or x.shape[2] % k:
-      raise ValueError(f"UNet: height and width must be divisible by {k}; "
-                       f"got x.shape {x.shape}")
+      raise ValueError(
+        f"UNet: height and width must be divisible by {k}; "
+        f"got x.shape {x.shape}"
+      )
     skips = []
     for block in self.down:
       x = block(x)

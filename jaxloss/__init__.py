@@ -16,21 +16,21 @@ from jaxloss._boxes import complete_box_iou
 from jaxloss._boxes import distance_box_iou
 from jaxloss._boxes import generalized_box_iou
 from jaxloss._checks import value_checks
-from jaxloss._distance import distance_transform
 from jaxloss._dfl import distribution_focal_loss
 from jaxloss._dfl import distribution_integral
+from jaxloss._distance import distance_transform
 from jaxloss._focal import focal_loss
 from jaxloss._focal import quality_focal_loss
 from jaxloss._focal import softmax_focal_loss
 from jaxloss._focal import varifocal_loss
 from jaxloss._lovasz import lovasz_hinge
+from jaxloss._lovasz import lovasz_softmax
 from jaxloss._matching import box_l1_cost
 from jaxloss._matching import focal_class_cost
 from jaxloss._matching import mask_bce_cost
 from jaxloss._matching import mask_dice_cost
 from jaxloss._matching import mask_focal_cost
 from jaxloss._matching import softmax_class_cost
-from jaxloss._lovasz import lovasz_softmax
 from jaxloss._overlap import dice_loss
 from jaxloss._overlap import generalized_dice_loss
 from jaxloss._overlap import iou_loss
@@ -44,44 +44,44 @@ from jaxloss._wasserstein import generalized_wasserstein_dice_loss
 __version__ = "0.1.0"
 
 __all__ = (
-    "boundary_loss",
-    "box_ciou_loss",
-    "box_convert",
-    "box_diou_loss",
-    "box_eiou_loss",
-    "box_giou_loss",
-    "box_l1_cost",
-    "box_iou",
-    "box_iou_loss",
-    "box_siou_loss",
-    "cldice_loss",
-    "complete_box_iou",
-    "dice_loss",
-    "distance_box_iou",
-    "distance_transform",
-    "distribution_focal_loss",
-    "distribution_integral",
-    "focal_class_cost",
-    "focal_loss",
-    "generalized_box_iou",
-    "generalized_dice_loss",
-    "generalized_wasserstein_dice_loss",
-    "hausdorff_dt_loss",
-    "iou_loss",
-    "lovasz_hinge",
-    "lovasz_softmax",
-    "mask_bce_cost",
-    "mask_dice_cost",
-    "mask_focal_cost",
-    "mcc_loss",
-    "quality_focal_loss",
-    "rotated_box_gwd_loss",
-    "rotated_box_kld_loss",
-    "rotated_box_probiou_loss",
-    "soft_skeleton",
-    "softmax_class_cost",
-    "softmax_focal_loss",
-    "tversky_loss",
-    "value_checks",
-    "varifocal_loss",
+  "boundary_loss",
+  "box_ciou_loss",
+  "box_convert",
+  "box_diou_loss",
+  "box_eiou_loss",
+  "box_giou_loss",
+  "box_l1_cost",
+  "box_iou",
+  "box_iou_loss",
+  "box_siou_loss",
+  "cldice_loss",
+  "complete_box_iou",
+  "dice_loss",
+  "distance_box_iou",
+  "distance_transform",
+  "distribution_focal_loss",
+  "distribution_integral",
+  "focal_class_cost",
+  "focal_loss",
+  "generalized_box_iou",
+  "generalized_dice_loss",
+  "generalized_wasserstein_dice_loss",
+  "hausdorff_dt_loss",
+  "iou_loss",
+  "lovasz_hinge",
+  "lovasz_softmax",
+  "mask_bce_cost",
+  "mask_dice_cost",
+  "mask_focal_cost",
+  "mcc_loss",
+  "quality_focal_loss",
+  "rotated_box_gwd_loss",
+  "rotated_box_kld_loss",
+  "rotated_box_probiou_loss",
+  "soft_skeleton",
+  "softmax_class_cost",
+  "softmax_focal_loss",
+  "tversky_loss",
+  "value_checks",
+  "varifocal_loss",
 )

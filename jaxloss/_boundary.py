@@ -19,19 +19,22 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jaxloss import _checks
-from jaxloss._checks import Axis
-from jaxloss._checks import Classes
-from jaxloss._checks import Sampling
 from jaxloss import _distance
 from jaxloss import _numerics
 from jaxloss import _overlap
+from jaxloss._checks import Axis
+from jaxloss._checks import Classes
+from jaxloss._checks import Sampling
 
 
 def _spatial(fn: str, name: str, x: jax.Array) -> tuple[int, ...]:
   """The spatial axes of ``[B, *spatial, C]``, requiring at least one."""
   if x.ndim < 3:
-    _checks.fail(fn, f"{name} must have shape [B, *spatial, C] with at least "
-                 f"one spatial axis, got {name}.shape {x.shape}")
+    _checks.fail(
+      fn,
+      f"{name} must have shape [B, *spatial, C] with at least "
+      f"one spatial axis, got {name}.shape {x.shape}",
+    )
   return tuple(range(1, x.ndim - 1))
 
 
@@ -56,9 +59,12 @@ def _inputs(fn, probs, labels, axis, where):
     t = labels.astype(dtype)
     inside = t > 0.5
   else:
-    _checks.debug_labels_in_range(fn, labels, probs.shape[-1],
-                                  None if mask is None
-                                  else jnp.any(mask, axis=-1))
+    _checks.debug_labels_in_range(
+      fn,
+      labels,
+      probs.shape[-1],
+      None if mask is None else jnp.any(mask, axis=-1),
+    )
     inside = jax.nn.one_hot(labels, probs.shape[-1], dtype=jnp.bool_)
     t = inside.astype(dtype)
   if mask is not None:
@@ -83,8 +89,9 @@ def _sides(fn: str, inside: jax.Array, sampling, dtype):
   dist = _distance.euclidean_distance(both, spatial, steps, dtype)
   num_classes = inside.shape[-1]
   outside, within = dist[..., :num_classes], dist[..., num_classes:]
-  split = (jnp.any(inside, axis=spatial, keepdims=True)
-           & jnp.any(~inside, axis=spatial, keepdims=True))
+  split = jnp.any(inside, axis=spatial, keepdims=True) & jnp.any(
+    ~inside, axis=spatial, keepdims=True
+  )
   return outside, within, split
 
 
@@ -97,18 +104,19 @@ def _pixel_mean(fn, terms, t, mask, axes, classes):
   else:
     count = jnp.sum(mask.astype(terms.dtype), axis=axes)
   per_class = _numerics.safe_div(total, count, 0)
-  return _overlap.class_mean(fn, per_class, jnp.sum(t, axis=axes), classes,
-                             None)
+  return _overlap.class_mean(
+    fn, per_class, jnp.sum(t, axis=axes), classes, None
+  )
 
 
 def boundary_loss(
-    probs: ArrayLike,
-    labels: ArrayLike,
-    *,
-    axis: Axis = None,
-    where: ArrayLike | None = None,
-    classes: Classes = "all",
-    sampling: Sampling = None,
+  probs: ArrayLike,
+  labels: ArrayLike,
+  *,
+  axis: Axis = None,
+  where: ArrayLike | None = None,
+  classes: Classes = "all",
+  sampling: Sampling = None,
 ) -> jax.Array:
   r"""Boundary loss (Kervadec et al.): probabilities weighted by a signed distance.
 
@@ -190,14 +198,14 @@ def boundary_loss(
 
 
 def hausdorff_dt_loss(
-    probs: ArrayLike,
-    labels: ArrayLike,
-    *,
-    alpha: float = 2.0,
-    axis: Axis = None,
-    where: ArrayLike | None = None,
-    classes: Classes = "all",
-    sampling: Sampling = None,
+  probs: ArrayLike,
+  labels: ArrayLike,
+  *,
+  alpha: float = 2.0,
+  axis: Axis = None,
+  where: ArrayLike | None = None,
+  classes: Classes = "all",
+  sampling: Sampling = None,
 ) -> jax.Array:
   r"""Hausdorff distance loss from distance transforms (Karimi & Salcudean).
 
@@ -263,7 +271,8 @@ def hausdorff_dt_loss(
   predicted = lax.stop_gradient(p) > 0.5
   num_classes = p.shape[-1]
   outside, within, split = _sides(
-      fn, jnp.concatenate([inside, predicted], axis=-1), sampling, p.dtype)
+    fn, jnp.concatenate([inside, predicted], axis=-1), sampling, p.dtype
+  )
   field = jnp.where(split, outside + within, 0)
   field = _numerics.power(field, alpha)
   weight = field[..., :num_classes] + field[..., num_classes:]
@@ -278,8 +287,10 @@ def _neighbours(x: jax.Array, axes: tuple[int, ...], fill) -> list[jax.Array]:
     widths = [(0, 0)] * x.ndim
     widths[axis] = (1, 1)
     padded = jnp.pad(x, widths, constant_values=fill)
-    out += [lax.slice_in_dim(padded, 0, n, axis=axis),
-            lax.slice_in_dim(padded, 2, n + 2, axis=axis)]
+    out += [
+      lax.slice_in_dim(padded, 0, n, axis=axis),
+      lax.slice_in_dim(padded, 2, n + 2, axis=axis),
+    ]
   return out
 
 
@@ -294,8 +305,9 @@ def _extreme(x: jax.Array, axes: tuple[int, ...], largest: bool) -> jax.Array:
   a comparison.
   """
   op = jnp.maximum if largest else jnp.minimum
-  return functools.reduce(op, _neighbours(x, axes, -jnp.inf if largest
-                                          else jnp.inf))
+  return functools.reduce(
+    op, _neighbours(x, axes, -jnp.inf if largest else jnp.inf)
+  )
 
 
 @_extreme.defjvp
@@ -340,9 +352,11 @@ def _skeleton(x: jax.Array, iterations: int) -> jax.Array:
 
 def _iterations(fn: str, iterations) -> int:
   if isinstance(iterations, (bool, np.bool_)) or not isinstance(
-      iterations, (int, np.integer)):
-    _checks.fail(fn, f"iterations must be an int, got {iterations!r}",
-                 TypeError)
+    iterations, (int, np.integer)
+  ):
+    _checks.fail(
+      fn, f"iterations must be an int, got {iterations!r}", TypeError
+    )
   if iterations < 0:
     _checks.fail(fn, f"iterations must be >= 0, got {iterations}")
   return int(iterations)
@@ -408,14 +422,14 @@ def soft_skeleton(probs: ArrayLike, *, iterations: int = 3) -> jax.Array:
 
 
 def cldice_loss(
-    probs: ArrayLike,
-    labels: ArrayLike,
-    *,
-    iterations: int = 3,
-    smooth: float = 1.0,
-    axis: Axis = None,
-    where: ArrayLike | None = None,
-    classes: Classes = "all",
+  probs: ArrayLike,
+  labels: ArrayLike,
+  *,
+  iterations: int = 3,
+  smooth: float = 1.0,
+  axis: Axis = None,
+  where: ArrayLike | None = None,
+  classes: Classes = "all",
 ) -> jax.Array:
   r"""Soft clDice loss (Shit et al.): topology precision and sensitivity.
 
@@ -482,10 +496,17 @@ def cldice_loss(
   p, t, _, _, axes = _inputs(fn, probs, labels, axis, where)
   skel_p = _skeleton(p, iterations)
   skel_t = _skeleton(t, iterations)
-  prec = _numerics.safe_div(jnp.sum(skel_p * t, axis=axes) + smooth,
-                            jnp.sum(skel_p, axis=axes) + smooth, 1)
-  sens = _numerics.safe_div(jnp.sum(skel_t * p, axis=axes) + smooth,
-                            jnp.sum(skel_t, axis=axes) + smooth, 1)
+  prec = _numerics.safe_div(
+    jnp.sum(skel_p * t, axis=axes) + smooth,
+    jnp.sum(skel_p, axis=axes) + smooth,
+    1,
+  )
+  sens = _numerics.safe_div(
+    jnp.sum(skel_t * p, axis=axes) + smooth,
+    jnp.sum(skel_t, axis=axes) + smooth,
+    1,
+  )
   per_class = 1 - _numerics.safe_div(2 * prec * sens, prec + sens, 0)
-  return _overlap.class_mean(fn, per_class, jnp.sum(t, axis=axes), classes,
-                             None)
+  return _overlap.class_mean(
+    fn, per_class, jnp.sum(t, axis=axes), classes, None
+  )

@@ -53,11 +53,14 @@ def _pair(fn: str, pred, target, eps) -> tuple[jax.Array, jax.Array]:
   pred = _checks.coordinates(fn, "pred", pred, 4, meaning="boxes")
   target = _checks.coordinates(fn, "target", target, 4, meaning="boxes")
   _checks.nonnegative(fn, "eps", eps)
-  shape = _checks.broadcast_shapes(fn, ("pred", "target"), pred.shape[:-1],
-                     target.shape[:-1], "leading axes") + (4,)
+  shape = _checks.broadcast_shapes(
+    fn, ("pred", "target"), pred.shape[:-1], target.shape[:-1], "leading axes"
+  ) + (4,)
   dtype = _numerics.accum_dtype(pred.dtype)
-  return (jnp.broadcast_to(pred.astype(dtype), shape),
-          jnp.broadcast_to(target.astype(dtype), shape))
+  return (
+    jnp.broadcast_to(pred.astype(dtype), shape),
+    jnp.broadcast_to(target.astype(dtype), shape),
+  )
 
 
 def _pow(x: jax.Array, power) -> jax.Array:
@@ -99,8 +102,19 @@ def _geometry(a: jax.Array, b: jax.Array) -> dict[str, jax.Array]:
   # Squared distance of the centres: ((a1 + a2) - (b1 + b2))^2 / 4.
   dx = (ax1 + ax2) - (bx1 + bx2)
   dy = (ay1 + ay2) - (by1 + by2)
-  return dict(aw=aw, ah=ah, bw=bw, bh=bh, inter=inter, union=union, cw=cw,
-              ch=ch, rho2=(dx * dx + dy * dy) / 4, dx=dx / 2, dy=dy / 2)
+  return dict(
+    aw=aw,
+    ah=ah,
+    bw=bw,
+    bh=bh,
+    inter=inter,
+    union=union,
+    cw=cw,
+    ch=ch,
+    rho2=(dx * dx + dy * dy) / 4,
+    dx=dx / 2,
+    dy=dy / 2,
+  )
 
 
 def _iou(g: dict[str, jax.Array], eps) -> jax.Array:
@@ -125,8 +139,9 @@ def _angle_difference(g: dict[str, jax.Array]) -> jax.Array:
   num = g["bw"] * g["ah"] - g["aw"] * g["bh"]
   den = g["bw"] * g["aw"] + g["bh"] * g["ah"]
   origin = (num == 0) & (den == 0)
-  return jnp.where(origin, 0, jnp.arctan2(jnp.where(origin, 1, num),
-                                          jnp.where(origin, 1, den)))
+  return jnp.where(
+    origin, 0, jnp.arctan2(jnp.where(origin, 1, num), jnp.where(origin, 1, den))
+  )
 
 
 def _aspect_term(g: dict[str, jax.Array], iou: jax.Array, eps):
@@ -142,11 +157,11 @@ def _aspect_term(g: dict[str, jax.Array], iou: jax.Array, eps):
 
 
 def box_iou_loss(
-    pred: ArrayLike,
-    target: ArrayLike,
-    *,
-    eps: float = 1e-7,
-    power: float = 1.0,
+  pred: ArrayLike,
+  target: ArrayLike,
+  *,
+  eps: float = 1e-7,
+  power: float = 1.0,
 ) -> jax.Array:
   r"""IoU loss of boxes, elementwise: one minus intersection over union.
 
@@ -208,11 +223,11 @@ def box_iou_loss(
 
 
 def box_giou_loss(
-    pred: ArrayLike,
-    target: ArrayLike,
-    *,
-    eps: float = 1e-7,
-    power: float = 1.0,
+  pred: ArrayLike,
+  target: ArrayLike,
+  *,
+  eps: float = 1e-7,
+  power: float = 1.0,
 ) -> jax.Array:
   r"""Generalized IoU loss of boxes, elementwise (Rezatofighi et al. 2019).
 
@@ -279,11 +294,11 @@ def box_giou_loss(
 
 
 def box_diou_loss(
-    pred: ArrayLike,
-    target: ArrayLike,
-    *,
-    eps: float = 1e-7,
-    power: float = 1.0,
+  pred: ArrayLike,
+  target: ArrayLike,
+  *,
+  eps: float = 1e-7,
+  power: float = 1.0,
 ) -> jax.Array:
   r"""Distance IoU loss of boxes, elementwise (Zheng et al. 2020).
 
@@ -345,16 +360,15 @@ def box_diou_loss(
   pred, target = _pair(fn, pred, target, eps)
   _checks.scalar(fn, "power", power, low=0.0, above=True)
   g = _geometry(pred, target)
-  return (1 - _pow(_iou(g, eps), power)
-          + _pow(_distance_term(g, eps), power))
+  return 1 - _pow(_iou(g, eps), power) + _pow(_distance_term(g, eps), power)
 
 
 def box_ciou_loss(
-    pred: ArrayLike,
-    target: ArrayLike,
-    *,
-    eps: float = 1e-7,
-    power: float = 1.0,
+  pred: ArrayLike,
+  target: ArrayLike,
+  *,
+  eps: float = 1e-7,
+  power: float = 1.0,
 ) -> jax.Array:
   r"""Complete IoU loss of boxes, elementwise (Zheng et al. 2020).
 
@@ -429,15 +443,19 @@ def box_ciou_loss(
   g = _geometry(pred, target)
   iou = _iou(g, eps)
   v, alpha = _aspect_term(g, iou, eps)
-  return (1 - _pow(iou, power) + _pow(_distance_term(g, eps), power)
-          + _pow(alpha * v, power))
+  return (
+    1
+    - _pow(iou, power)
+    + _pow(_distance_term(g, eps), power)
+    + _pow(alpha * v, power)
+  )
 
 
 def box_eiou_loss(
-    pred: ArrayLike,
-    target: ArrayLike,
-    *,
-    eps: float = 1e-7,
+  pred: ArrayLike,
+  target: ArrayLike,
+  *,
+  eps: float = 1e-7,
 ) -> jax.Array:
   r"""Efficient IoU loss of boxes, elementwise (Zhang et al. 2022).
 
@@ -493,16 +511,20 @@ def box_eiou_loss(
   g = _geometry(pred, target)
   dw = g["aw"] - g["bw"]
   dh = g["ah"] - g["bh"]
-  return (1 - _iou(g, eps) + _distance_term(g, eps)
-          + _numerics.safe_div(dw * dw, g["cw"] * g["cw"] + eps, 0)
-          + _numerics.safe_div(dh * dh, g["ch"] * g["ch"] + eps, 0))
+  return (
+    1
+    - _iou(g, eps)
+    + _distance_term(g, eps)
+    + _numerics.safe_div(dw * dw, g["cw"] * g["cw"] + eps, 0)
+    + _numerics.safe_div(dh * dh, g["ch"] * g["ch"] + eps, 0)
+  )
 
 
 def box_siou_loss(
-    pred: ArrayLike,
-    target: ArrayLike,
-    *,
-    eps: float = 1e-7,
+  pred: ArrayLike,
+  target: ArrayLike,
+  *,
+  eps: float = 1e-7,
 ) -> jax.Array:
   r"""SCYLLA-IoU (SIoU) loss of boxes, elementwise (Gevorgyan 2022).
 
@@ -580,12 +602,15 @@ def box_siou_loss(
   rho_x = _numerics.safe_div(dx * dx, g["cw"] * g["cw"] + eps, 0)
   rho_y = _numerics.safe_div(dy * dy, g["ch"] * g["ch"] + eps, 0)
   distance = -jnp.expm1(-gamma * rho_x) - jnp.expm1(-gamma * rho_y)
-  omega_w = _numerics.safe_div(jnp.abs(g["aw"] - g["bw"]),
-                               jnp.maximum(g["aw"], g["bw"]) + eps, 0)
-  omega_h = _numerics.safe_div(jnp.abs(g["ah"] - g["bh"]),
-                               jnp.maximum(g["ah"], g["bh"]) + eps, 0)
-  shape = (lax.integer_pow(-jnp.expm1(-omega_w), 4)
-           + lax.integer_pow(-jnp.expm1(-omega_h), 4))
+  omega_w = _numerics.safe_div(
+    jnp.abs(g["aw"] - g["bw"]), jnp.maximum(g["aw"], g["bw"]) + eps, 0
+  )
+  omega_h = _numerics.safe_div(
+    jnp.abs(g["ah"] - g["bh"]), jnp.maximum(g["ah"], g["bh"]) + eps, 0
+  )
+  shape = lax.integer_pow(-jnp.expm1(-omega_w), 4) + lax.integer_pow(
+    -jnp.expm1(-omega_h), 4
+  )
   return 1 - _iou(g, eps) + (distance + shape) / 2
 
 
@@ -598,8 +623,13 @@ def _pairwise(fn: str, boxes1, boxes2) -> dict[str, jax.Array]:
   ``boxes2``."""
   a = _checks.coordinates(fn, "boxes1", boxes1, 4, meaning="boxes", rows="N")
   b = _checks.coordinates(fn, "boxes2", boxes2, 4, meaning="boxes", rows="M")
-  batch = _checks.broadcast_shapes(fn, ("boxes1", "boxes2"), a.shape[:-2], b.shape[:-2],
-                     "batch axes (all but the last two)")
+  batch = _checks.broadcast_shapes(
+    fn,
+    ("boxes1", "boxes2"),
+    a.shape[:-2],
+    b.shape[:-2],
+    "batch axes (all but the last two)",
+  )
   shape = batch + (a.shape[-2], b.shape[-2], 4)
   dtype = _numerics.accum_dtype(a.dtype)
   a = jnp.broadcast_to(a.astype(dtype)[..., :, None, :], shape)
@@ -683,12 +713,14 @@ def generalized_box_iou(boxes1: ArrayLike, boxes2: ArrayLike) -> jax.Array:
   """
   g = _pairwise("generalized_box_iou", boxes1, boxes2)
   enclosing = g["cw"] * g["ch"]
-  return (_numerics.safe_div(g["inter"], g["union"], 0)
-          - _numerics.safe_div(enclosing - g["union"], enclosing, 0))
+  return _numerics.safe_div(g["inter"], g["union"], 0) - _numerics.safe_div(
+    enclosing - g["union"], enclosing, 0
+  )
 
 
-def distance_box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *,
-                     eps: float = 1e-7) -> jax.Array:
+def distance_box_iou(
+  boxes1: ArrayLike, boxes2: ArrayLike, *, eps: float = 1e-7
+) -> jax.Array:
   r"""Pairwise distance IoU (DIoU) of two sets of boxes (batched).
 
   With :math:`\rho` the distance of the centres and :math:`c` the diagonal
@@ -731,12 +763,12 @@ def distance_box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *,
   fn = "distance_box_iou"
   _checks.nonnegative(fn, "eps", eps)
   g = _pairwise(fn, boxes1, boxes2)
-  return (_numerics.safe_div(g["inter"], g["union"], 0)
-          - _distance_term(g, eps))
+  return _numerics.safe_div(g["inter"], g["union"], 0) - _distance_term(g, eps)
 
 
-def complete_box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *,
-                     eps: float = 1e-7) -> jax.Array:
+def complete_box_iou(
+  boxes1: ArrayLike, boxes2: ArrayLike, *, eps: float = 1e-7
+) -> jax.Array:
   r"""Pairwise complete IoU (CIoU) of two sets of boxes (batched).
 
   The DIoU minus the aspect-ratio term of CIoU, with ``boxes1`` in the role
@@ -788,8 +820,9 @@ def complete_box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *,
   return iou - _distance_term(g, eps) - alpha * v
 
 
-def box_convert(boxes: ArrayLike, *, in_format: str,
-                out_format: str) -> jax.Array:
+def box_convert(
+  boxes: ArrayLike, *, in_format: str, out_format: str
+) -> jax.Array:
   r"""Converts boxes between ``"xyxy"``, ``"xywh"`` and ``"cxcywh"``.
 
   ``"xyxy"`` is ``(x1, y1, x2, y2)`` (corners, the format of the losses),

@@ -15,12 +15,11 @@ checkify effect, so it serializes with ``jax.export``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Hashable
 from collections.abc import Sequence
 from typing import Any
 from typing import NoReturn
-
-import contextlib
 
 import chex
 import jax
@@ -38,8 +37,9 @@ Classes = str | ArrayLike
 Sampling = float | Sequence[float] | None
 
 
-def fail(fn: str, message: str,
-         error: type[Exception] = ValueError) -> NoReturn:
+def fail(
+  fn: str, message: str, error: type[Exception] = ValueError
+) -> NoReturn:
   """Raises ``error`` with a message that starts with the function's name."""
   raise error(f"{fn}: {message}")
 
@@ -56,44 +56,62 @@ def as_float(fn: str, name: str, x, *, min_rank: int = 0) -> jax.Array:
   """Returns ``x`` as an array, requiring a floating dtype and a minimum rank."""
   x = jnp.asarray(x)
   if not jnp.issubdtype(x.dtype, jnp.floating):
-    fail(fn, f"{name} must have a floating dtype, got {x.dtype} "
-          f"(cast with {name}.astype(jnp.float32))", TypeError)
+    fail(
+      fn,
+      f"{name} must have a floating dtype, got {x.dtype} "
+      f"(cast with {name}.astype(jnp.float32))",
+      TypeError,
+    )
   if x.ndim < min_rank:
-    fail(fn, f"{name} must have rank >= {min_rank} (the class axis is last), "
-          f"got {name}.shape {x.shape}")
+    fail(
+      fn,
+      f"{name} must have rank >= {min_rank} (the class axis is last), "
+      f"got {name}.shape {x.shape}",
+    )
   return x
 
 
 def same_shape(fn: str, names: tuple[str, str], a: jax.Array, b) -> jax.Array:
   """Returns ``b`` as an array, requiring ``b.shape == a.shape``."""
   b = jnp.asarray(b)
-  _chex(fn, chex.assert_equal_shape, [a, b],
-        message=f"{names[1]}.shape {b.shape} must equal {names[0]}.shape "
-        f"{a.shape}")
+  _chex(
+    fn,
+    chex.assert_equal_shape,
+    [a, b],
+    message=f"{names[1]}.shape {b.shape} must equal {names[0]}.shape {a.shape}",
+  )
   return b
 
 
-def coordinates(fn: str, name: str, x, size: int, *, meaning: str,
-                rows: str | None = None) -> jax.Array:
+def coordinates(
+  fn: str, name: str, x, size: int, *, meaning: str, rows: str | None = None
+) -> jax.Array:
   """A floating array with ``size`` numbers on its last axis (boxes: 4,
   rotated boxes: 5); with ``rows`` (``"N"``, ``"M"``), a set of them
   ``[..., rows, size]``."""
   x = as_float(fn, name, x)
   if x.ndim < (1 if rows is None else 2) or x.shape[-1] != size:
     want = f"[..., {size}]" if rows is None else f"[..., {rows}, {size}]"
-    fail(fn, f"{name} must have shape {want} ({meaning} on the last axis), "
-         f"got {name}.shape {x.shape}")
+    fail(
+      fn,
+      f"{name} must have shape {want} ({meaning} on the last axis), "
+      f"got {name}.shape {x.shape}",
+    )
   return x
 
 
-def broadcast_shapes(fn: str, names: tuple[str, str], a_shape, b_shape,
-              what: str) -> tuple[int, ...]:
+def broadcast_shapes(
+  fn: str, names: tuple[str, str], a_shape, b_shape, what: str
+) -> tuple[int, ...]:
   """The broadcast of two shapes (``what`` of ``names``), or a named error."""
   try:
     return tuple(np.broadcast_shapes(tuple(a_shape), tuple(b_shape)))
   except ValueError:
-    fail(fn, f"the {what} of {names[0]}.shape and {names[1]}.shape must "
-         f"broadcast, got {tuple(a_shape)} and {tuple(b_shape)}")
+    fail(
+      fn,
+      f"the {what} of {names[0]}.shape and {names[1]}.shape must "
+      f"broadcast, got {tuple(a_shape)} and {tuple(b_shape)}",
+    )
 
 
 def labels_for(fn: str, preds_name: str, preds: jax.Array, labels) -> jax.Array:
@@ -107,29 +125,42 @@ def labels_for(fn: str, preds_name: str, preds: jax.Array, labels) -> jax.Array:
     return labels
   if labels.shape == preds.shape[:-1]:
     if not jnp.issubdtype(labels.dtype, jnp.integer):
-      fail(fn, f"labels of shape {preds_name}.shape[:-1] {labels.shape} are "
-            f"class ids and must have an integer dtype, got {labels.dtype}; "
-            f"pass float targets with the shape of {preds_name} "
-            f"{preds.shape}", TypeError)
+      fail(
+        fn,
+        f"labels of shape {preds_name}.shape[:-1] {labels.shape} are "
+        f"class ids and must have an integer dtype, got {labels.dtype}; "
+        f"pass float targets with the shape of {preds_name} "
+        f"{preds.shape}",
+        TypeError,
+      )
     return labels
-  fail(fn, f"labels.shape {labels.shape} must equal {preds_name}.shape[:-1] "
-        f"or {preds_name}.shape; got {preds_name}.shape {preds.shape}")
+  fail(
+    fn,
+    f"labels.shape {labels.shape} must equal {preds_name}.shape[:-1] "
+    f"or {preds_name}.shape; got {preds_name}.shape {preds.shape}",
+  )
 
 
-def mask_for(fn: str, where, shape: tuple[int, ...], *,
-             broadcast: bool = False) -> jax.Array | None:
+def mask_for(
+  fn: str, where, shape: tuple[int, ...], *, broadcast: bool = False
+) -> jax.Array | None:
   """Checks an optional boolean mask; returns it broadcast to ``shape``."""
   if where is None:
     return None
   return _mask(fn, where, shape, broadcast)
 
 
-def _mask(fn: str, where, shape: tuple[int, ...],
-          broadcast: bool = False) -> jax.Array:
+def _mask(
+  fn: str, where, shape: tuple[int, ...], broadcast: bool = False
+) -> jax.Array:
   where = jnp.asarray(where)
   if where.dtype != jnp.bool_:
-    fail(fn, f"where must be a boolean array, got dtype {where.dtype} "
-          "(for an ignore label use where=labels != 255)", TypeError)
+    fail(
+      fn,
+      f"where must be a boolean array, got dtype {where.dtype} "
+      "(for an ignore label use where=labels != 255)",
+      TypeError,
+    )
   if where.shape == shape:
     return where
   if broadcast:
@@ -138,8 +169,9 @@ def _mask(fn: str, where, shape: tuple[int, ...],
         return jnp.broadcast_to(where, shape)
     except ValueError:
       pass
-    fail(fn, f"where.shape {where.shape} must broadcast to the loss shape "
-          f"{shape}")
+    fail(
+      fn, f"where.shape {where.shape} must broadcast to the loss shape {shape}"
+    )
   fail(fn, f"where.shape {where.shape} must equal {shape} (one flag a pixel)")
 
 
@@ -156,14 +188,22 @@ def region_mask(fn: str, where, shape: tuple[int, ...]) -> jax.Array | None:
   if where.shape == tuple(shape):
     return _mask(fn, where, tuple(shape))
   if where.shape != tuple(shape[:-1]):
-    fail(fn, f"where.shape {where.shape} must equal probs.shape[:-1] "
-         f"{tuple(shape[:-1])} (one flag a pixel) or probs.shape "
-         f"{tuple(shape)} (one a pixel and class)")
+    fail(
+      fn,
+      f"where.shape {where.shape} must equal probs.shape[:-1] "
+      f"{tuple(shape[:-1])} (one flag a pixel) or probs.shape "
+      f"{tuple(shape)} (one a pixel and class)",
+    )
   return _mask(fn, where, tuple(shape[:-1]))[..., None]
 
 
-def pooled_axes(fn: str, axis: int | Sequence[int] | None, ndim: int, *,
-                class_axis: bool = True) -> tuple[int, ...]:
+def pooled_axes(
+  fn: str,
+  axis: int | Sequence[int] | None,
+  ndim: int,
+  *,
+  class_axis: bool = True,
+) -> tuple[int, ...]:
   """Normalises ``axis`` for a rank-``ndim`` input.
 
   With ``class_axis`` the last axis holds the classes: it is never pooled and
@@ -172,28 +212,40 @@ def pooled_axes(fn: str, axis: int | Sequence[int] | None, ndim: int, *,
   """
   if axis is None:
     return tuple(range(ndim - 1 if class_axis else ndim))
+
   def is_int(a):
     return isinstance(a, (int, np.integer)) and not isinstance(
-        a, (bool, np.bool_))
+      a, (bool, np.bool_)
+    )
+
   axes: tuple[Any, ...]
   if is_int(axis):
     axes = (axis,)
   elif isinstance(axis, (tuple, list)):
     axes = tuple(axis)
   else:
-    fail(fn, f"axis must be None, an int or a sequence of ints, got {axis!r}",
-         TypeError)
+    fail(
+      fn,
+      f"axis must be None, an int or a sequence of ints, got {axis!r}",
+      TypeError,
+    )
   out = []
   for a in axes:
     if not is_int(a):
-      fail(fn, f"axis must be None, an int or a sequence of ints, got "
-           f"{axis!r}", TypeError)
+      fail(
+        fn,
+        f"axis must be None, an int or a sequence of ints, got {axis!r}",
+        TypeError,
+      )
     if not -ndim <= a < ndim:
       fail(fn, f"axis {a} is out of range for an input of rank {ndim}")
     a = int(a) % ndim
     if class_axis and a == ndim - 1:
-      fail(fn, f"axis {axis!r} includes the class axis (the last axis, "
-           f"{ndim - 1}); pool over the leading axes only")
+      fail(
+        fn,
+        f"axis {axis!r} includes the class axis (the last axis, "
+        f"{ndim - 1}); pool over the leading axes only",
+      )
     if a in out:
       fail(fn, f"axis {axis!r} repeats axis {a}")
     out.append(a)
@@ -203,12 +255,17 @@ def pooled_axes(fn: str, axis: int | Sequence[int] | None, ndim: int, *,
 def class_vector(fn: str, name: str, x, num_classes: int) -> jax.Array:
   """Checks a per-class vector of shape ``[C]``."""
   if isinstance(x, (str, bool)) or x is None:
-    fail(fn, f"{name} must be an array of shape ({num_classes},), got {x!r}",
-         TypeError)
+    fail(
+      fn,
+      f"{name} must be an array of shape ({num_classes},), got {x!r}",
+      TypeError,
+    )
   x = jnp.asarray(x)
   if x.shape != (num_classes,):
-    fail(fn, f"{name}.shape {x.shape} must be ({num_classes},), one entry "
-          "per class")
+    fail(
+      fn,
+      f"{name}.shape {x.shape} must be ({num_classes},), one entry per class",
+    )
   return x
 
 
@@ -221,12 +278,19 @@ def class_selection(fn: str, classes, num_classes: int):
   """
   if isinstance(classes, str):
     if classes not in ("all", "present"):
-      fail(fn, f'classes must be "all", "present" or an integer array of '
-           f"class ids, got {classes!r}")
+      fail(
+        fn,
+        f'classes must be "all", "present" or an integer array of '
+        f"class ids, got {classes!r}",
+      )
     return classes
   if classes is None or isinstance(classes, (bool, np.bool_)):
-    fail(fn, f'classes must be "all", "present" or an integer array of class '
-         f"ids, got {classes!r}", TypeError)
+    fail(
+      fn,
+      f'classes must be "all", "present" or an integer array of class '
+      f"ids, got {classes!r}",
+      TypeError,
+    )
   if is_traced(classes):
     idx = classes
   else:
@@ -237,14 +301,22 @@ def class_selection(fn: str, classes, num_classes: int):
     if values.size == 0 and values.ndim == 1:
       values = values.astype(np.int32)
     if not np.issubdtype(values.dtype, np.integer) or values.ndim != 1:
-      fail(fn, "classes as an array must be a rank-1 integer array of class "
-           f"ids, got {classes!r}", TypeError)
+      fail(
+        fn,
+        "classes as an array must be a rank-1 integer array of class "
+        f"ids, got {classes!r}",
+        TypeError,
+      )
     if values.size and (values.min() < 0 or values.max() >= num_classes):
       fail(fn, f"classes {values.tolist()} must lie in [0, {num_classes})")
     idx = jnp.asarray(values.astype(np.int32))
   if not jnp.issubdtype(idx.dtype, jnp.integer) or idx.ndim != 1:
-    fail(fn, "classes as an array must be a rank-1 integer array of class "
-         f"ids, got dtype {idx.dtype} and shape {idx.shape}", TypeError)
+    fail(
+      fn,
+      "classes as an array must be a rank-1 integer array of class "
+      f"ids, got dtype {idx.dtype} and shape {idx.shape}",
+      TypeError,
+    )
   return idx
 
 
@@ -265,9 +337,16 @@ def is_traced(x) -> bool:
   return isinstance(x, jax.core.Tracer)
 
 
-def scalar(fn: str, name: str, value, *, low: float | None = None,
-           high: float | None = None, above: bool = False,
-           traced: bool = True):
+def scalar(
+  fn: str,
+  name: str,
+  value,
+  *,
+  low: float | None = None,
+  high: float | None = None,
+  above: bool = False,
+  traced: bool = True,
+):
   """A real scalar option, as a Python float when concrete.
 
   Python and NumPy numbers and concrete 0-d arrays are checked at trace time:
@@ -278,21 +357,33 @@ def scalar(fn: str, name: str, value, *, low: float | None = None,
     fail(fn, f"{name} must be a real number, got {value!r}", TypeError)
   if is_traced(value):
     if not traced:
-      fail(fn, f"{name} must be a concrete number (it selects the "
-           "computation), got a traced value", TypeError)
+      fail(
+        fn,
+        f"{name} must be a concrete number (it selects the "
+        "computation), got a traced value",
+        TypeError,
+      )
     if jnp.shape(value) != () or not (
-        jnp.issubdtype(value.dtype, jnp.floating)
-        or jnp.issubdtype(value.dtype, jnp.integer)):
-      fail(fn, f"{name} must be a real scalar, got shape "
-           f"{jnp.shape(value)} and dtype {value.dtype}", TypeError)
+      jnp.issubdtype(value.dtype, jnp.floating)
+      or jnp.issubdtype(value.dtype, jnp.integer)
+    ):
+      fail(
+        fn,
+        f"{name} must be a real scalar, got shape "
+        f"{jnp.shape(value)} and dtype {value.dtype}",
+        TypeError,
+      )
     return value
   array = np.asarray(value)
   if array.shape != ():
     fail(fn, f"{name} must be a scalar, got shape {array.shape}")
-  if not (np.issubdtype(array.dtype, np.floating)
-          or np.issubdtype(array.dtype, np.integer)):
-    fail(fn, f"{name} must be a real number, got dtype {array.dtype}",
-         TypeError)
+  if not (
+    np.issubdtype(array.dtype, np.floating)
+    or np.issubdtype(array.dtype, np.integer)
+  ):
+    fail(
+      fn, f"{name} must be a real number, got dtype {array.dtype}", TypeError
+    )
   number = float(array)
   if not np.isfinite(number):
     fail(fn, f"{name} must be finite, got {number}")
@@ -308,12 +399,15 @@ def nonnegative(fn: str, name: str, value):
   return scalar(fn, name, value, low=0.0)
 
 
-def nonnegative_vector(fn: str, name: str, value, num_classes: int
-                       ) -> jax.Array:
+def nonnegative_vector(
+  fn: str, name: str, value, num_classes: int
+) -> jax.Array:
   """A ``[C]`` vector of weights; concrete ones must be finite and >= 0."""
   checked = class_vector(fn, name, value, num_classes)
-  if not (jnp.issubdtype(checked.dtype, jnp.floating)
-          or jnp.issubdtype(checked.dtype, jnp.integer)):
+  if not (
+    jnp.issubdtype(checked.dtype, jnp.floating)
+    or jnp.issubdtype(checked.dtype, jnp.integer)
+  ):
     fail(fn, f"{name} must be real, got dtype {checked.dtype}", TypeError)
   if not is_traced(checked):
     values = np.asarray(checked, np.float64)
@@ -385,21 +479,25 @@ def value_check(ok: jax.Array, message: str) -> None:
     checkify.debug_check(ok, message)
 
 
-def debug_labels_in_range(fn: str, labels: jax.Array, num_classes: int,
-                          where: jax.Array | None) -> None:
+def debug_labels_in_range(
+  fn: str, labels: jax.Array, num_classes: int, where: jax.Array | None
+) -> None:
   """Reports a class id outside [0, C) at a pixel ``where`` keeps."""
   if not checks_enabled():
     return
-  labels = _numerics.class_ids(labels)       # uint8 ids with C > 256
+  labels = _numerics.class_ids(labels)  # uint8 ids with C > 256
   bad = (labels < 0) | (labels >= num_classes)
   if where is not None:
     bad = bad & where
-  value_check(~jnp.any(bad), f"{fn}: labels must lie in [0, {num_classes}) "
-              "where where is True")
+  value_check(
+    ~jnp.any(bad),
+    f"{fn}: labels must lie in [0, {num_classes}) where where is True",
+  )
 
 
-def debug_unit_interval(fn: str, name: str, x: jax.Array,
-                        where: jax.Array | None = None) -> None:
+def debug_unit_interval(
+  fn: str, name: str, x: jax.Array, where: jax.Array | None = None
+) -> None:
   """Reports an entry of ``x`` outside [0, 1] (NaN included) that ``where``
   keeps (``where`` broadcasts against ``x``)."""
   if not checks_enabled():
@@ -407,5 +505,6 @@ def debug_unit_interval(fn: str, name: str, x: jax.Array,
   bad = ~((x >= 0) & (x <= 1))
   if where is not None:
     bad = bad & where
-  value_check(~jnp.any(bad), f"{fn}: {name} must lie in [0, 1] where where "
-              "is True")
+  value_check(
+    ~jnp.any(bad), f"{fn}: {name} must lie in [0, 1] where where is True"
+  )

@@ -21,8 +21,11 @@ def _bin_logits(fn: str, logits) -> jax.Array:
   """``logits`` ``[..., n]`` with ``n >= 2``, floating, in the accumulation dtype."""
   logits = _checks.as_float(fn, "logits", logits, min_rank=1)
   if logits.shape[-1] < 2:
-    _checks.fail(fn, "logits must have at least 2 bins on the last axis, got "
-                 f"logits.shape {logits.shape}")
+    _checks.fail(
+      fn,
+      "logits must have at least 2 bins on the last axis, got "
+      f"logits.shape {logits.shape}",
+    )
   return logits.astype(_numerics.accum_dtype(logits.dtype))
 
 
@@ -32,10 +35,10 @@ def _bins(n: int, ndim: int, dtype) -> jax.Array:
 
 
 def distribution_focal_loss(
-    logits: ArrayLike,
-    labels: ArrayLike,
-    *,
-    where: ArrayLike | None = None,
+  logits: ArrayLike,
+  labels: ArrayLike,
+  *,
+  where: ArrayLike | None = None,
 ) -> jax.Array:
   r"""Distribution focal loss (DFL) of bin logits against continuous targets.
 
@@ -95,13 +98,19 @@ def distribution_focal_loss(
   x = _bin_logits(fn, logits)
   labels = jnp.asarray(labels)
   if not jnp.issubdtype(labels.dtype, jnp.floating):
-    _checks.fail(fn, "labels must have a floating dtype, got "
-                 f"{labels.dtype} (cast with labels.astype(jnp.float32))",
-                 TypeError)
+    _checks.fail(
+      fn,
+      "labels must have a floating dtype, got "
+      f"{labels.dtype} (cast with labels.astype(jnp.float32))",
+      TypeError,
+    )
   if labels.shape != x.shape[:-1]:
-    _checks.fail(fn, f"labels.shape {labels.shape} must equal "
-                 f"logits.shape[:-1] {x.shape[:-1]} (one target per entry, "
-                 "the bins on the last axis of logits)")
+    _checks.fail(
+      fn,
+      f"labels.shape {labels.shape} must equal "
+      f"logits.shape[:-1] {x.shape[:-1]} (one target per entry, "
+      "the bins on the last axis of logits)",
+    )
   mask = _checks.mask_for(fn, where, x.shape[:-1], broadcast=True)
   n = x.shape[-1]
   y = labels.astype(x.dtype)
@@ -109,14 +118,18 @@ def distribution_focal_loss(
     bad = ~((y >= 0) & (y <= n - 1))
     if mask is not None:
       bad = bad & mask
-    _checks.value_check(~jnp.any(bad), f"{fn}: labels must lie in "
-                        f"[0, {n - 1}] (the bins of logits) where where is "
-                        "True")
+    _checks.value_check(
+      ~jnp.any(bad),
+      f"{fn}: labels must lie in "
+      f"[0, {n - 1}] (the bins of logits) where where is "
+      "True",
+    )
   if mask is not None:  # Double where: masked entries get no gradient at all.
     x = jnp.where(mask[..., None], x, 0)
     y = jnp.where(mask, y, 0)
-  weights = jnp.maximum(0, 1 - jnp.abs(_bins(n, x.ndim, x.dtype)
-                                       - y[..., None]))
+  weights = jnp.maximum(
+    0, 1 - jnp.abs(_bins(n, x.ndim, x.dtype) - y[..., None])
+  )
   loss = -jnp.sum(weights * jax.nn.log_softmax(x, axis=-1), axis=-1)
   if mask is not None:
     loss = jnp.where(mask, loss, 0)
@@ -156,5 +169,6 @@ def distribution_integral(logits: ArrayLike) -> jax.Array:
   """
   x = _bin_logits("distribution_integral", logits)
   n = x.shape[-1]
-  return jnp.sum(jax.nn.softmax(x, axis=-1) * _bins(n, x.ndim, x.dtype),
-                 axis=-1)
+  return jnp.sum(
+    jax.nn.softmax(x, axis=-1) * _bins(n, x.ndim, x.dtype), axis=-1
+  )

@@ -21,8 +21,8 @@ blocks, whatever the line length (a dense min-plus product would hold
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import math
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -44,22 +44,35 @@ def steps(fn: str, sampling, num_axes: int) -> tuple[float, ...]:
   if sampling is None:
     return (1.0,) * num_axes
   if isinstance(sampling, jax.core.Tracer):
-    _checks.fail(fn, "sampling must be concrete numbers (the grid spacing), "
-                 "not a traced array", TypeError)
+    _checks.fail(
+      fn,
+      "sampling must be concrete numbers (the grid spacing), "
+      "not a traced array",
+      TypeError,
+    )
   values = np.asarray(sampling)
   if values.dtype == np.bool_ or not (
-      np.issubdtype(values.dtype, np.integer)
-      or np.issubdtype(values.dtype, np.floating)):
-    _checks.fail(fn, f"sampling must be a positive number or a sequence of "
-                 f"them, got {sampling!r}", TypeError)
+    np.issubdtype(values.dtype, np.integer)
+    or np.issubdtype(values.dtype, np.floating)
+  ):
+    _checks.fail(
+      fn,
+      f"sampling must be a positive number or a sequence of "
+      f"them, got {sampling!r}",
+      TypeError,
+    )
   if values.ndim == 0:
     values = np.full((num_axes,), values)
   if values.shape != (num_axes,):
-    _checks.fail(fn, f"sampling must be one number or {num_axes} numbers "
-                 f"(one a distance axis), got {len(values)}: {sampling!r}")
+    _checks.fail(
+      fn,
+      f"sampling must be one number or {num_axes} numbers "
+      f"(one a distance axis), got {len(values)}: {sampling!r}",
+    )
   if not np.all(np.isfinite(values) & (values > 0)):
-    _checks.fail(fn, f"sampling must be positive and finite, got "
-                 f"{values.tolist()}")
+    _checks.fail(
+      fn, f"sampling must be positive and finite, got {values.tolist()}"
+    )
   return tuple(float(v) for v in values)
 
 
@@ -127,7 +140,7 @@ def _along(fn, src: jax.Array, dst: jax.Array, axis: int) -> jax.Array:
   """
   shape = src.shape
   outer, n = math.prod(shape[:axis]), shape[axis]
-  inner = math.prod(shape[axis + 1:])
+  inner = math.prod(shape[axis + 1 :])
   in_place = src is dst
   src3 = src.reshape(outer, n, inner)
   dst3 = dst.reshape(outer, n, inner)
@@ -137,16 +150,19 @@ def _along(fn, src: jax.Array, dst: jax.Array, axis: int) -> jax.Array:
   def slab(out, o0, o_size):
     def block(out, i0, i_size):
       start = (o0, 0, i0)
-      x = lax.dynamic_slice(out if in_place else src3, start,
-                            (o_size, n, i_size))
+      x = lax.dynamic_slice(
+        out if in_place else src3, start, (o_size, n, i_size)
+      )
       return lax.dynamic_update_slice(out, fn(x), start)
+
     return _for_blocks(block, out, inner, cols)
 
   return _for_blocks(slab, dst3, outer, rows).reshape(shape)
 
 
-def squared_distance(mask: jax.Array, axes: Sequence[int],
-                     sampling: Sequence[float], dtype) -> jax.Array:
+def squared_distance(
+  mask: jax.Array, axes: Sequence[int], sampling: Sequence[float], dtype
+) -> jax.Array:
   """Squared distance of each element to the nearest False one along ``axes``.
 
   ``axes`` are distinct, non-negative and at least one; ``sampling`` gives
@@ -158,24 +174,29 @@ def squared_distance(mask: jax.Array, axes: Sequence[int],
   order = sorted(zip(axes, sampling))
   # The first pass runs along the innermost axis, so its lines are contiguous.
   first_axis, first_step = order[-1]
-  out = _along(lambda b: _line_distance(b, first_step, dtype), mask,
-               jnp.zeros(mask.shape, dtype), first_axis)
+  out = _along(
+    lambda b: _line_distance(b, first_step, dtype),
+    mask,
+    jnp.zeros(mask.shape, dtype),
+    first_axis,
+  )
   for axis, step in order[:-1]:
     out = _along(lambda b, s=step: _envelope(b, s), out, out, axis)
   return out
 
 
-def euclidean_distance(mask: jax.Array, axes: Sequence[int],
-                       sampling: Sequence[float], dtype) -> jax.Array:
+def euclidean_distance(
+  mask: jax.Array, axes: Sequence[int], sampling: Sequence[float], dtype
+) -> jax.Array:
   """The square root of :func:`squared_distance`."""
   return jnp.sqrt(squared_distance(mask, axes, sampling, dtype))
 
 
 def distance_transform(
-    mask: ArrayLike,
-    *,
-    axis: int | Sequence[int] | None = None,
-    sampling: float | Sequence[float] | None = None,
+  mask: ArrayLike,
+  *,
+  axis: int | Sequence[int] | None = None,
+  sampling: float | Sequence[float] | None = None,
 ) -> jax.Array:
   r"""Exact Euclidean distance of each True element to the nearest False one.
 
@@ -242,17 +263,27 @@ def distance_transform(
   fn = "distance_transform"
   mask = jnp.asarray(mask)
   if mask.dtype != jnp.bool_:
-    _checks.fail(fn, f"mask must be a boolean array, got dtype {mask.dtype} "
-                 "(for example mask > 0.5 or labels == c)", TypeError)
+    _checks.fail(
+      fn,
+      f"mask must be a boolean array, got dtype {mask.dtype} "
+      "(for example mask > 0.5 or labels == c)",
+      TypeError,
+    )
   if axis is None:
     given = tuple(range(mask.ndim))
   else:
     _checks.pooled_axes(fn, axis, mask.ndim, class_axis=False)
-    given = ((axis,) if isinstance(axis, (int, np.integer)) else
-             tuple(int(a) % mask.ndim for a in axis))
+    given = (
+      (axis,)
+      if isinstance(axis, (int, np.integer))
+      else tuple(int(a) % mask.ndim for a in axis)
+    )
     given = tuple(int(a) % mask.ndim for a in given)
   if not given:
-    _checks.fail(fn, f"axis must name at least one axis to measure along, "
-                 f"got axis={axis!r} for mask.shape {mask.shape}")
+    _checks.fail(
+      fn,
+      f"axis must name at least one axis to measure along, "
+      f"got axis={axis!r} for mask.shape {mask.shape}",
+    )
   spacing = steps(fn, sampling, len(given))
   return euclidean_distance(mask, given, spacing, jnp.float32)

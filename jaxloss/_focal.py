@@ -58,8 +58,11 @@ def _sigmoid_fused(x: jax.Array) -> _Sigmoid:
   u = 1 + e
   r = 1 / u
   h = (1 - jnp.sign(x)) / 2
-  return _Sigmoid(r * (e * h + (1 - h)), r * (e * (1 - h) + h),
-                  jnp.maximum(x, 0) + _log1p_rounded(e, u, r))
+  return _Sigmoid(
+    r * (e * h + (1 - h)),
+    r * (e * (1 - h) + h),
+    jnp.maximum(x, 0) + _log1p_rounded(e, u, r),
+  )
 
 
 def _sigmoid_smooth(x: jax.Array) -> _Sigmoid:
@@ -77,9 +80,11 @@ def _sigmoid_smooth(x: jax.Array) -> _Sigmoid:
   e = jnp.exp(jnp.where(nonnegative, -x, x))
   u = 1 + e
   r = 1 / u
-  return _Sigmoid(jnp.where(nonnegative, r, e * r),
-                  jnp.where(nonnegative, e * r, r),
-                  jnp.where(nonnegative, x, 0) + _log1p_rounded(e, u, r))
+  return _Sigmoid(
+    jnp.where(nonnegative, r, e * r),
+    jnp.where(nonnegative, e * r, r),
+    jnp.where(nonnegative, x, 0) + _log1p_rounded(e, u, r),
+  )
 
 
 def _elementwise_inputs(fn, logits, labels, where, name="labels"):
@@ -112,6 +117,7 @@ def _closed_form(value, partials):
   than with a custom VJP that recomputed the terms, and needs one temporary
   the size of the logits).
   """
+
   @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
   def core(x, y, param):
     return value(x, y, param, _sigmoid_fused(x))
@@ -137,7 +143,7 @@ def _closed_form(value, partials):
 
 def _focal_value(x, y, params, sig: _Sigmoid) -> jax.Array:
   gamma, alpha = params
-  q = y * sig.s_neg + (1 - y) * sig.s                # 1 - p_t
+  q = y * sig.s_neg + (1 - y) * sig.s  # 1 - p_t
   loss = lax.integer_pow(q, gamma) * (sig.softplus - x * y)
   if alpha is None:
     return loss
@@ -163,8 +169,7 @@ def _focal_partials(x, y, params):
   bce = sig.softplus - x * y
   weight = lax.integer_pow(q, gamma)
   d_weight = gamma * lax.integer_pow(q, gamma - 1) if gamma else 0
-  d_x = (d_weight * (1 - 2 * y) * sig.s * sig.s_neg * bce
-         + weight * (sig.s - y))
+  d_x = d_weight * (1 - 2 * y) * sig.s * sig.s_neg * bce + weight * (sig.s - y)
   d_y = d_weight * (sig.s_neg - sig.s) * bce - weight * x
   if alpha is None:
     return d_x, d_y
@@ -181,7 +186,7 @@ def _sigmoid_power(x, gamma, sig: _Sigmoid) -> jax.Array:
   """``sigma(x) ** gamma`` (whole ``gamma``: products; else in log space)."""
   if _numerics.is_whole(gamma):
     return lax.integer_pow(sig.s, int(gamma))
-  return jnp.exp(gamma * (x - sig.softplus))       # log sigma(x) = x - sp(x)
+  return jnp.exp(gamma * (x - sig.softplus))  # log sigma(x) = x - sp(x)
 
 
 def _varifocal_value(x, q, params, sig: _Sigmoid) -> jax.Array:
@@ -202,8 +207,9 @@ def _varifocal_partials(x, q, params):
   bce = sig.softplus - x * q
   w = alpha * _sigmoid_power(x, gamma, sig)
   positive = q > 0
-  d_x = jnp.where(positive, q * (sig.s - q),
-                  gamma * w * sig.s_neg * bce + w * sig.s)
+  d_x = jnp.where(
+    positive, q * (sig.s - q), gamma * w * sig.s_neg * bce + w * sig.s
+  )
   d_q = jnp.where(positive, bce - q * x, -w * x)
   return d_x, d_q
 
@@ -212,7 +218,7 @@ _varifocal_core = _closed_form(_varifocal_value, _varifocal_partials)
 
 
 def _quality_value(x, y, beta, sig: _Sigmoid) -> jax.Array:
-  distance = y * sig.s_neg - (1 - y) * sig.s        # y - sigma(x)
+  distance = y * sig.s_neg - (1 - y) * sig.s  # y - sigma(x)
   if _numerics.is_whole(beta) and int(beta) % 2 == 0:
     weight = lax.integer_pow(distance, int(beta))
   else:
@@ -243,7 +249,7 @@ _quality_core = _closed_form(_quality_value, _quality_partials)
 
 def _softmax_focal_value(x, w, gamma: int):
   log_p = jax.nn.log_softmax(x, axis=-1)
-  q = -jnp.expm1(log_p)                              # 1 - p, accurate near 1
+  q = -jnp.expm1(log_p)  # 1 - p, accurate near 1
   return -jnp.sum(w * lax.integer_pow(q, gamma) * log_p, axis=-1)
 
 
@@ -284,12 +290,12 @@ def _softmax_focal_core_jvp(gamma, primals, tangents):
 
 
 def focal_loss(
-    logits: ArrayLike,
-    labels: ArrayLike,
-    *,
-    alpha: float | None = 0.25,
-    gamma: float = 2.0,
-    where: ArrayLike | None = None,
+  logits: ArrayLike,
+  labels: ArrayLike,
+  *,
+  alpha: float | None = 0.25,
+  gamma: float = 2.0,
+  where: ArrayLike | None = None,
 ) -> jax.Array:
   r"""Sigmoid focal loss, elementwise (binary and multi-label).
 
@@ -360,8 +366,9 @@ def focal_loss(
     # (1 - p_t)^gamma = exp(gamma * log(1 - p_t)), with
     # log(1 - p_t) = log(y sigma(-x) + (1 - y) sigma(x)) formed in log space.
     log_sigmoid = jax.nn.log_sigmoid(x)
-    log_one_minus_pt = _log_add_exp(_safe_log(y) + log_sigmoid - x,
-                                    _safe_log(1 - y) + log_sigmoid)
+    log_one_minus_pt = _log_add_exp(
+      _safe_log(y) + log_sigmoid - x, _safe_log(1 - y) + log_sigmoid
+    )
     bce = _sigmoid_smooth(x).softplus - x * y
     loss = jnp.exp(gamma * log_one_minus_pt) * bce
     if alpha_t is not None:
@@ -372,12 +379,12 @@ def focal_loss(
 
 
 def softmax_focal_loss(
-    logits: ArrayLike,
-    labels: ArrayLike,
-    *,
-    alpha: float | ArrayLike | None = None,
-    gamma: float = 2.0,
-    where: ArrayLike | None = None,
+  logits: ArrayLike,
+  labels: ArrayLike,
+  *,
+  alpha: float | ArrayLike | None = None,
+  gamma: float = 2.0,
+  where: ArrayLike | None = None,
 ) -> jax.Array:
   r"""Softmax focal loss over the last (class) axis.
 
@@ -434,8 +441,9 @@ def softmax_focal_loss(
       alpha = _checks.nonnegative(fn, "alpha", alpha)
     alpha = jnp.asarray(alpha, dtype)
     if alpha.ndim:
-      alpha = _checks.nonnegative_vector(fn, "alpha", alpha,
-                                         num_classes).astype(dtype)
+      alpha = _checks.nonnegative_vector(
+        fn, "alpha", alpha, num_classes
+      ).astype(dtype)
 
   if labels.shape != logits.shape:
     # Class ids: only the labelled class has a target, so the loss is
@@ -446,8 +454,9 @@ def softmax_focal_loss(
     ids = _numerics.class_ids(labels)
     inside = (ids >= 0) & (ids < num_classes)
     ids = jnp.where(inside, ids, 0)
-    log_p = jnp.take_along_axis(jax.nn.log_softmax(x, axis=-1),
-                                ids[..., None], axis=-1)[..., 0]
+    log_p = jnp.take_along_axis(
+      jax.nn.log_softmax(x, axis=-1), ids[..., None], axis=-1
+    )[..., 0]
     loss = -_numerics.power(-jnp.expm1(log_p), gamma) * log_p
     if alpha is not None:
       loss = (alpha[ids] if alpha.ndim else alpha) * loss
@@ -457,8 +466,11 @@ def softmax_focal_loss(
     if mask is not None:
       t = jnp.where(mask[..., None], t, 0)
     if alpha is not None:
-      t = (alpha.reshape((1,) * (x.ndim - 1) + (num_classes,))
-           if alpha.ndim else alpha) * t
+      t = (
+        alpha.reshape((1,) * (x.ndim - 1) + (num_classes,))
+        if alpha.ndim
+        else alpha
+      ) * t
     if _numerics.is_whole(gamma):
       loss = _softmax_focal_core(x, t, int(gamma))
     else:
@@ -471,12 +483,12 @@ def softmax_focal_loss(
 
 
 def varifocal_loss(
-    logits: ArrayLike,
-    labels: ArrayLike,
-    *,
-    alpha: float = 0.75,
-    gamma: float = 2.0,
-    where: ArrayLike | None = None,
+  logits: ArrayLike,
+  labels: ArrayLike,
+  *,
+  alpha: float = 0.75,
+  gamma: float = 2.0,
+  where: ArrayLike | None = None,
 ) -> jax.Array:
   r"""Varifocal loss, elementwise (VarifocalNet, Zhang et al. 2021).
 
@@ -540,11 +552,11 @@ def varifocal_loss(
 
 
 def quality_focal_loss(
-    logits: ArrayLike,
-    labels: ArrayLike,
-    *,
-    beta: float = 2.0,
-    where: ArrayLike | None = None,
+  logits: ArrayLike,
+  labels: ArrayLike,
+  *,
+  beta: float = 2.0,
+  where: ArrayLike | None = None,
 ) -> jax.Array:
   r"""Quality focal loss, elementwise (Generalized Focal Loss, Li et al. 2020).
 

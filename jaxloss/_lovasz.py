@@ -31,16 +31,15 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.typing import ArrayLike
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxloss import _checks
+from jaxloss import _numerics
 from jaxloss._checks import Axis
 from jaxloss._checks import AxisName
 from jaxloss._checks import Classes
-from jaxloss import _numerics
 from jaxloss._lovasz_engine import sort_engine
-
 
 ENGINES = ("host", "xla")
 
@@ -57,6 +56,7 @@ class Layout(NamedTuple):
     pooled: Axes flattened into each row, in order.
     class_axis: The class axis, which goes after the kept ones, or None.
   """
+
   kept: tuple[int, ...]
   pooled: tuple[int, ...]
   class_axis: int | None
@@ -70,8 +70,8 @@ class Layout(NamedTuple):
   def to_rows(self, x: jax.Array) -> jax.Array:
     """``x`` (or flags broadcastable to it, of the same rank) as rows."""
     x = jnp.transpose(x, self.order)
-    lead = x.shape[:x.ndim - len(self.pooled)]
-    return x.reshape(lead + (math.prod(x.shape[len(lead):]),))
+    lead = x.shape[: x.ndim - len(self.pooled)]
+    return x.reshape(lead + (math.prod(x.shape[len(lead) :]),))
 
   def from_rows(self, rows: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """Inverse of :meth:`to_rows` for an input of ``shape``."""
@@ -81,8 +81,11 @@ class Layout(NamedTuple):
 
 def _as_rows(layout, preds, fg, valid):
   """The inputs of :func:`_lovasz_rows` as rows: the one place they move."""
-  return (layout.to_rows(preds), layout.to_rows(fg),
-          None if valid is None else layout.to_rows(valid))
+  return (
+    layout.to_rows(preds),
+    layout.to_rows(fg),
+    None if valid is None else layout.to_rows(valid),
+  )
 
 
 def _errors(preds, fg, hinge):
@@ -97,8 +100,7 @@ def _errors(preds, fg, hinge):
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5, 6, 7))
-def _lovasz_rows(preds, fg, valid, layout, hinge, skip_empty, host,
-                 axis_name):
+def _lovasz_rows(preds, fg, valid, layout, hinge, skip_empty, host, axis_name):
   """Lovász extension of the Jaccard loss, per row.
 
   Args:
@@ -123,15 +125,22 @@ def _lovasz_rows(preds, fg, valid, layout, hinge, skip_empty, host,
     valid foreground pixels (float; no gradient).
   """
   p, f, v = _as_rows(layout, preds, fg, valid)
-  loss, total, _ = sort_engine(_errors(p, f, hinge), f, v, with_grad=False,
-                               skip_empty=skip_empty, host=host,
-                               axis_name=axis_name)
+  loss, total, _ = sort_engine(
+    _errors(p, f, hinge),
+    f,
+    v,
+    with_grad=False,
+    skip_empty=skip_empty,
+    host=host,
+    axis_name=axis_name,
+  )
   return loss, total
 
 
 @_lovasz_rows.defjvp
-def _lovasz_rows_jvp(layout, hinge, skip_empty, host, axis_name, primals,
-                     tangents):
+def _lovasz_rows_jvp(
+  layout, hinge, skip_empty, host, axis_name, primals, tangents
+):
   r"""One sort gives the value and :math:`\partial \ell / \partial` preds.
 
   The loss is linear in the errors between ties, so its tangent is the
@@ -154,9 +163,15 @@ def _lovasz_rows_jvp(layout, hinge, skip_empty, host, axis_name, primals,
   preds, fg, valid = primals
   preds_dot = tangents[0]
   p, f, v = _as_rows(layout, preds, fg, valid)
-  loss, total, grad = sort_engine(_errors(p, f, hinge), f, v, with_grad=True,
-                                  skip_empty=skip_empty, host=host,
-                                  axis_name=axis_name)
+  loss, total, grad = sort_engine(
+    _errors(p, f, hinge),
+    f,
+    v,
+    with_grad=True,
+    skip_empty=skip_empty,
+    host=host,
+    axis_name=axis_name,
+  )
   grad = layout.from_rows(grad, preds.shape)
   loss_dot = jnp.sum(grad * preds_dot, axis=layout.pooled)
   if axis_name is not None:
@@ -168,18 +183,33 @@ def _lovasz_rows_jvp(layout, hinge, skip_empty, host, axis_name, primals,
 # The losses, with the engine as an argument.
 
 
-def _softmax(probs, labels, *, axis=None, where=None, classes="present",
-             class_weights=None, axis_name=None, host=True):
+def _softmax(
+  probs,
+  labels,
+  *,
+  axis=None,
+  where=None,
+  classes="present",
+  class_weights=None,
+  axis_name=None,
+  host=True,
+):
   fn = "lovasz_softmax"
   probs = _checks.as_float(fn, "probs", probs, min_rank=1)
   labels = jnp.asarray(labels)
   if labels.shape != probs.shape[:-1]:
-    _checks.fail(fn, f"labels.shape {labels.shape} must equal "
-                  f"probs.shape[:-1] (integer class ids, one a pixel); got "
-                  f"probs.shape {probs.shape}")
+    _checks.fail(
+      fn,
+      f"labels.shape {labels.shape} must equal "
+      f"probs.shape[:-1] (integer class ids, one a pixel); got "
+      f"probs.shape {probs.shape}",
+    )
   if not jnp.issubdtype(labels.dtype, jnp.integer):
-    _checks.fail(fn, f"labels must be integer class ids, got dtype "
-                  f"{labels.dtype}", TypeError)
+    _checks.fail(
+      fn,
+      f"labels must be integer class ids, got dtype {labels.dtype}",
+      TypeError,
+    )
   mask = _checks.region_mask(fn, where, probs.shape)
   axes = _checks.pooled_axes(fn, axis, probs.ndim)
   num_classes = probs.shape[-1]
@@ -187,11 +217,13 @@ def _softmax(probs, labels, *, axis=None, where=None, classes="present",
   dtype = _numerics.accum_dtype(probs.dtype)
   weights = jnp.ones((num_classes,), dtype)
   if class_weights is not None:
-    weights = _checks.nonnegative_vector(fn, "class_weights", class_weights,
-                                         num_classes).astype(dtype)
+    weights = _checks.nonnegative_vector(
+      fn, "class_weights", class_weights, num_classes
+    ).astype(dtype)
   _checks.debug_unit_interval(fn, "probs", probs, mask)
-  _checks.debug_labels_in_range(fn, labels, num_classes,
-                                None if mask is None else jnp.any(mask, -1))
+  _checks.debug_labels_in_range(
+    fn, labels, num_classes, None if mask is None else jnp.any(mask, -1)
+  )
 
   p = probs.astype(dtype)
   # Compare ids in a type wide enough for any class count (uint8 labels with
@@ -205,8 +237,9 @@ def _softmax(probs, labels, *, axis=None, where=None, classes="present",
     # class).
     class_ids = selection.astype(labels.dtype)
     index = jnp.where(selection < 0, num_classes, selection)
-    take = lambda a: jnp.take(a, index, axis=-1, mode="fill",
-                              fill_value=jnp.nan)
+    take = lambda a: jnp.take(
+      a, index, axis=-1, mode="fill", fill_value=jnp.nan
+    )
     p, weights = take(p), take(weights)
     if mask is not None and mask.shape[-1] == num_classes:
       mask = jnp.take(mask, index, axis=-1, mode="fill", fill_value=False)
@@ -217,43 +250,54 @@ def _softmax(probs, labels, *, axis=None, where=None, classes="present",
     valid = mask
     p = jnp.where(valid, p, 0)
     fg = fg & valid
-  layout = Layout(tuple(a for a in range(probs.ndim - 1) if a not in axes),
-                  axes, probs.ndim - 1)
-  losses, totals = _lovasz_rows(p, fg, valid, layout, False,
-                                selection == "present", host, axis_name)
+  layout = Layout(
+    tuple(a for a in range(probs.ndim - 1) if a not in axes),
+    axes,
+    probs.ndim - 1,
+  )
+  losses, totals = _lovasz_rows(
+    p, fg, valid, layout, False, selection == "present", host, axis_name
+  )
   weights = jnp.broadcast_to(weights, losses.shape)
   if selection == "present":
     weights = jnp.where(totals > 0, weights, 0)
-  return _numerics.safe_div(jnp.sum(weights * losses, axis=-1),
-                            jnp.sum(weights, axis=-1), 0)
+  return _numerics.safe_div(
+    jnp.sum(weights * losses, axis=-1), jnp.sum(weights, axis=-1), 0
+  )
 
 
-def _hinge(logits, labels, *, axis=None, where=None, axis_name=None,
-           host=True):
+def _hinge(logits, labels, *, axis=None, where=None, axis_name=None, host=True):
   fn = "lovasz_hinge"
   logits = _checks.as_float(fn, "logits", logits)
   labels = _checks.same_shape(fn, ("logits", "labels"), logits, labels)
-  if not (jnp.issubdtype(labels.dtype, jnp.integer)
-          or jnp.issubdtype(labels.dtype, jnp.floating)
-          or labels.dtype == jnp.bool_):
-    _checks.fail(fn, f"labels must be bool, integer or float 0/1, got dtype "
-                  f"{labels.dtype}", TypeError)
+  if not (
+    jnp.issubdtype(labels.dtype, jnp.integer)
+    or jnp.issubdtype(labels.dtype, jnp.floating)
+    or labels.dtype == jnp.bool_
+  ):
+    _checks.fail(
+      fn,
+      f"labels must be bool, integer or float 0/1, got dtype {labels.dtype}",
+      TypeError,
+    )
   mask = _checks.mask_for(fn, where, logits.shape)
   axes = _checks.pooled_axes(fn, axis, logits.ndim, class_axis=False)
   if labels.dtype != jnp.bool_ and _checks.checks_enabled():
     bad = (labels != 0) & (labels != 1)
     if mask is not None:
       bad = bad & mask
-    _checks.value_check(~jnp.any(bad),
-                        f"{fn}: labels must be 0 or 1 where where is True")
+    _checks.value_check(
+      ~jnp.any(bad), f"{fn}: labels must be 0 or 1 where where is True"
+    )
 
   x = logits.astype(_numerics.accum_dtype(logits.dtype))
   fg = labels.astype(bool)
   if mask is not None:
-    x = jnp.where(mask, x, 0)     # masked pixels: no value, no gradient
+    x = jnp.where(mask, x, 0)  # masked pixels: no value, no gradient
     fg = fg & mask
-  layout = Layout(tuple(a for a in range(logits.ndim) if a not in axes),
-                  axes, None)
+  layout = Layout(
+    tuple(a for a in range(logits.ndim) if a not in axes), axes, None
+  )
   losses, _ = _lovasz_rows(x, fg, mask, layout, True, False, host, axis_name)
   return losses
 
@@ -262,8 +306,9 @@ def _host(fn: str, engine: str) -> bool:
   return _checks.option(fn, "engine", engine, ENGINES) == "host"
 
 
-def softmax_with_engine(probs: ArrayLike, labels: ArrayLike, *, engine: str,
-                        **options) -> jax.Array:
+def softmax_with_engine(
+  probs: ArrayLike, labels: ArrayLike, *, engine: str, **options
+) -> jax.Array:
   """:func:`lovasz_softmax` with the sort engine chosen by the caller.
 
   The one way to pick the engine, for tests and benchmarks; the loss is the
@@ -282,12 +327,14 @@ def softmax_with_engine(probs: ArrayLike, labels: ArrayLike, *, engine: str,
   Returns:
     The loss, as :func:`lovasz_softmax` returns it.
   """
-  return _softmax(probs, labels,
-                  host=_host("softmax_with_engine", engine), **options)
+  return _softmax(
+    probs, labels, host=_host("softmax_with_engine", engine), **options
+  )
 
 
-def hinge_with_engine(logits: ArrayLike, labels: ArrayLike, *, engine: str,
-                      **options) -> jax.Array:
+def hinge_with_engine(
+  logits: ArrayLike, labels: ArrayLike, *, engine: str, **options
+) -> jax.Array:
   """:func:`lovasz_hinge` with the sort engine chosen by the caller.
 
   Args:
@@ -299,8 +346,9 @@ def hinge_with_engine(logits: ArrayLike, labels: ArrayLike, *, engine: str,
   Returns:
     The loss, as :func:`lovasz_hinge` returns it.
   """
-  return _hinge(logits, labels, host=_host("hinge_with_engine", engine),
-                **options)
+  return _hinge(
+    logits, labels, host=_host("hinge_with_engine", engine), **options
+  )
 
 
 # ---------------------------------------------------------------------------
@@ -308,14 +356,14 @@ def hinge_with_engine(logits: ArrayLike, labels: ArrayLike, *, engine: str,
 
 
 def lovasz_softmax(
-    probs: ArrayLike,
-    labels: ArrayLike,
-    *,
-    axis: Axis = None,
-    where: ArrayLike | None = None,
-    classes: Classes = "present",
-    class_weights: ArrayLike | None = None,
-    axis_name: AxisName = None,
+  probs: ArrayLike,
+  labels: ArrayLike,
+  *,
+  axis: Axis = None,
+  where: ArrayLike | None = None,
+  classes: Classes = "present",
+  class_weights: ArrayLike | None = None,
+  axis_name: AxisName = None,
 ) -> jax.Array:
   r"""Lovász-softmax loss: the Lovász extension of the multiclass IoU loss.
 
@@ -425,17 +473,24 @@ def lovasz_softmax(
     surrogate for the optimization of the intersection-over-union measure in
     neural networks", CVPR 2018. https://arxiv.org/abs/1705.08790
   """
-  return _softmax(probs, labels, axis=axis, where=where, classes=classes,
-                  class_weights=class_weights, axis_name=axis_name)
+  return _softmax(
+    probs,
+    labels,
+    axis=axis,
+    where=where,
+    classes=classes,
+    class_weights=class_weights,
+    axis_name=axis_name,
+  )
 
 
 def lovasz_hinge(
-    logits: ArrayLike,
-    labels: ArrayLike,
-    *,
-    axis: Axis = None,
-    where: ArrayLike | None = None,
-    axis_name: AxisName = None,
+  logits: ArrayLike,
+  labels: ArrayLike,
+  *,
+  axis: Axis = None,
+  where: ArrayLike | None = None,
+  axis_name: AxisName = None,
 ) -> jax.Array:
   r"""Lovász hinge loss: the Lovász extension of the binary IoU loss.
 

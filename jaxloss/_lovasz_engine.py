@@ -40,31 +40,31 @@ other platform. Both break ties by pixel index and agree to rounding.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
 import concurrent.futures
 import functools
 import os
+from collections.abc import Hashable
 
 import jax
 import jax.extend
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax._src import ad_util
 from jax.interpreters import ad
 from jax.interpreters import batching
 from jax.interpreters import mlir
-import numpy as np
 
 
 def sort_engine(
-    errors: jax.Array,
-    fg: jax.Array,
-    valid: jax.Array | None,
-    *,
-    with_grad: bool,
-    skip_empty: bool = False,
-    host: bool = True,
-    axis_name: Hashable | None = None,
+  errors: jax.Array,
+  fg: jax.Array,
+  valid: jax.Array | None,
+  *,
+  with_grad: bool,
+  skip_empty: bool = False,
+  host: bool = True,
+  axis_name: Hashable | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
   r"""Lovász extension of the Jaccard loss of each row, and its derivative.
 
@@ -113,12 +113,17 @@ def sort_engine(
       valid = lax.all_gather(valid, axis_name, axis=axis, tiled=True)
   if keys.size == 0:
     zeros = jnp.zeros(keys.shape[:-1], dtype)
-    out = (zeros, zeros) + ((jnp.zeros(keys.shape, dtype),) if with_grad
-                            else ())
+    out = (zeros, zeros) + (
+      (jnp.zeros(keys.shape, dtype),) if with_grad else ()
+    )
   elif host:
-    out = _sort_p.bind(keys, *(() if valid is None else (valid,)),
-                       dtype=jnp.dtype(dtype), with_grad=with_grad,
-                       skip_empty=skip_empty)
+    out = _sort_p.bind(
+      keys,
+      *(() if valid is None else (valid,)),
+      dtype=jnp.dtype(dtype),
+      with_grad=with_grad,
+      skip_empty=skip_empty,
+    )
   else:
     out = _xla_core(keys, valid, dtype, with_grad)
   loss, total = out[:2]
@@ -199,11 +204,13 @@ def _xla_core(nkeys, valid, dtype, with_grad):
   iota = lax.broadcasted_iota(jnp.int32, nkeys.shape, axis)
   valid_sorted = None
   if with_grad:
-    sorted_keys, perm = lax.sort((nkeys, iota), dimension=axis, num_keys=1,
-                                 is_stable=True)
+    sorted_keys, perm = lax.sort(
+      (nkeys, iota), dimension=axis, num_keys=1, is_stable=True
+    )
     if valid is not None:
-      valid_sorted = jnp.take_along_axis(jnp.broadcast_to(valid, nkeys.shape),
-                                         perm, axis=axis)
+      valid_sorted = jnp.take_along_axis(
+        jnp.broadcast_to(valid, nkeys.shape), perm, axis=axis
+      )
   else:
     sorted_keys = lax.sort(nkeys, dimension=axis)
     if valid is not None:
@@ -230,8 +237,11 @@ def _xla_core(nkeys, valid, dtype, with_grad):
   n = nkeys.shape[-1]
   flat_perm = perm.reshape(-1, n)
   rows = lax.broadcasted_iota(jnp.int32, flat_perm.shape, 0)
-  grad = jnp.zeros(flat_perm.shape, dtype).at[rows, flat_perm].set(
-      signed.reshape(-1, n), unique_indices=True)
+  grad = (
+    jnp.zeros(flat_perm.shape, dtype)
+    .at[rows, flat_perm]
+    .set(signed.reshape(-1, n), unique_indices=True)
+  )
   return loss, total, grad.reshape(nkeys.shape)
 
 
@@ -273,7 +283,7 @@ def _numpy_block(keys, valid, dtype, loss_out, total_out, grad_out):
     sorted_keys = np.take(keys, order)
   count_dtype = np.int64 if keys.size >= 2**31 else np.int32
   valid_count = np.arange(1, n + 1, dtype=count_dtype)
-  partial = ()                                     # rows with invalid pixels
+  partial = ()  # rows with invalid pixels
   if valid is not None:
     num_valid = np.count_nonzero(valid, axis=-1)
     partial = np.flatnonzero(num_valid < n)
@@ -285,8 +295,9 @@ def _numpy_block(keys, valid, dtype, loss_out, total_out, grad_out):
       block = order[i, tail:]
       order[i, tail:] = block[np.argsort(~flat_valid[block], kind="stable")]
     if len(partial):
-      valid_count = np.minimum(valid_count,
-                               num_valid[:, None].astype(count_dtype))
+      valid_count = np.minimum(
+        valid_count, num_valid[:, None].astype(count_dtype)
+      )
   # Complemented keys of zero errors (and of invalid pixels) are the top two.
   zero_key = np.iinfo(keys.dtype).max - 1
   zero_from = [int(np.searchsorted(row, zero_key)) for row in sorted_keys]
@@ -302,8 +313,8 @@ def _numpy_block(keys, valid, dtype, loss_out, total_out, grad_out):
     fg_count[1:] -= ends[:-1, None]
   g = _jaccard_weights(np, fg, fg_count, valid_count, dtype)
   for i in partial:
-    g[i, num_valid[i]:] = 0
-  with np.errstate(invalid="ignore", over="ignore"):   # NaN/inf stay, quietly
+    g[i, num_valid[i] :] = 0
+  with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf stay, quietly
     loss_out[...] = np.add.reduce(errors * g, axis=-1, dtype=np.float64)
   total_out[...] = fg_count[:, -1]
   if grad_out is not None:
@@ -321,14 +332,21 @@ def _numpy_rows(keys, valid, dtype, loss_out, total_out, grad_out):
   step = max(1, 2**17 // max(n, 1))
   for a in range(0, keys.shape[0], step):
     part = slice(a, a + step)
-    _numpy_block(keys[part], None if valid is None else valid[part], dtype,
-                 loss_out[part], total_out[part],
-                 None if grad_out is None else grad_out[part])
+    _numpy_block(
+      keys[part],
+      None if valid is None else valid[part],
+      dtype,
+      loss_out[part],
+      total_out[part],
+      None if grad_out is None else grad_out[part],
+    )
 
 
 # (process id, executor)
 _POOL: tuple[int | None, concurrent.futures.ThreadPoolExecutor | None] = (
-    None, None)
+  None,
+  None,
+)
 
 
 def _pool() -> concurrent.futures.ThreadPoolExecutor:
@@ -337,7 +355,8 @@ def _pool() -> concurrent.futures.ThreadPoolExecutor:
   pid, pool = _POOL
   if pool is None or pid != os.getpid():
     pool = concurrent.futures.ThreadPoolExecutor(
-        max_workers=os.cpu_count() or 1, thread_name_prefix="jaxloss")
+      max_workers=os.cpu_count() or 1, thread_name_prefix="jaxloss"
+    )
     _POOL = (os.getpid(), pool)
   return pool
 
@@ -345,9 +364,11 @@ def _pool() -> concurrent.futures.ThreadPoolExecutor:
 def _has_nan(keys):
   """Rows of complemented keys ``~(bits(e) << 1 | fg)`` holding a NaN error."""
   bits = ~keys >> 1
-  top = np.iinfo(keys.dtype).max >> 1          # every bit but the sign
-  exponent = {np.dtype(np.uint32): 0x7F800000,
-              np.dtype(np.uint64): 0x7FF0000000000000}[keys.dtype]
+  top = np.iinfo(keys.dtype).max >> 1  # every bit but the sign
+  exponent = {
+    np.dtype(np.uint32): 0x7F800000,
+    np.dtype(np.uint64): 0x7FF0000000000000,
+  }[keys.dtype]
   return np.any((bits & top) > exponent, axis=-1)
 
 
@@ -379,9 +400,12 @@ def _numpy_core(nkeys, *valid, dtype, with_grad, skip_empty=False):
       total = np.zeros((rows,), dtype)
       grad = np.zeros((rows, n), dtype) if with_grad else None
       if len(keep):
-        sub = _numpy_core(keys[keep], *(() if valid is None else
-                                        (valid[keep],)),
-                          dtype=dtype, with_grad=with_grad)
+        sub = _numpy_core(
+          keys[keep],
+          *(() if valid is None else (valid[keep],)),
+          dtype=dtype,
+          with_grad=with_grad,
+        )
         loss[keep], total[keep] = sub[0], sub[1]
         if with_grad:
           grad[keep] = sub[2]
@@ -393,9 +417,17 @@ def _numpy_core(nkeys, *valid, dtype, with_grad, skip_empty=False):
   workers = min(rows, os.cpu_count() or 1, max(1, keys.size >> 16))
   bounds = np.linspace(0, rows, workers + 1).astype(int)
   parts = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
   def run(part):
-    _numpy_rows(keys[part], None if valid is None else valid[part], dtype,
-                loss[part], total[part], None if grad is None else grad[part])
+    _numpy_rows(
+      keys[part],
+      None if valid is None else valid[part],
+      dtype,
+      loss[part],
+      total[part],
+      None if grad is None else grad[part],
+    )
+
   if len(parts) == 1:
     run(parts[0])
   else:
@@ -411,8 +443,9 @@ def _callback_core(nkeys, valid, dtype, with_grad, skip_empty=False):
   result = (rows, rows)
   if with_grad:
     result += (jax.ShapeDtypeStruct(nkeys.shape, dtype),)
-  kernel = functools.partial(_numpy_core, dtype=dtype, with_grad=with_grad,
-                             skip_empty=skip_empty)
+  kernel = functools.partial(
+    _numpy_core, dtype=dtype, with_grad=with_grad, skip_empty=skip_empty
+  )
   args = (nkeys,) if valid is None else (nkeys, valid)
   return jax.pure_callback(kernel, result, *args, vmap_method="broadcast_all")
 
@@ -436,7 +469,8 @@ def _aval_like(aval, shape, dtype):
   sharding = aval.sharding
   spec = tuple(sharding.spec) + (None,) * aval.ndim
   sharding = jax.sharding.NamedSharding(
-      sharding.mesh, jax.sharding.PartitionSpec(*spec[:len(shape)]))
+    sharding.mesh, jax.sharding.PartitionSpec(*spec[: len(shape)])
+  )
   return aval.update(shape=shape, dtype=dtype, sharding=sharding)
 
 
@@ -455,15 +489,19 @@ def _sort_impl(nkeys, *valid, **params):
 
 
 def _sort_lowering(ctx, nkeys, *valid, dtype, with_grad, skip_empty, on_cpu):
-  exporting = getattr(ctx.module_context.lowering_parameters, "for_export",
-                      False)
+  exporting = getattr(
+    ctx.module_context.lowering_parameters, "for_export", False
+  )
   if on_cpu and not exporting:
-    core = functools.partial(_callback_core, dtype=dtype, with_grad=with_grad,
-                             skip_empty=skip_empty)
+    core = functools.partial(
+      _callback_core, dtype=dtype, with_grad=with_grad, skip_empty=skip_empty
+    )
   else:
     core = functools.partial(_xla_core, dtype=dtype, with_grad=with_grad)
+
   def run(nkeys, *valid):
     return core(nkeys, valid[0] if valid else None)
+
   return mlir.lower_fun(run, multiple_results=True)(ctx, nkeys, *valid)
 
 
@@ -476,7 +514,8 @@ def _sort_batch(args, dims, **params):
     (v,), (d,) = valid, dims[1:]
     valid = [v[None] if d is None else jnp.moveaxis(v, d, 0)]
   return _sort_p.bind(nkeys, *valid, **params), [0] * (
-      3 if params["with_grad"] else 2)
+    3 if params["with_grad"] else 2
+  )
 
 
 def _sort_jvp(primals, tangents, **params):
@@ -489,9 +528,9 @@ def _sort_jvp(primals, tangents, **params):
 
 _sort_p.def_abstract_eval(_sort_abstract)
 _sort_p.def_impl(_sort_impl)
-mlir.register_lowering(_sort_p, functools.partial(_sort_lowering,
-                                                  on_cpu=False))
-mlir.register_lowering(_sort_p, functools.partial(_sort_lowering, on_cpu=True),
-                       platform="cpu")
+mlir.register_lowering(_sort_p, functools.partial(_sort_lowering, on_cpu=False))
+mlir.register_lowering(
+  _sort_p, functools.partial(_sort_lowering, on_cpu=True), platform="cpu"
+)
 batching.primitive_batchers[_sort_p] = _sort_batch
 ad.primitive_jvps[_sort_p] = _sort_jvp

@@ -32,7 +32,6 @@ from jax.typing import ArrayLike
 from jaxloss import _checks
 from jaxloss import _numerics
 
-
 # --------------------------------------------------------------------------
 # Checks
 
@@ -49,22 +48,30 @@ def _exp_power(log_x: jax.Array, gamma, x: jax.Array) -> jax.Array:
   return jnp.exp(gamma * log_x)
 
 
-def _sets(fn: str, names: tuple[str, str], a: jax.Array, b: jax.Array,
-          last: str) -> tuple[int, ...]:
+def _sets(
+  fn: str, names: tuple[str, str], a: jax.Array, b: jax.Array, last: str
+) -> tuple[int, ...]:
   """Broadcast batch shape of ``a`` ``[..., N, K]`` and ``b`` ``[..., M, K]``.
 
   ``last`` names the last axis: ``"4"`` (boxes) or ``"P"`` (points).
   """
   for name, rows, x in zip(names, "NM", (a, b)):
     if x.ndim < 2 or (last == "4" and x.shape[-1] != 4):
-      _checks.fail(fn, f"{name} must have shape [..., {rows}, {last}], got "
-                   f"{name}.shape {x.shape}")
+      _checks.fail(
+        fn,
+        f"{name} must have shape [..., {rows}, {last}], got "
+        f"{name}.shape {x.shape}",
+      )
   if a.shape[-1] != b.shape[-1]:
-    _checks.fail(fn, f"the last axes of {names[0]}.shape {a.shape} and "
-                 f"{names[1]}.shape {b.shape} must be equal (the same "
-                 "points)")
-  return _checks.broadcast_shapes(fn, names, a.shape[:-2], b.shape[:-2],
-                           "batch axes")
+    _checks.fail(
+      fn,
+      f"the last axes of {names[0]}.shape {a.shape} and "
+      f"{names[1]}.shape {b.shape} must be equal (the same "
+      "points)",
+    )
+  return _checks.broadcast_shapes(
+    fn, names, a.shape[:-2], b.shape[:-2], "batch axes"
+  )
 
 
 def _focal_options(fn: str, alpha, gamma) -> None:
@@ -77,34 +84,50 @@ def _class_inputs(fn: str, logits, labels) -> tuple[jax.Array, jax.Array]:
   logits = _checks.as_float(fn, "logits", logits)
   labels = jnp.asarray(labels)
   if logits.ndim < 2:
-    _checks.fail(fn, "logits must have shape [..., N, C] (N predictions, C "
-                 f"classes), got logits.shape {logits.shape}")
+    _checks.fail(
+      fn,
+      "logits must have shape [..., N, C] (N predictions, C "
+      f"classes), got logits.shape {logits.shape}",
+    )
   if not jnp.issubdtype(labels.dtype, jnp.integer):
-    _checks.fail(fn, "labels must be integer class ids, got dtype "
-                 f"{labels.dtype}", TypeError)
+    _checks.fail(
+      fn,
+      f"labels must be integer class ids, got dtype {labels.dtype}",
+      TypeError,
+    )
   if labels.ndim < 1:
-    _checks.fail(fn, "labels must have shape [..., M] (M targets), got "
-                 f"labels.shape {labels.shape}")
-  batch = _checks.broadcast_shapes(fn, ("logits", "labels"), logits.shape[:-2],
-                            labels.shape[:-1], "batch axes")
+    _checks.fail(
+      fn,
+      "labels must have shape [..., M] (M targets), got "
+      f"labels.shape {labels.shape}",
+    )
+  batch = _checks.broadcast_shapes(
+    fn, ("logits", "labels"), logits.shape[:-2], labels.shape[:-1], "batch axes"
+  )
   n, c = logits.shape[-2:]
   m = labels.shape[-1]
   _checks.debug_labels_in_range(fn, labels, c, None)
   labels = _numerics.class_ids(labels)  # uint8 ids with C > 256 clip right
-  x = jnp.broadcast_to(logits.astype(_numerics.accum_dtype(logits.dtype)),
-                       batch + (n, c))
-  idx = jnp.broadcast_to(jnp.clip(labels, 0, c - 1)[..., None, :],
-                         batch + (n, m))
+  x = jnp.broadcast_to(
+    logits.astype(_numerics.accum_dtype(logits.dtype)), batch + (n, c)
+  )
+  idx = jnp.broadcast_to(
+    jnp.clip(labels, 0, c - 1)[..., None, :], batch + (n, m)
+  )
   return x, idx
 
 
 def _mask_inputs(fn: str, logits, labels) -> tuple[jax.Array, jax.Array]:
   logits = _checks.as_float(fn, "logits", logits)
   labels = jnp.asarray(labels)
-  if not (jnp.issubdtype(labels.dtype, jnp.floating)
-          or labels.dtype == jnp.bool_):
-    _checks.fail(fn, "labels must be float or bool masks, got dtype "
-                 f"{labels.dtype}", TypeError)
+  if not (
+    jnp.issubdtype(labels.dtype, jnp.floating) or labels.dtype == jnp.bool_
+  ):
+    _checks.fail(
+      fn,
+      f"labels must be float or bool masks, got dtype {labels.dtype}",
+      TypeError,
+    )
   batch = _sets(fn, ("logits", "labels"), logits, labels, "P")
   dtype = _numerics.accum_dtype(logits.dtype)
   x = jnp.broadcast_to(logits.astype(dtype), batch + logits.shape[-2:])
@@ -115,8 +138,7 @@ def _mask_inputs(fn: str, logits, labels) -> tuple[jax.Array, jax.Array]:
 
 def _rows_by_cols(a: jax.Array, b: jax.Array) -> jax.Array:
   """``a [..., N, P] @ b[..., M, P]^T`` at full float32 precision."""
-  return jnp.einsum("...np,...mp->...nm", a, b,
-                    precision=lax.Precision.HIGHEST)
+  return jnp.einsum("...np,...mp->...nm", a, b, precision=lax.Precision.HIGHEST)
 
 
 # --------------------------------------------------------------------------
@@ -164,11 +186,11 @@ def softmax_class_cost(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
 
 
 def focal_class_cost(
-    logits: ArrayLike,
-    labels: ArrayLike,
-    *,
-    alpha: float = 0.25,
-    gamma: float = 2.0,
+  logits: ArrayLike,
+  labels: ArrayLike,
+  *,
+  alpha: float = 0.25,
+  gamma: float = 2.0,
 ) -> jax.Array:
   r"""Pairwise class cost of sigmoid classifiers, in the focal-loss form.
 
@@ -217,8 +239,7 @@ def focal_class_cost(
   z = jnp.take_along_axis(x, idx, axis=-1)
   log_p, log_q = jax.nn.log_sigmoid(z), jax.nn.log_sigmoid(-z)
   positive = alpha * _exp_power(log_q, gamma, jnp.exp(log_q)) * -log_p
-  negative = ((1 - alpha) * _exp_power(log_p, gamma, jnp.exp(log_p))
-              * -log_q)
+  negative = (1 - alpha) * _exp_power(log_p, gamma, jnp.exp(log_p)) * -log_q
   return positive - negative
 
 
@@ -275,10 +296,10 @@ def box_l1_cost(boxes1: ArrayLike, boxes2: ArrayLike) -> jax.Array:
 
 
 def mask_dice_cost(
-    logits: ArrayLike,
-    labels: ArrayLike,
-    *,
-    smooth: float = 1.0,
+  logits: ArrayLike,
+  labels: ArrayLike,
+  *,
+  smooth: float = 1.0,
 ) -> jax.Array:
   r"""Pairwise Dice cost of predicted masks (logits) against target masks.
 
@@ -367,11 +388,11 @@ def mask_bce_cost(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
 
 
 def mask_focal_cost(
-    logits: ArrayLike,
-    labels: ArrayLike,
-    *,
-    alpha: float = 0.25,
-    gamma: float = 2.0,
+  logits: ArrayLike,
+  labels: ArrayLike,
+  *,
+  alpha: float = 0.25,
+  gamma: float = 2.0,
 ) -> jax.Array:
   r"""Pairwise sigmoid focal cost of masks, averaged over points.
 
@@ -418,7 +439,7 @@ def mask_focal_cost(
   points = max(x.shape[-1], 1)
   log_p, log_q = jax.nn.log_sigmoid(x), jax.nn.log_sigmoid(-x)
   positive = alpha * _exp_power(log_q, gamma, jnp.exp(log_q)) * -log_p
-  negative = ((1 - alpha) * _exp_power(log_p, gamma, jnp.exp(log_p))
-              * -log_q)
-  return (_rows_by_cols(positive - negative, t)
-          + jnp.sum(negative, -1)[..., :, None]) / points
+  negative = (1 - alpha) * _exp_power(log_p, gamma, jnp.exp(log_p)) * -log_q
+  return (
+    _rows_by_cols(positive - negative, t) + jnp.sum(negative, -1)[..., :, None]
+  ) / points

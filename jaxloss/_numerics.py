@@ -28,12 +28,15 @@ def safe_sqrt(x: jax.Array) -> jax.Array:
   """``sqrt(x)`` for ``x >= 0`` (rounding below 0 counts as 0), with
   derivative 0 instead of infinity at 0; NaN stays NaN."""
   positive = x > 0
-  return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1)),
-                   jnp.where(x == x, 0, x))
+  return jnp.where(
+    positive, jnp.sqrt(jnp.where(positive, x, 1)), jnp.where(x == x, 0, x)
+  )
 
 
 def is_whole(gamma) -> bool:
-  return isinstance(gamma, (int, float)) and float(gamma).is_integer() and gamma >= 0
+  return (
+    isinstance(gamma, (int, float)) and float(gamma).is_integer() and gamma >= 0
+  )
 
 
 def power(x: jax.Array, gamma) -> jax.Array:
@@ -46,7 +49,7 @@ def power(x: jax.Array, gamma) -> jax.Array:
   if is_whole(gamma):
     return lax.integer_pow(x, int(gamma))
   zero = x == 0
-  safe = jnp.where(zero, 1, x)                 # NaN stays NaN
+  safe = jnp.where(zero, 1, x)  # NaN stays NaN
   return jnp.where(zero, 0, jnp.exp(gamma * jnp.log(safe)))
 
 
@@ -66,7 +69,7 @@ def varies_over(x: jax.Array, axis_name) -> bool:
   ``shard_map``); False under ``pmap`` and ``check_vma=False``."""
   names = axis_name if isinstance(axis_name, tuple) else (axis_name,)
   aval = jax.typeof(x)
-  vma: Any = getattr(aval, "vma", None)                 # older JAX
+  vma: Any = getattr(aval, "vma", None)  # older JAX
   if vma is None:
     vma = getattr(getattr(aval, "manual_axis_type", None), "varying", ())
   return any(name in vma for name in names)
@@ -100,5 +103,7 @@ def psum_own_share(stats, axis_name):
 @psum_own_share.defjvp
 def _psum_own_share_jvp(axis_name, primals, tangents):
   (stats,), (dots,) = primals, tangents
-  return (psum_own_share(stats, axis_name),
-          jax.tree.map(lambda d: global_tangent(d, axis_name), dots))
+  return (
+    psum_own_share(stats, axis_name),
+    jax.tree.map(lambda d: global_tangent(d, axis_name), dots),
+  )

@@ -16,10 +16,10 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jaxloss import _checks
+from jaxloss import _numerics
 from jaxloss._checks import Axis
 from jaxloss._checks import AxisName
 from jaxloss._checks import Classes
-from jaxloss import _numerics
 
 
 def _sums(p, t, axes, squared, soft):
@@ -31,17 +31,20 @@ def _sums(p, t, axes, squared, soft):
     inter = jnp.minimum(p, t)
   else:
     inter = p * t
-  terms = (inter, p * p if squared else p,
-           t.astype(p.dtype) if t.dtype == jnp.bool_
-           else (t * t if squared else t))
-  return lax.reduce(terms, (zero,) * 3, lambda a, b: tuple(
-      x + y for x, y in zip(a, b)), axes)
+  terms = (
+    inter,
+    p * p if squared else p,
+    t.astype(p.dtype) if t.dtype == jnp.bool_ else (t * t if squared else t),
+  )
+  return lax.reduce(
+    terms, (zero,) * 3, lambda a, b: tuple(x + y for x, y in zip(a, b)), axes
+  )
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
-def overlap_sums(p: jax.Array, t: jax.Array, axes: tuple[int, ...],
-                 squared: bool, soft: bool
-                 ) -> tuple[jax.Array, jax.Array, jax.Array]:
+def overlap_sums(
+  p: jax.Array, t: jax.Array, axes: tuple[int, ...], squared: bool, soft: bool
+) -> tuple[jax.Array, jax.Array, jax.Array]:
   r"""``(I, P, T)``: the intersection, :math:`\sum p` and :math:`\sum t`
   over ``axes`` (:math:`\sum p^2`, :math:`\sum t^2` if ``squared``).
 
@@ -87,8 +90,18 @@ def _overlap_sums_jvp(axes, squared, soft, primals, tangents):
   return out, (d_inter, d_pred, d_true)
 
 
-def _pooled_stats(fn, probs, labels, *, axis, where, squared=False,
-                  soft=False, axis_name=None, count=False):
+def _pooled_stats(
+  fn,
+  probs,
+  labels,
+  *,
+  axis,
+  where,
+  squared=False,
+  soft=False,
+  axis_name=None,
+  count=False,
+):
   """Returns ``(I, P, T)``, each of shape ``kept axes + [C]``, accumulated,
   and with ``count`` also ``N``, the number of valid entries per class.
 
@@ -108,8 +121,11 @@ def _pooled_stats(fn, probs, labels, *, axis, where, squared=False,
     t = labels.astype(dtype)
   else:  # Class ids as a boolean one-hot mask, never a float one-hot array.
     _checks.debug_labels_in_range(
-        fn, labels, probs.shape[-1],
-        None if valid is None else jnp.any(valid, axis=-1))
+      fn,
+      labels,
+      probs.shape[-1],
+      None if valid is None else jnp.any(valid, axis=-1),
+    )
     t = _numerics.one_hot_mask(labels, probs.shape[-1])
   if valid is not None:
     p = jnp.where(valid, p, 0)
@@ -120,8 +136,7 @@ def _pooled_stats(fn, probs, labels, *, axis, where, squared=False,
       size = math.prod(probs.shape[a] for a in axes)
       n = jnp.full(stats[0].shape, size, dtype)
     else:
-      n = jnp.sum(jnp.broadcast_to(valid, probs.shape), axis=axes,
-                  dtype=dtype)
+      n = jnp.sum(jnp.broadcast_to(valid, probs.shape), axis=axes, dtype=dtype)
     stats = stats + (n,)
   if axis_name is not None:
     stats = _numerics.psum_own_share(stats, axis_name)
@@ -143,12 +158,12 @@ def select_classes(fn, classes, class_weights, *stats):
   dtype = stats[0].dtype
   weights = jnp.ones((num_classes,), dtype)
   if class_weights is not None:
-    weights = _checks.nonnegative_vector(fn, "class_weights", class_weights,
-                                         num_classes).astype(dtype)
+    weights = _checks.nonnegative_vector(
+      fn, "class_weights", class_weights, num_classes
+    ).astype(dtype)
   if not isinstance(selection, str):
     idx = jnp.where(selection < 0, num_classes, selection)
-    take = lambda a: jnp.take(a, idx, axis=-1, mode="fill",
-                              fill_value=jnp.nan)
+    take = lambda a: jnp.take(a, idx, axis=-1, mode="fill", fill_value=jnp.nan)
     stats = tuple(take(s) for s in stats)
     weights = take(weights)
   weights = jnp.broadcast_to(weights, stats[-1].shape)
@@ -159,10 +174,12 @@ def select_classes(fn, classes, class_weights, *stats):
 
 def class_mean(fn, per_class, true, classes, class_weights) -> jax.Array:
   """Weighted mean over the selected classes; 0 when none is selected."""
-  (per_class, _), weights = select_classes(fn, classes, class_weights,
-                                           per_class, true)
-  return _numerics.safe_div(jnp.sum(weights * per_class, axis=-1),
-                            jnp.sum(weights, axis=-1), 0)
+  (per_class, _), weights = select_classes(
+    fn, classes, class_weights, per_class, true
+  )
+  return _numerics.safe_div(
+    jnp.sum(weights * per_class, axis=-1), jnp.sum(weights, axis=-1), 0
+  )
 
 
 def _smooth(fn, smooth):
@@ -170,17 +187,17 @@ def _smooth(fn, smooth):
 
 
 def dice_loss(
-    probs: ArrayLike,
-    labels: ArrayLike,
-    *,
-    axis: Axis = None,
-    axis_name: AxisName = None,
-    where: ArrayLike | None = None,
-    smooth: float = 1.0,
-    squared: bool = False,
-    soft_labels: bool = True,
-    classes: Classes = "all",
-    class_weights: ArrayLike | None = None,
+  probs: ArrayLike,
+  labels: ArrayLike,
+  *,
+  axis: Axis = None,
+  axis_name: AxisName = None,
+  where: ArrayLike | None = None,
+  smooth: float = 1.0,
+  squared: bool = False,
+  soft_labels: bool = True,
+  classes: Classes = "all",
+  class_weights: ArrayLike | None = None,
 ) -> jax.Array:
   r"""Soft Dice loss, pooled over ``axis``, averaged over classes.
 
@@ -293,24 +310,33 @@ def dice_loss(
   fn = "dice_loss"
   smooth = _smooth(fn, smooth)
   inter, pred, true = _pooled_stats(
-      fn, probs, labels, axis=axis, where=where, squared=squared,
-      soft=soft_labels, axis_name=axis_name)
-  per_class = 1 - _numerics.safe_div(2 * inter + smooth, pred + true + smooth, 1)
+    fn,
+    probs,
+    labels,
+    axis=axis,
+    where=where,
+    squared=squared,
+    soft=soft_labels,
+    axis_name=axis_name,
+  )
+  per_class = 1 - _numerics.safe_div(
+    2 * inter + smooth, pred + true + smooth, 1
+  )
   return class_mean(fn, per_class, true, classes, class_weights)
 
 
 def iou_loss(
-    probs: ArrayLike,
-    labels: ArrayLike,
-    *,
-    axis: Axis = None,
-    axis_name: AxisName = None,
-    where: ArrayLike | None = None,
-    smooth: float = 1.0,
-    squared: bool = False,
-    soft_labels: bool = True,
-    classes: Classes = "all",
-    class_weights: ArrayLike | None = None,
+  probs: ArrayLike,
+  labels: ArrayLike,
+  *,
+  axis: Axis = None,
+  axis_name: AxisName = None,
+  where: ArrayLike | None = None,
+  smooth: float = 1.0,
+  squared: bool = False,
+  soft_labels: bool = True,
+  classes: Classes = "all",
+  class_weights: ArrayLike | None = None,
 ) -> jax.Array:
   r"""Soft IoU (Jaccard) loss, pooled over ``axis``, averaged over classes.
 
@@ -361,28 +387,36 @@ def iou_loss(
   fn = "iou_loss"
   smooth = _smooth(fn, smooth)
   inter, pred, true = _pooled_stats(
-      fn, probs, labels, axis=axis, where=where, squared=squared,
-      soft=soft_labels, axis_name=axis_name)
-  per_class = 1 - _numerics.safe_div(inter + smooth,
-                                     pred + true - inter + smooth, 1)
+    fn,
+    probs,
+    labels,
+    axis=axis,
+    where=where,
+    squared=squared,
+    soft=soft_labels,
+    axis_name=axis_name,
+  )
+  per_class = 1 - _numerics.safe_div(
+    inter + smooth, pred + true - inter + smooth, 1
+  )
   return class_mean(fn, per_class, true, classes, class_weights)
 
 
 def tversky_loss(
-    probs: ArrayLike,
-    labels: ArrayLike,
-    *,
-    alpha: float = 0.5,
-    beta: float = 0.5,
-    gamma: float = 1.0,
-    axis: Axis = None,
-    axis_name: AxisName = None,
-    where: ArrayLike | None = None,
-    smooth: float = 1.0,
-    squared: bool = False,
-    soft_labels: bool = True,
-    classes: Classes = "all",
-    class_weights: ArrayLike | None = None,
+  probs: ArrayLike,
+  labels: ArrayLike,
+  *,
+  alpha: float = 0.5,
+  beta: float = 0.5,
+  gamma: float = 1.0,
+  axis: Axis = None,
+  axis_name: AxisName = None,
+  where: ArrayLike | None = None,
+  smooth: float = 1.0,
+  squared: bool = False,
+  soft_labels: bool = True,
+  classes: Classes = "all",
+  class_weights: ArrayLike | None = None,
 ) -> jax.Array:
   r"""Tversky loss and focal Tversky loss, pooled over ``axis``.
 
@@ -452,8 +486,15 @@ def tversky_loss(
   beta = _checks.nonnegative(fn, "beta", beta)
   gamma = _checks.scalar(fn, "gamma", gamma, low=0.0, above=True)
   inter, pred, true = _pooled_stats(
-      fn, probs, labels, axis=axis, where=where, squared=squared,
-      soft=soft_labels, axis_name=axis_name)
+    fn,
+    probs,
+    labels,
+    axis=axis,
+    where=where,
+    squared=squared,
+    soft=soft_labels,
+    axis_name=axis_name,
+  )
   den = inter + alpha * (pred - inter) + beta * (true - inter) + smooth
   per_class = 1 - _numerics.safe_div(inter + smooth, den, 1)
   if _checks.is_traced(gamma) or gamma != 1:
@@ -463,18 +504,18 @@ def tversky_loss(
 
 
 def generalized_dice_loss(
-    probs: ArrayLike,
-    labels: ArrayLike,
-    *,
-    weighting: str = "square",
-    axis: Axis = None,
-    axis_name: AxisName = None,
-    where: ArrayLike | None = None,
-    smooth: float = 1.0,
-    squared: bool = False,
-    soft_labels: bool = True,
-    classes: Classes = "all",
-    class_weights: ArrayLike | None = None,
+  probs: ArrayLike,
+  labels: ArrayLike,
+  *,
+  weighting: str = "square",
+  axis: Axis = None,
+  axis_name: AxisName = None,
+  where: ArrayLike | None = None,
+  smooth: float = 1.0,
+  squared: bool = False,
+  soft_labels: bool = True,
+  classes: Classes = "all",
+  class_weights: ArrayLike | None = None,
 ) -> jax.Array:
   r"""Generalized Dice loss (Sudre et al.), pooled over ``axis``.
 
@@ -532,10 +573,19 @@ def generalized_dice_loss(
   fn = "generalized_dice_loss"
   _checks.option(fn, "weighting", weighting, ("square", "simple", "uniform"))
   smooth = _smooth(fn, smooth)
-  stats = _pooled_stats(fn, probs, labels, axis=axis, where=where,
-                        squared=squared, soft=soft_labels, axis_name=axis_name)
-  (inter, pred, true), selected = select_classes(fn, classes, class_weights,
-                                                 *stats)
+  stats = _pooled_stats(
+    fn,
+    probs,
+    labels,
+    axis=axis,
+    where=where,
+    squared=squared,
+    soft=soft_labels,
+    axis_name=axis_name,
+  )
+  (inter, pred, true), selected = select_classes(
+    fn, classes, class_weights, *stats
+  )
   true_const = lax.stop_gradient(true)
   if weighting == "uniform":
     weights = jnp.ones_like(true_const)
@@ -544,8 +594,9 @@ def generalized_dice_loss(
     weights = _numerics.safe_div(1, lax.integer_pow(true_const, power), jnp.inf)
     # The largest finite weight among the selected classes (no class: 1).
     finite = jnp.isfinite(weights) & (selected > 0)
-    largest = jnp.max(jnp.where(finite, weights, 0), axis=-1, keepdims=True,
-                      initial=0)
+    largest = jnp.max(
+      jnp.where(finite, weights, 0), axis=-1, keepdims=True, initial=0
+    )
     largest = jnp.where(jnp.any(finite, axis=-1, keepdims=True), largest, 1)
     weights = jnp.where(jnp.isinf(weights), largest, weights)
   weights = weights * selected
@@ -555,15 +606,15 @@ def generalized_dice_loss(
 
 
 def mcc_loss(
-    probs: ArrayLike,
-    labels: ArrayLike,
-    *,
-    axis: Axis = None,
-    axis_name: AxisName = None,
-    where: ArrayLike | None = None,
-    smooth: float = 1.0,
-    classes: Classes = "all",
-    class_weights: ArrayLike | None = None,
+  probs: ArrayLike,
+  labels: ArrayLike,
+  *,
+  axis: Axis = None,
+  axis_name: AxisName = None,
+  where: ArrayLike | None = None,
+  smooth: float = 1.0,
+  classes: Classes = "all",
+  class_weights: ArrayLike | None = None,
 ) -> jax.Array:
   r"""Matthews correlation coefficient (MCC) loss, pooled over ``axis``.
 
@@ -634,11 +685,14 @@ def mcc_loss(
   fn = "mcc_loss"
   smooth = _smooth(fn, smooth)
   inter, pred, true, count = _pooled_stats(
-      fn, probs, labels, axis=axis, where=where, axis_name=axis_name,
-      count=True)
+    fn, probs, labels, axis=axis, where=where, axis_name=axis_name, count=True
+  )
   num = count * inter - pred * true
-  den = (_numerics.safe_sqrt(pred * (count - pred))
-         * _numerics.safe_sqrt(true * (count - true)) + smooth)
+  den = (
+    _numerics.safe_sqrt(pred * (count - pred))
+    * _numerics.safe_sqrt(true * (count - true))
+    + smooth
+  )
   # No valid pixel (everything masked): nothing to get wrong, loss 0.
   per_class = jnp.where(count > 0, 1 - _numerics.safe_div(num, den, 0), 0)
   return class_mean(fn, per_class, true, classes, class_weights)

@@ -24,7 +24,6 @@ is exactly 0 and near-equal boxes keep their accuracy in float32.
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
@@ -40,17 +39,20 @@ _FUNS = ("log1p", "sqrt")
 
 
 def _pair(fn: str, pred, target, eps) -> tuple[jax.Array, jax.Array]:
-  pred = _checks.coordinates(fn, "pred", pred, 5,
-                             meaning="cx, cy, w, h, theta")
-  target = _checks.coordinates(fn, "target", target, 5,
-                               meaning="cx, cy, w, h, theta")
+  pred = _checks.coordinates(fn, "pred", pred, 5, meaning="cx, cy, w, h, theta")
+  target = _checks.coordinates(
+    fn, "target", target, 5, meaning="cx, cy, w, h, theta"
+  )
   _checks.scalar(fn, "eps", eps, low=0.0, above=True)
-  shape = _checks.broadcast_shapes(fn, ("pred", "target"), pred.shape[:-1],
-                            target.shape[:-1], "leading axes")
+  shape = _checks.broadcast_shapes(
+    fn, ("pred", "target"), pred.shape[:-1], target.shape[:-1], "leading axes"
+  )
   dtype = _numerics.accum_dtype(pred.dtype)
   shape = shape + (5,)
-  return (jnp.broadcast_to(pred.astype(dtype), shape),
-          jnp.broadcast_to(target.astype(dtype), shape))
+  return (
+    jnp.broadcast_to(pred.astype(dtype), shape),
+    jnp.broadcast_to(target.astype(dtype), shape),
+  )
 
 
 def _normalisation(fn: str, fun: str, tau) -> None:
@@ -106,13 +108,24 @@ def _bhattacharyya(g: _Pair) -> jax.Array:
   """Bhattacharyya distance of the two Gaussians, ``>= 0``."""
   sp1, sq1, sp2, sq2 = (jnp.sqrt(x) for x in (g.p1, g.q1, g.p2, g.q2))
   r1, r2 = sp1 * sq1, sp2 * sq2
-  det = (g.p1 * g.q1 + g.p2 * g.q2 + (g.q1 * g.p2 + g.p1 * g.q2) * g.c2
-         + (g.q1 * g.q2 + g.p1 * g.p2) * g.s2)            # det(S1 + S2)
-  mahalanobis = (g.q1 * g.u1 * g.u1 + g.p1 * g.v1 * g.v1
-                 + g.q2 * g.u2 * g.u2 + g.p2 * g.v2 * g.v2)  # d^T adj d
+  det = (
+    g.p1 * g.q1
+    + g.p2 * g.q2
+    + (g.q1 * g.p2 + g.p1 * g.q2) * g.c2
+    + (g.q1 * g.q2 + g.p1 * g.p2) * g.s2
+  )  # det(S1 + S2)
+  mahalanobis = (
+    g.q1 * g.u1 * g.u1
+    + g.p1 * g.v1 * g.v1
+    + g.q2 * g.u2 * g.u2
+    + g.p2 * g.v2 * g.v2
+  )  # d^T adj d
   # det(S1 + S2) - 4 sqrt(det S1 det S2) as a sum of squares.
-  excess = ((r1 - r2) ** 2 + g.c2 * (sq1 * sp2 - sp1 * sq2) ** 2
-            + g.s2 * (sq1 * sq2 - sp1 * sp2) ** 2)
+  excess = (
+    (r1 - r2) ** 2
+    + g.c2 * (sq1 * sp2 - sp1 * sq2) ** 2
+    + g.s2 * (sq1 * sq2 - sp1 * sp2) ** 2
+  )
   return mahalanobis / (4 * det) + 0.5 * jnp.log1p(excess / (4 * r1 * r2))
 
 
@@ -133,8 +146,7 @@ def _kullback_leibler(g: _Pair) -> jax.Array:
   # descriptions take the one whose angle difference to box 1 is within
   # pi/4, where the terms stay small (the other cancels large terms).
   aligned = _kl_terms(g.dp, g.dq, g.p2, g.q2, g.hw1, g.hw2, g.s2)
-  crossed = _kl_terms(g.dp_cross, g.dq_cross, g.q2, g.p2, g.hw1, -g.hw2,
-                      g.c2)
+  crossed = _kl_terms(g.dp_cross, g.dq_cross, g.q2, g.p2, g.hw1, -g.hw2, g.c2)
   shape = jnp.where(g.c2 >= g.s2, aligned, crossed)
   centre = g.u2 * g.u2 / g.p2 + g.v2 * g.v2 / g.q2
   return jnp.maximum(0.5 * (centre + shape), 0)
@@ -144,14 +156,17 @@ def _wasserstein2(g: _Pair) -> jax.Array:
   """Squared 2-Wasserstein distance of the two Gaussians, ``>= 0``."""
   s1, t1, s2, t2 = (jnp.sqrt(x) for x in (g.p1, g.q1, g.p2, g.q2))
   total = g.p1 + g.q1 + g.p2 + g.q2
-  cross = (g.c2 * (s1 * s2 + t1 * t2) ** 2
-           + g.s2 * (s1 * t2 + t1 * s2) ** 2)    # (tr sqrt(..))^2
+  cross = (
+    g.c2 * (s1 * s2 + t1 * t2) ** 2 + g.s2 * (s1 * t2 + t1 * s2) ** 2
+  )  # (tr sqrt(..))^2
   # total - 2 sqrt(cross) = (total^2 - 4 cross) / (total + 2 sqrt(cross)),
   # the numerator a sum of non-negative products.
-  aligned = (((s1 - s2) ** 2 + (t1 - t2) ** 2)
-             * ((s1 + s2) ** 2 + (t1 + t2) ** 2))
-  crossed = (((s1 - t2) ** 2 + (t1 - s2) ** 2)
-             * ((s1 + t2) ** 2 + (t1 + s2) ** 2))
+  aligned = ((s1 - s2) ** 2 + (t1 - t2) ** 2) * (
+    (s1 + s2) ** 2 + (t1 + t2) ** 2
+  )
+  crossed = ((s1 - t2) ** 2 + (t1 - s2) ** 2) * (
+    (s1 + t2) ** 2 + (t1 + s2) ** 2
+  )
   shape = (g.c2 * aligned + g.s2 * crossed) / (total + 2 * jnp.sqrt(cross))
   return g.d2 + shape
 
@@ -161,12 +176,11 @@ def _normalise(distance: jax.Array, fun: str, tau) -> jax.Array:
   return 1 - 1 / (tau + f)
 
 
-
 def rotated_box_probiou_loss(
-    pred: ArrayLike,
-    target: ArrayLike,
-    *,
-    eps: float = 1e-7,
+  pred: ArrayLike,
+  target: ArrayLike,
+  *,
+  eps: float = 1e-7,
 ) -> jax.Array:
   r"""ProbIoU loss of rotated boxes: the Hellinger distance of their Gaussians.
 
@@ -232,12 +246,12 @@ def rotated_box_probiou_loss(
 
 
 def rotated_box_kld_loss(
-    pred: ArrayLike,
-    target: ArrayLike,
-    *,
-    fun: str = "log1p",
-    tau: float = 1.0,
-    eps: float = 1e-7,
+  pred: ArrayLike,
+  target: ArrayLike,
+  *,
+  fun: str = "log1p",
+  tau: float = 1.0,
+  eps: float = 1e-7,
 ) -> jax.Array:
   r"""KLD loss of rotated boxes: Kullback-Leibler divergence of their Gaussians.
 
@@ -303,17 +317,16 @@ def rotated_box_kld_loss(
   fn = "rotated_box_kld_loss"
   pred, target = _pair(fn, pred, target, eps)
   _normalisation(fn, fun, tau)
-  return _normalise(_kullback_leibler(_Pair(pred, target, 4.0, eps)), fun,
-                    tau)
+  return _normalise(_kullback_leibler(_Pair(pred, target, 4.0, eps)), fun, tau)
 
 
 def rotated_box_gwd_loss(
-    pred: ArrayLike,
-    target: ArrayLike,
-    *,
-    fun: str = "log1p",
-    tau: float = 1.0,
-    eps: float = 1e-7,
+  pred: ArrayLike,
+  target: ArrayLike,
+  *,
+  fun: str = "log1p",
+  tau: float = 1.0,
+  eps: float = 1e-7,
 ) -> jax.Array:
   r"""GWD loss of rotated boxes: Wasserstein distance of their Gaussians.
 

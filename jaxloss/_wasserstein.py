@@ -8,7 +8,6 @@ predicted as background).
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,9 +15,9 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jaxloss import _checks
+from jaxloss import _numerics
 from jaxloss._checks import Axis
 from jaxloss._checks import AxisName
-from jaxloss import _numerics
 
 
 def default_distance_matrix(num_classes: int) -> np.ndarray:
@@ -31,47 +30,62 @@ def default_distance_matrix(num_classes: int) -> np.ndarray:
   return m
 
 
-def _distance_matrix(fn: str, distance_matrix, num_classes: int,
-                     dtype) -> jax.Array:
+def _distance_matrix(
+  fn: str, distance_matrix, num_classes: int, dtype
+) -> jax.Array:
   """The checked ``[C, C]`` matrix in ``dtype``, divided by its largest
   entry (an all-zero matrix stays zero)."""
   if distance_matrix is None:
     return jnp.asarray(default_distance_matrix(num_classes), dtype)
   if isinstance(distance_matrix, (str, bool, np.bool_)):
-    _checks.fail(fn, f"distance_matrix must be a ({num_classes}, "
-                 f"{num_classes}) array, got {distance_matrix!r}", TypeError)
+    _checks.fail(
+      fn,
+      f"distance_matrix must be a ({num_classes}, "
+      f"{num_classes}) array, got {distance_matrix!r}",
+      TypeError,
+    )
   m = jnp.asarray(distance_matrix)
   if m.shape != (num_classes, num_classes):
-    _checks.fail(fn, f"distance_matrix.shape {m.shape} must be "
-                 f"({num_classes}, {num_classes}), one row and one column per "
-                 "class of probs")
-  if not (jnp.issubdtype(m.dtype, jnp.floating)
-          or jnp.issubdtype(m.dtype, jnp.integer)):
-    _checks.fail(fn, f"distance_matrix must be real, got dtype {m.dtype}",
-                 TypeError)
+    _checks.fail(
+      fn,
+      f"distance_matrix.shape {m.shape} must be "
+      f"({num_classes}, {num_classes}), one row and one column per "
+      "class of probs",
+    )
+  if not (
+    jnp.issubdtype(m.dtype, jnp.floating)
+    or jnp.issubdtype(m.dtype, jnp.integer)
+  ):
+    _checks.fail(
+      fn, f"distance_matrix must be real, got dtype {m.dtype}", TypeError
+    )
   if not _checks.is_traced(m):
     values = np.asarray(m, np.float64)
     if not np.all(np.isfinite(values) & (values >= 0)):
-      _checks.fail(fn, "distance_matrix must be finite and >= 0, got "
-                   f"{values.tolist()}")
+      _checks.fail(
+        fn, f"distance_matrix must be finite and >= 0, got {values.tolist()}"
+      )
     if np.any(np.diag(values) != 0):
-      _checks.fail(fn, "distance_matrix must have a zero diagonal (a class is "
-                   f"at distance 0 from itself), got diagonal "
-                   f"{np.diag(values).tolist()}")
+      _checks.fail(
+        fn,
+        "distance_matrix must have a zero diagonal (a class is "
+        f"at distance 0 from itself), got diagonal "
+        f"{np.diag(values).tolist()}",
+      )
   m = m.astype(dtype)
   return _numerics.safe_div(m, jnp.max(m), 0)
 
 
 def generalized_wasserstein_dice_loss(
-    probs: ArrayLike,
-    labels: ArrayLike,
-    *,
-    distance_matrix: ArrayLike | None = None,
-    weighting: str = "default",
-    axis: Axis = None,
-    axis_name: AxisName = None,
-    where: ArrayLike | None = None,
-    smooth: float = 1.0,
+  probs: ArrayLike,
+  labels: ArrayLike,
+  *,
+  distance_matrix: ArrayLike | None = None,
+  weighting: str = "default",
+  axis: Axis = None,
+  axis_name: AxisName = None,
+  where: ArrayLike | None = None,
+  smooth: float = 1.0,
 ) -> jax.Array:
   r"""Generalised Wasserstein Dice loss (Fidon et al.), pooled over ``axis``.
 
@@ -226,24 +240,32 @@ def generalized_wasserstein_dice_loss(
     _checks.debug_labels_in_range(fn, labels, num_classes, mask)
     t = _numerics.one_hot_mask(labels, num_classes)
     ids = _numerics.class_ids(labels)
-    ids = jnp.where(ids < 0, num_classes, ids)   # out of range: a zero row
+    ids = jnp.where(ids < 0, num_classes, ids)  # out of range: a zero row
     rows = jnp.take(m, ids, axis=0, mode="fill", fill_value=0)
   if valid is not None:
     p = jnp.where(valid, p, 0)
     rows = jnp.where(valid, rows, 0)
     t = jnp.where(valid, t, jnp.zeros((), t.dtype))
-  error = jnp.sum(rows * p, axis=-1)             # W_i
+  error = jnp.sum(rows * p, axis=-1)  # W_i
   stats: tuple[jax.Array, ...]
   if weighting == "default":
     # sum_l alpha_l t_il = sum_l t_il M_l0 = rows[i, 0].
-    stats = (jnp.sum(rows[..., 0] * (1 - error), axis=axes),
-             jnp.sum(error, axis=axes))
-  else:   # Per class l: sum_i t_il (1 - W_i), sum_i t_il W_i, sum_i t_il.
+    stats = (
+      jnp.sum(rows[..., 0] * (1 - error), axis=axes),
+      jnp.sum(error, axis=axes),
+    )
+  else:  # Per class l: sum_i t_il (1 - W_i), sum_i t_il W_i, sum_i t_il.
     per_class = lambda x: jnp.sum(
-        jnp.where(t, x[..., None], 0) if t.dtype == jnp.bool_
-        else t * x[..., None], axis=axes)
-    stats = (per_class(1 - error), per_class(error),
-             per_class(jnp.ones_like(error)))
+      jnp.where(t, x[..., None], 0)
+      if t.dtype == jnp.bool_
+      else t * x[..., None],
+      axis=axes,
+    )
+    stats = (
+      per_class(1 - error),
+      per_class(error),
+      per_class(jnp.ones_like(error)),
+    )
   if axis_name is not None:
     stats = _numerics.psum_own_share(stats, axis_name)
   if weighting == "default":

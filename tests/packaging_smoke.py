@@ -54,6 +54,7 @@ def _pixelwise(targets, **kwargs):
   def build(key):
     k1, k2 = jax.random.split(key)
     return (_logits(k1, (2, 5, 3)), targets(k2, (2, 5, 3))), kwargs
+
   return build
 
 
@@ -61,6 +62,7 @@ def _region(**kwargs):
   def build(key):
     k1, k2 = jax.random.split(key)
     return (_probs(k1, (2, 4, 4, 3)), _ids(k2, (2, 4, 4), 3)), kwargs
+
   return build
 
 
@@ -75,31 +77,36 @@ def _rotated_boxes(key, shape):
 
 def _every_class(shape, num_classes):
   """Class ids in which every class occurs in every image: (i + j) % C."""
-  i, j = jnp.meshgrid(jnp.arange(shape[1]), jnp.arange(shape[2]),
-                      indexing="ij")
+  i, j = jnp.meshgrid(jnp.arange(shape[1]), jnp.arange(shape[2]), indexing="ij")
   return jnp.broadcast_to((i + j) % num_classes, shape)
 
 
 def _spatial(**kwargs):
   """Distance-based region losses: probs [2, 6, 6, 3], every class present."""
+
   def build(key):
     return (_probs(key, (2, 6, 6, 3)), _every_class((2, 6, 6), 3)), kwargs
+
   return build
 
 
 def _class_cost(**kwargs):
   """Matching cost: 4 query logits over 3 classes against 5 class ids."""
+
   def build(key):
     k1, k2 = jax.random.split(key)
     return (_logits(k1, (4, 3)), _ids(k2, (5,), 3)), kwargs
+
   return build
 
 
 def _mask_cost(**kwargs):
   """Matching cost: 4 query mask logits against 5 binary masks of 6 pixels."""
+
   def build(key):
     k1, k2 = jax.random.split(key)
     return (_logits(k1, (4, 6)), _binary(k2, (5, 6))), kwargs
+
   return build
 
 
@@ -107,71 +114,83 @@ def _box_pair(n=5, m=None, **kwargs):
   def build(key):
     k1, k2 = jax.random.split(key)
     return (_boxes(k1, (n,)), _boxes(k2, (n if m is None else m,))), kwargs
+
   return build
 
 
 BUILDERS = {
-    "focal_loss": _pixelwise(_binary),
-    "softmax_focal_loss": lambda key: (
-        (_logits(key, (2, 5, 3)), _ids(jax.random.split(key)[1], (2, 5), 3)),
-        {}),
-    "varifocal_loss": _pixelwise(_quality),
-    "quality_focal_loss": _pixelwise(_quality),
-    "dice_loss": _region(),
-    "iou_loss": _region(),
-    "tversky_loss": _region(alpha=0.3, beta=0.7),
-    "generalized_dice_loss": _region(),
-    "mcc_loss": _region(),
-    "generalized_wasserstein_dice_loss": _region(),
-    "lovasz_softmax": _region(),
-    "lovasz_hinge": _pixelwise(_binary),
-    "box_iou_loss": _box_pair(),
-    "box_giou_loss": _box_pair(),
-    "box_diou_loss": _box_pair(),
-    "box_ciou_loss": _box_pair(),
-    "box_eiou_loss": _box_pair(),
-    "box_iou": _box_pair(3, 4),
-    "generalized_box_iou": _box_pair(3, 4),
-    "box_convert": lambda key: (
-        (_boxes(key, (5,)),), {"in_format": "xyxy", "out_format": "cxcywh"}),
-    "distribution_focal_loss": lambda key: (
-        (_logits(key, (5, 4, 8)),
-         jax.random.uniform(jax.random.split(key)[1], (5, 4), maxval=7.0)),
-        {}),
-    "distribution_integral": lambda key: ((_logits(key, (5, 4, 8)),), {}),
-    "box_siou_loss": _box_pair(),
-    "distance_box_iou": _box_pair(3, 4),
-    "complete_box_iou": _box_pair(3, 4),
-    "rotated_box_probiou_loss": lambda key: (
-        (_rotated_boxes(key, (5,)),
-         _rotated_boxes(jax.random.split(key)[1], (5,))), {}),
-    "rotated_box_kld_loss": lambda key: (
-        (_rotated_boxes(key, (5,)),
-         _rotated_boxes(jax.random.split(key)[1], (5,))), {}),
-    "rotated_box_gwd_loss": lambda key: (
-        (_rotated_boxes(key, (5,)),
-         _rotated_boxes(jax.random.split(key)[1], (5,))), {}),
-    "distance_transform": lambda key: (
-        (jax.random.bernoulli(key, 0.5, (2, 6, 6)).at[:, 0, 0].set(False),),
-        {"axis": (1, 2)}),
-    "boundary_loss": _spatial(),
-    "hausdorff_dt_loss": _spatial(),
-    "cldice_loss": _spatial(),
-    "soft_skeleton": lambda key: ((_probs(key, (2, 6, 6, 3)),), {}),
-    "softmax_class_cost": _class_cost(),
-    "focal_class_cost": _class_cost(),
-    "box_l1_cost": _box_pair(3, 4),
-    "mask_dice_cost": _mask_cost(),
-    "mask_bce_cost": _mask_cost(),
-    "mask_focal_cost": _mask_cost(),
+  "focal_loss": _pixelwise(_binary),
+  "softmax_focal_loss": lambda key: (
+    (_logits(key, (2, 5, 3)), _ids(jax.random.split(key)[1], (2, 5), 3)),
+    {},
+  ),
+  "varifocal_loss": _pixelwise(_quality),
+  "quality_focal_loss": _pixelwise(_quality),
+  "dice_loss": _region(),
+  "iou_loss": _region(),
+  "tversky_loss": _region(alpha=0.3, beta=0.7),
+  "generalized_dice_loss": _region(),
+  "mcc_loss": _region(),
+  "generalized_wasserstein_dice_loss": _region(),
+  "lovasz_softmax": _region(),
+  "lovasz_hinge": _pixelwise(_binary),
+  "box_iou_loss": _box_pair(),
+  "box_giou_loss": _box_pair(),
+  "box_diou_loss": _box_pair(),
+  "box_ciou_loss": _box_pair(),
+  "box_eiou_loss": _box_pair(),
+  "box_iou": _box_pair(3, 4),
+  "generalized_box_iou": _box_pair(3, 4),
+  "box_convert": lambda key: (
+    (_boxes(key, (5,)),),
+    {"in_format": "xyxy", "out_format": "cxcywh"},
+  ),
+  "distribution_focal_loss": lambda key: (
+    (
+      _logits(key, (5, 4, 8)),
+      jax.random.uniform(jax.random.split(key)[1], (5, 4), maxval=7.0),
+    ),
+    {},
+  ),
+  "distribution_integral": lambda key: ((_logits(key, (5, 4, 8)),), {}),
+  "box_siou_loss": _box_pair(),
+  "distance_box_iou": _box_pair(3, 4),
+  "complete_box_iou": _box_pair(3, 4),
+  "rotated_box_probiou_loss": lambda key: (
+    (_rotated_boxes(key, (5,)), _rotated_boxes(jax.random.split(key)[1], (5,))),
+    {},
+  ),
+  "rotated_box_kld_loss": lambda key: (
+    (_rotated_boxes(key, (5,)), _rotated_boxes(jax.random.split(key)[1], (5,))),
+    {},
+  ),
+  "rotated_box_gwd_loss": lambda key: (
+    (_rotated_boxes(key, (5,)), _rotated_boxes(jax.random.split(key)[1], (5,))),
+    {},
+  ),
+  "distance_transform": lambda key: (
+    (jax.random.bernoulli(key, 0.5, (2, 6, 6)).at[:, 0, 0].set(False),),
+    {"axis": (1, 2)},
+  ),
+  "boundary_loss": _spatial(),
+  "hausdorff_dt_loss": _spatial(),
+  "cldice_loss": _spatial(),
+  "soft_skeleton": lambda key: ((_probs(key, (2, 6, 6, 3)),), {}),
+  "softmax_class_cost": _class_cost(),
+  "focal_class_cost": _class_cost(),
+  "box_l1_cost": _box_pair(3, 4),
+  "mask_dice_cost": _mask_cost(),
+  "mask_bce_cost": _mask_cost(),
+  "mask_focal_cost": _mask_cost(),
 }
 
 
 def _check_value_checks(jaxloss):
   """Outside the context no check is traced; inside, checkify reports one."""
   from jax.experimental import checkify  # pylint: disable=g-import-not-at-top
+
   probs = jnp.full((2, 3), 1 / 3)
-  labels = jnp.array([0, 7])               # 7 is not a class
+  labels = jnp.array([0, 7])  # 7 is not a class
   checked = checkify.checkify(jax.jit(jaxloss.dice_loss))
   error, _ = checked(probs, labels)
   assert error.get() is None, error.get()
@@ -182,7 +201,7 @@ def _check_value_checks(jaxloss):
 
 
 SPECIAL = {
-    "value_checks": _check_value_checks,
+  "value_checks": _check_value_checks,
 }
 
 
@@ -194,21 +213,28 @@ def main(argv):
   import jaxloss  # pylint: disable=g-import-not-at-top
 
   package_dir = os.path.dirname(os.path.abspath(jaxloss.__file__))
-  print(f"jaxloss {jaxloss.__version__} from {package_dir} "
-        f"(jax {jax.__version__}, Python {sys.version.split()[0]})")
+  print(
+    f"jaxloss {jaxloss.__version__} from {package_dir} "
+    f"(jax {jax.__version__}, Python {sys.version.split()[0]})"
+  )
   if len(argv) > 1:
     expected = os.path.realpath(argv[1])
-    if os.path.commonpath([os.path.realpath(package_dir), expected]) != expected:
-      sys.exit(f"FAIL: jaxloss imported from {package_dir}, not from under "
-               f"{expected}")
+    if (
+      os.path.commonpath([os.path.realpath(package_dir), expected]) != expected
+    ):
+      sys.exit(
+        f"FAIL: jaxloss imported from {package_dir}, not from under {expected}"
+      )
   if not os.path.isfile(os.path.join(package_dir, "py.typed")):
     sys.exit(f"FAIL: py.typed is missing from {package_dir}")
 
   missing = sorted(set(jaxloss.__all__) - set(BUILDERS) - set(SPECIAL))
   if missing:
-    sys.exit("FAIL: no smoke case for public name(s) "
-             f"{', '.join(missing)}: add one to BUILDERS or SPECIAL in "
-             "tests/packaging_smoke.py")
+    sys.exit(
+      "FAIL: no smoke case for public name(s) "
+      f"{', '.join(missing)}: add one to BUILDERS or SPECIAL in "
+      "tests/packaging_smoke.py"
+    )
 
   failed = []
   for i, name in enumerate(sorted(jaxloss.__all__)):
@@ -227,8 +253,10 @@ def main(argv):
     else:
       print(f"ok   {name}")
   if failed:
-    sys.exit(f"FAIL: {len(failed)} of {len(jaxloss.__all__)} public names: "
-             f"{', '.join(failed)}")
+    sys.exit(
+      f"FAIL: {len(failed)} of {len(jaxloss.__all__)} public names: "
+      f"{', '.join(failed)}"
+    )
   print(f"all {len(jaxloss.__all__)} public names ok")
 
 

@@ -35,7 +35,7 @@ def edt_groups(mask, axes, sampling=None):
   batch = [a for a in range(mask.ndim) if a not in axes]
   moved = np.moveaxis(mask, batch + list(axes), range(mask.ndim))
   out = np.zeros(moved.shape)
-  for idx in np.ndindex(moved.shape[:len(batch)]):
+  for idx in np.ndindex(moved.shape[: len(batch)]):
     group = moved[idx]
     if group.all():
       out[idx] = np.inf
@@ -59,8 +59,10 @@ def signed_distance(pos, sampling=None):
   neg = ~pos
   if not pos.any() or not neg.any():
     return np.zeros(pos.shape)
-  return (neg * ndimage.distance_transform_edt(neg, sampling=sampling)
-          - (ndimage.distance_transform_edt(pos, sampling=sampling) - 1) * pos)
+  return (
+    neg * ndimage.distance_transform_edt(neg, sampling=sampling)
+    - (ndimage.distance_transform_edt(pos, sampling=sampling) - 1) * pos
+  )
 
 
 def distance_field(fg, sampling=None):
@@ -68,8 +70,9 @@ def distance_field(fg, sampling=None):
   fg = np.asarray(fg, bool)
   if not fg.any() or fg.all():
     return np.zeros(fg.shape)
-  return (ndimage.distance_transform_edt(fg, sampling=sampling)
-          + ndimage.distance_transform_edt(~fg, sampling=sampling))
+  return ndimage.distance_transform_edt(
+    fg, sampling=sampling
+  ) + ndimage.distance_transform_edt(~fg, sampling=sampling)
 
 
 def _class_mean(per_class, true, classes):
@@ -81,26 +84,32 @@ def _class_mean(per_class, true, classes):
       weights = (true > 0).astype(np.float64)
   else:
     weights = np.broadcast_to(
-        np.isin(np.arange(num_classes), classes).astype(np.float64),
-        per_class.shape)
+      np.isin(np.arange(num_classes), classes).astype(np.float64),
+      per_class.shape,
+    )
   total = weights.sum(-1)
-  return np.where(total > 0, (weights * per_class).sum(-1)
-                  / np.where(total > 0, total, 1), 0.0)
+  return np.where(
+    total > 0,
+    (weights * per_class).sum(-1) / np.where(total > 0, total, 1),
+    0.0,
+  )
 
 
 def _prepare(probs, targets, where):
   """Float64 probabilities and targets (0 at masked pixels), regions, mask."""
   p = np.asarray(probs, np.float64)
   t = np.asarray(targets, np.float64)
-  valid = (np.ones(p.shape[:-1], bool) if where is None
-           else np.asarray(where, bool))[..., None]
+  valid = (
+    np.ones(p.shape[:-1], bool) if where is None else np.asarray(where, bool)
+  )[..., None]
   return p * valid, t * valid, (t > 0.5) & valid, valid
 
 
 def _pixel_mean(terms, t, valid, axes, classes):
   count = np.sum(np.broadcast_to(valid, terms.shape)[..., :1], axis=axes)
-  per_class = np.where(count > 0, terms.sum(axis=axes)
-                       / np.where(count > 0, count, 1), 0.0)
+  per_class = np.where(
+    count > 0, terms.sum(axis=axes) / np.where(count > 0, count, 1), 0.0
+  )
   return _class_mean(per_class, t.sum(axis=axes), classes)
 
 
@@ -110,25 +119,29 @@ def boundary(probs, targets, axes, where=None, classes="all", sampling=None):
   return _pixel_mean(p * phi, t, valid, axes, classes)
 
 
-def hausdorff_dt(probs, targets, axes, alpha=2.0, where=None, classes="all",
-                 sampling=None):
+def hausdorff_dt(
+  probs, targets, axes, alpha=2.0, where=None, classes="all", sampling=None
+):
   p, t, regions, valid = _prepare(probs, targets, where)
   d_t = _per_image_class(distance_field, regions, sampling)
   d_p = _per_image_class(distance_field, (p > 0.5) & valid, sampling)
-  terms = (p - t) ** 2 * (d_p ** alpha + d_t ** alpha)
+  terms = (p - t) ** 2 * (d_p**alpha + d_t**alpha)
   return _pixel_mean(terms, t, valid, axes, classes)
 
 
 def _window(x, offsets, reduce, fill):
   """``reduce`` over ``x`` shifted by each offset (``fill`` past the border)."""
   spatial = x.ndim - 2
-  padded = np.pad(x, [(0, 0)] + [(1, 1)] * spatial + [(0, 0)],
-                  constant_values=fill)
+  padded = np.pad(
+    x, [(0, 0)] + [(1, 1)] * spatial + [(0, 0)], constant_values=fill
+  )
   out = None
   for off in offsets:
-    index = (slice(None),) + tuple(
-        slice(1 + o, 1 + o + n) for o, n in zip(off, x.shape[1:-1])) + (
-            slice(None),)
+    index = (
+      (slice(None),)
+      + tuple(slice(1 + o, 1 + o + n) for o, n in zip(off, x.shape[1:-1]))
+      + (slice(None),)
+    )
     out = padded[index] if out is None else reduce(out, padded[index])
   return out
 
@@ -159,8 +172,9 @@ def soft_skeleton(x, iterations=3):
   return skel
 
 
-def cldice(probs, targets, axes, iterations=3, smooth=1.0, where=None,
-           classes="all"):
+def cldice(
+  probs, targets, axes, iterations=3, smooth=1.0, where=None, classes="all"
+):
   p, t, _, _ = _prepare(probs, targets, where)
   skel_p, skel_t = soft_skeleton(p, iterations), soft_skeleton(t, iterations)
 
@@ -171,6 +185,7 @@ def cldice(probs, targets, axes, iterations=3, smooth=1.0, where=None,
   prec = ratio((skel_p * t).sum(axis=axes), skel_p.sum(axis=axes))
   sens = ratio((skel_t * p).sum(axis=axes), skel_t.sum(axis=axes))
   both = prec + sens
-  per_class = 1 - np.where(both == 0, 0.0,
-                           2 * prec * sens / np.where(both == 0, 1, both))
+  per_class = 1 - np.where(
+    both == 0, 0.0, 2 * prec * sens / np.where(both == 0, 1, both)
+  )
   return _class_mean(per_class, t.sum(axis=axes), classes)

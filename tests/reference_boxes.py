@@ -41,8 +41,10 @@ def enclosing(a, b):
   """Width and height of the smallest box that holds both."""
   ax1, ay1, ax2, ay2 = _split(a)
   bx1, by1, bx2, by2 = _split(b)
-  return (np.maximum(ax2, bx2) - np.minimum(ax1, bx1),
-          np.maximum(ay2, by2) - np.minimum(ay1, by1))
+  return (
+    np.maximum(ax2, bx2) - np.minimum(ax1, bx1),
+    np.maximum(ay2, by2) - np.minimum(ay1, by1),
+  )
 
 
 def centre(b):
@@ -76,15 +78,17 @@ def _rho2(pred, target):
 
 def diou_loss(pred, target, eps=1e-7):
   cw, ch = enclosing(pred, target)
-  return (1 - iou(pred, target, eps)
-          + _rho2(pred, target) / (cw**2 + ch**2 + eps))
+  return (
+    1 - iou(pred, target, eps) + _rho2(pred, target) / (cw**2 + ch**2 + eps)
+  )
 
 
 def ciou_v(pred, target):
   px1, py1, px2, py2 = _split(pred)
   tx1, ty1, tx2, ty2 = _split(target)
-  return (4 / np.pi**2) * (np.arctan((tx2 - tx1) / (ty2 - ty1))
-                           - np.arctan((px2 - px1) / (py2 - py1))) ** 2
+  return (4 / np.pi**2) * (
+    np.arctan((tx2 - tx1) / (ty2 - ty1)) - np.arctan((px2 - px1) / (py2 - py1))
+  ) ** 2
 
 
 def ciou_alpha(pred, target, eps=1e-7):
@@ -104,9 +108,11 @@ def eiou_loss(pred, target, eps=1e-7):
   px1, py1, px2, py2 = _split(pred)
   tx1, ty1, tx2, ty2 = _split(target)
   cw, ch = enclosing(pred, target)
-  return (diou_loss(pred, target, eps)
-          + ((px2 - px1) - (tx2 - tx1)) ** 2 / (cw**2 + eps)
-          + ((py2 - py1) - (ty2 - ty1)) ** 2 / (ch**2 + eps))
+  return (
+    diou_loss(pred, target, eps)
+    + ((px2 - px1) - (tx2 - tx1)) ** 2 / (cw**2 + eps)
+    + ((py2 - py1) - (ty2 - ty1)) ** 2 / (ch**2 + eps)
+  )
 
 
 def pairwise(fn, a, b):

@@ -36,6 +36,7 @@ def _log_sigmoid(x):
 
 # DFL ---------------------------------------------------------------------------
 
+
 def dfl(logits, y):
   """GFL Eq. 6: -((y_{i+1} - y) log S_i + (y - y_i) log S_{i+1})."""
   log_s = _log_softmax(logits)
@@ -54,19 +55,20 @@ def integral(logits):
 
 # SIoU -------------------------------------------------------------------------
 
+
 def siou_loss(pred, target, eps=1e-7):
   """Gevorgyan 2022: 1 - IoU + (Delta + Omega) / 2."""
   pred, target = _f64(pred), _f64(target)
   pcx, pcy = boxes.centre(pred)
   tcx, tcy = boxes.centre(target)
   sigma = np.sqrt((tcx - pcx) ** 2 + (tcy - pcy) ** 2)
-  c_h = np.abs(tcy - pcy)                         # angle cost's c_h
+  c_h = np.abs(tcy - pcy)  # angle cost's c_h
   x = c_h / sigma
   angle = 1 - 2 * np.sin(np.arcsin(x) - np.pi / 4) ** 2
   cw, ch = boxes.enclosing(pred, target)
   gamma = 2 - angle
-  rho_x = (tcx - pcx) ** 2 / (cw ** 2 + eps)
-  rho_y = (tcy - pcy) ** 2 / (ch ** 2 + eps)
+  rho_x = (tcx - pcx) ** 2 / (cw**2 + eps)
+  rho_y = (tcy - pcy) ** 2 / (ch**2 + eps)
   distance = (1 - np.exp(-gamma * rho_x)) + (1 - np.exp(-gamma * rho_y))
   pw, ph = pred[..., 2] - pred[..., 0], pred[..., 3] - pred[..., 1]
   tw, th = target[..., 2] - target[..., 0], target[..., 3] - target[..., 1]
@@ -78,6 +80,7 @@ def siou_loss(pred, target, eps=1e-7):
 
 # alpha-IoU ----------------------------------------------------------------------
 
+
 def alpha_iou_loss(pred, target, power, eps=1e-7):
   return 1 - boxes.iou(pred, target, eps) ** power
 
@@ -87,30 +90,37 @@ def alpha_giou_loss(pred, target, power, eps=1e-7):
   union = boxes.area(pred) + boxes.area(target) - inter
   cw, ch = boxes.enclosing(pred, target)
   c = cw * ch
-  return (1 - (inter / (union + eps)) ** power
-          + ((c - union) / (c + eps)) ** power)
+  return (
+    1 - (inter / (union + eps)) ** power + ((c - union) / (c + eps)) ** power
+  )
 
 
 def alpha_diou_loss(pred, target, power, eps=1e-7):
   cw, ch = boxes.enclosing(pred, target)
   rho2 = boxes._rho2(pred, target)
-  return (1 - boxes.iou(pred, target, eps) ** power
-          + (rho2 / (cw ** 2 + ch ** 2 + eps)) ** power)
+  return (
+    1
+    - boxes.iou(pred, target, eps) ** power
+    + (rho2 / (cw**2 + ch**2 + eps)) ** power
+  )
 
 
 def alpha_ciou_loss(pred, target, power, eps=1e-7, alpha=None):
   """``alpha`` (CIoU's trade-off weight) fixed as in the gradient."""
   if alpha is None:
     alpha = boxes.ciou_alpha(pred, target, eps)
-  return (alpha_diou_loss(pred, target, power, eps)
-          + (alpha * boxes.ciou_v(pred, target)) ** power)
+  return (
+    alpha_diou_loss(pred, target, power, eps)
+    + (alpha * boxes.ciou_v(pred, target)) ** power
+  )
 
 
 # Pairwise DIoU / CIoU (torchvision's values) ------------------------------------
 
+
 def distance_box_iou(a, b, eps=1e-7):
   cw, ch = boxes.enclosing(a, b)
-  return boxes.iou(a, b) - boxes._rho2(a, b) / (cw ** 2 + ch ** 2 + eps)
+  return boxes.iou(a, b) - boxes._rho2(a, b) / (cw**2 + ch**2 + eps)
 
 
 def complete_box_iou(a, b, eps=1e-7):
@@ -121,6 +131,7 @@ def complete_box_iou(a, b, eps=1e-7):
 
 
 # Rotated boxes --------------------------------------------------------------------
+
 
 def gaussian(box, k, eps):
   """Mean and covariance of a rotated box (cx, cy, w, h, theta)."""
@@ -144,15 +155,16 @@ def bhattacharyya(p, t, eps=1e-7):
   mu2, s2 = gaussian(t, 12, eps)
   s = (s1 + s2) / 2
   d = mu1 - mu2
-  return (d @ np.linalg.solve(s, d) / 8
-          + 0.5 * np.log(np.linalg.det(s)
-                         / np.sqrt(np.linalg.det(s1) * np.linalg.det(s2))))
+  return d @ np.linalg.solve(s, d) / 8 + 0.5 * np.log(
+    np.linalg.det(s) / np.sqrt(np.linalg.det(s1) * np.linalg.det(s2))
+  )
 
 
 def probiou_loss(pred, target, eps=1e-7):
   """Hellinger distance sqrt(1 - exp(-B)) = 1 - ProbIoU."""
-  return _each(lambda p, t: np.sqrt(1 - np.exp(-bhattacharyya(p, t, eps))),
-               pred, target)
+  return _each(
+    lambda p, t: np.sqrt(1 - np.exp(-bhattacharyya(p, t, eps))), pred, target
+  )
 
 
 def kld(p, t, eps=1e-7):
@@ -161,8 +173,12 @@ def kld(p, t, eps=1e-7):
   mu_t, s_t = gaussian(t, 4, eps)
   inv_t = np.linalg.inv(s_t)
   d = mu_p - mu_t
-  return 0.5 * (d @ inv_t @ d + np.trace(inv_t @ s_p)
-                + np.log(np.linalg.det(s_t) / np.linalg.det(s_p)) - 2)
+  return 0.5 * (
+    d @ inv_t @ d
+    + np.trace(inv_t @ s_p)
+    + np.log(np.linalg.det(s_t) / np.linalg.det(s_p))
+    - 2
+  )
 
 
 def _sqrtm(m):
@@ -185,16 +201,15 @@ def _normalise(d, fun, tau):
 
 
 def kld_loss(pred, target, fun="log1p", tau=1.0, eps=1e-7):
-  return _normalise(_each(lambda p, t: kld(p, t, eps), pred, target), fun,
-                    tau)
+  return _normalise(_each(lambda p, t: kld(p, t, eps), pred, target), fun, tau)
 
 
 def gwd_loss(pred, target, fun="log1p", tau=1.0, eps=1e-7):
-  return _normalise(_each(lambda p, t: gwd2(p, t, eps), pred, target), fun,
-                    tau)
+  return _normalise(_each(lambda p, t: gwd2(p, t, eps), pred, target), fun, tau)
 
 
 # Matching costs ---------------------------------------------------------------
+
 
 def softmax_class_cost(logits, labels):
   """DETR: -p[label]."""
@@ -207,7 +222,7 @@ def focal_class_cost(logits, labels, alpha=0.25, gamma=2.0):
   x = _f64(logits)
   p = 1 / (1 + np.exp(-x))
   pos = alpha * (1 - p) ** gamma * -_log_sigmoid(x)
-  neg = (1 - alpha) * p ** gamma * -_log_sigmoid(-x)
+  neg = (1 - alpha) * p**gamma * -_log_sigmoid(-x)
   labels = np.asarray(labels)
   return pos[..., labels] - neg[..., labels]
 
@@ -223,7 +238,8 @@ def mask_dice_cost(logits, targets, smooth=1.0):
   for i in range(p.shape[0]):
     for j in range(t.shape[0]):
       out[i, j] = 1 - (2 * (p[i] * t[j]).sum() + smooth) / (
-          p[i].sum() + t[j].sum() + smooth)
+        p[i].sum() + t[j].sum() + smooth
+      )
   return out
 
 
@@ -242,6 +258,7 @@ def mask_focal_cost(logits, targets, alpha=0.25, gamma=2.0):
   x, t = _f64(logits), _f64(targets)
   p = 1 / (1 + np.exp(-x))
   pos = alpha * (1 - p) ** gamma * _bce(x, 1.0)
-  neg = (1 - alpha) * p ** gamma * _bce(x, 0.0)
-  return np.array([[(tj * pi + (1 - tj) * ni).mean() for tj in t]
-                   for pi, ni in zip(pos, neg)])
+  neg = (1 - alpha) * p**gamma * _bce(x, 0.0)
+  return np.array(
+    [[(tj * pi + (1 - tj) * ni).mean() for tj in t] for pi, ni in zip(pos, neg)]
+  )

@@ -78,8 +78,14 @@ def lovasz_softmax_flat(probs, labels, classes="present", class_weights=None):
   return float(weights @ losses), np.tensordot(weights, grads, axes=1)
 
 
-def lovasz_softmax(probs, labels, where=None, classes="present",
-                   per_image=False, class_weights=None):
+def lovasz_softmax(
+  probs,
+  labels,
+  where=None,
+  classes="present",
+  per_image=False,
+  class_weights=None,
+):
   """Lovász-softmax of ``probs [B, ..., C]`` with optional ``where [B, ...]``.
 
   ``per_image=False`` pools every pixel of the batch (one loss);
@@ -100,8 +106,9 @@ def lovasz_softmax(probs, labels, where=None, classes="present",
     num_classes = p.shape[-1]
     flat_p = p.reshape(-1, num_classes)
     keep = w.reshape(-1)
-    loss, g = lovasz_softmax_flat(flat_p[keep], y.reshape(-1)[keep], classes,
-                                  class_weights)
+    loss, g = lovasz_softmax_flat(
+      flat_p[keep], y.reshape(-1)[keep], classes, class_weights
+    )
     full = np.zeros_like(flat_p)
     full[keep] = g
     grad[b] = full.reshape(p.shape)

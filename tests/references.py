@@ -24,7 +24,8 @@ def numerical_grad(f, x, eps=1e-6):
 
 def one_hot(labels, num_classes):
   return (np.asarray(labels)[..., None] == np.arange(num_classes)).astype(
-      np.float64)
+    np.float64
+  )
 
 
 # Focal (Lin et al. 2017).
@@ -34,8 +35,8 @@ def sigmoid_focal(logits, labels, alpha=0.25, gamma=2.0):
   """-alpha_t (1 - p_t)^gamma [y log p + (1 - y) log(1 - p)], elementwise."""
   x = np.asarray(logits, np.float64)
   y = np.asarray(labels, np.float64)
-  log_p = -np.logaddexp(0, -x)       # log sigmoid(x)
-  log_1mp = -np.logaddexp(0, x)      # log sigmoid(-x)
+  log_p = -np.logaddexp(0, -x)  # log sigmoid(x)
+  log_1mp = -np.logaddexp(0, x)  # log sigmoid(-x)
   p = np.exp(log_p)
   ce = -(y * log_p + (1 - y) * log_1mp)
   p_t = y * p + (1 - y) * (1 - p)
@@ -49,8 +50,11 @@ def softmax_focal(logits, targets, alpha=None, gamma=2.0):
   """-sum_c alpha_c t_c (1 - p_c)^gamma log p_c over the last axis."""
   x = np.asarray(logits, np.float64)
   t = np.asarray(targets, np.float64)
-  log_p = x - np.log(np.sum(np.exp(x - x.max(-1, keepdims=True)), -1,
-                            keepdims=True)) - x.max(-1, keepdims=True)
+  log_p = (
+    x
+    - np.log(np.sum(np.exp(x - x.max(-1, keepdims=True)), -1, keepdims=True))
+    - x.max(-1, keepdims=True)
+  )
   p = np.exp(log_p)
   a = 1.0 if alpha is None else np.asarray(alpha, np.float64)
   return -np.sum(a * t * (1 - p) ** gamma * log_p, axis=-1)
@@ -59,8 +63,9 @@ def softmax_focal(logits, targets, alpha=None, gamma=2.0):
 # Overlap losses: per-class statistics over the pooled valid pixels.
 
 
-def overlap_stats(probs, targets, axes, where=None, squared=False,
-                  soft_labels=True):
+def overlap_stats(
+  probs, targets, axes, where=None, squared=False, soft_labels=True
+):
   """I, P, T per class, pooled over ``axes`` (a tuple of leading axes).
 
   ``where`` has one flag a pixel or one a pixel and class. With
@@ -75,8 +80,11 @@ def overlap_stats(probs, targets, axes, where=None, squared=False,
       valid = valid[..., None]
     p, t = p * valid, t * valid
   if soft_labels and not squared:
-    inter = (np.sum(np.abs(p), axis=axes) + np.sum(np.abs(t), axis=axes)
-             - np.sum(np.abs(p - t), axis=axes)) / 2
+    inter = (
+      np.sum(np.abs(p), axis=axes)
+      + np.sum(np.abs(t), axis=axes)
+      - np.sum(np.abs(p - t), axis=axes)
+    ) / 2
   else:
     inter = np.sum(p * t, axis=axes)
   pred = np.sum(p**2 if squared else p, axis=axes)
@@ -111,32 +119,68 @@ def _ratio(num, den):
   return np.where(den == 0, 1.0, num / np.where(den == 0, 1, den))
 
 
-def dice(probs, targets, axes, where=None, smooth=1.0, squared=False,
-         classes="all", class_weights=None, soft_labels=True):
+def dice(
+  probs,
+  targets,
+  axes,
+  where=None,
+  smooth=1.0,
+  squared=False,
+  classes="all",
+  class_weights=None,
+  soft_labels=True,
+):
   i, p, t = overlap_stats(probs, targets, axes, where, squared, soft_labels)
   per_class = 1 - _ratio(2 * i + smooth, p + t + smooth)
   return class_mean(per_class, t, classes, class_weights)
 
 
-def iou(probs, targets, axes, where=None, smooth=1.0, squared=False,
-        classes="all", class_weights=None, soft_labels=True):
+def iou(
+  probs,
+  targets,
+  axes,
+  where=None,
+  smooth=1.0,
+  squared=False,
+  classes="all",
+  class_weights=None,
+  soft_labels=True,
+):
   i, p, t = overlap_stats(probs, targets, axes, where, squared, soft_labels)
   per_class = 1 - _ratio(i + smooth, p + t - i + smooth)
   return class_mean(per_class, t, classes, class_weights)
 
 
-def tversky(probs, targets, axes, alpha=0.5, beta=0.5, gamma=1.0, where=None,
-            smooth=1.0, squared=False, classes="all", class_weights=None,
-            soft_labels=True):
+def tversky(
+  probs,
+  targets,
+  axes,
+  alpha=0.5,
+  beta=0.5,
+  gamma=1.0,
+  where=None,
+  smooth=1.0,
+  squared=False,
+  classes="all",
+  class_weights=None,
+  soft_labels=True,
+):
   i, p, t = overlap_stats(probs, targets, axes, where, squared, soft_labels)
   fp, fn = p - i, t - i
-  per_class = (1 - _ratio(i + smooth, i + alpha * fp + beta * fn + smooth))
+  per_class = 1 - _ratio(i + smooth, i + alpha * fp + beta * fn + smooth)
   per_class = np.maximum(per_class, 0) ** gamma
   return class_mean(per_class, t, classes, class_weights)
 
 
-def mcc(probs, targets, axes, where=None, smooth=1.0, classes="all",
-        class_weights=None):
+def mcc(
+  probs,
+  targets,
+  axes,
+  where=None,
+  smooth=1.0,
+  classes="all",
+  class_weights=None,
+):
   """1 - Matthews correlation of the soft confusion counts (Abhishek and
   Hamarneh 2021), per class; 0/0 counts as correlation 0."""
   p = np.asarray(probs, np.float64)
@@ -156,9 +200,18 @@ def mcc(probs, targets, axes, where=None, smooth=1.0, classes="all",
   return class_mean(per_class, tp + fn, classes, class_weights)
 
 
-def generalized_dice(probs, targets, axes, weighting="square", where=None,
-                     smooth=1.0, squared=False, classes="all",
-                     class_weights=None, soft_labels=True):
+def generalized_dice(
+  probs,
+  targets,
+  axes,
+  weighting="square",
+  where=None,
+  smooth=1.0,
+  squared=False,
+  classes="all",
+  class_weights=None,
+  soft_labels=True,
+):
   """Sudre et al. 2017; an absent class takes the largest finite weight."""
   i, p, t = overlap_stats(probs, targets, axes, where, squared, soft_labels)
   if weighting == "uniform":
@@ -185,8 +238,15 @@ def generalized_dice(probs, targets, axes, weighting="square", where=None,
 # Generalised Wasserstein Dice (Fidon et al. 2017; Tilborghs et al. 2020).
 
 
-def generalized_wasserstein_dice(probs, targets, distance_matrix, axes,
-                                 weighting="default", where=None, smooth=1.0):
+def generalized_wasserstein_dice(
+  probs,
+  targets,
+  distance_matrix,
+  axes,
+  weighting="default",
+  where=None,
+  smooth=1.0,
+):
   """1 - (2 TP + s) / (2 TP + E + s), pooled over ``axes``.
 
   M is divided by its largest entry; W_i = sum_{l,c} t_il M[l, c] p_ic (the
@@ -210,7 +270,7 @@ def generalized_wasserstein_dice(probs, targets, distance_matrix, axes,
       w += t[..., l] * m[l, c] * p[..., c]
   if weighting == "default":
     alpha = m[:, 0]
-  else:   # one weight per class and pooled group, broadcast to the pixels
+  else:  # one weight per class and pooled group, broadcast to the pixels
     alpha = np.expand_dims(1 / (np.sum(t, axis=axes) + 1), axes)
   a = np.sum(alpha * t, axis=-1)
   true_pos = np.sum(a * (1 - w), axis=axes)

@@ -15,8 +15,14 @@ from jaxloss import _lovasz
 from tests import reference_lovasz as ref_lovasz
 from tests import references as ref
 
-REGION = ("dice_loss", "iou_loss", "tversky_loss", "generalized_dice_loss",
-          "mcc_loss", "lovasz_softmax")
+REGION = (
+  "dice_loss",
+  "iou_loss",
+  "tversky_loss",
+  "generalized_dice_loss",
+  "mcc_loss",
+  "lovasz_softmax",
+)
 
 
 def _region(seed=0, shape=(2, 4, 5, 3)):
@@ -27,8 +33,9 @@ def _region(seed=0, shape=(2, 4, 5, 3)):
 
 
 def _close(got, want, rtol=1e-5, atol=1e-6):
-  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=rtol,
-                             atol=atol)
+  np.testing.assert_allclose(
+    np.asarray(got), np.asarray(want), rtol=rtol, atol=atol
+  )
 
 
 # ---------------------------------------------------------------------------
@@ -41,8 +48,11 @@ def _close(got, want, rtol=1e-5, atol=1e-6):
 def test_concrete_class_ids_out_of_range_refused_under_jit(name, classes):
   probs, ids = _region()
   loss = jax.jit(lambda p, y: getattr(jaxloss, name)(p, y, classes=classes))
-  with pytest.raises(ValueError, match=rf"{name}: classes .* must lie in "
-                     r"\[0, 3\)"):
+  with pytest.raises(
+    ValueError,
+    match=rf"{name}: classes .* must lie in "
+    r"\[0, 3\)",
+  ):
     loss(probs, ids)
 
 
@@ -64,8 +74,11 @@ def test_selecting_classes_equals_slicing_the_channels(name, classes):
     want = ref_lovasz.lovasz_softmax(probs, ids, classes=classes)[0]
   else:
     targets = jax.nn.one_hot(ids, 3)
-    want = fn(probs[..., jnp.array(classes)], targets[..., jnp.array(classes)],
-              classes="all")
+    want = fn(
+      probs[..., jnp.array(classes)],
+      targets[..., jnp.array(classes)],
+      classes="all",
+    )
   got = jax.jit(lambda p, y: fn(p, y, classes=classes))(probs, ids)
   _close(got, want, rtol=1e-5)
 
@@ -75,10 +88,12 @@ def test_traced_class_ids_out_of_range_give_nan_not_another_class():
   for name in REGION:
     fn = getattr(jaxloss, name)
     got = jax.jit(lambda p, y, c: fn(p, y, classes=c))(
-        probs, ids, jnp.array([0, 3]))
+      probs, ids, jnp.array([0, 3])
+    )
     assert np.isnan(got), name
     got = jax.jit(lambda p, y, c: fn(p, y, classes=c))(
-        probs, ids, jnp.array([-1]))
+      probs, ids, jnp.array([-1])
+    )
     assert np.isnan(got), name
 
 
@@ -86,12 +101,14 @@ def test_generalized_dice_weights_come_from_the_selected_classes():
   # Class 2 is absent; the largest finite weight must be the one of the
   # selected classes [1, 2], not of class 0 (rare, so its weight is large).
   ids = jnp.array([[0, 1, 1, 1], [1, 1, 1, 1]])
-  probs = jax.nn.softmax(jax.random.normal(jax.random.PRNGKey(3),
-                                           (2, 4, 3)), -1)
+  probs = jax.nn.softmax(
+    jax.random.normal(jax.random.PRNGKey(3), (2, 4, 3)), -1
+  )
   got = jaxloss.generalized_dice_loss(probs, ids, classes=[1, 2])
   targets = jax.nn.one_hot(ids, 3)
-  want = ref.generalized_dice(np.asarray(probs)[..., 1:],
-                              np.asarray(targets)[..., 1:], (0, 1))
+  want = ref.generalized_dice(
+    np.asarray(probs)[..., 1:], np.asarray(targets)[..., 1:], (0, 1)
+  )
   _close(got, want)
 
 
@@ -129,8 +146,9 @@ def test_focal_fractional_gamma_finite_target_gradient_at_hard_targets():
   x = jnp.array([-3.0, 0.0, 2.0, 40.0, -40.0, 0.5])
   y = jnp.array([0.0, 1.0, 1.0, 0.0, 1.0, 0.0])
   for gamma in (0.5, 1.5):
-    grad = jax.grad(lambda x, y: jaxloss.focal_loss(x, y, gamma=gamma).sum(),
-                    argnums=(0, 1))(x, y)
+    grad = jax.grad(
+      lambda x, y: jaxloss.focal_loss(x, y, gamma=gamma).sum(), argnums=(0, 1)
+    )(x, y)
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in grad), gamma
 
 
@@ -138,14 +156,21 @@ def test_focal_traced_and_numpy_options_agree_with_python_ones():
   x = jax.random.normal(jax.random.PRNGKey(6), (4, 5)) * 3
   y = (x > 0.5).astype(jnp.float32)
   want = jaxloss.focal_loss(x, y, alpha=0.25, gamma=2.0)
-  _close(jaxloss.focal_loss(x, y, alpha=np.float32(0.25),
-                            gamma=np.float64(2.0)), want)
+  _close(
+    jaxloss.focal_loss(x, y, alpha=np.float32(0.25), gamma=np.float64(2.0)),
+    want,
+  )
   traced = jax.jit(lambda a, g: jaxloss.focal_loss(x, y, alpha=a, gamma=g))
   _close(traced(0.25, 2.0), want, rtol=1e-5)
-  _close(jax.jit(lambda g: jaxloss.varifocal_loss(x, y * 0.7, gamma=g))(1.5),
-         jaxloss.varifocal_loss(x, y * 0.7, gamma=1.5))
-  _close(jax.jit(lambda b: jaxloss.quality_focal_loss(x, y * 0.7, beta=b))(
-      2.0), jaxloss.quality_focal_loss(x, y * 0.7), rtol=1e-5)
+  _close(
+    jax.jit(lambda g: jaxloss.varifocal_loss(x, y * 0.7, gamma=g))(1.5),
+    jaxloss.varifocal_loss(x, y * 0.7, gamma=1.5),
+  )
+  _close(
+    jax.jit(lambda b: jaxloss.quality_focal_loss(x, y * 0.7, beta=b))(2.0),
+    jaxloss.quality_focal_loss(x, y * 0.7),
+    rtol=1e-5,
+  )
 
 
 def test_focal_second_derivative_at_logit_zero():
@@ -173,10 +198,13 @@ def test_empty_inputs():
     grad = jax.grad(lambda p: fn(p, ids[:0], axis=(1, 2)).sum())(probs[:0])
     assert grad.shape == (0, 4, 5, 3)
     assert float(fn(probs, ids, classes=[])) == 0
-    assert float(fn(probs[..., :0], jnp.zeros(ids.shape, jnp.int32),
-                    classes="all")) == 0
-  hinge = jaxloss.lovasz_hinge(jnp.zeros((0, 3, 3)), jnp.zeros((0, 3, 3)),
-                               axis=(1, 2))
+    assert (
+      float(fn(probs[..., :0], jnp.zeros(ids.shape, jnp.int32), classes="all"))
+      == 0
+    )
+  hinge = jaxloss.lovasz_hinge(
+    jnp.zeros((0, 3, 3)), jnp.zeros((0, 3, 3)), axis=(1, 2)
+  )
   assert hinge.shape == (0,)
   for name in REGION[:4]:
     fn = getattr(jaxloss, name)
@@ -197,11 +225,11 @@ def test_value_checks_ignore_masked_entries():
   hidden = probs.at[0, 0, 0, 0].set(1.5)
   keep_pixels = jnp.ones(ids.shape, bool).at[0, 0, 0].set(False)
   cases = [
-      (jaxloss.focal_loss, (x, bad), {"where": keep}),
-      (jaxloss.varifocal_loss, (x, bad), {"where": keep}),
-      (jaxloss.dice_loss, (hidden, ids), {"where": keep_pixels}),
-      (jaxloss.lovasz_softmax, (hidden, ids), {"where": keep_pixels}),
-      (jaxloss.lovasz_hinge, (x, bad), {"where": keep}),
+    (jaxloss.focal_loss, (x, bad), {"where": keep}),
+    (jaxloss.varifocal_loss, (x, bad), {"where": keep}),
+    (jaxloss.dice_loss, (hidden, ids), {"where": keep_pixels}),
+    (jaxloss.lovasz_softmax, (hidden, ids), {"where": keep_pixels}),
+    (jaxloss.lovasz_hinge, (x, bad), {"where": keep}),
   ]
   for fn, args, kwargs in cases:
     checked = checkify.checkify(jax.jit(functools.partial(fn, **kwargs)))
@@ -215,7 +243,7 @@ def test_value_checks_ignore_masked_entries():
 def test_value_checks_context_retraces_a_jitted_function():
   probs, ids = _region(9)
   loss = jax.jit(jaxloss.dice_loss)
-  loss(probs, ids)                              # traced without the checks
+  loss(probs, ids)  # traced without the checks
   with jaxloss.value_checks():
     error, _ = checkify.checkify(loss)(probs, ids.at[0, 0, 0].set(7))
   assert "dice_loss: labels must lie in [0, 3)" in error.get()
@@ -225,10 +253,9 @@ def test_value_checks_context_retraces_a_jitted_function():
 @pytest.mark.parametrize("engine", _lovasz.ENGINES)
 def test_lovasz_nan_in_an_absent_class_gives_nan_on_both_engines(engine):
   probs, ids = _region(10)
-  ids = jnp.minimum(ids, 1)                     # class 2 absent
+  ids = jnp.minimum(ids, 1)  # class 2 absent
   bad = probs.at[0, 0, 0, 2].set(jnp.nan)
-  loss = _lovasz.softmax_with_engine(bad, ids, classes="present",
-                                     engine=engine)
+  loss = _lovasz.softmax_with_engine(bad, ids, classes="present", engine=engine)
   assert np.isnan(loss)
   # Hidden by the mask: no NaN.
   keep = jnp.ones(ids.shape, bool).at[0, 0, 0].set(False)
@@ -241,40 +268,72 @@ def test_lovasz_nan_in_an_absent_class_gives_nan_on_both_engines(engine):
 
 
 BAD_OPTIONS = [
-    ("dice_loss", {"axis": 1.0}, TypeError, "axis must be None, an int"),
-    ("dice_loss", {"axis": True}, TypeError, "axis must be None, an int"),
-    ("dice_loss", {"smooth": -1.0}, ValueError, "smooth must be >= 0"),
-    ("dice_loss", {"squared": "no"}, TypeError, "squared must be True or"),
-    ("iou_loss", {"class_weights": -jnp.ones(3)}, ValueError,
-     "class_weights must be finite and >= 0"),
-    ("tversky_loss", {"alpha": -1.0}, ValueError, "alpha must be >= 0"),
-    ("tversky_loss", {"gamma": 0.0}, ValueError, "gamma must be > 0"),
-    ("tversky_loss", {"beta": float("nan")}, ValueError, "beta must be finite"),
-    ("generalized_dice_loss", {"weighting": 2}, ValueError, "weighting must"),
-    ("lovasz_softmax", {"axis": (0, 0)}, ValueError, r"axis \(0, 0\) repeats"),
-    ("focal_loss", {"alpha": jnp.ones(5)}, ValueError,
-     r"alpha must be a scalar, got shape \(5,\)"),
-    ("focal_loss", {"gamma": "2"}, TypeError, "gamma must be a real number"),
-    ("focal_loss", {"gamma": np.float32(-1)}, ValueError, "gamma must be >= 0"),
-    ("focal_loss", {"gamma": np.float64("nan")}, ValueError,
-     "gamma must be finite"),
-    ("focal_loss", {"alpha": -0.25}, ValueError, "alpha must be >= 0"),
-    ("focal_loss", {"alpha": 1.5}, ValueError, "alpha must be <= 1"),
-    ("softmax_focal_loss", {"gamma": -0.5}, ValueError, "gamma must be >= 0"),
-    ("varifocal_loss", {"alpha": "x"}, TypeError, "alpha must be a real"),
-    ("quality_focal_loss", {"beta": None}, TypeError, "beta must be a real"),
-    ("dice_loss", {"soft_labels": 1}, TypeError, "soft_labels must be True"),
-    ("iou_loss", {"soft_labels": jnp.array(True)}, TypeError,
-     "soft_labels must be True"),
-    ("mcc_loss", {"smooth": float("inf")}, ValueError, "smooth must be finite"),
-    ("lovasz_softmax", {"class_weights": jnp.ones(4)}, ValueError,
-     r"class_weights.shape \(4,\) must be \(3,\)"),
-    ("generalized_wasserstein_dice_loss", {"distance_matrix": jnp.ones(3)},
-     ValueError, "distance_matrix"),
-    ("dice_loss", {"where": jnp.ones((2, 4, 5, 1), bool)}, ValueError,
-     r"where.shape \(2, 4, 5, 1\) must equal probs.shape\[:-1\]"),
-    ("mcc_loss", {"where": jnp.ones((2, 4, 5, 3))}, TypeError,
-     "where must be a boolean array"),
+  ("dice_loss", {"axis": 1.0}, TypeError, "axis must be None, an int"),
+  ("dice_loss", {"axis": True}, TypeError, "axis must be None, an int"),
+  ("dice_loss", {"smooth": -1.0}, ValueError, "smooth must be >= 0"),
+  ("dice_loss", {"squared": "no"}, TypeError, "squared must be True or"),
+  (
+    "iou_loss",
+    {"class_weights": -jnp.ones(3)},
+    ValueError,
+    "class_weights must be finite and >= 0",
+  ),
+  ("tversky_loss", {"alpha": -1.0}, ValueError, "alpha must be >= 0"),
+  ("tversky_loss", {"gamma": 0.0}, ValueError, "gamma must be > 0"),
+  ("tversky_loss", {"beta": float("nan")}, ValueError, "beta must be finite"),
+  ("generalized_dice_loss", {"weighting": 2}, ValueError, "weighting must"),
+  ("lovasz_softmax", {"axis": (0, 0)}, ValueError, r"axis \(0, 0\) repeats"),
+  (
+    "focal_loss",
+    {"alpha": jnp.ones(5)},
+    ValueError,
+    r"alpha must be a scalar, got shape \(5,\)",
+  ),
+  ("focal_loss", {"gamma": "2"}, TypeError, "gamma must be a real number"),
+  ("focal_loss", {"gamma": np.float32(-1)}, ValueError, "gamma must be >= 0"),
+  (
+    "focal_loss",
+    {"gamma": np.float64("nan")},
+    ValueError,
+    "gamma must be finite",
+  ),
+  ("focal_loss", {"alpha": -0.25}, ValueError, "alpha must be >= 0"),
+  ("focal_loss", {"alpha": 1.5}, ValueError, "alpha must be <= 1"),
+  ("softmax_focal_loss", {"gamma": -0.5}, ValueError, "gamma must be >= 0"),
+  ("varifocal_loss", {"alpha": "x"}, TypeError, "alpha must be a real"),
+  ("quality_focal_loss", {"beta": None}, TypeError, "beta must be a real"),
+  ("dice_loss", {"soft_labels": 1}, TypeError, "soft_labels must be True"),
+  (
+    "iou_loss",
+    {"soft_labels": jnp.array(True)},
+    TypeError,
+    "soft_labels must be True",
+  ),
+  ("mcc_loss", {"smooth": float("inf")}, ValueError, "smooth must be finite"),
+  (
+    "lovasz_softmax",
+    {"class_weights": jnp.ones(4)},
+    ValueError,
+    r"class_weights.shape \(4,\) must be \(3,\)",
+  ),
+  (
+    "generalized_wasserstein_dice_loss",
+    {"distance_matrix": jnp.ones(3)},
+    ValueError,
+    "distance_matrix",
+  ),
+  (
+    "dice_loss",
+    {"where": jnp.ones((2, 4, 5, 1), bool)},
+    ValueError,
+    r"where.shape \(2, 4, 5, 1\) must equal probs.shape\[:-1\]",
+  ),
+  (
+    "mcc_loss",
+    {"where": jnp.ones((2, 4, 5, 3))},
+    TypeError,
+    "where must be a boolean array",
+  ),
 ]
 
 
@@ -293,16 +352,26 @@ def test_bad_options_are_named_at_trace_time(name, options, error, message):
 def test_tversky_half_half_is_dice_with_twice_the_smoothing():
   probs, ids = _region(12)
   for s in (0.0, 0.5, 1.0):
-    _close(jaxloss.tversky_loss(probs, ids, smooth=s),
-           jaxloss.dice_loss(probs, ids, smooth=2 * s))
+    _close(
+      jaxloss.tversky_loss(probs, ids, smooth=s),
+      jaxloss.dice_loss(probs, ids, smooth=2 * s),
+    )
 
 
 # ---------------------------------------------------------------------------
 # Per-element masks (one flag a pixel and class): NaN under the mask, vmap.
 
-ELEMENT_MASKED = ("dice_loss", "iou_loss", "tversky_loss",
-                  "generalized_dice_loss", "mcc_loss", "lovasz_softmax",
-                  "boundary_loss", "hausdorff_dt_loss", "cldice_loss")
+ELEMENT_MASKED = (
+  "dice_loss",
+  "iou_loss",
+  "tversky_loss",
+  "generalized_dice_loss",
+  "mcc_loss",
+  "lovasz_softmax",
+  "boundary_loss",
+  "hausdorff_dt_loss",
+  "cldice_loss",
+)
 
 
 @pytest.mark.parametrize("name", ELEMENT_MASKED)
@@ -317,9 +386,15 @@ def test_per_element_mask_hides_nan_and_commutes_with_vmap(name):
     value, grad = jax.value_and_grad(lambda p: fn(p, ids, where=where))(bad)
     # Per image (a batch of one each: the boundary losses need a batch axis).
     per_image = jax.vmap(lambda p, y, w: fn(p[None], y[None], where=w[None]))(
-        probs, ids, where)
-    return (value, grad, fn(probs, ids, where=where),
-            fn(probs, ids, where=where, axis=(1, 2)), per_image)
+      probs, ids, where
+    )
+    return (
+      value,
+      grad,
+      fn(probs, ids, where=where),
+      fn(probs, ids, where=where, axis=(1, 2)),
+      per_image,
+    )
 
   value, grad, clean, pooled, per_image = run(bad, probs, ids, where)
   assert np.isfinite(value) and np.all(np.isfinite(grad)), name

@@ -54,132 +54,212 @@ def _boxes(key, shape):
 
 def _box_pair(**kwargs):
   """Box-loss case: two sets of 2 x 5 boxes, elementwise."""
+
   def make(k1, k2):
     return (_boxes(k1, (2, 5)), _boxes(k2, (2, 5))), kwargs
+
   return make
 
 
 def _region(**kwargs):
   """Region-loss case: probs [2, 5, 6, 4] and class ids, per-image pooling."""
+
   def make(k1, k2):
     return (_probs(k1, (2, 5, 6, 4)), _ids(k2, (2, 5, 6), 4)), kwargs
+
   return make
 
 
 CASES = {
-    "focal_loss": lambda k1, k2: (
-        (_logits(k1, (2, 7, 3)), _binary(k2, (2, 7, 3))), {}),
-    "softmax_focal_loss": lambda k1, k2: (
-        (_logits(k1, (2, 7, 4)), _ids(k2, (2, 7), 4)), {"gamma": 1.5}),
-    "dice_loss": _region(),
-    "iou_loss": _region(classes="present"),
-    "tversky_loss": _region(alpha=0.3, beta=0.7, gamma=0.75),
-    "generalized_dice_loss": _region(weighting="simple"),
-    "mcc_loss": _region(classes="present"),
-    "generalized_wasserstein_dice_loss": _region(smooth=0.5),
-    "lovasz_softmax": _region(classes="all", class_weights=np.arange(4.0)),
-    "lovasz_hinge": lambda k1, k2: (
-        (_logits(k1, (2, 5, 6)), _binary(k2, (2, 5, 6))), {}),
-    "varifocal_loss": lambda k1, k2: (
-        (_logits(k1, (2, 7, 3)), _quality(k2, (2, 7, 3))), {"gamma": 1.5}),
-    "quality_focal_loss": lambda k1, k2: (
-        (_logits(k1, (2, 7, 3)), _quality(k2, (2, 7, 3))), {}),
-    "box_iou_loss": _box_pair(),
-    "box_giou_loss": _box_pair(),
-    "box_diou_loss": _box_pair(),
-    "box_ciou_loss": _box_pair(),
-    "box_eiou_loss": _box_pair(eps=1e-6),
-    "box_iou": lambda k1, k2: ((_boxes(k1, (2, 3)), _boxes(k2, (2, 5))), {}),
-    "generalized_box_iou": lambda k1, k2: (
-        (_boxes(k1, (2, 3)), _boxes(k2, (2, 5))), {}),
-    "box_convert": lambda k1, k2: (
-        (_boxes(k1, (2, 5)),), {"in_format": "cxcywh", "out_format": "xyxy"}),
-    "distribution_focal_loss": lambda k1, k2: (
-        (_logits(k1, (2, 3, 4, 8)),
-         jax.random.uniform(k2, (2, 3, 4), maxval=7.0)), {}),
-    "distribution_integral": lambda k1, k2: ((_logits(k1, (2, 3, 8)),), {}),
-    "box_siou_loss": _box_pair(),
-    "distance_box_iou": lambda k1, k2: (
-        (_boxes(k1, (2, 3)), _boxes(k2, (2, 5))), {}),
-    "complete_box_iou": lambda k1, k2: (
-        (_boxes(k1, (2, 3)), _boxes(k2, (2, 5))), {"eps": 1e-6}),
-    # Rotated boxes (cx, cy, w, h, theta): the corners of _boxes as centre
-    # and size (sizes in [1, 4]), angles in [-3, 3].
-    "rotated_box_probiou_loss": lambda k1, k2: (
-        tuple(jnp.concatenate([_boxes(k, (2, 5)), jax.random.uniform(
-            k, (2, 5, 1), minval=-3, maxval=3)], -1) for k in (k1, k2)), {}),
-    "rotated_box_kld_loss": lambda k1, k2: (
-        tuple(jnp.concatenate([_boxes(k, (2, 5)), jax.random.uniform(
-            k, (2, 5, 1), minval=-3, maxval=3)], -1) for k in (k1, k2)),
-        {"fun": "sqrt", "tau": 2.0}),
-    "rotated_box_gwd_loss": lambda k1, k2: (
-        tuple(jnp.concatenate([_boxes(k, (2, 5)), jax.random.uniform(
-            k, (2, 5, 1), minval=-3, maxval=3)], -1) for k in (k1, k2)), {}),
-    "softmax_class_cost": lambda k1, k2: (
-        (_logits(k1, (2, 4, 5)), _ids(k2, (2, 3), 5)), {}),
-    "focal_class_cost": lambda k1, k2: (
-        (_logits(k1, (2, 4, 5)), _ids(k2, (2, 3), 5)), {"gamma": 1.5}),
-    "box_l1_cost": lambda k1, k2: (
-        (_boxes(k1, (2, 4)), _boxes(k2, (2, 3))), {}),
-    "mask_dice_cost": lambda k1, k2: (
-        (_logits(k1, (2, 4, 6)), _binary(k2, (2, 3, 6))), {}),
-    "mask_bce_cost": lambda k1, k2: (
-        (_logits(k1, (2, 4, 6)), _binary(k2, (2, 3, 6))), {}),
-    "mask_focal_cost": lambda k1, k2: (
-        (_logits(k1, (2, 4, 6)), _binary(k2, (2, 3, 6))), {"alpha": 0.5}),
-    "boundary_loss": lambda k1, k2: (
-        (_probs(k1, (2, 2, 5, 6, 3)), _ids(k2, (2, 2, 5, 6), 3)),
-        {"sampling": 1.5}),
-    "hausdorff_dt_loss": lambda k1, k2: (
-        (_probs(k1, (2, 2, 5, 6, 3)), _ids(k2, (2, 2, 5, 6), 3)),
-        {"alpha": 1.5}),
-    "cldice_loss": lambda k1, k2: (
-        (_probs(k1, (2, 2, 5, 6, 3)), _ids(k2, (2, 2, 5, 6), 3)), {}),
-    "soft_skeleton": lambda k1, k2: ((_probs(k1, (2, 2, 5, 6, 3)),), {}),
-    "distance_transform": lambda k1, k2: (
-        (jax.random.bernoulli(k1, 0.7, (2, 5, 6)),), {"sampling": 1.5}),
+  "focal_loss": lambda k1, k2: (
+    (_logits(k1, (2, 7, 3)), _binary(k2, (2, 7, 3))),
+    {},
+  ),
+  "softmax_focal_loss": lambda k1, k2: (
+    (_logits(k1, (2, 7, 4)), _ids(k2, (2, 7), 4)),
+    {"gamma": 1.5},
+  ),
+  "dice_loss": _region(),
+  "iou_loss": _region(classes="present"),
+  "tversky_loss": _region(alpha=0.3, beta=0.7, gamma=0.75),
+  "generalized_dice_loss": _region(weighting="simple"),
+  "mcc_loss": _region(classes="present"),
+  "generalized_wasserstein_dice_loss": _region(smooth=0.5),
+  "lovasz_softmax": _region(classes="all", class_weights=np.arange(4.0)),
+  "lovasz_hinge": lambda k1, k2: (
+    (_logits(k1, (2, 5, 6)), _binary(k2, (2, 5, 6))),
+    {},
+  ),
+  "varifocal_loss": lambda k1, k2: (
+    (_logits(k1, (2, 7, 3)), _quality(k2, (2, 7, 3))),
+    {"gamma": 1.5},
+  ),
+  "quality_focal_loss": lambda k1, k2: (
+    (_logits(k1, (2, 7, 3)), _quality(k2, (2, 7, 3))),
+    {},
+  ),
+  "box_iou_loss": _box_pair(),
+  "box_giou_loss": _box_pair(),
+  "box_diou_loss": _box_pair(),
+  "box_ciou_loss": _box_pair(),
+  "box_eiou_loss": _box_pair(eps=1e-6),
+  "box_iou": lambda k1, k2: ((_boxes(k1, (2, 3)), _boxes(k2, (2, 5))), {}),
+  "generalized_box_iou": lambda k1, k2: (
+    (_boxes(k1, (2, 3)), _boxes(k2, (2, 5))),
+    {},
+  ),
+  "box_convert": lambda k1, k2: (
+    (_boxes(k1, (2, 5)),),
+    {"in_format": "cxcywh", "out_format": "xyxy"},
+  ),
+  "distribution_focal_loss": lambda k1, k2: (
+    (_logits(k1, (2, 3, 4, 8)), jax.random.uniform(k2, (2, 3, 4), maxval=7.0)),
+    {},
+  ),
+  "distribution_integral": lambda k1, k2: ((_logits(k1, (2, 3, 8)),), {}),
+  "box_siou_loss": _box_pair(),
+  "distance_box_iou": lambda k1, k2: (
+    (_boxes(k1, (2, 3)), _boxes(k2, (2, 5))),
+    {},
+  ),
+  "complete_box_iou": lambda k1, k2: (
+    (_boxes(k1, (2, 3)), _boxes(k2, (2, 5))),
+    {"eps": 1e-6},
+  ),
+  # Rotated boxes (cx, cy, w, h, theta): the corners of _boxes as centre
+  # and size (sizes in [1, 4]), angles in [-3, 3].
+  "rotated_box_probiou_loss": lambda k1, k2: (
+    tuple(
+      jnp.concatenate(
+        [
+          _boxes(k, (2, 5)),
+          jax.random.uniform(k, (2, 5, 1), minval=-3, maxval=3),
+        ],
+        -1,
+      )
+      for k in (k1, k2)
+    ),
+    {},
+  ),
+  "rotated_box_kld_loss": lambda k1, k2: (
+    tuple(
+      jnp.concatenate(
+        [
+          _boxes(k, (2, 5)),
+          jax.random.uniform(k, (2, 5, 1), minval=-3, maxval=3),
+        ],
+        -1,
+      )
+      for k in (k1, k2)
+    ),
+    {"fun": "sqrt", "tau": 2.0},
+  ),
+  "rotated_box_gwd_loss": lambda k1, k2: (
+    tuple(
+      jnp.concatenate(
+        [
+          _boxes(k, (2, 5)),
+          jax.random.uniform(k, (2, 5, 1), minval=-3, maxval=3),
+        ],
+        -1,
+      )
+      for k in (k1, k2)
+    ),
+    {},
+  ),
+  "softmax_class_cost": lambda k1, k2: (
+    (_logits(k1, (2, 4, 5)), _ids(k2, (2, 3), 5)),
+    {},
+  ),
+  "focal_class_cost": lambda k1, k2: (
+    (_logits(k1, (2, 4, 5)), _ids(k2, (2, 3), 5)),
+    {"gamma": 1.5},
+  ),
+  "box_l1_cost": lambda k1, k2: ((_boxes(k1, (2, 4)), _boxes(k2, (2, 3))), {}),
+  "mask_dice_cost": lambda k1, k2: (
+    (_logits(k1, (2, 4, 6)), _binary(k2, (2, 3, 6))),
+    {},
+  ),
+  "mask_bce_cost": lambda k1, k2: (
+    (_logits(k1, (2, 4, 6)), _binary(k2, (2, 3, 6))),
+    {},
+  ),
+  "mask_focal_cost": lambda k1, k2: (
+    (_logits(k1, (2, 4, 6)), _binary(k2, (2, 3, 6))),
+    {"alpha": 0.5},
+  ),
+  "boundary_loss": lambda k1, k2: (
+    (_probs(k1, (2, 2, 5, 6, 3)), _ids(k2, (2, 2, 5, 6), 3)),
+    {"sampling": 1.5},
+  ),
+  "hausdorff_dt_loss": lambda k1, k2: (
+    (_probs(k1, (2, 2, 5, 6, 3)), _ids(k2, (2, 2, 5, 6), 3)),
+    {"alpha": 1.5},
+  ),
+  "cldice_loss": lambda k1, k2: (
+    (_probs(k1, (2, 2, 5, 6, 3)), _ids(k2, (2, 2, 5, 6), 3)),
+    {},
+  ),
+  "soft_skeleton": lambda k1, k2: ((_probs(k1, (2, 2, 5, 6, 3)),), {}),
+  "distance_transform": lambda k1, k2: (
+    (jax.random.bernoulli(k1, 0.7, (2, 5, 6)),),
+    {"sampling": 1.5},
+  ),
 }
 
 # Options with no sensible default are required keywords (the two formats of
 # box_convert); any other parameter without a default is positional.
-REQUIRED_KEYWORDS = {("box_convert", "in_format"),
-                     ("box_convert", "out_format")}
+REQUIRED_KEYWORDS = {
+  ("box_convert", "in_format"),
+  ("box_convert", "out_format"),
+}
 
 # A region loss pools over every axis by default, so a batched call is not a
 # stack of per-example calls; the table pools per example for them.
-POOLED = {"dice_loss", "iou_loss", "tversky_loss", "generalized_dice_loss",
-          "mcc_loss", "generalized_wasserstein_dice_loss", "lovasz_softmax",
-          "lovasz_hinge"}
+POOLED = {
+  "dice_loss",
+  "iou_loss",
+  "tversky_loss",
+  "generalized_dice_loss",
+  "mcc_loss",
+  "generalized_wasserstein_dice_loss",
+  "lovasz_softmax",
+  "lovasz_hinge",
+}
 
 
 # Inputs that the value checks must report (under jaxloss.value_checks and
 # checkify): a function of the case's arguments returning bad arguments.
 BAD = {
-    "focal_loss": lambda x, y: (x, y + 2),
-    "softmax_focal_loss": lambda x, y: (x, y.at[0].set(9)),
-    "varifocal_loss": lambda x, y: (x, y + 2),
-    "quality_focal_loss": lambda x, y: (x, y - 2),
-    "dice_loss": lambda p, y: (p, y.at[0, 0].set(9)),
-    "iou_loss": lambda p, y: (p * 3, y),
-    "tversky_loss": lambda p, y: (p, y.at[0, 0].set(-1)),
-    "generalized_dice_loss": lambda p, y: (p - 1, y),
-    "mcc_loss": lambda p, y: (p, y.at[0, 0].set(4)),
-    "generalized_wasserstein_dice_loss": lambda p, y: (p, y.at[0, 0].set(-2)),
-    "lovasz_softmax": lambda p, y: (p, y.at[0, 0].set(9)),
-    "lovasz_hinge": lambda x, y: (x, y + 3),
-    "distribution_focal_loss": lambda x, y: (x, y + 8),
-    "softmax_class_cost": lambda x, y: (x, y + 5),
-    "focal_class_cost": lambda x, y: (x, y - 5),
-    "mask_dice_cost": lambda x, y: (x, y + 2),
-    "mask_bce_cost": lambda x, y: (x, y - 2),
-    "mask_focal_cost": lambda x, y: (x, y * 3),
+  "focal_loss": lambda x, y: (x, y + 2),
+  "softmax_focal_loss": lambda x, y: (x, y.at[0].set(9)),
+  "varifocal_loss": lambda x, y: (x, y + 2),
+  "quality_focal_loss": lambda x, y: (x, y - 2),
+  "dice_loss": lambda p, y: (p, y.at[0, 0].set(9)),
+  "iou_loss": lambda p, y: (p * 3, y),
+  "tversky_loss": lambda p, y: (p, y.at[0, 0].set(-1)),
+  "generalized_dice_loss": lambda p, y: (p - 1, y),
+  "mcc_loss": lambda p, y: (p, y.at[0, 0].set(4)),
+  "generalized_wasserstein_dice_loss": lambda p, y: (p, y.at[0, 0].set(-2)),
+  "lovasz_softmax": lambda p, y: (p, y.at[0, 0].set(9)),
+  "lovasz_hinge": lambda x, y: (x, y + 3),
+  "distribution_focal_loss": lambda x, y: (x, y + 8),
+  "softmax_class_cost": lambda x, y: (x, y + 5),
+  "focal_class_cost": lambda x, y: (x, y - 5),
+  "mask_dice_cost": lambda x, y: (x, y + 2),
+  "mask_bce_cost": lambda x, y: (x, y - 2),
+  "mask_focal_cost": lambda x, y: (x, y * 3),
 }
 
 # Functions whose second derivative is not that of their value by design:
 # piecewise-linear losses (Hessian 0 almost everywhere) and CIoU, whose
 # aspect-ratio weight is a constant of the gradient.
-NOT_SMOOTH = {"lovasz_softmax", "lovasz_hinge", "box_ciou_loss",
-              "complete_box_iou"}
+NOT_SMOOTH = {
+  "lovasz_softmax",
+  "lovasz_hinge",
+  "box_ciou_loss",
+  "complete_box_iou",
+}
 
 # Public names that are not functions of arrays.
 NOT_ARRAY_FUNCTIONS = {"value_checks"}
@@ -239,15 +319,16 @@ def _differentiable(name):
 
 def test_differentiable_names_take_float_inputs():
   keys = jax.random.split(jax.random.PRNGKey(0))
-  for name in CASES:   # shapes and dtypes only: nothing is computed
+  for name in CASES:  # shapes and dtypes only: nothing is computed
     args = jax.eval_shape(lambda: CASES[name](*keys)[0])
     floating = jnp.issubdtype(args[0].dtype, jnp.floating)
     assert floating == _differentiable(name), name
 
 
 def _close(got, want, rtol=1e-5, atol=1e-6):
-  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=rtol,
-                             atol=atol)
+  np.testing.assert_allclose(
+    np.asarray(got), np.asarray(want), rtol=rtol, atol=atol
+  )
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -258,14 +339,15 @@ def test_plain_jit_vmap_agree(name):
   @jax.jit
   def batched(*args):
     out = (jax.vmap(call)(*args),) + tuple(
-        call(*[a[i] for a in args]) for i in range(2))
-    if name in POOLED:   # per-example pooling over axis= equals vmap
+      call(*[a[i] for a in args]) for i in range(2)
+    )
+    if name in POOLED:  # per-example pooling over axis= equals vmap
       axes = tuple(range(1, args[0].ndim - (name != "lovasz_hinge")))
       out += (fn(*args, axis=axes, **kwargs),)
     return out
 
   vmapped, first, second, *pooled = batched(*args)
-  _close(call(*[a[0] for a in args]), first)         # eager equals jit
+  _close(call(*[a[0] for a in args]), first)  # eager equals jit
   _close(vmapped, jnp.stack([first, second]))
   for per_example in pooled:
     _close(per_example, vmapped)
@@ -282,11 +364,18 @@ def test_every_derivative_agrees(name):
   def derivatives(x, t, *rest):
     g = lambda x: f(x, *rest)
     _, linear = jax.linearize(g, x)
-    return (g(x), jax.grad(g)(x), jax.value_and_grad(g)(x), jax.jvp(g, (x,), (t,)),
-            linear(t), jax.jacfwd(g)(x))
+    return (
+      g(x),
+      jax.grad(g)(x),
+      jax.value_and_grad(g)(x),
+      jax.jvp(g, (x,), (t,)),
+      linear(t),
+      jax.jacfwd(g)(x),
+    )
 
   value, grad, (value2, grad2), (primal, tangent), linear, jac = derivatives(
-      x, t, *rest)
+    x, t, *rest
+  )
   assert grad.shape == x.shape
   assert bool(jnp.all(jnp.isfinite(grad))) and float(jnp.max(jnp.abs(grad)))
   _close(value2, value)
@@ -305,8 +394,12 @@ def test_hessian_vector_product(name):
   f, one = _scalar(name)
   with jax.enable_x64(True):
     x = jnp.asarray(one[0], jnp.float64)
-    rest = [jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating)
-            else a for a in one[1:]]
+    rest = [
+      jnp.asarray(a, jnp.float64)
+      if jnp.issubdtype(a.dtype, jnp.floating)
+      else a
+      for a in one[1:]
+    ]
     t = jax.random.normal(jax.random.PRNGKey(8), x.shape, jnp.float64)
     eps = 1e-5
 
@@ -340,11 +433,14 @@ def test_export(name):
     program = call
   exported = jax.export.export(jax.jit(program))(*one)
   restored = jax.export.deserialize(exported.serialize())
-  for got, want in zip(jax.tree.leaves(restored.call(*one)),
-                       jax.tree.leaves(jax.jit(program)(*one))):
+  for got, want in zip(
+    jax.tree.leaves(restored.call(*one)),
+    jax.tree.leaves(jax.jit(program)(*one)),
+  ):
     _close(got, want, rtol=1e-4)
-  exported = jax.export.export(jax.jit(program),
-                               platforms=("cuda", "tpu"))(*one)
+  exported = jax.export.export(jax.jit(program), platforms=("cuda", "tpu"))(
+    *one
+  )
   assert exported.serialize()
 
 
@@ -357,7 +453,7 @@ def test_value_checks_leave_no_trace_and_report_under_checkify(name):
   checked = checkify.checkify(call)
   with jaxloss.value_checks():
     error, value = checked(*one)
-  error.throw()                    # good input: nothing to report
+  error.throw()  # good input: nothing to report
   _close(value, call(*one))
   if name in BAD:
     with jaxloss.value_checks():

@@ -39,8 +39,9 @@ def _batch(shape=(2, 7, 8), num_classes=C, seed=0):
   """Probabilities and blob-like class ids (regions, not salt and pepper)."""
   k1, k2 = jax.random.split(jax.random.fold_in(KEY, seed))
   probs = jax.nn.softmax(2 * jax.random.normal(k1, shape + (num_classes,)))
-  coarse = jax.random.randint(k2, (shape[0],) + tuple(
-      (n + 2) // 3 for n in shape[1:]), 0, num_classes)
+  coarse = jax.random.randint(
+    k2, (shape[0],) + tuple((n + 2) // 3 for n in shape[1:]), 0, num_classes
+  )
   for axis in range(1, len(shape)):
     coarse = jnp.repeat(coarse, 3, axis=axis)
   ids = coarse[(slice(None),) + tuple(slice(0, n) for n in shape[1:])]
@@ -48,9 +49,9 @@ def _batch(shape=(2, 7, 8), num_classes=C, seed=0):
 
 
 LOSSES = {
-    "boundary": (boundary_loss, ref.boundary),
-    "hausdorff": (hausdorff_dt_loss, ref.hausdorff_dt),
-    "cldice": (cldice_loss, ref.cldice),
+  "boundary": (boundary_loss, ref.boundary),
+  "hausdorff": (hausdorff_dt_loss, ref.hausdorff_dt),
+  "cldice": (cldice_loss, ref.cldice),
 }
 
 # One jitted value-and-gradient a loss, shared by the tests (compiling the
@@ -66,17 +67,25 @@ STRIP_P = jnp.array([[0.2, 0.9, 1.0, 0.8, 0.1]])[..., None]
 
 def test_hand_cases_on_a_strip():
   # phi = (1, 0, -1, 0, 1); d_t = d_p = (1, 1, 2, 1, 1).
-  np.testing.assert_allclose(boundary_loss(STRIP_P, STRIP),
-                             (0.2 - 1.0 + 0.1) / 5, rtol=1e-6)
-  np.testing.assert_allclose(hausdorff_dt_loss(STRIP_P, STRIP),
-                             2 * (0.04 + 0.01 + 0.04 + 0.01) / 5, rtol=1e-5)
   np.testing.assert_allclose(
-      hausdorff_dt_loss(STRIP_P, STRIP, alpha=1.0),
-      (0.04 * 2 + 0.01 * 2 + 0.04 * 2 + 0.01 * 2) / 5, rtol=1e-5)
+    boundary_loss(STRIP_P, STRIP), (0.2 - 1.0 + 0.1) / 5, rtol=1e-6
+  )
+  np.testing.assert_allclose(
+    hausdorff_dt_loss(STRIP_P, STRIP),
+    2 * (0.04 + 0.01 + 0.04 + 0.01) / 5,
+    rtol=1e-5,
+  )
+  np.testing.assert_allclose(
+    hausdorff_dt_loss(STRIP_P, STRIP, alpha=1.0),
+    (0.04 * 2 + 0.01 * 2 + 0.04 * 2 + 0.01 * 2) / 5,
+    rtol=1e-5,
+  )
   # Pixels 2 apart: every distance doubles.
   np.testing.assert_allclose(
-      boundary_loss(STRIP_P, STRIP, sampling=2.0),
-      (0.2 * 2 + 0.9 * -1 + 1.0 * -3 + 0.8 * -1 + 0.1 * 2) / 5, rtol=1e-6)
+    boundary_loss(STRIP_P, STRIP, sampling=2.0),
+    (0.2 * 2 + 0.9 * -1 + 1.0 * -3 + 0.8 * -1 + 0.1 * 2) / 5,
+    rtol=1e-6,
+  )
 
 
 def test_hand_case_prediction_off_target():
@@ -86,8 +95,9 @@ def test_hand_case_prediction_off_target():
   # phi = (0, 1, 2, 3): the false positive costs its distance, 3.
   np.testing.assert_allclose(boundary_loss(p, t), 3 / 4, rtol=1e-6)
   # d_t = (1, 1, 2, 3), d_p = (3, 2, 1, 1); errors at pixels 0 and 3.
-  np.testing.assert_allclose(hausdorff_dt_loss(p, t),
-                             ((9 + 1) + (1 + 9)) / 4, rtol=1e-6)
+  np.testing.assert_allclose(
+    hausdorff_dt_loss(p, t), ((9 + 1) + (1 + 9)) / 4, rtol=1e-6
+  )
 
 
 def test_soft_skeleton_of_a_bar_and_a_tube():
@@ -108,10 +118,12 @@ def test_cldice_hand_case():
   target = jnp.zeros((1, 5, 5, 1)).at[0, 1:4, :, 0].set(1.0)
   probs = target.at[0, :, 3:, 0].set(0.0)
   # T_prec = 2 / 2, T_sens = 3 / 5; with smooth 1: 3 / 3 and 4 / 6.
-  np.testing.assert_allclose(cldice_loss(probs, target, smooth=0.0),
-                             1 - 2 * 0.6 / 1.6, rtol=1e-6)
-  np.testing.assert_allclose(cldice_loss(probs, target),
-                             1 - 2 * (4 / 6) / (1 + 4 / 6), rtol=1e-6)
+  np.testing.assert_allclose(
+    cldice_loss(probs, target, smooth=0.0), 1 - 2 * 0.6 / 1.6, rtol=1e-6
+  )
+  np.testing.assert_allclose(
+    cldice_loss(probs, target), 1 - 2 * (4 / 6) / (1 + 4 / 6), rtol=1e-6
+  )
   assert float(cldice_loss(target, target)) == 0.0
 
 
@@ -119,16 +131,22 @@ def test_cldice_hand_case():
 
 
 VARIANTS = [
-    {},
-    {"axis": (1, 2), "classes": "present"},
-    {"where": True, "classes": (0, 2)},
-    {"soft": True, "sampling": (0.5, 1.5)},
+  {},
+  {"axis": (1, 2), "classes": "present"},
+  {"where": True, "classes": (0, 2)},
+  {"soft": True, "sampling": (0.5, 1.5)},
 ]
 
 
-@pytest.mark.parametrize("name, variant", [
-    (name, v) for name in sorted(LOSSES) for v in VARIANTS
-    if name != "cldice" or "sampling" not in v and "axis" not in v])
+@pytest.mark.parametrize(
+  "name, variant",
+  [
+    (name, v)
+    for name in sorted(LOSSES)
+    for v in VARIANTS
+    if name != "cldice" or "sampling" not in v and "axis" not in v
+  ],
+)
 def test_matches_reference(name, variant):
   fn, reference = LOSSES[name]
   variant = dict(variant)
@@ -143,8 +161,10 @@ def test_matches_reference(name, variant):
     variant["where"] = jax.random.bernoulli(KEY, 0.8, ids.shape)
   axis = variant.pop("axis", None)
   axes = (0, 1, 2) if axis is None else axis
-  np_kwargs = {k: (np.asarray(v) if isinstance(v, jax.Array) else v)
-               for k, v in variant.items()}
+  np_kwargs = {
+    k: (np.asarray(v) if isinstance(v, jax.Array) else v)
+    for k, v in variant.items()
+  }
 
   want = reference(probs, targets, axes, **np_kwargs)
   if axis is not None:  # per image: values only
@@ -154,7 +174,8 @@ def test_matches_reference(name, variant):
   value, grad = STEP[name](probs, labels, **variant)
   np.testing.assert_allclose(value, want, rtol=1e-5, atol=1e-6)
   _check_directional_derivatives(
-      lambda p: reference(p, targets, axes, **np_kwargs), probs, grad)
+    lambda p: reference(p, targets, axes, **np_kwargs), probs, grad
+  )
 
 
 def _check_directional_derivatives(reference, x, grad, eps=1e-6):
@@ -167,8 +188,9 @@ def _check_directional_derivatives(reference, x, grad, eps=1e-6):
   for seed in range(3):
     v = np.random.default_rng(seed).normal(size=x.shape)
     want = (reference(x + eps * v) - reference(x - eps * v)) / (2 * eps)
-    np.testing.assert_allclose(np.vdot(np.asarray(grad, np.float64), v), want,
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+      np.vdot(np.asarray(grad, np.float64), v), want, rtol=1e-4, atol=1e-6
+    )
 
 
 def test_volumes_match_reference():
@@ -177,28 +199,36 @@ def test_volumes_match_reference():
   axes = (0, 1, 2, 3)
   spacing = (2.0, 1.0, 0.5)
   np.testing.assert_allclose(
-      boundary_loss(probs, ids, sampling=spacing),
-      ref.boundary(probs, targets, axes, sampling=spacing), rtol=1e-5)
+    boundary_loss(probs, ids, sampling=spacing),
+    ref.boundary(probs, targets, axes, sampling=spacing),
+    rtol=1e-5,
+  )
   np.testing.assert_allclose(
-      hausdorff_dt_loss(probs, ids, sampling=spacing, alpha=1.5),
-      ref.hausdorff_dt(probs, targets, axes, sampling=spacing, alpha=1.5),
-      rtol=1e-5)
-  np.testing.assert_allclose(cldice_loss(probs, ids, iterations=2),
-                             ref.cldice(probs, targets, axes, iterations=2),
-                             rtol=1e-5)
+    hausdorff_dt_loss(probs, ids, sampling=spacing, alpha=1.5),
+    ref.hausdorff_dt(probs, targets, axes, sampling=spacing, alpha=1.5),
+    rtol=1e-5,
+  )
+  np.testing.assert_allclose(
+    cldice_loss(probs, ids, iterations=2),
+    ref.cldice(probs, targets, axes, iterations=2),
+    rtol=1e-5,
+  )
 
 
 @pytest.mark.parametrize("iterations", [0, 3])
 def test_soft_skeleton_matches_reference(iterations):
   probs, _ = _batch(seed=3)
   skeleton = jax.jit(lambda p: soft_skeleton(p, iterations=iterations))
-  np.testing.assert_allclose(skeleton(probs),
-                             ref.soft_skeleton(probs, iterations), atol=1e-6)
+  np.testing.assert_allclose(
+    skeleton(probs), ref.soft_skeleton(probs, iterations), atol=1e-6
+  )
   weights = np.asarray(jax.random.uniform(KEY, probs.shape))
   got_grad = jax.jit(jax.grad(lambda p: jnp.sum(weights * skeleton(p))))(probs)
   _check_directional_derivatives(
-      lambda p: (weights * ref.soft_skeleton(p, iterations)).sum(), probs,
-      got_grad)
+    lambda p: (weights * ref.soft_skeleton(p, iterations)).sum(),
+    probs,
+    got_grad,
+  )
 
 
 # 3. Identities.
@@ -233,8 +263,10 @@ def test_hausdorff_alpha_zero_is_twice_the_mse():
   probs, ids = _batch(seed=5)
   t = jax.nn.one_hot(ids, C)
   np.testing.assert_allclose(
-      hausdorff_dt_loss(probs, ids, alpha=0.0),
-      2 * jnp.mean((probs - t) ** 2), rtol=1e-6)
+    hausdorff_dt_loss(probs, ids, alpha=0.0),
+    2 * jnp.mean((probs - t) ** 2),
+    rtol=1e-6,
+  )
 
 
 def test_perfect_predictions():
@@ -245,9 +277,11 @@ def test_perfect_predictions():
   # The boundary loss of the target itself: minus the mean inner depth.
   depth = ref.edt_groups(np.asarray(hard) > 0.5, (1, 2))
   depth = np.where(np.isinf(depth), 1, depth)  # no background: phi = 0
-  np.testing.assert_allclose(boundary_loss(hard, ids),
-                             -np.sum(np.where(hard > 0, depth - 1, 0))
-                             / hard.size, rtol=1e-6)
+  np.testing.assert_allclose(
+    boundary_loss(hard, ids),
+    -np.sum(np.where(hard > 0, depth - 1, 0)) / hard.size,
+    rtol=1e-6,
+  )
 
 
 # 4. Transforms: jit, vmap, grad, jvp, jacfwd, HVP and export of every public
@@ -263,8 +297,9 @@ def test_value_checks_report_bad_probs_and_labels_at_valid_pixels_only():
     err, _ = checked(probs, ids.at[0, 0, 0].set(3))
     assert "boundary_loss: labels must lie in [0, 3)" in err.get()
     bad = ids.at[0, 0, 0].set(255)
-    err, _ = checkify.checkify(jax.jit(
-        lambda p, y: cldice_loss(p, y, where=y != 255)))(probs, bad)
+    err, _ = checkify.checkify(
+      jax.jit(lambda p, y: cldice_loss(p, y, where=y != 255))
+    )(probs, bad)
     err.throw()
 
 
@@ -318,8 +353,9 @@ def test_bf16_close_to_float32():
     np.testing.assert_allclose(got, fn(probs, ids), rtol=3e-2, atol=3e-3)
   skeleton = soft_skeleton(probs.astype(jnp.bfloat16))
   assert skeleton.dtype == jnp.bfloat16
-  np.testing.assert_allclose(skeleton.astype(jnp.float32),
-                             soft_skeleton(probs), atol=2e-2)
+  np.testing.assert_allclose(
+    skeleton.astype(jnp.float32), soft_skeleton(probs), atol=2e-2
+  )
 
 
 # Bad input.
@@ -327,38 +363,64 @@ def test_bf16_close_to_float32():
 
 def test_errors_name_function_and_argument():
   probs, ids = _batch()
-  with pytest.raises(ValueError, match=r"boundary_loss: probs must have shape "
-                     r"\[B, \*spatial, C\] with at least one spatial axis, got "
-                     r"probs.shape \(2, 3\)"):
+  with pytest.raises(
+    ValueError,
+    match=r"boundary_loss: probs must have shape "
+    r"\[B, \*spatial, C\] with at least one spatial axis, got "
+    r"probs.shape \(2, 3\)",
+  ):
     boundary_loss(jnp.ones((2, 3)), jnp.zeros(2, jnp.int32))
   with pytest.raises(ValueError, match=r"soft_skeleton: probs must have shape"):
     soft_skeleton(jnp.ones((4, 3)))
-  with pytest.raises(ValueError, match=r"cldice_loss: iterations must be >= 0, "
-                     r"got -1"):
+  with pytest.raises(
+    ValueError,
+    match=r"cldice_loss: iterations must be >= 0, "
+    r"got -1",
+  ):
     cldice_loss(probs, ids, iterations=-1)
-  with pytest.raises(TypeError, match=r"soft_skeleton: iterations must be an "
-                     r"int, got 2.0"):
+  with pytest.raises(
+    TypeError,
+    match=r"soft_skeleton: iterations must be an "
+    r"int, got 2.0",
+  ):
     soft_skeleton(probs, iterations=2.0)
-  with pytest.raises(ValueError, match=r"hausdorff_dt_loss: sampling must be "
-                     r"one number or 2 numbers"):
+  with pytest.raises(
+    ValueError,
+    match=r"hausdorff_dt_loss: sampling must be "
+    r"one number or 2 numbers",
+  ):
     hausdorff_dt_loss(probs, ids, sampling=(1.0, 1.0, 1.0))
-  with pytest.raises(ValueError, match=r"boundary_loss: sampling must be "
-                     r"positive and finite, got \[1.0, 0.0\]"):
+  with pytest.raises(
+    ValueError,
+    match=r"boundary_loss: sampling must be "
+    r"positive and finite, got \[1.0, 0.0\]",
+  ):
     boundary_loss(probs, ids, sampling=(1.0, 0.0))
-  with pytest.raises(ValueError, match=r"hausdorff_dt_loss: alpha must be >= 0"):
+  with pytest.raises(
+    ValueError, match=r"hausdorff_dt_loss: alpha must be >= 0"
+  ):
     hausdorff_dt_loss(probs, ids, alpha=-1.0)
   with pytest.raises(ValueError, match=r"cldice_loss: smooth must be >= 0"):
     cldice_loss(probs, ids, smooth=-1.0)
-  with pytest.raises(TypeError, match=r"boundary_loss: probs must have a "
-                     r"floating dtype"):
+  with pytest.raises(
+    TypeError,
+    match=r"boundary_loss: probs must have a "
+    r"floating dtype",
+  ):
     boundary_loss(ids[..., None], ids)
-  with pytest.raises(ValueError, match=r"hausdorff_dt_loss: labels.shape "
-                     r"\(2, 8\)"):
+  with pytest.raises(
+    ValueError,
+    match=r"hausdorff_dt_loss: labels.shape "
+    r"\(2, 8\)",
+  ):
     hausdorff_dt_loss(probs, ids[:, 0])
   with pytest.raises(ValueError, match=r"cldice_loss: where.shape \(2, 7\)"):
     cldice_loss(probs, ids, where=jnp.ones((2, 7), bool))
   with pytest.raises(ValueError, match=r"boundary_loss: classes must be"):
     boundary_loss(probs, ids, classes="some")
-  with pytest.raises(ValueError, match=r"boundary_loss: axis -1 includes the "
-                     r"class axis"):
+  with pytest.raises(
+    ValueError,
+    match=r"boundary_loss: axis -1 includes the "
+    r"class axis",
+  ):
     boundary_loss(probs, ids, axis=-1)

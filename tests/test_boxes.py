@@ -16,12 +16,12 @@ from tests import reference_detection as ref_det
 from tests import references
 
 LOSSES = {
-    "iou": (jaxloss.box_iou_loss, ref.iou_loss),
-    "giou": (jaxloss.box_giou_loss, ref.giou_loss),
-    "diou": (jaxloss.box_diou_loss, ref.diou_loss),
-    "ciou": (jaxloss.box_ciou_loss, ref.ciou_loss),
-    "eiou": (jaxloss.box_eiou_loss, ref.eiou_loss),
-    "siou": (jaxloss.box_siou_loss, ref_det.siou_loss),
+  "iou": (jaxloss.box_iou_loss, ref.iou_loss),
+  "giou": (jaxloss.box_giou_loss, ref.giou_loss),
+  "diou": (jaxloss.box_diou_loss, ref.diou_loss),
+  "ciou": (jaxloss.box_ciou_loss, ref.ciou_loss),
+  "eiou": (jaxloss.box_eiou_loss, ref.eiou_loss),
+  "siou": (jaxloss.box_siou_loss, ref_det.siou_loss),
 }
 NAMES = sorted(LOSSES)
 FORMATS = ("xyxy", "xywh", "cxcywh")
@@ -43,51 +43,68 @@ def total(fn, **kwargs):
 def compiled(name, eps=1e-7):
   """``jit`` of a loss and of the gradient of its sum, shared across tests."""
   fn = LOSSES[name][0]
-  return (jax.jit(functools.partial(fn, eps=eps)),
-          jax.jit(jax.grad(total(fn, eps=eps), argnums=(0, 1))))
+  return (
+    jax.jit(functools.partial(fn, eps=eps)),
+    jax.jit(jax.grad(total(fn, eps=eps), argnums=(0, 1))),
+  )
 
 
 # 1. Hand-computed cases -------------------------------------------------------
 
-A = [0., 0., 2., 2.]
-SHIFTED = [1., 1., 3., 3.]  # I = 1, U = 7, C = 9, rho^2 = 2, c^2 = 18
-RIGHT = [2., 0., 3., 1.]    # disjoint from the unit square
+A = [0.0, 0.0, 2.0, 2.0]
+SHIFTED = [1.0, 1.0, 3.0, 3.0]  # I = 1, U = 7, C = 9, rho^2 = 2, c^2 = 18
+RIGHT = [2.0, 0.0, 3.0, 1.0]  # disjoint from the unit square
 
 
-@pytest.mark.parametrize("name, pred, target, want", [
+@pytest.mark.parametrize(
+  "name, pred, target, want",
+  [
     ("iou", A, SHIFTED, 6 / 7),
     ("giou", A, SHIFTED, 1 - 1 / 7 + 2 / 9),
     ("diou", A, SHIFTED, 1 - 1 / 7 + 2 / 18),
     ("ciou", A, SHIFTED, 1 - 1 / 7 + 2 / 18),
-    ("eiou", A, [0., 0., 4., 2.], 1 / 2 + 1 / 20 + 4 / 16),
+    ("eiou", A, [0.0, 0.0, 4.0, 2.0], 1 / 2 + 1 / 20 + 4 / 16),
     # Unit square vs [2, 3] x [0, 1]: U = 2, C = 3, rho^2 = 4, c^2 = 10.
-    ("iou", [0., 0., 1., 1.], RIGHT, 1.0),
-    ("giou", [0., 0., 1., 1.], RIGHT, 1 + 1 / 3),
-    ("diou", [0., 0., 1., 1.], RIGHT, 1 + 4 / 10),
+    ("iou", [0.0, 0.0, 1.0, 1.0], RIGHT, 1.0),
+    ("giou", [0.0, 0.0, 1.0, 1.0], RIGHT, 1 + 1 / 3),
+    ("diou", [0.0, 0.0, 1.0, 1.0], RIGHT, 1 + 4 / 10),
     # [0,2]x[0,1] vs [0,1]x[0,2]: IoU 1/3, c^2 = 8, rho^2 = 1/2,
     # v = 4/pi^2 (atan(1/2) - atan(2))^2.
-    ("ciou", [0., 0., 2., 1.], [0., 0., 1., 2.],
-     2 / 3 + 1 / 16 + (lambda v: v * v / (2 / 3 + v))(
-         4 / np.pi**2 * (np.arctan(0.5) - np.arctan(2.0))**2)),
-])
+    (
+      "ciou",
+      [0.0, 0.0, 2.0, 1.0],
+      [0.0, 0.0, 1.0, 2.0],
+      2 / 3
+      + 1 / 16
+      + (lambda v: v * v / (2 / 3 + v))(
+        4 / np.pi**2 * (np.arctan(0.5) - np.arctan(2.0)) ** 2
+      ),
+    ),
+  ],
+)
 def test_hand_cases(name, pred, target, want):
   got = LOSSES[name][0](jnp.array(pred), jnp.array(target))
   np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
 def test_pairwise_hand_case():
-  a = jnp.array([[0., 0., 2., 2.], [0., 0., 1., 1.]])
-  b = jnp.array([[1., 1., 3., 3.], [2., 0., 3., 1.]])
-  np.testing.assert_allclose(jaxloss.box_iou(a, b),
-                             [[1 / 7, 0.0], [0.0, 0.0]], atol=1e-7)
-  np.testing.assert_allclose(jaxloss.generalized_box_iou(a, b),
-                             # U = 7, C = 9 | U = 5, C = 6
-                             # U = 5, C = 9 | U = 2, C = 3
-                             [[1 / 7 - 2 / 9, -1 / 6], [-4 / 9, -1 / 3]],
-                             rtol=1e-6, atol=1e-7)
+  a = jnp.array([[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 1.0, 1.0]])
+  b = jnp.array([[1.0, 1.0, 3.0, 3.0], [2.0, 0.0, 3.0, 1.0]])
+  np.testing.assert_allclose(
+    jaxloss.box_iou(a, b), [[1 / 7, 0.0], [0.0, 0.0]], atol=1e-7
+  )
+  np.testing.assert_allclose(
+    jaxloss.generalized_box_iou(a, b),
+    # U = 7, C = 9 | U = 5, C = 6
+    # U = 5, C = 9 | U = 2, C = 3
+    [[1 / 7 - 2 / 9, -1 / 6], [-4 / 9, -1 / 3]],
+    rtol=1e-6,
+    atol=1e-7,
+  )
 
 
 # 2. float64 references: values and gradients ----------------------------------
+
 
 @pytest.mark.parametrize("name", NAMES)
 def test_values_match_reference(name):
@@ -124,7 +141,8 @@ def test_gradients_match_reference(name):
 def test_ciou_alpha_is_constant_in_the_gradient():
   pred, target = random_boxes(4, 16), random_boxes(5, 16)
   full = references.numerical_grad(
-      lambda p: np.sum(ref.ciou_loss(p, target)), pred)
+    lambda p: np.sum(ref.ciou_loss(p, target)), pred
+  )
   with jax.enable_x64(True):
     got, _ = compiled("ciou")[1](jnp.asarray(pred), jnp.asarray(target))
   assert not np.allclose(got, full, rtol=1e-4, atol=1e-6)
@@ -136,12 +154,15 @@ DISTANCE_BOX_IOU = jax.jit(jaxloss.distance_box_iou)
 COMPLETE_BOX_IOU = jax.jit(jaxloss.complete_box_iou)
 
 
-@pytest.mark.parametrize("fn, reference", [
+@pytest.mark.parametrize(
+  "fn, reference",
+  [
     (BOX_IOU, ref.iou),
     (GENERALIZED_BOX_IOU, ref.giou),
     (DISTANCE_BOX_IOU, ref_det.distance_box_iou),
     (COMPLETE_BOX_IOU, ref_det.complete_box_iou),
-])
+  ],
+)
 def test_pairwise_matches_reference(fn, reference):
   a, b = random_boxes(6, 5), random_boxes(7, 3)
   want = ref.pairwise(reference, a, b)
@@ -154,23 +175,30 @@ def test_pairwise_matches_reference(fn, reference):
   assert got.shape == (2, 5, 3)
   np.testing.assert_allclose(got[1], want, rtol=1e-5, atol=1e-6)
   # Symmetric.
-  np.testing.assert_allclose(fn(jnp.asarray(b, jnp.float32),
-                                jnp.asarray(a, jnp.float32)),
-                             want.T, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    fn(jnp.asarray(b, jnp.float32), jnp.asarray(a, jnp.float32)),
+    want.T,
+    rtol=1e-5,
+    atol=1e-6,
+  )
 
 
-@pytest.mark.parametrize("fn, reference", [
+@pytest.mark.parametrize(
+  "fn, reference",
+  [
     (BOX_IOU, ref.iou),
     (GENERALIZED_BOX_IOU, ref.giou),
-])
+  ],
+)
 def test_pairwise_gradients_match_reference(fn, reference):
   a, b = random_boxes(23, 5), random_boxes(24, 3)
   weights = np.random.default_rng(25).normal(size=(5, 3))
   scalar = lambda a: np.sum(weights * ref.pairwise(reference, a, b))
   want = references.numerical_grad(scalar, a)
   with jax.enable_x64(True):
-    got = jax.grad(lambda a: jnp.sum(jnp.asarray(weights) * fn(a, jnp.asarray(b))))(
-        jnp.asarray(a))
+    got = jax.grad(
+      lambda a: jnp.sum(jnp.asarray(weights) * fn(a, jnp.asarray(b)))
+    )(jnp.asarray(a))
   np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
   assert (np.abs(want).max(-1) > 0).sum() >= 3  # most boxes overlap one
 
@@ -178,77 +206,106 @@ def test_pairwise_gradients_match_reference(fn, reference):
 def test_pairwise_equals_elementwise_losses():
   a = jnp.asarray(random_boxes(8, 5), jnp.float32)
   b = jnp.asarray(random_boxes(9, 3), jnp.float32)
-  pairs = (jnp.broadcast_to(a[:, None], (5, 3, 4)),
-           jnp.broadcast_to(b[None], (5, 3, 4)))
-  np.testing.assert_allclose(BOX_IOU(a, b),
-                             1 - compiled("iou", 0.0)[0](*pairs),
-                             rtol=1e-6, atol=1e-7)
-  np.testing.assert_allclose(GENERALIZED_BOX_IOU(a, b),
-                             1 - compiled("giou", 0.0)[0](*pairs),
-                             rtol=1e-6, atol=1e-6)
+  pairs = (
+    jnp.broadcast_to(a[:, None], (5, 3, 4)),
+    jnp.broadcast_to(b[None], (5, 3, 4)),
+  )
+  np.testing.assert_allclose(
+    BOX_IOU(a, b), 1 - compiled("iou", 0.0)[0](*pairs), rtol=1e-6, atol=1e-7
+  )
+  np.testing.assert_allclose(
+    GENERALIZED_BOX_IOU(a, b),
+    1 - compiled("giou", 0.0)[0](*pairs),
+    rtol=1e-6,
+    atol=1e-6,
+  )
 
 
 # 3. Identities ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", NAMES)
 def test_identical_boxes_give_zero(name):
   boxes = jnp.asarray(random_boxes(10, 16), jnp.float32)
   # eps=1e-7 against areas ~1 leaves at most a few float32 ulps.
   np.testing.assert_allclose(compiled(name)[0](boxes, boxes), 0, atol=1e-6)
-  np.testing.assert_allclose(compiled(name, 0.0)[0](boxes, boxes), 0,
-                             atol=1e-7)
-  np.testing.assert_allclose(jnp.diagonal(jaxloss.box_iou(boxes, boxes)), 1,
-                             rtol=1e-6)
+  np.testing.assert_allclose(compiled(name, 0.0)[0](boxes, boxes), 0, atol=1e-7)
+  np.testing.assert_allclose(
+    jnp.diagonal(jaxloss.box_iou(boxes, boxes)), 1, rtol=1e-6
+  )
 
 
 def test_giou_equals_iou_when_the_enclosing_box_is_the_union():
-  pred = jnp.array([[0., 0., 4., 4.],   # holds the target
-                    [1., 1., 2., 2.],   # inside the target
-                    [0., 0., 2., 1.]])  # shares the full side y in [0, 1]
-  target = jnp.array([[1., 1., 3., 2.],
-                      [0., 0., 3., 3.],
-                      [1., 0., 3., 1.]])
+  pred = jnp.array(
+    [
+      [0.0, 0.0, 4.0, 4.0],  # holds the target
+      [1.0, 1.0, 2.0, 2.0],  # inside the target
+      [0.0, 0.0, 2.0, 1.0],
+    ]
+  )  # shares the full side y in [0, 1]
+  target = jnp.array(
+    [[1.0, 1.0, 3.0, 2.0], [0.0, 0.0, 3.0, 3.0], [1.0, 0.0, 3.0, 1.0]]
+  )
   giou = jaxloss.box_giou_loss(pred, target)
-  np.testing.assert_allclose(giou, jaxloss.box_iou_loss(pred, target),
-                             rtol=1e-6)
-  np.testing.assert_allclose(giou, [1 - 2 / 16, 1 - 1 / 9, 1 - 1 / 3],
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    giou, jaxloss.box_iou_loss(pred, target), rtol=1e-6
+  )
+  np.testing.assert_allclose(
+    giou, [1 - 2 / 16, 1 - 1 / 9, 1 - 1 / 3], rtol=1e-6
+  )
 
 
 def test_diou_equals_iou_for_concentric_boxes():
   rng = np.random.default_rng(11)
   centre = rng.uniform(-5, 5, (16, 2))
   half = rng.uniform(0.1, 2, (2, 16, 2))
-  pred, target = (jnp.asarray(np.concatenate([centre - h, centre + h], -1),
-                              jnp.float32) for h in half)
-  np.testing.assert_allclose(jaxloss.box_diou_loss(pred, target),
-                             jaxloss.box_iou_loss(pred, target),
-                             rtol=1e-6, atol=1e-6)
+  pred, target = (
+    jnp.asarray(np.concatenate([centre - h, centre + h], -1), jnp.float32)
+    for h in half
+  )
+  np.testing.assert_allclose(
+    jaxloss.box_diou_loss(pred, target),
+    jaxloss.box_iou_loss(pred, target),
+    rtol=1e-6,
+    atol=1e-6,
+  )
 
 
 def test_ciou_equals_diou_for_equal_aspect_ratios():
   pred = jnp.asarray(random_boxes(12, 16), jnp.float32)
-  scale = jnp.asarray(np.random.default_rng(13).uniform(0.3, 3, (16, 1)),
-                      jnp.float32)
-  shift = jnp.asarray(np.random.default_rng(14).uniform(-2, 2, (16, 2)),
-                      jnp.float32)
+  scale = jnp.asarray(
+    np.random.default_rng(13).uniform(0.3, 3, (16, 1)), jnp.float32
+  )
+  shift = jnp.asarray(
+    np.random.default_rng(14).uniform(-2, 2, (16, 2)), jnp.float32
+  )
   xy1 = pred[:, :2] + shift
-  target = jnp.concatenate([xy1, xy1 + scale * (pred[:, 2:] - pred[:, :2])],
-                           axis=-1)
-  np.testing.assert_allclose(compiled("ciou")[0](pred, target),
-                             compiled("diou")[0](pred, target),
-                             rtol=1e-6, atol=1e-6)
+  target = jnp.concatenate(
+    [xy1, xy1 + scale * (pred[:, 2:] - pred[:, :2])], axis=-1
+  )
+  np.testing.assert_allclose(
+    compiled("ciou")[0](pred, target),
+    compiled("diou")[0](pred, target),
+    rtol=1e-6,
+    atol=1e-6,
+  )
   # And their gradients agree there too (v = 0 has zero gradient).
-  np.testing.assert_allclose(compiled("ciou")[1](pred, target)[0],
-                             compiled("diou")[1](pred, target)[0],
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    compiled("ciou")[1](pred, target)[0],
+    compiled("diou")[1](pred, target)[0],
+    rtol=1e-5,
+    atol=1e-6,
+  )
 
 
 def test_eiou_equals_diou_for_equal_sizes():
   pred = jnp.asarray(random_boxes(15, 16), jnp.float32)
   target = pred + jnp.asarray([[1.5, -0.5, 1.5, -0.5]])
-  np.testing.assert_allclose(compiled("eiou")[0](pred, target),
-                             compiled("diou")[0](pred, target), rtol=1e-6)
+  np.testing.assert_allclose(
+    compiled("eiou")[0](pred, target),
+    compiled("diou")[0](pred, target),
+    rtol=1e-6,
+  )
 
 
 def test_ordering_of_the_family_on_valid_boxes():
@@ -265,20 +322,20 @@ def test_ordering_of_the_family_on_valid_boxes():
 # 4. Degenerate boxes: finite values and gradients ------------------------------
 
 DEGENERATE = {
-    # pred, target
-    "point vs box": ([1., 1., 1., 1.], [0., 0., 2., 2.]),
-    "box vs point": ([0., 0., 2., 2.], [1., 1., 1., 1.]),
-    "same point": ([1., 1., 1., 1.], [1., 1., 1., 1.]),
-    "two points": ([0., 0., 0., 0.], [3., 4., 3., 4.]),
-    "flat vs box": ([0., 1., 2., 1.], [0., 0., 2., 2.]),
-    "thin vs box": ([1., 0., 1., 2.], [0., 0., 2., 2.]),
-    "flat vs flat": ([0., 1., 2., 1.], [0., 1., 2., 1.]),
-    "identical": ([0., 0., 2., 3.], [0., 0., 2., 3.]),
-    "touching": ([0., 0., 1., 1.], [1., 0., 2., 1.]),
-    "disjoint": ([0., 0., 1., 1.], [5., 5., 6., 7.]),
-    "far apart": ([0., 0., 1., 1.], [1e6, -1e6, 1e6 + 2, -1e6 + 1]),
-    "invalid pred": ([2., 2., 0., 0.], [0., 0., 2., 2.]),
-    "inverted width": ([2., 0., 0., 2.], [0., 0., 2., 2.]),
+  # pred, target
+  "point vs box": ([1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0]),
+  "box vs point": ([0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 1.0, 1.0]),
+  "same point": ([1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]),
+  "two points": ([0.0, 0.0, 0.0, 0.0], [3.0, 4.0, 3.0, 4.0]),
+  "flat vs box": ([0.0, 1.0, 2.0, 1.0], [0.0, 0.0, 2.0, 2.0]),
+  "thin vs box": ([1.0, 0.0, 1.0, 2.0], [0.0, 0.0, 2.0, 2.0]),
+  "flat vs flat": ([0.0, 1.0, 2.0, 1.0], [0.0, 1.0, 2.0, 1.0]),
+  "identical": ([0.0, 0.0, 2.0, 3.0], [0.0, 0.0, 2.0, 3.0]),
+  "touching": ([0.0, 0.0, 1.0, 1.0], [1.0, 0.0, 2.0, 1.0]),
+  "disjoint": ([0.0, 0.0, 1.0, 1.0], [5.0, 5.0, 6.0, 7.0]),
+  "far apart": ([0.0, 0.0, 1.0, 1.0], [1e6, -1e6, 1e6 + 2, -1e6 + 1]),
+  "invalid pred": ([2.0, 2.0, 0.0, 0.0], [0.0, 0.0, 2.0, 2.0]),
+  "inverted width": ([2.0, 0.0, 0.0, 2.0], [0.0, 0.0, 2.0, 2.0]),
 }
 
 
@@ -308,8 +365,14 @@ def test_degenerate_values(degenerate):
   cases = list(DEGENERATE)
   iou = jaxloss.box_iou_loss(pred, target)
   # A zero-area box has IoU 0 with everything, itself included.
-  for k in ("point vs box", "same point", "flat vs flat", "touching",
-            "far apart", "invalid pred"):
+  for k in (
+    "point vs box",
+    "same point",
+    "flat vs flat",
+    "touching",
+    "far apart",
+    "invalid pred",
+  ):
     np.testing.assert_allclose(iou[cases.index(k)], 1.0, err_msg=k)
   diou = jaxloss.box_diou_loss(pred, target)
   np.testing.assert_allclose(diou[cases.index("far apart")], 2.0, atol=1e-5)
@@ -317,19 +380,20 @@ def test_degenerate_values(degenerate):
   # Flat box: atan2 gives pi/2 where arctan(w / 0) would be inf/NaN.
   ciou = jaxloss.box_ciou_loss(pred, target)
   k = cases.index("flat vs box")
-  v = 4 / np.pi**2 * (np.pi / 4 - np.pi / 2)**2  # = 1/4
+  v = 4 / np.pi**2 * (np.pi / 4 - np.pi / 2) ** 2  # = 1/4
   # IoU = 0 and the centres coincide, so DIoU = 1 and alpha = v / (1 + v).
   np.testing.assert_allclose(diou[k], 1.0)
   np.testing.assert_allclose(ciou[k], 1 + v * v / (1 + v), rtol=1e-6)
   # A point has no aspect ratio: no aspect penalty, CIoU = DIoU.
   for k in ("point vs box", "box vs point", "same point", "two points"):
-    np.testing.assert_allclose(ciou[cases.index(k)], diou[cases.index(k)],
-                               err_msg=k)
+    np.testing.assert_allclose(
+      ciou[cases.index(k)], diou[cases.index(k)], err_msg=k
+    )
 
 
 def test_disjoint_boxes_pull_together_except_under_iou():
-  pred = jnp.array([[0., 0., 1., 1.]])
-  target = jnp.array([[3., 0., 4., 1.]])
+  pred = jnp.array([[0.0, 0.0, 1.0, 1.0]])
+  target = jnp.array([[3.0, 0.0, 4.0, 1.0]])
   assert float(jnp.abs(compiled("iou")[1](pred, target)[0]).max()) == 0
   for name in ("giou", "diou", "ciou", "eiou"):
     g, _ = compiled(name)[1](pred, target)
@@ -337,29 +401,39 @@ def test_disjoint_boxes_pull_together_except_under_iou():
 
 
 def test_second_order_and_forward_mode():
-  pred = jnp.array([[0., 0., 2., 1.]])
-  target = jnp.array([[0.5, 0.2, 2.5, 2.]])
+  pred = jnp.array([[0.0, 0.0, 2.0, 1.0]])
+  target = jnp.array([[0.5, 0.2, 2.5, 2.0]])
   scalar = lambda p: jnp.sum(jaxloss.box_diou_loss(p, target))
   hessian = jax.jit(jax.jacrev(jax.jacrev(scalar)))(pred)
   p64, t64 = np.asarray(pred, np.float64), np.asarray(target, np.float64)
   grad = lambda p: references.numerical_grad(
-      lambda q: np.sum(ref.diou_loss(q, t64)), p, eps=1e-5)
-  want = np.stack([
+    lambda q: np.sum(ref.diou_loss(q, t64)), p, eps=1e-5
+  )
+  want = np.stack(
+    [
       references.numerical_grad(lambda q: grad(q)[0, j], p64, eps=1e-4)
-      for j in range(4)])
-  np.testing.assert_allclose(hessian.reshape(4, 4), want.reshape(4, 4),
-                             rtol=1e-3, atol=1e-3)
-  direction = jnp.array([[1., -2., 0.5, 3.]])
+      for j in range(4)
+    ]
+  )
+  np.testing.assert_allclose(
+    hessian.reshape(4, 4), want.reshape(4, 4), rtol=1e-3, atol=1e-3
+  )
+  direction = jnp.array([[1.0, -2.0, 0.5, 3.0]])
   forward = jax.jit(lambda p, d: jax.jvp(scalar, (p,), (d,))[1])
   np.testing.assert_allclose(
-      forward(pred, direction),
-      jnp.sum(jax.jit(jax.grad(scalar))(pred) * direction), rtol=1e-5)
-  np.testing.assert_allclose(jax.jit(jax.jacfwd(jax.grad(scalar)))(pred),
-                             hessian, rtol=1e-4, atol=1e-6)
+    forward(pred, direction),
+    jnp.sum(jax.jit(jax.grad(scalar))(pred) * direction),
+    rtol=1e-5,
+  )
+  np.testing.assert_allclose(
+    jax.jit(jax.jacfwd(jax.grad(scalar)))(pred), hessian, rtol=1e-4, atol=1e-6
+  )
 
 
 def test_pairwise_degenerate_is_finite():
-  a = jnp.array([[1., 1., 1., 1.], [0., 0., 2., 2.], [0., 1., 2., 1.]])
+  a = jnp.array(
+    [[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0], [0.0, 1.0, 2.0, 1.0]]
+  )
   both = lambda a: jnp.sum(BOX_IOU(a, a) + GENERALIZED_BOX_IOU(a, a))
   value, grads = jax.jit(jax.value_and_grad(both))(a)
   assert bool(jnp.isfinite(value)) and bool(jnp.all(jnp.isfinite(grads)))
@@ -367,16 +441,19 @@ def test_pairwise_degenerate_is_finite():
 
 
 def test_nan_in_gives_nan_out():
-  pred = jnp.array([[0., 0., 1., 1.], [0., 0., jnp.nan, 1.]])
-  target = jnp.array([[0., 0., 2., 2.], [0., 0., 2., 2.]])
+  pred = jnp.array([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, jnp.nan, 1.0]])
+  target = jnp.array([[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 2.0, 2.0]])
   for name in NAMES:
     value = compiled(name)[0](pred, target)
     assert bool(jnp.isfinite(value[0])) and bool(jnp.isnan(value[1])), name
 
 
 @hypothesis.settings(max_examples=15, deadline=None)
-@hypothesis.given(seed=st.integers(0, 2**16), scale=st.floats(0.01, 100.0),
-                  shift=st.floats(-10.0, 10.0))
+@hypothesis.given(
+  seed=st.integers(0, 2**16),
+  scale=st.floats(0.01, 100.0),
+  shift=st.floats(-10.0, 10.0),
+)
 def test_invariant_to_translation_scale_and_order(seed, scale, shift):
   """Every loss depends only on the relative geometry and is symmetric."""
   pred = jnp.asarray(random_boxes(seed, 16), jnp.float32)
@@ -385,13 +462,20 @@ def test_invariant_to_translation_scale_and_order(seed, scale, shift):
   for name in NAMES:
     value = compiled(name, 0.0)[0]
     base = value(pred, target)
-    np.testing.assert_allclose(value(moved(pred), moved(target)), base,
-                               rtol=1e-4, atol=1e-5, err_msg=name)
-    np.testing.assert_allclose(value(target, pred), base, rtol=1e-5,
-                               atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(
+      value(moved(pred), moved(target)),
+      base,
+      rtol=1e-4,
+      atol=1e-5,
+      err_msg=name,
+    )
+    np.testing.assert_allclose(
+      value(target, pred), base, rtol=1e-5, atol=1e-6, err_msg=name
+    )
 
 
 # 5. Dtypes and broadcasting ---------------------------------------------------
+
 
 @pytest.mark.parametrize("name", NAMES)
 def test_bf16_is_finite_and_close(name):
@@ -412,14 +496,17 @@ def test_broadcasting_is_explicit_and_matches_tiling():
   for fn in (compiled("diou")[0], compiled("ciou")[0]):
     got = fn(pred, target)  # [2, 3, 4] vs [3, 4]: rank promotion is explicit
     assert got.shape == (2, 3)
-    np.testing.assert_allclose(got, fn(pred, jnp.stack([target] * 2)),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+      got, fn(pred, jnp.stack([target] * 2)), rtol=1e-6
+    )
     one = fn(pred, target[0])  # one target for every prediction
     np.testing.assert_allclose(
-        one, fn(pred, jnp.broadcast_to(target[0], pred.shape)), rtol=1e-6)
+      one, fn(pred, jnp.broadcast_to(target[0], pred.shape)), rtol=1e-6
+    )
 
 
 # 6. Bad input -----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", NAMES)
 def test_bad_input_names_function_and_argument(name):
@@ -430,8 +517,11 @@ def test_bad_input_names_function_and_argument(name):
     fn(jnp.zeros((3, 5)), ok)
   with pytest.raises(ValueError, match=rf"{fname}: target must have shape"):
     fn(ok, jnp.zeros(()))
-  with pytest.raises(ValueError, match=rf"{fname}: .*pred.shape and "
-                     r"target.shape must broadcast, got \(3,\) and \(2,\)"):
+  with pytest.raises(
+    ValueError,
+    match=rf"{fname}: .*pred.shape and "
+    r"target.shape must broadcast, got \(3,\) and \(2,\)",
+  ):
     fn(ok, jnp.zeros((2, 4)))
   with pytest.raises(TypeError, match=rf"{fname}: pred must have a floating"):
     fn(jnp.zeros((3, 4), jnp.int32), ok)
@@ -443,70 +533,97 @@ def test_bad_input_names_function_and_argument(name):
 
 def test_bad_input_helpers():
   ok = jnp.zeros((3, 4))
-  with pytest.raises(ValueError, match=r"box_iou: boxes1 must have shape \[\.\.\., N, 4\]"):
+  with pytest.raises(
+    ValueError, match=r"box_iou: boxes1 must have shape \[\.\.\., N, 4\]"
+  ):
     jaxloss.box_iou(jnp.zeros(4), ok)
-  with pytest.raises(ValueError, match=r"generalized_box_iou: boxes2 must have shape"):
+  with pytest.raises(
+    ValueError, match=r"generalized_box_iou: boxes2 must have shape"
+  ):
     jaxloss.generalized_box_iou(ok, jnp.zeros((3, 3)))
-  with pytest.raises(ValueError, match=r"box_iou: the batch axes .* got \(2,\) and \(3,\)"):
+  with pytest.raises(
+    ValueError, match=r"box_iou: the batch axes .* got \(2,\) and \(3,\)"
+  ):
     jaxloss.box_iou(jnp.zeros((2, 5, 4)), jnp.zeros((3, 5, 4)))
   with pytest.raises(TypeError, match=r"box_iou: boxes2 must have a floating"):
     jaxloss.box_iou(ok, jnp.zeros((3, 4), jnp.int32))
-  with pytest.raises(ValueError, match=r"box_convert: in_format must be one of"):
+  with pytest.raises(
+    ValueError, match=r"box_convert: in_format must be one of"
+  ):
     jaxloss.box_convert(ok, in_format="xyxy2", out_format="xyxy")
-  with pytest.raises(ValueError, match=r"box_convert: out_format must be one of"):
+  with pytest.raises(
+    ValueError, match=r"box_convert: out_format must be one of"
+  ):
     jaxloss.box_convert(ok, in_format="xyxy", out_format="yolo")
   with pytest.raises(ValueError, match=r"box_convert: boxes must have shape"):
-    jaxloss.box_convert(jnp.zeros((3, 2)), in_format="xyxy",
-                        out_format="xywh")
-  with pytest.raises(TypeError, match=r"box_convert: boxes must have a floating"):
-    jaxloss.box_convert(jnp.zeros((3, 4), jnp.int32), in_format="xyxy",
-                        out_format="xywh")
+    jaxloss.box_convert(jnp.zeros((3, 2)), in_format="xyxy", out_format="xywh")
+  with pytest.raises(
+    TypeError, match=r"box_convert: boxes must have a floating"
+  ):
+    jaxloss.box_convert(
+      jnp.zeros((3, 4), jnp.int32), in_format="xyxy", out_format="xywh"
+    )
   with pytest.raises(TypeError):  # the formats are required keywords
     jaxloss.box_convert(ok, "xyxy", "xywh")
 
 
 # 7. box_convert ---------------------------------------------------------------
 
+
 def test_box_convert_table():
-  table = {"xyxy": [1., 2., 4., 8.], "xywh": [1., 2., 3., 6.],
-           "cxcywh": [2.5, 5., 3., 6.]}
+  table = {
+    "xyxy": [1.0, 2.0, 4.0, 8.0],
+    "xywh": [1.0, 2.0, 3.0, 6.0],
+    "cxcywh": [2.5, 5.0, 3.0, 6.0],
+  }
   for source, target in itertools.product(FORMATS, FORMATS):
-    got = jaxloss.box_convert(jnp.array([table[source]]), in_format=source,
-                              out_format=target)
+    got = jaxloss.box_convert(
+      jnp.array([table[source]]), in_format=source, out_format=target
+    )
     np.testing.assert_allclose(got, [table[target]], err_msg=(source, target))
 
 
-@pytest.mark.parametrize("source, target",
-                         list(itertools.permutations(FORMATS, 2)))
+@pytest.mark.parametrize(
+  "source, target", list(itertools.permutations(FORMATS, 2))
+)
 def test_box_convert_round_trips_and_reference(source, target):
   boxes = jnp.asarray(
-      np.random.default_rng(22).uniform(-5, 5, (2, 7, 4)), jnp.float32)
+    np.random.default_rng(22).uniform(-5, 5, (2, 7, 4)), jnp.float32
+  )
   there = jaxloss.box_convert(boxes, in_format=source, out_format=target)
-  np.testing.assert_allclose(there, ref.convert(boxes, source, target),
-                             rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(
+    there, ref.convert(boxes, source, target), rtol=1e-6, atol=1e-6
+  )
   back = jaxloss.box_convert(there, in_format=target, out_format=source)
   assert back.shape == boxes.shape and back.dtype == boxes.dtype
   np.testing.assert_allclose(back, boxes, rtol=1e-6, atol=1e-6)
 
 
 def test_box_convert_keeps_dtype_and_feeds_the_losses():
-  cxcywh = jnp.array([[1., 1., 2., 2.], [2., 2., 2., 2.]], jnp.bfloat16)
+  cxcywh = jnp.array([[1.0, 1.0, 2.0, 2.0], [2.0, 2.0, 2.0, 2.0]], jnp.bfloat16)
   xyxy = jaxloss.box_convert(cxcywh, in_format="cxcywh", out_format="xyxy")
   assert xyxy.dtype == jnp.bfloat16
   np.testing.assert_allclose(xyxy.astype(jnp.float32), [A, SHIFTED])
-  np.testing.assert_allclose(jaxloss.box_iou_loss(xyxy[0], xyxy[1]), 6 / 7,
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    jaxloss.box_iou_loss(xyxy[0], xyxy[1]), 6 / 7, rtol=1e-6
+  )
 
 
 # 8. The simulation example runs (tiny) ----------------------------------------
 
+
 def _load_simulation():
   import importlib.util
   import pathlib
-  path = (pathlib.Path(__file__).parent.parent / "examples"
-          / "box_regression_simulation.py")
-  spec = importlib.util.spec_from_file_location("box_regression_simulation",
-                                                path)
+
+  path = (
+    pathlib.Path(__file__).parent.parent
+    / "examples"
+    / "box_regression_simulation.py"
+  )
+  spec = importlib.util.spec_from_file_location(
+    "box_regression_simulation", path
+  )
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
@@ -518,7 +635,7 @@ def test_simulation_example_smoke(tmp_path, capsys):
   assert anchors.shape == targets.shape == (2 * 7 * 7 * 7, 4)
   disjoint = ~sim.overlaps(anchors, targets)
   assert disjoint.any() and (~disjoint).any()
-  for name, (boxes, errors) in results.items():
+  for boxes, errors in results.values():
     assert boxes.shape == anchors.shape and errors.shape == (12, 4)
     assert np.isfinite(boxes).all()
   start = np.abs(anchors - targets).sum()
@@ -528,22 +645,45 @@ def test_simulation_example_smoke(tmp_path, capsys):
   assert diou[-1] < diou[0] < start
   assert diou[-1] < results["IoU"][1][-1].sum()
   # The script itself (same sizes: the compiled simulations are reused).
-  sim.main(["--points", "2", "--iterations", "12", "--losses", "IoU", "DIoU",
-            "--out", str(tmp_path)])
+  sim.main(
+    [
+      "--points",
+      "2",
+      "--iterations",
+      "12",
+      "--losses",
+      "IoU",
+      "DIoU",
+      "--out",
+      str(tmp_path),
+    ]
+  )
   assert (tmp_path / "box_regression_simulation.png").stat().st_size > 0
   assert "DIoU" in capsys.readouterr().out
 
 
 # 9. SIoU -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("pred, target, want", [
+
+@pytest.mark.parametrize(
+  "pred, target, want",
+  [
     # Shifted along x: IoU = 1/3, Lambda = 0, rho_x = 1/9, Omega = 0.
-    ([0., 0., 2., 2.], [1., 0., 3., 2.], 2 / 3 + (1 - np.exp(-2 / 9)) / 2),
+    (
+      [0.0, 0.0, 2.0, 2.0],
+      [1.0, 0.0, 3.0, 2.0],
+      2 / 3 + (1 - np.exp(-2 / 9)) / 2,
+    ),
     # Shifted along the diagonal: Lambda = 1, gamma = 1, rho_x = rho_y = 1/9.
     (A, SHIFTED, 6 / 7 + (1 - np.exp(-1 / 9))),
     # Concentric, 2 x 2 in 4 x 2: no distance cost; omega_w = 1/2.
-    ([1., 0., 3., 2.], [0., 0., 4., 2.], 1 / 2 + (1 - np.exp(-0.5)) ** 4 / 2),
-])
+    (
+      [1.0, 0.0, 3.0, 2.0],
+      [0.0, 0.0, 4.0, 2.0],
+      1 / 2 + (1 - np.exp(-0.5)) ** 4 / 2,
+    ),
+  ],
+)
 def test_siou_hand_cases(pred, target, want):
   got = jaxloss.box_siou_loss(jnp.array(pred), jnp.array(target), eps=0.0)
   np.testing.assert_allclose(got, want, rtol=1e-6)
@@ -554,26 +694,28 @@ def test_siou_angle_cost_is_the_paper_form_and_weighs_the_distance():
   # disjoint (IoU 0) and of equal size (Omega 0), so the loss is
   # 1 + Delta / 2 with Delta's weight 2 - Lambda: 2 on an axis, 1 on the
   # diagonal.
-  angles = np.deg2rad([0., 15., 30., 45., 60., 90.])
+  angles = np.deg2rad([0.0, 15.0, 30.0, 45.0, 60.0, 90.0])
   centre = 3.0 * np.stack([np.cos(angles), np.sin(angles)], -1)
   pred = np.concatenate([centre - 0.5, centre + 0.5], -1)
   target = np.array([-0.5, -0.5, 0.5, 0.5])
-  got = np.asarray(compiled("siou")[0](jnp.asarray(pred, jnp.float32),
-                                       jnp.asarray(target, jnp.float32)))
+  got = np.asarray(
+    compiled("siou")[0](
+      jnp.asarray(pred, jnp.float32), jnp.asarray(target, jnp.float32)
+    )
+  )
   np.testing.assert_allclose(got, ref_det.siou_loss(pred, target), rtol=1e-6)
-  rho0 = 3.0**2 / 4.0**2                  # dx^2 / c_w^2 at 0 degrees
-  np.testing.assert_allclose(got[0], 1 + (1 - np.exp(-2 * rho0)) / 2,
-                             rtol=1e-6)
+  rho0 = 3.0**2 / 4.0**2  # dx^2 / c_w^2 at 0 degrees
+  np.testing.assert_allclose(got[0], 1 + (1 - np.exp(-2 * rho0)) / 2, rtol=1e-6)
   d = 3.0 / np.sqrt(2.0)
-  rho45 = d**2 / (d + 1)**2
+  rho45 = d**2 / (d + 1) ** 2
   np.testing.assert_allclose(got[3], 1 + (1 - np.exp(-rho45)), rtol=1e-6)
-  np.testing.assert_allclose(got[0], got[5], rtol=1e-6)   # x and y axes
-  np.testing.assert_allclose(got[2], got[4], rtol=1e-6)   # 30 and 60 degrees
+  np.testing.assert_allclose(got[0], got[5], rtol=1e-6)  # x and y axes
+  np.testing.assert_allclose(got[2], got[4], rtol=1e-6)  # 30 and 60 degrees
 
 
 def test_siou_coincident_centres_have_finite_second_derivatives():
-  pred = jnp.array([[1., 1., 3., 3.], [0., 0., 4., 4.]])
-  target = jnp.array([[1., 1., 3., 3.], [1., 1., 3., 3.]])
+  pred = jnp.array([[1.0, 1.0, 3.0, 3.0], [0.0, 0.0, 4.0, 4.0]])
+  target = jnp.array([[1.0, 1.0, 3.0, 3.0], [1.0, 1.0, 3.0, 3.0]])
   scalar = lambda p: jnp.sum(jaxloss.box_siou_loss(p, target))
   grad = jax.jit(jax.grad(scalar))
   g = grad(pred)
@@ -588,10 +730,10 @@ def test_siou_coincident_centres_have_finite_second_derivatives():
 # 10. alpha-IoU: the power keyword --------------------------------------------------
 
 ALPHA = {
-    "iou": ref_det.alpha_iou_loss,
-    "giou": ref_det.alpha_giou_loss,
-    "diou": ref_det.alpha_diou_loss,
-    "ciou": ref_det.alpha_ciou_loss,
+  "iou": ref_det.alpha_iou_loss,
+  "giou": ref_det.alpha_giou_loss,
+  "diou": ref_det.alpha_diou_loss,
+  "ciou": ref_det.alpha_ciou_loss,
 }
 
 
@@ -609,25 +751,37 @@ def test_power_matches_reference(name, power):
   # Shifted diagonally (never nested: the GIoU penalty stays > 0, away from
   # the kink of a fractional power) and slightly resized, still valid.
   rng = np.random.default_rng(32)
-  pred[:8] = (target[:8] + rng.uniform(0.03, 0.09, (8, 1))
-              + rng.uniform(-0.01, 0.01, (8, 4)))
+  pred[:8] = (
+    target[:8]
+    + rng.uniform(0.03, 0.09, (8, 1))
+    + rng.uniform(-0.01, 0.01, (8, 4))
+  )
   want = ALPHA[name](pred, target, power)
   value, grad = compiled_power(name, power)
   np.testing.assert_allclose(
-      value(jnp.asarray(pred, jnp.float32), jnp.asarray(target, jnp.float32)),
-      want, rtol=2e-5, atol=2e-6)
+    value(jnp.asarray(pred, jnp.float32), jnp.asarray(target, jnp.float32)),
+    want,
+    rtol=2e-5,
+    atol=2e-6,
+  )
   if name == "ciou":
     alpha = ref.ciou_alpha(pred, target)
-    scalar = lambda p: np.sum(ref_det.alpha_ciou_loss(p, target, power,
-                                                      alpha=alpha))
+    scalar = lambda p: np.sum(
+      ref_det.alpha_ciou_loss(p, target, power, alpha=alpha)
+    )
   else:
     scalar = lambda p: np.sum(ALPHA[name](p, target, power))
   with jax.enable_x64(True):
-    np.testing.assert_allclose(value(jnp.asarray(pred), jnp.asarray(target)),
-                               want, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(
+      value(jnp.asarray(pred), jnp.asarray(target)),
+      want,
+      rtol=1e-12,
+      atol=1e-13,
+    )
     got = grad(jnp.asarray(pred), jnp.asarray(target))
-  np.testing.assert_allclose(got, references.numerical_grad(scalar, pred),
-                             rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(
+    got, references.numerical_grad(scalar, pred), rtol=1e-6, atol=1e-7
+  )
 
 
 @pytest.mark.parametrize("name", sorted(ALPHA))
@@ -636,34 +790,46 @@ def test_power_one_is_the_plain_loss_and_a_traced_power_works(name):
   pred = jnp.asarray(random_boxes(33, 16), jnp.float32)
   target = jnp.asarray(random_boxes(34, 16), jnp.float32)
   np.testing.assert_array_equal(
-      jax.jit(functools.partial(fn, power=1))(pred, target),
-      compiled(name)[0](pred, target))
+    jax.jit(functools.partial(fn, power=1))(pred, target),
+    compiled(name)[0](pred, target),
+  )
   traced = jax.jit(lambda p, t, a: fn(p, t, power=a))
-  np.testing.assert_allclose(traced(pred, target, jnp.float32(3.0)),
-                             compiled_power(name, 3.0)[0](pred, target),
-                             rtol=1e-5, atol=1e-7)
-  np.testing.assert_allclose(traced(pred, target, jnp.float32(1.0)),
-                             compiled(name)[0](pred, target), rtol=1e-5,
-                             atol=1e-7)
+  np.testing.assert_allclose(
+    traced(pred, target, jnp.float32(3.0)),
+    compiled_power(name, 3.0)[0](pred, target),
+    rtol=1e-5,
+    atol=1e-7,
+  )
+  np.testing.assert_allclose(
+    traced(pred, target, jnp.float32(1.0)),
+    compiled(name)[0](pred, target),
+    rtol=1e-5,
+    atol=1e-7,
+  )
 
 
 def test_power_orders_the_losses_and_upweights_high_iou_gradients():
   # alpha > 1: the loss of a good box (IoU near 1) is a larger share, and
   # its gradient relative to a poor box's grows (He et al. 2021, Sec. 3.2).
-  target = jnp.array([0., 0., 2., 2.])
-  good = jnp.array([0., 0., 2., 1.8])   # IoU 0.9
-  poor = jnp.array([0., 0., 2., 0.6])   # IoU 0.3
+  target = jnp.array([0.0, 0.0, 2.0, 2.0])
+  good = jnp.array([0.0, 0.0, 2.0, 1.8])  # IoU 0.9
+  poor = jnp.array([0.0, 0.0, 2.0, 0.6])  # IoU 0.3
   ratio = {}
   for power in (1.0, 3.0):
-    g = jax.jit(jax.grad(lambda p: jaxloss.box_iou_loss(p, target,
-                                                        power=power)))
+    g = jax.jit(
+      jax.grad(lambda p: jaxloss.box_iou_loss(p, target, power=power))
+    )
     ratio[power] = float(jnp.abs(g(good)).max() / jnp.abs(g(poor)).max())
   assert ratio[3.0] > 5 * ratio[1.0]
   pred = jnp.asarray(random_boxes(35, 16), jnp.float32)
   tgt = jnp.asarray(random_boxes(36, 16), jnp.float32)
   iou = compiled("iou")[0](pred, tgt)
-  np.testing.assert_allclose(compiled_power("iou", 3.0)[0](pred, tgt),
-                             1 - (1 - iou) ** 3, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    compiled_power("iou", 3.0)[0](pred, tgt),
+    1 - (1 - iou) ** 3,
+    rtol=1e-5,
+    atol=1e-6,
+  )
 
 
 @pytest.mark.parametrize("name", sorted(ALPHA))
@@ -686,12 +852,18 @@ def test_power_bad_values(name):
   fname = fn.__name__
   ok = jnp.zeros((3, 4))
   for bad in (0.0, -1.0, float("nan"), float("inf"), np.float32(-2.0)):
-    with pytest.raises(ValueError, match=rf"{fname}: power must be "
-                       r"(finite|> 0)"):
+    with pytest.raises(
+      ValueError,
+      match=rf"{fname}: power must be "
+      r"(finite|> 0)",
+    ):
       fn(ok, ok, power=bad)
   for bad in ("3", True, None):
-    with pytest.raises(TypeError, match=rf"{fname}: power must be a real "
-                       r"number"):
+    with pytest.raises(
+      TypeError,
+      match=rf"{fname}: power must be a real "
+      r"number",
+    ):
       fn(ok, ok, power=bad)
   with pytest.raises(ValueError, match=rf"{fname}: power must be a scalar"):
     fn(ok, ok, power=jnp.ones(3))
@@ -703,28 +875,41 @@ def test_power_bad_values(name):
 
 
 def test_pairwise_diou_ciou_hand_case():
-  a = jnp.array([[0., 0., 2., 1.], [0., 0., 1., 1.]])
-  b = jnp.array([[0., 0., 1., 2.], [2., 0., 3., 1.]])
+  a = jnp.array([[0.0, 0.0, 2.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
+  b = jnp.array([[0.0, 0.0, 1.0, 2.0], [2.0, 0.0, 3.0, 1.0]])
   # [0,2]x[0,1] vs [0,1]x[0,2]: IoU 1/3, rho^2 = 1/2, c^2 = 8.
   # [0,2]x[0,1] vs [2,3]x[0,1]: IoU 0, rho^2 = 9/4, c^2 = 10.
   # unit square vs [0,1]x[0,2]: IoU 1/2, rho^2 = 1/4, c^2 = 5.
   # unit square vs [2,3]x[0,1]: IoU 0, rho^2 = 4, c^2 = 10.
   diou = np.array([[1 / 3 - 1 / 16, -0.225], [1 / 2 - 1 / 20, -0.4]])
-  np.testing.assert_allclose(jaxloss.distance_box_iou(a, b, eps=0.0), diou,
-                             rtol=1e-6)
-  v = 4 / np.pi**2 * np.array([[np.arctan(0.5) - np.arctan(2.0),
-                                np.arctan(1.0) - np.arctan(2.0)],
-                               [np.arctan(0.5) - np.arctan(1.0), 0.0]]) ** 2
+  np.testing.assert_allclose(
+    jaxloss.distance_box_iou(a, b, eps=0.0), diou, rtol=1e-6
+  )
+  v = (
+    4
+    / np.pi**2
+    * np.array(
+      [
+        [np.arctan(0.5) - np.arctan(2.0), np.arctan(1.0) - np.arctan(2.0)],
+        [np.arctan(0.5) - np.arctan(1.0), 0.0],
+      ]
+    )
+    ** 2
+  )
   iou = np.array([[1 / 3, 0.0], [0.5, 0.0]])
   want = diou - v * v / (1 - iou + v)
-  np.testing.assert_allclose(jaxloss.complete_box_iou(a, b, eps=0.0), want,
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    jaxloss.complete_box_iou(a, b, eps=0.0), want, rtol=1e-6
+  )
 
 
-@pytest.mark.parametrize("fn, reference", [
+@pytest.mark.parametrize(
+  "fn, reference",
+  [
     (DISTANCE_BOX_IOU, ref_det.distance_box_iou),
     (COMPLETE_BOX_IOU, ref_det.complete_box_iou),
-])
+  ],
+)
 def test_pairwise_diou_ciou_gradients_match_reference(fn, reference):
   # CIoU holds its alpha constant.
   a, b = random_boxes(40, 5), random_boxes(41, 3)
@@ -734,14 +919,16 @@ def test_pairwise_diou_ciou_gradients_match_reference(fn, reference):
 
     def scalar(x):
       v = ref.pairwise(ref.ciou_v, x, b)
-      return np.sum(weights * (ref.pairwise(ref_det.distance_box_iou, x, b)
-                               - alpha * v))
+      return np.sum(
+        weights * (ref.pairwise(ref_det.distance_box_iou, x, b) - alpha * v)
+      )
   else:
     scalar = lambda x: np.sum(weights * ref.pairwise(reference, x, b))
   want = references.numerical_grad(scalar, a)
   with jax.enable_x64(True):
-    got = jax.grad(lambda x: jnp.sum(jnp.asarray(weights) * fn(
-        x, jnp.asarray(b))))(jnp.asarray(a))
+    got = jax.grad(
+      lambda x: jnp.sum(jnp.asarray(weights) * fn(x, jnp.asarray(b)))
+    )(jnp.asarray(a))
   np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
   assert np.abs(want).max() > 0
 
@@ -749,23 +936,34 @@ def test_pairwise_diou_ciou_gradients_match_reference(fn, reference):
 def test_pairwise_diou_ciou_equal_one_minus_the_losses():
   a = jnp.asarray(random_boxes(43, 5), jnp.float32)
   b = jnp.asarray(random_boxes(44, 3), jnp.float32)
-  pairs = (jnp.broadcast_to(a[:, None], (5, 3, 4)),
-           jnp.broadcast_to(b[None], (5, 3, 4)))
-  np.testing.assert_allclose(DISTANCE_BOX_IOU(a, b, eps=0.0),
-                             1 - compiled("diou", 0.0)[0](*pairs),
-                             rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(COMPLETE_BOX_IOU(a, b, eps=0.0),
-                             1 - compiled("ciou", 0.0)[0](*pairs),
-                             rtol=1e-5, atol=1e-6)
+  pairs = (
+    jnp.broadcast_to(a[:, None], (5, 3, 4)),
+    jnp.broadcast_to(b[None], (5, 3, 4)),
+  )
+  np.testing.assert_allclose(
+    DISTANCE_BOX_IOU(a, b, eps=0.0),
+    1 - compiled("diou", 0.0)[0](*pairs),
+    rtol=1e-5,
+    atol=1e-6,
+  )
+  np.testing.assert_allclose(
+    COMPLETE_BOX_IOU(a, b, eps=0.0),
+    1 - compiled("ciou", 0.0)[0](*pairs),
+    rtol=1e-5,
+    atol=1e-6,
+  )
   # Identical boxes give 1 on the diagonal.
-  np.testing.assert_allclose(jnp.diagonal(COMPLETE_BOX_IOU(a, a)), 1,
-                             rtol=1e-6)
+  np.testing.assert_allclose(jnp.diagonal(COMPLETE_BOX_IOU(a, a)), 1, rtol=1e-6)
 
 
 def test_pairwise_diou_ciou_degenerate_and_bad_input():
-  a = jnp.array([[1., 1., 1., 1.], [0., 0., 2., 2.], [0., 1., 2., 1.]])
-  both = lambda x: jnp.sum(jaxloss.distance_box_iou(x, x, eps=0.0)
-                           + jaxloss.complete_box_iou(x, x, eps=0.0))
+  a = jnp.array(
+    [[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0], [0.0, 1.0, 2.0, 1.0]]
+  )
+  both = lambda x: jnp.sum(
+    jaxloss.distance_box_iou(x, x, eps=0.0)
+    + jaxloss.complete_box_iou(x, x, eps=0.0)
+  )
   value, grads = jax.jit(jax.value_and_grad(both))(a)
   assert bool(jnp.isfinite(value)) and bool(jnp.all(jnp.isfinite(grads)))
   hvp = jax.jit(lambda x, d: jax.jvp(jax.grad(both), (x,), (d,))[1])
@@ -773,14 +971,19 @@ def test_pairwise_diou_ciou_degenerate_and_bad_input():
   ok = jnp.zeros((3, 4))
   for fn in (jaxloss.distance_box_iou, jaxloss.complete_box_iou):
     name = fn.__name__
-    with pytest.raises(ValueError, match=rf"{name}: boxes1 must have shape "
-                       r"\[\.\.\., N, 4\]"):
+    with pytest.raises(
+      ValueError,
+      match=rf"{name}: boxes1 must have shape "
+      r"\[\.\.\., N, 4\]",
+    ):
       fn(jnp.zeros(4), ok)
     with pytest.raises(ValueError, match=rf"{name}: boxes2 must have shape"):
       fn(ok, jnp.zeros((3, 5)))
     with pytest.raises(ValueError, match=rf"{name}: the batch axes"):
       fn(jnp.zeros((2, 3, 4)), jnp.zeros((3, 3, 4)))
-    with pytest.raises(TypeError, match=rf"{name}: boxes1 must have a floating"):
+    with pytest.raises(
+      TypeError, match=rf"{name}: boxes1 must have a floating"
+    ):
       fn(jnp.zeros((3, 4), jnp.int32), ok)
     with pytest.raises(ValueError, match=rf"{name}: eps must be >= 0"):
       fn(ok, ok, eps=-1.0)
@@ -795,23 +998,28 @@ def test_power_exports_and_forward_mode():
     call = jax.jit(fn)
     exported = jax.export.export(call)(pred, target)
     restored = jax.export.deserialize(exported.serialize())
-    np.testing.assert_allclose(restored.call(pred, target),
-                               call(pred, target), rtol=1e-6)
+    np.testing.assert_allclose(
+      restored.call(pred, target), call(pred, target), rtol=1e-6
+    )
     scalar = lambda p: jnp.sum(jnp.sin(fn(p, target)))
-    forward, reverse = jax.jit(lambda p, d: (
-        jax.jvp(scalar, (p,), (d,))[1], jnp.sum(jax.grad(scalar)(p) * d)))(
-            pred, jnp.ones_like(pred))
+    forward, reverse = jax.jit(
+      lambda p, d: (
+        jax.jvp(scalar, (p,), (d,))[1],
+        jnp.sum(jax.grad(scalar)(p) * d),
+      )
+    )(pred, jnp.ones_like(pred))
     np.testing.assert_allclose(forward, reverse, rtol=1e-4, atol=1e-6)
 
 
 def test_power_clamps_negative_terms_of_invalid_boxes_and_keeps_nan():
   # [2, 2, 0, 0] is inverted on both axes: area +4, IoU 0, and GIoU's
   # penalty (C - U) / C = (4 - 8) / 4 = -1, which a power counts as 0.
-  pred = jnp.array([[2., 2., 0., 0.], [0., 0., jnp.nan, 1.]])
-  target = jnp.array([[0., 0., 2., 2.], [0., 0., 2., 2.]])
+  pred = jnp.array([[2.0, 2.0, 0.0, 0.0], [0.0, 0.0, jnp.nan, 1.0]])
+  target = jnp.array([[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 2.0, 2.0]])
   for power in (0.5, 3.0):
     got = compiled_power("giou", power)[0](pred, target)
     np.testing.assert_allclose(got[0], 1.0, rtol=1e-6)
     assert bool(jnp.isnan(got[1]))
-  np.testing.assert_allclose(compiled("giou")[0](pred, target)[0], 0.0,
-                             atol=1e-6)  # power 1: the signed penalty
+  np.testing.assert_allclose(
+    compiled("giou")[0](pred, target)[0], 0.0, atol=1e-6
+  )  # power 1: the signed penalty

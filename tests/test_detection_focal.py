@@ -11,8 +11,8 @@ from jax.experimental import checkify
 import jaxloss
 from tests import references
 
-
 # float64 references, written from the papers ---------------------------------
+
 
 def _log_sigmoid(x):
   return -np.logaddexp(0.0, -x)
@@ -60,38 +60,52 @@ def compiled(name, **kwargs):
   return jax.jit(functools.partial(fn, **kwargs)), jax.jit(jax.grad(total))
 
 
-REFERENCES = {"varifocal_loss": varifocal_reference,
-              "quality_focal_loss": quality_focal_reference}
+REFERENCES = {
+  "varifocal_loss": varifocal_reference,
+  "quality_focal_loss": quality_focal_reference,
+}
 CONFIGS = [
-    ("varifocal_loss", ()),
-    ("varifocal_loss", (("alpha", 0.25), ("gamma", 1.5))),
-    ("varifocal_loss", (("gamma", 0.5),)),
-    ("quality_focal_loss", ()),
-    ("quality_focal_loss", (("beta", 1.5),)),
-    ("quality_focal_loss", (("beta", 0.5),)),
+  ("varifocal_loss", ()),
+  ("varifocal_loss", (("alpha", 0.25), ("gamma", 1.5))),
+  ("varifocal_loss", (("gamma", 0.5),)),
+  ("quality_focal_loss", ()),
+  ("quality_focal_loss", (("beta", 1.5),)),
+  ("quality_focal_loss", (("beta", 0.5),)),
 ]
 
 
 # 1. Hand cases ------------------------------------------------------------------
 
+
 def test_hand_cases():
   log2 = np.log(2.0)
   x = jnp.zeros(3)
   q = jnp.array([1.0, 0.5, 0.0])
-  np.testing.assert_allclose(jaxloss.varifocal_loss(x, q),
-                             [log2, 0.5 * log2, 0.75 * 0.25 * log2], rtol=1e-6)
-  np.testing.assert_allclose(jaxloss.quality_focal_loss(x, q),
-                             [0.25 * log2, 0.0, 0.25 * log2], rtol=1e-6)
+  np.testing.assert_allclose(
+    jaxloss.varifocal_loss(x, q),
+    [log2, 0.5 * log2, 0.75 * 0.25 * log2],
+    rtol=1e-6,
+  )
+  np.testing.assert_allclose(
+    jaxloss.quality_focal_loss(x, q), [0.25 * log2, 0.0, 0.25 * log2], rtol=1e-6
+  )
   # logit log(3): p = 3/4. Negative: alpha p^2 log 4; QFL at y = 1:
   # (1/4)^2 log(4/3).
   x = jnp.array([np.log(3.0)])
-  np.testing.assert_allclose(jaxloss.varifocal_loss(x, jnp.zeros(1)),
-                             [0.75 * 0.5625 * np.log(4.0)], rtol=1e-6)
-  np.testing.assert_allclose(jaxloss.quality_focal_loss(x, jnp.ones(1)),
-                             [0.0625 * np.log(4 / 3)], rtol=1e-6)
+  np.testing.assert_allclose(
+    jaxloss.varifocal_loss(x, jnp.zeros(1)),
+    [0.75 * 0.5625 * np.log(4.0)],
+    rtol=1e-6,
+  )
+  np.testing.assert_allclose(
+    jaxloss.quality_focal_loss(x, jnp.ones(1)),
+    [0.0625 * np.log(4 / 3)],
+    rtol=1e-6,
+  )
 
 
 # 2. References: values and gradients --------------------------------------------
+
 
 @pytest.mark.parametrize("name, kwargs", CONFIGS)
 def test_values_and_gradients_match_reference(name, kwargs):
@@ -106,28 +120,33 @@ def test_values_and_gradients_match_reference(name, kwargs):
     got64 = value(jnp.asarray(x), jnp.asarray(q))
     assert got64.dtype == jnp.float64
     np.testing.assert_allclose(got64, reference(x, q), rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(grad(jnp.asarray(x), jnp.asarray(q)), want,
-                               rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(
+      grad(jnp.asarray(x), jnp.asarray(q)), want, rtol=1e-6, atol=1e-8
+    )
 
 
 # 3. Identities ------------------------------------------------------------------
+
 
 def test_varifocal_target_zero_is_its_negative_term():
   x = jnp.asarray(logits(2, SHAPE), jnp.float32)
   p = jax.nn.sigmoid(x)
   for alpha, gamma in ((0.75, 2.0), (0.5, 1.5)):
     got = compiled("varifocal_loss", alpha=alpha, gamma=gamma)[0](
-        x, jnp.zeros(SHAPE))
-    np.testing.assert_allclose(got, alpha * p**gamma * -jnp.log1p(-p),
-                               rtol=1e-5, atol=1e-7)
+      x, jnp.zeros(SHAPE)
+    )
+    np.testing.assert_allclose(
+      got, alpha * p**gamma * -jnp.log1p(-p), rtol=1e-5, atol=1e-7
+    )
 
 
 def test_varifocal_positive_is_target_weighted_bce():
   x = jnp.asarray(logits(3, SHAPE), jnp.float32)
   q = jnp.asarray(np.random.default_rng(4).uniform(0.1, 1, SHAPE), jnp.float32)
   bce = jaxloss.focal_loss(x, q, alpha=None, gamma=0.0)
-  np.testing.assert_allclose(compiled("varifocal_loss")[0](x, q), q * bce,
-                             rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(
+    compiled("varifocal_loss")[0](x, q), q * bce, rtol=1e-6, atol=1e-7
+  )
 
 
 def test_quality_focal_identities():
@@ -135,13 +154,19 @@ def test_quality_focal_identities():
   q = jnp.asarray(soft_targets(6, SHAPE), jnp.float32)
   # beta = 0 is BCE with soft targets.
   np.testing.assert_allclose(
-      compiled("quality_focal_loss", beta=0.0)[0](x, q),
-      jaxloss.focal_loss(x, q, alpha=None, gamma=0.0), rtol=1e-6, atol=1e-7)
+    compiled("quality_focal_loss", beta=0.0)[0](x, q),
+    jaxloss.focal_loss(x, q, alpha=None, gamma=0.0),
+    rtol=1e-6,
+    atol=1e-7,
+  )
   # Hard targets: the sigmoid focal loss without alpha, gamma = beta.
   hard = (q > 0.5).astype(jnp.float32)
   np.testing.assert_allclose(
-      compiled("quality_focal_loss")[0](x, hard),
-      jaxloss.focal_loss(x, hard, alpha=None, gamma=2.0), rtol=1e-5, atol=1e-7)
+    compiled("quality_focal_loss")[0](x, hard),
+    jaxloss.focal_loss(x, hard, alpha=None, gamma=2.0),
+    rtol=1e-5,
+    atol=1e-7,
+  )
   # Zero loss and zero gradient where sigma(x) equals the target.
   y = jnp.array([0.2, 0.5, 0.9])
   at = jnp.log(y) - jnp.log1p(-y)
@@ -164,16 +189,17 @@ def test_masked_equals_sliced_and_blocks_nan(name):
   fn = jax.jit(lambda x, q, where: getattr(jaxloss, name)(x, q, where=where))
   grad = jax.jit(jax.grad(lambda x, q, where: jnp.sum(fn(x, q, where))))
   plain = compiled(name)[0](x, q)
-  np.testing.assert_allclose(fn(x, q, where), jnp.where(where, plain, 0),
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    fn(x, q, where), jnp.where(where, plain, 0), rtol=1e-6
+  )
   g = grad(jnp.where(where, x, jnp.nan), q, where)
   assert bool(jnp.all(jnp.isfinite(g)))
   assert bool(jnp.all(jnp.where(where, True, g == 0)))
   # A row mask broadcasts.
   row = where[:, :1]
-  np.testing.assert_allclose(fn(x, q, row),
-                             jnp.where(jnp.broadcast_to(row, SHAPE), plain, 0),
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    fn(x, q, row), jnp.where(jnp.broadcast_to(row, SHAPE), plain, 0), rtol=1e-6
+  )
   # All masked: zero loss, zero finite gradient.
   none = jnp.zeros(SHAPE, bool)
   assert float(jnp.abs(fn(x, q, none)).max()) == 0
@@ -181,6 +207,7 @@ def test_masked_equals_sliced_and_blocks_nan(name):
 
 
 # 4. Edges -----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name, kwargs", CONFIGS)
 def test_extreme_logits_are_finite(name, kwargs):
@@ -203,23 +230,33 @@ def test_bf16(name):
   got = value(x, q)
   assert got.dtype == jnp.float32
   np.testing.assert_allclose(
-      got, value(x.astype(jnp.float32), q.astype(jnp.float32)), rtol=1e-6)
+    got, value(x.astype(jnp.float32), q.astype(jnp.float32)), rtol=1e-6
+  )
   g = grad(x, q)
   assert g.dtype == jnp.bfloat16 and bool(jnp.all(jnp.isfinite(g)))
 
 
 # 5. Bad input -------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, option", [("varifocal_loss", "alpha"),
-                                          ("varifocal_loss", "gamma"),
-                                          ("quality_focal_loss", "beta")])
+
+@pytest.mark.parametrize(
+  "name, option",
+  [
+    ("varifocal_loss", "alpha"),
+    ("varifocal_loss", "gamma"),
+    ("quality_focal_loss", "beta"),
+  ],
+)
 def test_bad_input(name, option):
   fn = getattr(jaxloss, name)
   ok = jnp.zeros((2, 3))
   with pytest.raises(TypeError, match=rf"{name}: logits must have a floating"):
     fn(jnp.zeros((2, 3), jnp.int32), ok)
-  with pytest.raises(ValueError, match=rf"{name}: labels.shape \(3,\) must "
-                     r"equal logits.shape \(2, 3\)"):
+  with pytest.raises(
+    ValueError,
+    match=rf"{name}: labels.shape \(3,\) must "
+    r"equal logits.shape \(2, 3\)",
+  ):
     fn(ok, jnp.zeros(3))
   with pytest.raises(ValueError, match=rf"{name}: {option} must be >= 0"):
     fn(ok, ok, **{option: -1.0})

@@ -28,7 +28,9 @@ def _random_mask(shape, p_true=0.8, seed=0):
 def test_one_line_by_hand():
   mask = jnp.array([True, True, False, True, True, True])
   np.testing.assert_array_equal(dt(mask), [2, 1, 0, 1, 2, 3])
-  np.testing.assert_array_equal(dt(mask, sampling=0.5), [1, 0.5, 0, 0.5, 1, 1.5])
+  np.testing.assert_array_equal(
+    dt(mask, sampling=0.5), [1, 0.5, 0, 0.5, 1, 1.5]
+  )
 
 
 def test_two_by_three_by_hand():
@@ -39,10 +41,10 @@ def test_two_by_three_by_hand():
   want = [[2, np.sqrt(5), np.sqrt(8)], [0, 1, 2]]
   np.testing.assert_allclose(dt(mask, sampling=(2.0, 1.0)), want, rtol=1e-7)
   # Each row on its own: the first row has no background.
-  np.testing.assert_array_equal(dt(mask, axis=1),
-                                [[np.inf] * 3, [0, 1, 2]])
-  np.testing.assert_array_equal(dt(mask, axis=0),
-                                [[1, np.inf, np.inf], [0, np.inf, np.inf]])
+  np.testing.assert_array_equal(dt(mask, axis=1), [[np.inf] * 3, [0, 1, 2]])
+  np.testing.assert_array_equal(
+    dt(mask, axis=0), [[1, np.inf, np.inf], [0, np.inf, np.inf]]
+  )
 
 
 def test_far_corner_of_a_single_background_pixel():
@@ -59,17 +61,20 @@ def test_far_corner_of_a_single_background_pixel():
 # 2. Against scipy.
 
 
-@pytest.mark.parametrize("shape, axis, sampling", [
+@pytest.mark.parametrize(
+  "shape, axis, sampling",
+  [
     ((13, 17), None, None),
     ((13, 17), None, (0.7, 2.5)),
     ((3, 9, 11), (1, 2), None),
     ((3, 9, 11), (1, 2), 1.5),
     ((2, 6, 7, 5), (1, 2, 3), (2.5, 0.8, 1.1)),
-    ((6, 5, 4, 3), (0, 1, 2), None),       # channels last: one group a class
+    ((6, 5, 4, 3), (0, 1, 2), None),  # channels last: one group a class
     ((4, 40), (1,), 0.5),
     ((37,), None, None),
     ((1, 1), None, None),
-])
+  ],
+)
 def test_matches_scipy(shape, axis, sampling):
   mask = _random_mask(shape, seed=len(shape))
   mask.reshape(-1)[0] = False  # every group below has a False element
@@ -85,9 +90,12 @@ def test_sampling_follows_the_order_of_axis():
   got = dt(jnp.asarray(mask), axis=(2, 1), sampling=(3.0, 0.5))
   want = ref.edt_groups(mask, (1, 2), sampling=(0.5, 3.0))
   np.testing.assert_allclose(got, want, rtol=2e-7, atol=2e-6)
-  np.testing.assert_allclose(dt(jnp.asarray(mask), axis=(-1, -2),
-                                sampling=(3.0, 0.5)), want, rtol=2e-7,
-                             atol=2e-6)
+  np.testing.assert_allclose(
+    dt(jnp.asarray(mask), axis=(-1, -2), sampling=(3.0, 0.5)),
+    want,
+    rtol=2e-7,
+    atol=2e-6,
+  )
 
 
 @pytest.mark.parametrize("block", [7, 30, 100])
@@ -103,16 +111,15 @@ def test_blocks_with_remainders_match_scipy(monkeypatch, block):
 
 @hypothesis.settings(max_examples=5, deadline=None)
 @hypothesis.given(
-    shape=st.lists(st.integers(1, 9), min_size=1, max_size=3),
-    p_true=st.floats(0.3, 0.97),
-    seed=st.integers(0, 1000),
+  shape=st.lists(st.integers(1, 9), min_size=1, max_size=3),
+  p_true=st.floats(0.3, 0.97),
+  seed=st.integers(0, 1000),
 )
 def test_property_equals_scipy_per_group(shape, p_true, seed):
   mask = _random_mask(tuple(shape), p_true, seed)
   axes = tuple(range(len(shape)))
   want = ref.edt_groups(mask, axes)
-  np.testing.assert_allclose(dt(jnp.asarray(mask)), want, rtol=2e-7,
-                             atol=2e-6)
+  np.testing.assert_allclose(dt(jnp.asarray(mask)), want, rtol=2e-7, atol=2e-6)
 
 
 # 3. Conventions and edge cases.
@@ -124,8 +131,9 @@ def test_group_without_background_is_inf_and_leaves_others_alone():
   mask[2] = False
   got = np.asarray(dt(jnp.asarray(mask), axis=(1, 2)))
   assert np.all(np.isinf(got[0])) and not np.any(np.isnan(got))
-  np.testing.assert_allclose(got[1], ndimage.distance_transform_edt(mask[1]),
-                             rtol=1e-7)
+  np.testing.assert_allclose(
+    got[1], ndimage.distance_transform_edt(mask[1]), rtol=1e-7
+  )
   np.testing.assert_array_equal(got[2], 0)
 
 
@@ -152,7 +160,8 @@ def test_jit_and_vmap_agree_with_the_batch_axis():
   np.testing.assert_array_equal(jax.jit(dt)(mask[0]), batched[0])
   np.testing.assert_array_equal(jax.vmap(dt)(mask), batched)
   np.testing.assert_array_equal(
-      jax.jit(lambda m: dt(m, axis=(1, 2), sampling=2.0))(mask), 2 * batched)
+    jax.jit(lambda m: dt(m, axis=(1, 2), sampling=2.0))(mask), 2 * batched
+  )
 
 
 def test_is_a_constant_of_the_mask_under_every_autodiff_mode():
@@ -182,34 +191,64 @@ def test_export_round_trip_and_accelerator_platforms():
 def test_errors_name_function_and_argument():
   dt = jaxloss.distance_transform  # errors are raised while tracing
   mask = jnp.ones((4, 5), bool)
-  with pytest.raises(TypeError, match=r"distance_transform: mask must be a "
-                     r"boolean array, got dtype float32"):
+  with pytest.raises(
+    TypeError,
+    match=r"distance_transform: mask must be a "
+    r"boolean array, got dtype float32",
+  ):
     dt(jnp.ones((4, 5)))
-  with pytest.raises(ValueError, match=r"distance_transform: sampling must be "
-                     r"one number or 2 numbers .* got 3"):
+  with pytest.raises(
+    ValueError,
+    match=r"distance_transform: sampling must be "
+    r"one number or 2 numbers .* got 3",
+  ):
     dt(mask, sampling=(1.0, 1.0, 1.0))
-  with pytest.raises(ValueError, match=r"distance_transform: sampling must be "
-                     r"one number or 1 numbers"):
+  with pytest.raises(
+    ValueError,
+    match=r"distance_transform: sampling must be "
+    r"one number or 1 numbers",
+  ):
     dt(mask, axis=1, sampling=(1.0, 2.0))
   for bad in (0.0, -1.0, (1.0, np.nan), (1.0, np.inf)):
-    with pytest.raises(ValueError, match=r"distance_transform: sampling must "
-                       r"be positive and finite"):
+    with pytest.raises(
+      ValueError,
+      match=r"distance_transform: sampling must "
+      r"be positive and finite",
+    ):
       dt(mask, sampling=bad)
-  with pytest.raises(TypeError, match=r"distance_transform: sampling must be "
-                     r"a positive number"):
+  with pytest.raises(
+    TypeError,
+    match=r"distance_transform: sampling must be "
+    r"a positive number",
+  ):
     dt(mask, sampling="iso")
-  with pytest.raises(TypeError, match=r"distance_transform: sampling must be "
-                     r"concrete"):
+  with pytest.raises(
+    TypeError,
+    match=r"distance_transform: sampling must be "
+    r"concrete",
+  ):
     jax.jit(lambda s: dt(mask, sampling=s))(1.0)
-  with pytest.raises(ValueError, match=r"distance_transform: axis 2 is out of "
-                     r"range"):
+  with pytest.raises(
+    ValueError,
+    match=r"distance_transform: axis 2 is out of "
+    r"range",
+  ):
     dt(mask, axis=2)
-  with pytest.raises(ValueError, match=r"distance_transform: axis must name at "
-                     r"least one axis"):
+  with pytest.raises(
+    ValueError,
+    match=r"distance_transform: axis must name at "
+    r"least one axis",
+  ):
     dt(mask, axis=())
-  with pytest.raises(ValueError, match=r"distance_transform: axis must name at "
-                     r"least one axis"):
+  with pytest.raises(
+    ValueError,
+    match=r"distance_transform: axis must name at "
+    r"least one axis",
+  ):
     dt(jnp.array(True))
-  with pytest.raises(ValueError, match=r"distance_transform: axis \(1, 1\) "
-                     r"repeats axis 1"):
+  with pytest.raises(
+    ValueError,
+    match=r"distance_transform: axis \(1, 1\) "
+    r"repeats axis 1",
+  ):
     dt(mask, axis=(1, 1))

@@ -23,9 +23,26 @@ DOCS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs")
 
 def _sphinx(src, out, *extra):
   return subprocess.run(
-      [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b",
-       "html", "-d", os.path.join(out, ".doctrees"), *extra, src, out],
-      capture_output=True, text=True, timeout=300, check=False)
+    [
+      sys.executable,
+      "-m",
+      "sphinx",
+      "-W",
+      "--keep-going",
+      "-q",
+      "-b",
+      "html",
+      "-d",
+      os.path.join(out, ".doctrees"),
+      *extra,
+      src,
+      out,
+    ],
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
 
 
 @pytest.fixture(scope="module")
@@ -58,16 +75,26 @@ def test_math_is_rendered_by_mathjax(site):
 
 def test_docstring_sections_are_rendered(site):
   html = _read(site, "api.html")
-  for section in ("Parameters", "Returns", "Convention", "Examples",
-                  "References"):
+  for section in (
+    "Parameters",
+    "Returns",
+    "Convention",
+    "Examples",
+    "References",
+  ):
     assert re.search(rf">\s*{section}\s*<", html), section
 
 
 def test_guide_pages_and_figures(site):
   index = _read(site, "index.html")
-  for page in ("choosing_a_loss.html", "examples/quickstart.html",
-               "examples/segmentation.html", "examples/box_regression.html",
-               "multi_device.html", "api.html"):
+  for page in (
+    "choosing_a_loss.html",
+    "examples/quickstart.html",
+    "examples/segmentation.html",
+    "examples/box_regression.html",
+    "multi_device.html",
+    "api.html",
+  ):
     assert f'href="{page}' in index, page
   example = _read(site, "examples/segmentation.html")
   for figure in ("curves.png", "predictions.png", "focal_pt.png"):
@@ -80,7 +107,8 @@ def test_a_broken_reference_fails_the_build(tmp_path):
   src.mkdir()
   shutil.copy(os.path.join(DOCS, "conf.py"), src / "conf.py")
   (src / "index.md").write_text(
-      "# Test\n\nSee {func}`jaxloss.no_such_loss` and {doc}`missing`.\n")
+    "# Test\n\nSee {func}`jaxloss.no_such_loss` and {doc}`missing`.\n"
+  )
   out = str(tmp_path / "html")
   result = _sphinx(str(src), out)
   assert result.returncode != 0
@@ -94,9 +122,14 @@ def test_a_broken_reference_fails_the_build(tmp_path):
 def _recipes():
   with open(os.path.join(DOCS, "choosing_a_loss.md"), encoding="utf-8") as f:
     page = f.read()
-  section = page[page.index("## Recipes"):]
-  namespace = {"functools": functools, "jax": jax, "jnp": jnp,
-               "optax": optax, "jaxloss": jaxloss}
+  section = page[page.index("## Recipes") :]
+  namespace = {
+    "functools": functools,
+    "jax": jax,
+    "jnp": jnp,
+    "optax": optax,
+    "jaxloss": jaxloss,
+  }
   for block in re.findall(r"```python\n(.*?)```", section, re.S):
     exec(block, namespace)  # pylint: disable=exec-used
   return namespace
@@ -119,9 +152,9 @@ def test_recipes_match_references():
   dice = ref.dice(probs, targets, (0, 1, 2))
   focal = ref.softmax_focal(logits, targets, gamma=2.0).mean()
   cases = {
-      "dice_ce_loss": ce + dice,
-      "dice_focal_loss": focal + dice,
-      "log_dice_loss": -np.log(1 - dice),
+    "dice_ce_loss": ce + dice,
+    "dice_focal_loss": focal + dice,
+    "log_dice_loss": -np.log(1 - dice),
   }
   for name, want in cases.items():
     value, grad = jax.jit(jax.value_and_grad(recipes[name]))(logits, labels)
@@ -134,15 +167,18 @@ def test_recipes_match_references():
   p, y = np.exp(log_p), ref.one_hot(labels, 2)
   delta, gamma, weight = 0.6, 0.5, 0.5
   pixel_ce = -(y * log_p).sum(-1)
-  focal = np.where(labels == 0, (1 - delta) * (1 - p[..., 0])**gamma,
-                   delta) * pixel_ce
+  focal = (
+    np.where(labels == 0, (1 - delta) * (1 - p[..., 0]) ** gamma, delta)
+    * pixel_ce
+  )
   tp = (p * y).sum((1, 2))
   fn = ((1 - p) * y).sum((1, 2))
   fp = (p * (1 - y)).sum((1, 2))
   ti = (tp + 1e-6) / (tp + delta * fn + (1 - delta) * fp + 1e-6)
-  ftl = ((1 - ti[:, 0]) + (1 - ti[:, 1])**(1 - gamma)) / 2
+  ftl = ((1 - ti[:, 0]) + (1 - ti[:, 1]) ** (1 - gamma)) / 2
   want = weight * ftl.mean() + (1 - weight) * focal.mean()
   value, grad = jax.jit(jax.value_and_grad(recipes["unified_focal_loss"]))(
-      logits, labels)
+    logits, labels
+  )
   np.testing.assert_allclose(value, want, rtol=1e-5)
   assert np.all(np.isfinite(grad))

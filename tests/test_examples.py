@@ -19,7 +19,6 @@ import digits_data  # noqa: E402
 import segmentation  # noqa: E402
 import unet  # noqa: E402
 
-
 # -- data builder
 
 
@@ -64,7 +63,8 @@ def test_train_and_test_draw_on_disjoint_source_digits():
   for split, pool in (("train", train), ("test", test)):
     for seed in (0, 1):
       _, labels, sources = digits_data.make_canvases_with_sources(
-          split, 40, seed=seed)
+        split, 40, seed=seed
+      )
       used = sources[sources >= 0]
       assert set(used) <= set(pool)
       for l, s in zip(labels, sources):  # labels name the drawn digits
@@ -83,8 +83,9 @@ def test_unknown_split_is_an_error():
 def test_unet_shapes():
   model = segmentation.make_model(0, 4)  # a unet.UNet, 11 classes
   assert isinstance(model, unet.UNet)
-  logits = jax.eval_shape(model, jax.ShapeDtypeStruct((2, 24, 32, 1),
-                                                      jnp.float32))
+  logits = jax.eval_shape(
+    model, jax.ShapeDtypeStruct((2, 24, 32, 1), jnp.float32)
+  )
   assert logits.shape == (2, 24, 32, 11) and logits.dtype == jnp.float32
   with pytest.raises(ValueError, match="divisible by 8"):
     jax.eval_shape(model, jax.ShapeDtypeStruct((1, 30, 32, 1), jnp.float32))
@@ -126,11 +127,32 @@ def test_every_setup_gives_a_finite_scalar_with_a_gradient():
 
 
 def test_demo_runs_a_few_steps(tmp_path, capsys):
-  runs = segmentation.main([
-      "--out", str(tmp_path), "--steps", "3", "--finetune-steps", "2",
-      "--batch-size", "4", "--train-size", "16", "--test-size", "6",
-      "--size", "24", "--width", "4", "--depth", "2", "--eval-every", "2",
-      "--setups", "cross-entropy,CE -> Lovasz"])
+  runs = segmentation.main(
+    [
+      "--out",
+      str(tmp_path),
+      "--steps",
+      "3",
+      "--finetune-steps",
+      "2",
+      "--batch-size",
+      "4",
+      "--train-size",
+      "16",
+      "--test-size",
+      "6",
+      "--size",
+      "24",
+      "--width",
+      "4",
+      "--depth",
+      "2",
+      "--eval-every",
+      "2",
+      "--setups",
+      "cross-entropy,CE -> Lovasz",
+    ]
+  )
   out = capsys.readouterr().out
   assert list(runs) == ["cross-entropy", "CE -> Lovasz"]
   assert runs["CE -> Lovasz"].steps == [4, 5]  # continues the CE run
@@ -153,13 +175,15 @@ def test_demo_runs_a_few_steps(tmp_path, capsys):
 def test_initial_weights_are_deterministic_given_the_seed():
   # With the data and the batch order seeded (tested above), the initial
   # weights are the last random input of a run.
-  a, b, c = (nnx.state(segmentation.make_model(seed, 4), nnx.Param)
-             for seed in (0, 0, 1))
-  for x, y, z in zip(jax.tree.leaves(a), jax.tree.leaves(b),
-                     jax.tree.leaves(c)):
+  a, b, c = (
+    nnx.state(segmentation.make_model(seed, 4), nnx.Param) for seed in (0, 0, 1)
+  )
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
-  assert any(not np.array_equal(x, z)
-             for x, z in zip(jax.tree.leaves(a), jax.tree.leaves(c)))
+  assert any(
+    not np.array_equal(x, z)
+    for x, z in zip(jax.tree.leaves(a), jax.tree.leaves(c))
+  )
 
 
 def test_demo_rejects_an_unknown_setup(tmp_path):

@@ -39,7 +39,9 @@ def test_focal_hand_case():
 def test_softmax_focal_hand_case():
   # Logits (log 3, 0): p = (3/4, 1/4). Class 1: (3/4)^2 * log 4, times alpha_1.
   x = jnp.array([[math.log(3.0), 0.0]])
-  got = jaxloss.softmax_focal_loss(x, jnp.array([1]), alpha=jnp.array([1.0, 0.5]))
+  got = jaxloss.softmax_focal_loss(
+    x, jnp.array([1]), alpha=jnp.array([1.0, 0.5])
+  )
   np.testing.assert_allclose(got, [0.5 * 9 / 16 * math.log(4.0)], rtol=1e-6)
 
 
@@ -52,12 +54,15 @@ def test_softmax_focal_hand_case():
 def test_focal_matches_reference(soft, gamma, alpha):
   x, y = _inputs((3, 4), soft)
   loss = lambda x: jaxloss.focal_loss(x, y, alpha=alpha, gamma=gamma)
-  np.testing.assert_allclose(loss(x), ref.sigmoid_focal(x, y, alpha, gamma),
-                             rtol=2e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    loss(x), ref.sigmoid_focal(x, y, alpha, gamma), rtol=2e-5, atol=1e-6
+  )
   want = ref.numerical_grad(
-      lambda x: ref.sigmoid_focal(x, y, alpha, gamma).sum(), x)
-  np.testing.assert_allclose(jax.grad(lambda x: loss(x).sum())(x), want,
-                             rtol=1e-4, atol=1e-6)
+    lambda x: ref.sigmoid_focal(x, y, alpha, gamma).sum(), x
+  )
+  np.testing.assert_allclose(
+    jax.grad(lambda x: loss(x).sum())(x), want, rtol=1e-4, atol=1e-6
+  )
 
 
 @pytest.mark.parametrize("soft", [False, True])
@@ -74,9 +79,11 @@ def test_softmax_focal_matches_reference(soft, gamma, alpha):
   want = ref.softmax_focal(x, targets, alpha, gamma)
   np.testing.assert_allclose(loss(x), want, rtol=2e-5, atol=1e-6)
   want_grad = ref.numerical_grad(
-      lambda x: ref.softmax_focal(x, targets, alpha, gamma).sum(), x)
-  np.testing.assert_allclose(jax.grad(lambda x: loss(x).sum())(x), want_grad,
-                             rtol=1e-4, atol=1e-5)
+    lambda x: ref.softmax_focal(x, targets, alpha, gamma).sum(), x
+  )
+  np.testing.assert_allclose(
+    jax.grad(lambda x: loss(x).sum())(x), want_grad, rtol=1e-4, atol=1e-5
+  )
 
 
 @pytest.mark.parametrize("gamma", [0.0, 1.0, 2.0])
@@ -84,7 +91,8 @@ def test_focal_gradient_with_respect_to_soft_labels(gamma):
   x, y = _inputs((3, 4), soft=True, seed=3)
   got = jax.grad(lambda y: jaxloss.focal_loss(x, y, gamma=gamma).sum())(y)
   want = ref.numerical_grad(
-      lambda y: ref.sigmoid_focal(x, y, 0.25, gamma).sum(), y)
+    lambda y: ref.sigmoid_focal(x, y, 0.25, gamma).sum(), y
+  )
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
 
@@ -98,13 +106,17 @@ def test_focal_equals_optax(soft, gamma, alpha):
   x, y = _inputs((64,), soft, scale=30.0, seed=1)
   ours = lambda x: jnp.sum(jaxloss.focal_loss(x, y, alpha=alpha, gamma=gamma))
   theirs = lambda x: jnp.sum(
-      optax.sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma))
+    optax.sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma)
+  )
   np.testing.assert_allclose(
-      jaxloss.focal_loss(x, y, alpha=alpha, gamma=gamma),
-      optax.sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma),
-      rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(jax.grad(ours)(x), jax.grad(theirs)(x),
-                             rtol=1e-4, atol=1e-6)
+    jaxloss.focal_loss(x, y, alpha=alpha, gamma=gamma),
+    optax.sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma),
+    rtol=1e-5,
+    atol=1e-6,
+  )
+  np.testing.assert_allclose(
+    jax.grad(ours)(x), jax.grad(theirs)(x), rtol=1e-4, atol=1e-6
+  )
 
 
 # 3. Identities.
@@ -113,28 +125,36 @@ def test_focal_equals_optax(soft, gamma, alpha):
 def test_focal_gamma_zero_is_binary_cross_entropy():
   x, y = _inputs((5, 3), soft=True)
   np.testing.assert_allclose(
-      jaxloss.focal_loss(x, y, alpha=None, gamma=0.0),
-      optax.sigmoid_binary_cross_entropy(x, y), rtol=1e-5, atol=1e-6)
+    jaxloss.focal_loss(x, y, alpha=None, gamma=0.0),
+    optax.sigmoid_binary_cross_entropy(x, y),
+    rtol=1e-5,
+    atol=1e-6,
+  )
 
 
 def test_softmax_focal_gamma_zero_is_cross_entropy():
   x = 3 * jax.random.normal(KEY, (6, 5))
   ids = jnp.arange(6) % 5
   np.testing.assert_allclose(
-      jaxloss.softmax_focal_loss(x, ids, gamma=0.0),
-      optax.softmax_cross_entropy_with_integer_labels(x, ids), rtol=1e-5)
+    jaxloss.softmax_focal_loss(x, ids, gamma=0.0),
+    optax.softmax_cross_entropy_with_integer_labels(x, ids),
+    rtol=1e-5,
+  )
   np.testing.assert_allclose(
-      jaxloss.softmax_focal_loss(x, ids, gamma=2.0),
-      jaxloss.softmax_focal_loss(x, jax.nn.one_hot(ids, 5), gamma=2.0),
-      rtol=1e-6)
+    jaxloss.softmax_focal_loss(x, ids, gamma=2.0),
+    jaxloss.softmax_focal_loss(x, jax.nn.one_hot(ids, 5), gamma=2.0),
+    rtol=1e-6,
+  )
 
 
 def test_masked_equals_sliced_and_masked_entries_are_inert():
   x, y = _inputs((4, 6), soft=False)
-  where = jnp.arange(6) < 4                        # broadcasts over rows
-  x_bad = x.at[:, 4:].set(jnp.nan)                 # masked entries: NaN
+  where = jnp.arange(6) < 4  # broadcasts over rows
+  x_bad = x.at[:, 4:].set(jnp.nan)  # masked entries: NaN
   loss = jaxloss.focal_loss(x_bad, y, where=where)
-  np.testing.assert_allclose(loss[:, :4], jaxloss.focal_loss(x[:, :4], y[:, :4]))
+  np.testing.assert_allclose(
+    loss[:, :4], jaxloss.focal_loss(x[:, :4], y[:, :4])
+  )
   np.testing.assert_array_equal(loss[:, 4:], 0)
   grad = jax.grad(lambda x: jaxloss.focal_loss(x, y, where=where).sum())(x_bad)
   np.testing.assert_array_equal(grad[:, 4:], 0)
@@ -144,12 +164,16 @@ def test_masked_equals_sliced_and_masked_entries_are_inert():
   xs = 2 * jax.random.normal(KEY, (4, 3))
   xs_bad = xs.at[2].set(jnp.inf)
   got = jaxloss.softmax_focal_loss(xs_bad, ids, where=ids != 255)
-  np.testing.assert_allclose(got[jnp.array([0, 1, 3])],
-                             jaxloss.softmax_focal_loss(xs[jnp.array([0, 1, 3])],
-                                                        ids[jnp.array([0, 1, 3])]))
+  np.testing.assert_allclose(
+    got[jnp.array([0, 1, 3])],
+    jaxloss.softmax_focal_loss(
+      xs[jnp.array([0, 1, 3])], ids[jnp.array([0, 1, 3])]
+    ),
+  )
   assert float(got[2]) == 0
-  grad = jax.grad(lambda x: jaxloss.softmax_focal_loss(
-      x, ids, where=ids != 255).sum())(xs_bad)
+  grad = jax.grad(
+    lambda x: jaxloss.softmax_focal_loss(x, ids, where=ids != 255).sum()
+  )(xs_bad)
   np.testing.assert_array_equal(grad[2], 0)
 
 
@@ -161,11 +185,15 @@ def test_extreme_logits_are_finite(gamma):
   x = jnp.array([-1e4, -100.0, -20.0, 0.0, 20.0, 100.0, 1e4])
   for y in (jnp.zeros_like(x), jnp.ones_like(x), jnp.full_like(x, 0.3)):
     value, grad = jax.value_and_grad(
-        lambda x: jaxloss.focal_loss(x, y, gamma=gamma).sum())(x)
+      lambda x: jaxloss.focal_loss(x, y, gamma=gamma).sum()
+    )(x)
     assert np.isfinite(value) and bool(jnp.all(jnp.isfinite(grad)))
   xs = jnp.array([[1e4, -1e4, 0.0], [0.0, 0.0, 0.0]])
-  value, grad = jax.value_and_grad(lambda x: jaxloss.softmax_focal_loss(
-      x, jnp.array([0, 1]), gamma=gamma).sum())(xs)
+  value, grad = jax.value_and_grad(
+    lambda x: jaxloss.softmax_focal_loss(
+      x, jnp.array([0, 1]), gamma=gamma
+    ).sum()
+  )(xs)
   assert np.isfinite(value) and bool(jnp.all(jnp.isfinite(grad)))
 
 
@@ -179,7 +207,8 @@ def test_single_element_and_single_class():
   assert jaxloss.focal_loss(jnp.float32(0.0), jnp.float32(1.0)).shape == ()
   # One class: p = 1 always, the loss is 0.
   np.testing.assert_array_equal(
-      jaxloss.softmax_focal_loss(jnp.ones((3, 1)), jnp.zeros(3, jnp.int32)), 0)
+    jaxloss.softmax_focal_loss(jnp.ones((3, 1)), jnp.zeros(3, jnp.int32)), 0
+  )
 
 
 # 6. Reduced precision in, float32 out.
@@ -194,8 +223,12 @@ def test_bf16_and_fp16_inputs():
     np.testing.assert_allclose(got, want, rtol=5e-2, atol=5e-3)
     got = jaxloss.softmax_focal_loss(x.astype(dtype), jnp.arange(8) % 8)
     assert got.dtype == jnp.float32
-    np.testing.assert_allclose(got, jaxloss.softmax_focal_loss(
-        x, jnp.arange(8) % 8), rtol=5e-2, atol=5e-3)
+    np.testing.assert_allclose(
+      got,
+      jaxloss.softmax_focal_loss(x, jnp.arange(8) % 8),
+      rtol=5e-2,
+      atol=5e-3,
+    )
 
 
 # Bad input.
@@ -203,7 +236,9 @@ def test_bf16_and_fp16_inputs():
 
 def test_errors_name_function_and_argument():
   x = jnp.zeros((2, 3))
-  with pytest.raises(TypeError, match=r"focal_loss: logits must have a floating"):
+  with pytest.raises(
+    TypeError, match=r"focal_loss: logits must have a floating"
+  ):
     jaxloss.focal_loss(jnp.zeros((2, 3), jnp.int32), x)
   with pytest.raises(ValueError, match=r"focal_loss: labels.shape \(3,\)"):
     jaxloss.focal_loss(x, jnp.zeros(3))
@@ -211,11 +246,15 @@ def test_errors_name_function_and_argument():
     jaxloss.focal_loss(x, x, where=jnp.ones(4, bool))
   with pytest.raises(TypeError, match=r"focal_loss: where must be a boolean"):
     jaxloss.focal_loss(x, x, where=jnp.ones((2, 3)))
-  with pytest.raises(ValueError, match=r"softmax_focal_loss: alpha.shape \(2,\)"):
+  with pytest.raises(
+    ValueError, match=r"softmax_focal_loss: alpha.shape \(2,\)"
+  ):
     jaxloss.softmax_focal_loss(x, jnp.zeros(2, jnp.int32), alpha=jnp.ones(2))
   with pytest.raises(TypeError, match=r"softmax_focal_loss: labels of shape"):
     jaxloss.softmax_focal_loss(x, jnp.zeros(2))
-  with pytest.raises(ValueError, match=r"softmax_focal_loss: logits must have rank"):
+  with pytest.raises(
+    ValueError, match=r"softmax_focal_loss: logits must have rank"
+  ):
     jaxloss.softmax_focal_loss(jnp.float32(1.0), jnp.int32(0))
   with pytest.raises(ValueError, match=r"gamma must be >= 0"):
     jaxloss.focal_loss(x, x, gamma=-1.0)
@@ -226,7 +265,9 @@ def test_checkify_reports_bad_values():
     x = jnp.zeros((3, 4))
     checked = checkify.checkify(jax.jit(jaxloss.softmax_focal_loss))
     err, _ = checked(x, jnp.array([0, 4, 1]))
-    with pytest.raises(checkify.JaxRuntimeError, match=r"labels must lie in \[0, 4\)"):
+    with pytest.raises(
+      checkify.JaxRuntimeError, match=r"labels must lie in \[0, 4\)"
+    ):
       err.throw()
     err, _ = checked(x, jnp.array([0, 3, 1]))
     err.throw()  # In range: nothing to report.

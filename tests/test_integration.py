@@ -25,23 +25,43 @@ import jaxloss
 
 # Public names that are not losses (box geometry helpers, the distance
 # transform and the soft skeleton).
-HELPERS = {"box_convert", "box_iou", "generalized_box_iou",
-           "distance_transform", "soft_skeleton", "distance_box_iou",
-           "complete_box_iou", "distribution_integral", "value_checks",
-           # Matching costs: pairwise [N, M] matrices, not training losses.
-           "softmax_class_cost", "focal_class_cost", "box_l1_cost",
-           "mask_dice_cost", "mask_bce_cost", "mask_focal_cost"}
+HELPERS = {
+  "box_convert",
+  "box_iou",
+  "generalized_box_iou",
+  "distance_transform",
+  "soft_skeleton",
+  "distance_box_iou",
+  "complete_box_iou",
+  "distribution_integral",
+  "value_checks",
+  # Matching costs: pairwise [N, M] matrices, not training losses.
+  "softmax_class_cost",
+  "focal_class_cost",
+  "box_l1_cost",
+  "mask_dice_cost",
+  "mask_bce_cost",
+  "mask_focal_cost",
+}
 LOSSES = sorted(n for n in jaxloss.__all__ if n not in HELPERS)
 STEPS = 20
 NUM_CLASSES = 4
 KINDS = {"logits": "dense", "probs": "dense", "pred": "box"}
 # Losses whose targets are not class ids or corner boxes.
-ROTATED = {"rotated_box_probiou_loss", "rotated_box_kld_loss",
-           "rotated_box_gwd_loss"}
+ROTATED = {
+  "rotated_box_probiou_loss",
+  "rotated_box_kld_loss",
+  "rotated_box_gwd_loss",
+}
 # Every loss trains a Flax NNX model; these also a Linen one (one of each
 # family: the Linen path differs only in how the step is written).
-LINEN = {"focal_loss", "softmax_focal_loss", "dice_loss", "lovasz_softmax",
-         "box_giou_loss"}
+LINEN = {
+  "focal_loss",
+  "softmax_focal_loss",
+  "dice_loss",
+  "lovasz_softmax",
+  "box_giou_loss",
+}
 
 
 def _first_arg(name: str) -> str:
@@ -81,24 +101,32 @@ def _objective(name: str):
   fn = getattr(jaxloss, name)
   kind = _first_arg(name)
   if name == "distribution_focal_loss":
-    def f(logits, ids):        # bins 0..3, continuous targets between them
+
+    def f(logits, ids):  # bins 0..3, continuous targets between them
       return jnp.mean(fn(logits, 0.75 * ids.astype(logits.dtype) + 0.2))
   elif kind == "logits":
+
     def f(logits, ids):
       onehot = jax.nn.one_hot(ids, NUM_CLASSES, dtype=logits.dtype)
       return jnp.mean(fn(logits, onehot))
   elif kind == "probs":
+
     def f(logits, ids):
       return jnp.mean(fn(jax.nn.softmax(logits, axis=-1), ids))
   elif name in ROTATED:
-    def f(out, target):       # (cx, cy, w, h, theta): the corners' box, tilted
+
+    def f(out, target):  # (cx, cy, w, h, theta): the corners' box, tilted
       angle = jnp.full(out.shape[:-1] + (1,), 0.1, out.dtype)
       centre = (target[..., :2] + target[..., 2:]) / 2
       size = target[..., 2:] - target[..., :2]
-      return jnp.mean(fn(jnp.concatenate([out[..., :2], jnp.exp(out[..., 2:]),
-                                          angle], -1),
-                         jnp.concatenate([centre, size, angle], -1)))
+      return jnp.mean(
+        fn(
+          jnp.concatenate([out[..., :2], jnp.exp(out[..., 2:]), angle], -1),
+          jnp.concatenate([centre, size, angle], -1),
+        )
+      )
   elif kind == "pred":
+
     def f(out, target):
       return jnp.mean(fn(_boxes(out), target))
   else:
@@ -110,7 +138,6 @@ def _objective(name: str):
 
 
 class NnxDense(nnx.Module):
-
   def __init__(self, rngs: nnx.Rngs):
     self.conv = nnx.Linear(3, 8, rngs=rngs)
     self.head = nnx.Linear(8, NUM_CLASSES, rngs=rngs)
@@ -120,18 +147,15 @@ class NnxDense(nnx.Module):
 
 
 class NnxBox(nnx.Module):
-
   def __init__(self, rngs: nnx.Rngs):
     self.hidden = nnx.Linear(3, 16, rngs=rngs)
-    self.out = nnx.Linear(16, 4, kernel_init=nnx.initializers.zeros,
-                          rngs=rngs)
+    self.out = nnx.Linear(16, 4, kernel_init=nnx.initializers.zeros, rngs=rngs)
 
   def __call__(self, x):
     return self.out(jax.nn.relu(self.hidden(x)))
 
 
 class LinenDense(nn.Module):
-
   @nn.compact
   def __call__(self, x):
     x = jax.nn.relu(nn.Dense(8)(x))
@@ -139,7 +163,6 @@ class LinenDense(nn.Module):
 
 
 class LinenBox(nn.Module):
-
   @nn.compact
   def __call__(self, x):
     x = jax.nn.relu(nn.Dense(16)(x))
@@ -203,14 +226,17 @@ def test_every_public_loss_has_an_adapter():
   assert "dice_loss" in LOSSES and "focal_loss" in LOSSES
   for name in LOSSES:
     assert _first_arg(name) in KINDS, (
-        f"{name}: add an adapter for first argument {_first_arg(name)!r} or "
-        "list it in HELPERS")
+      f"{name}: add an adapter for first argument {_first_arg(name)!r} or "
+      "list it in HELPERS"
+    )
   for name in HELPERS:
     assert name in jaxloss.__all__, name
 
 
-@pytest.mark.parametrize("name, framework", [(n, "nnx") for n in LOSSES]
-                         + [(n, "linen") for n in sorted(LINEN)])
+@pytest.mark.parametrize(
+  "name, framework",
+  [(n, "nnx") for n in LOSSES] + [(n, "linen") for n in sorted(LINEN)],
+)
 def test_loss_goes_down(name, framework):
   losses = (_train_nnx if framework == "nnx" else _train_linen)(name)
   assert np.all(np.isfinite(losses)), losses

@@ -10,9 +10,9 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from jax.experimental import checkify
 import numpy as np
 import pytest
+from jax.experimental import checkify
 
 import jaxloss
 from jaxloss import _lovasz
@@ -24,35 +24,47 @@ ENGINES = ("host", "xla")
 def _value_and_grad(loss):
   """``(value, grad)`` functions sharing one compiled program; the gradient
   is that of the sum of the loss (per-image losses are summed)."""
+
   @jax.jit
   def both(x, *rest):
     value, vjp = jax.vjp(lambda x: loss(x, *rest), x)
     return value, vjp(jnp.ones_like(value))[0]
+
   return (lambda *a: both(*a)[0]), (lambda *a: both(*a)[1])
 
 
-@functools.lru_cache(maxsize=None)
-def _softmax_fn(engine, axis=None, classes="present", masked=False,
-                class_weights=None):
+@functools.cache
+def _softmax_fn(
+  engine, axis=None, classes="present", masked=False, class_weights=None
+):
   """Value and gradient functions; one compilation per option combination."""
   if not isinstance(classes, str):
     classes_arr = jnp.asarray(classes)
-  weights = None if class_weights is None else np.asarray(class_weights,
-                                                          np.float32)
+  weights = (
+    None if class_weights is None else np.asarray(class_weights, np.float32)
+  )
+
   def loss(probs, labels, where):
     return _lovasz.softmax_with_engine(
-        probs, labels, axis=axis, where=where if masked else None,
-        classes=classes if isinstance(classes, str) else classes_arr,
-        class_weights=weights, engine=engine)
+      probs,
+      labels,
+      axis=axis,
+      where=where if masked else None,
+      classes=classes if isinstance(classes, str) else classes_arr,
+      class_weights=weights,
+      engine=engine,
+    )
+
   return _value_and_grad(loss)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hinge_fn(engine, axis=None, masked=False):
   def loss(logits, labels, where):
-    return _lovasz.hinge_with_engine(logits, labels, axis=axis,
-                                     where=where if masked else None,
-                                     engine=engine)
+    return _lovasz.hinge_with_engine(
+      logits, labels, axis=axis, where=where if masked else None, engine=engine
+    )
+
   return _value_and_grad(loss)
 
 
@@ -75,8 +87,9 @@ def _hinge_inputs(seed, shape=(3, 5, 7)):
 
 
 def _close(actual, expected):
-  np.testing.assert_allclose(np.asarray(actual, np.float64), expected,
-                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    np.asarray(actual, np.float64), expected, rtol=1e-5, atol=1e-5
+  )
 
 
 # ---------------------------------------------------------------------------
@@ -94,8 +107,10 @@ def test_softmax_three_pixels_by_hand(engine):
   loss, grad = _softmax_fn(engine)
   _close(loss(probs, labels, None), 25 / 60)
   # d/dp = g * sign(p - fg) / 2 (two classes in the mean).
-  _close(grad(probs, labels, None),
-         np.array([[-1 / 3, 0.0], [-1 / 2, 1 / 2], [1 / 6, -1 / 2]]) / 2)
+  _close(
+    grad(probs, labels, None),
+    np.array([[-1 / 3, 0.0], [-1 / 2, 1 / 2], [1 / 6, -1 / 2]]) / 2,
+  )
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -119,12 +134,16 @@ def test_hinge_by_hand(engine):
 @pytest.mark.parametrize("classes", ["present", "all", (3, 0, 3)])
 def test_softmax_matches_reference(engine, masked, per_image, classes):
   probs, labels, where = _softmax_inputs(1)
-  labels[0][labels[0] == 2] = 1     # class 2 absent from the first image
+  labels[0][labels[0] == 2] = 1  # class 2 absent from the first image
   axis = (1, 2) if per_image else None
   loss, grad = _softmax_fn(engine, axis, classes, masked)
   want, want_grad = ref.lovasz_softmax(
-      probs, labels, where if masked else None,
-      classes if isinstance(classes, str) else list(classes), per_image)
+    probs,
+    labels,
+    where if masked else None,
+    classes if isinstance(classes, str) else list(classes),
+    per_image,
+  )
   _close(loss(probs, labels, where), want)
   _close(grad(probs, labels, where), want_grad)
 
@@ -134,11 +153,12 @@ def test_softmax_matches_reference(engine, masked, per_image, classes):
 @pytest.mark.parametrize("per_image", [False, True])
 def test_hinge_matches_reference(engine, masked, per_image):
   logits, labels, where = _hinge_inputs(2)
-  labels[1] = 0                      # an image without foreground
+  labels[1] = 0  # an image without foreground
   axis = (1, 2) if per_image else None
   loss, grad = _hinge_fn(engine, axis, masked)
-  want, want_grad = ref.lovasz_hinge(logits, labels,
-                                     where if masked else None, per_image)
+  want, want_grad = ref.lovasz_hinge(
+    logits, labels, where if masked else None, per_image
+  )
   _close(loss(logits, labels, where), want)
   _close(grad(logits, labels, where), want_grad)
 
@@ -150,8 +170,9 @@ def test_larger_pooled_group_matches_reference():
   for engine in ENGINES:
     loss, grad = _softmax_fn(engine, None, "present", False)
     _close(loss(probs, labels, None), want)
-    np.testing.assert_allclose(grad(probs, labels, None), want_grad,
-                               rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(
+      grad(probs, labels, None), want_grad, rtol=1e-4, atol=1e-8
+    )
 
 
 WEIGHTS = (0.5, 2.0, 0.0, 1.5)
@@ -162,13 +183,17 @@ WEIGHTS = (0.5, 2.0, 0.0, 1.5)
 @pytest.mark.parametrize("classes", ["present", "all", (3, 0, 3)])
 def test_class_weights_match_reference(engine, per_image, classes):
   probs, labels, where = _softmax_inputs(21)
-  labels[0][labels[0] == 3] = 1     # class 3 absent from the first image
+  labels[0][labels[0] == 3] = 1  # class 3 absent from the first image
   axis = (1, 2) if per_image else None
   loss, grad = _softmax_fn(engine, axis, classes, True, WEIGHTS)
   want, want_grad = ref.lovasz_softmax(
-      probs, labels, where,
-      classes if isinstance(classes, str) else list(classes), per_image,
-      class_weights=WEIGHTS)
+    probs,
+    labels,
+    where,
+    classes if isinstance(classes, str) else list(classes),
+    per_image,
+    class_weights=WEIGHTS,
+  )
   _close(loss(probs, labels, where), want)
   _close(grad(probs, labels, where), want_grad)
 
@@ -180,8 +205,9 @@ def test_unit_class_weights_give_the_unweighted_loss(engine):
     plain = _softmax_fn(engine, None, classes, True)
     ones = _softmax_fn(engine, None, classes, True, (1.0,) * 4)
     for a, b in zip(plain, ones):
-      np.testing.assert_array_equal(a(probs, labels, where),
-                                    b(probs, labels, where))
+      np.testing.assert_array_equal(
+        a(probs, labels, where), b(probs, labels, where)
+      )
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -200,24 +226,33 @@ def test_a_zero_class_weight_drops_the_class(engine):
 
 def test_no_selected_class_weight_gives_zero_and_zero_gradient():
   probs, labels, _ = _softmax_inputs(24)
-  labels[labels == 2] = 0                       # class 2 absent
+  labels[labels == 2] = 0  # class 2 absent
   # Only the absent class weighs: nothing is selected with "present".
-  f = jax.value_and_grad(lambda p: jaxloss.lovasz_softmax(
-      p, labels, class_weights=jnp.array([0.0, 0.0, 1.0, 0.0])))
+  f = jax.value_and_grad(
+    lambda p: jaxloss.lovasz_softmax(
+      p, labels, class_weights=jnp.array([0.0, 0.0, 1.0, 0.0])
+    )
+  )
   value, grad = f(probs)
   assert float(value) == 0.0 and np.all(np.asarray(grad) == 0)
 
 
 def test_traced_class_weights_and_their_gradient():
   probs, labels, _ = _softmax_inputs(25)
-  f = jax.jit(lambda w: jaxloss.lovasz_softmax(probs, labels, classes="all",
-                                               class_weights=w))
+  f = jax.jit(
+    lambda w: jaxloss.lovasz_softmax(
+      probs, labels, classes="all", class_weights=w
+    )
+  )
   weights = jnp.array([1.0, 2.0, 3.0, 4.0])
-  _close(f(weights), ref.lovasz_softmax(probs, labels, classes="all",
-                                        class_weights=weights)[0])
+  _close(
+    f(weights),
+    ref.lovasz_softmax(probs, labels, classes="all", class_weights=weights)[0],
+  )
   # d/dw_c of sum_c w_c l_c / sum_c w_c = (l_c - loss) / sum_c w_c.
-  per_class = np.array([ref.lovasz_softmax(probs, labels, classes=[c])[0]
-                        for c in range(4)])
+  per_class = np.array(
+    [ref.lovasz_softmax(probs, labels, classes=[c])[0] for c in range(4)]
+  )
   _close(jax.grad(f)(weights), (per_class - f(weights)) / 10.0)
 
 
@@ -238,13 +273,20 @@ def _plain_lovasz_rows(errors, fg):
   return jnp.sum(e * g, axis=-1)
 
 
-ROWS = _lovasz.Layout((0, 1), (2,), None)   # [3, 4, n]: already rows
+ROWS = _lovasz.Layout((0, 1), (2,), None)  # [3, 4, n]: already rows
 
 
 def _rows_loss(preds, fg, hinge, engine):
-  return _lovasz._lovasz_rows(preds, fg, None, layout=ROWS, hinge=hinge,
-                              skip_empty=False, host=engine == "host",
-                              axis_name=None)[0]
+  return _lovasz._lovasz_rows(
+    preds,
+    fg,
+    None,
+    layout=ROWS,
+    hinge=hinge,
+    skip_empty=False,
+    host=engine == "host",
+    axis_name=None,
+  )[0]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -254,22 +296,24 @@ def test_custom_vjp_equals_autodiff_through_sort(engine):
   fg = jnp.asarray(rng.random((3, 4, 50)) < 0.3)
   # Softmax rows: probabilities, errors |fg - p| (tie-free).
   probs = jnp.asarray(rng.random((3, 4, 50)), jnp.float32)
-  ours = lambda p: jnp.sum(
-      cot * _rows_loss(p, fg, False, engine))
+  ours = lambda p: jnp.sum(cot * _rows_loss(p, fg, False, engine))
   plain = lambda p: jnp.sum(
-      cot * _plain_lovasz_rows(jnp.abs(fg.astype(p.dtype) - p), fg))
+    cot * _plain_lovasz_rows(jnp.abs(fg.astype(p.dtype) - p), fg)
+  )
   np.testing.assert_allclose(ours(probs), plain(probs), rtol=1e-5)
-  np.testing.assert_allclose(jax.grad(ours)(probs), jax.grad(plain)(probs),
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    jax.grad(ours)(probs), jax.grad(plain)(probs), rtol=1e-5, atol=1e-6
+  )
   # Hinge rows: logits, errors relu(1 - s x).
   logits = jnp.asarray(2 * rng.standard_normal((3, 4, 50)), jnp.float32)
-  ours = lambda x: jnp.sum(
-      cot * _rows_loss(x, fg, True, engine))
-  plain = lambda x: jnp.sum(cot * _plain_lovasz_rows(
-      jax.nn.relu(jnp.where(fg, 1 - x, 1 + x)), fg))
+  ours = lambda x: jnp.sum(cot * _rows_loss(x, fg, True, engine))
+  plain = lambda x: jnp.sum(
+    cot * _plain_lovasz_rows(jax.nn.relu(jnp.where(fg, 1 - x, 1 + x)), fg)
+  )
   np.testing.assert_allclose(ours(logits), plain(logits), rtol=1e-5)
-  np.testing.assert_allclose(jax.grad(ours)(logits), jax.grad(plain)(logits),
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    jax.grad(ours)(logits), jax.grad(plain)(logits), rtol=1e-5, atol=1e-6
+  )
 
 
 def test_gradient_sorts_once_and_keeps_one_array():
@@ -291,16 +335,17 @@ def test_gradient_sorts_once_and_keeps_one_array():
 @pytest.mark.parametrize("engine", ENGINES)
 def test_per_image_equals_vmap(engine):
   probs, labels, where = _softmax_inputs(6)
-  f = lambda p, y, w: _lovasz.softmax_with_engine(p, y, where=w,
-                                                  engine=engine)
+  f = lambda p, y, w: _lovasz.softmax_with_engine(p, y, where=w, engine=engine)
   per_image = _softmax_fn(engine, (1, 2), "present", True)[0]
-  _close(per_image(probs, labels, where),
-         jax.jit(jax.vmap(f))(probs, labels, where))
+  _close(
+    per_image(probs, labels, where), jax.jit(jax.vmap(f))(probs, labels, where)
+  )
   logits, hlabels, hwhere = _hinge_inputs(7)
-  h = lambda x, y, w: _lovasz.hinge_with_engine(x, y, where=w,
-                                                engine=engine)
-  _close(_hinge_fn(engine, (1, 2), True)[0](logits, hlabels, hwhere),
-         jax.jit(jax.vmap(h))(logits, hlabels, hwhere))
+  h = lambda x, y, w: _lovasz.hinge_with_engine(x, y, where=w, engine=engine)
+  _close(
+    _hinge_fn(engine, (1, 2), True)[0](logits, hlabels, hwhere),
+    jax.jit(jax.vmap(h))(logits, hlabels, hwhere),
+  )
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -312,13 +357,15 @@ def test_masked_equals_sliced(engine):
   dirty = probs.copy()
   dirty[~where] = np.nan
   f = jax.value_and_grad(
-      lambda p: _lovasz.softmax_with_engine(p, labels, where=where,
-                                            engine=engine))
+    lambda p: _lovasz.softmax_with_engine(p, labels, where=where, engine=engine)
+  )
   g = jax.value_and_grad(
-      lambda p: _lovasz.softmax_with_engine(p, labels[:, :, :4],
-                                            engine=engine))
-  (value, grad), (want, want_grad) = jax.jit(f)(dirty), jax.jit(g)(
-      probs[:, :, :4])
+    lambda p: _lovasz.softmax_with_engine(p, labels[:, :, :4], engine=engine)
+  )
+  (value, grad), (want, want_grad) = (
+    jax.jit(f)(dirty),
+    jax.jit(g)(probs[:, :, :4]),
+  )
   _close(value, want)
   _close(grad[:, :, :4], want_grad)
   assert np.all(np.asarray(grad)[:, :, 4:] == 0)
@@ -329,8 +376,10 @@ def test_the_two_cores_agree_on_ties():
   # by pixel index in both cores, so the subgradients are identical.
   probs = jnp.full((2, 3, 4, 3), 1 / 3)
   labels = jnp.asarray(np.random.default_rng(9).integers(0, 3, (2, 3, 4)))
-  grads = [jax.grad(lambda p: _lovasz.softmax_with_engine(
-      p, labels, engine=e))(probs) for e in ENGINES]
+  grads = [
+    jax.grad(lambda p: _lovasz.softmax_with_engine(p, labels, engine=e))(probs)
+    for e in ENGINES
+  ]
   np.testing.assert_array_equal(grads[0], grads[1])
 
 
@@ -365,8 +414,7 @@ def test_no_valid_pixel_gives_zero_and_zero_gradient(engine):
   assert np.all(np.asarray(grad(probs, labels, where)) == 0)
   per_image = _softmax_fn(engine, (1, 2), "all", True)
   where[1, 0, 0] = True
-  np.testing.assert_array_equal(
-      per_image[0](probs, labels, where)[0], 0.0)
+  np.testing.assert_array_equal(per_image[0](probs, labels, where)[0], 0.0)
   logits, hlabels, _ = _hinge_inputs(13)
   hloss, hgrad = _hinge_fn(engine, None, True)
   none = np.zeros(hlabels.shape, bool)
@@ -381,18 +429,22 @@ def test_uint8_labels_with_many_classes():
   want = ref.lovasz_softmax(probs[None], labels[None])[0]
   _close(jaxloss.lovasz_softmax(probs, labels.astype(np.int32)), want)
   small = rng.integers(0, 256, 40)
-  _close(jaxloss.lovasz_softmax(probs, small.astype(np.uint8)),
-         ref.lovasz_softmax(probs[None], small[None])[0])
+  _close(
+    jaxloss.lovasz_softmax(probs, small.astype(np.uint8)),
+    ref.lovasz_softmax(probs[None], small[None])[0],
+  )
 
 
 def test_empty_input_gives_zero():
   for engine in ENGINES:
-    f = lambda p: _lovasz.softmax_with_engine(p, jnp.zeros((0,), int),
-                                              engine=engine)
+    f = lambda p: _lovasz.softmax_with_engine(
+      p, jnp.zeros((0,), int), engine=engine
+    )
     value, grad = jax.value_and_grad(f)(jnp.zeros((0, 3)))
     assert float(value) == 0.0 and grad.shape == (0, 3)
-    h = lambda x: _lovasz.hinge_with_engine(x, jnp.zeros((2, 0)), axis=1,
-                                            engine=engine)
+    h = lambda x: _lovasz.hinge_with_engine(
+      x, jnp.zeros((2, 0)), axis=1, engine=engine
+    )
     np.testing.assert_array_equal(h(jnp.zeros((2, 0))), [0.0, 0.0])
 
 
@@ -400,8 +452,9 @@ def test_empty_input_gives_zero():
 def test_absent_selected_class_is_its_largest_probability(engine):
   probs, labels, _ = _softmax_inputs(14, shape=(1, 3, 3, 3))
   labels[:] = 0
-  loss = _lovasz.softmax_with_engine(probs, labels, classes=jnp.array([1]),
-                                     engine=engine)
+  loss = _lovasz.softmax_with_engine(
+    probs, labels, classes=jnp.array([1]), engine=engine
+  )
   _close(loss, probs[..., 1].max())
 
 
@@ -419,18 +472,23 @@ def test_one_class_and_one_pixel():
 def test_extreme_logits_are_finite_and_nan_propagates(engine):
   logits = jnp.array([1e4, -1e4, 1e4, -1e4])
   labels = jnp.array([1, 0, 0, 1])
-  f = jax.jit(jax.value_and_grad(
-      lambda x: _lovasz.hinge_with_engine(x, labels, engine=engine)))
+  f = jax.jit(
+    jax.value_and_grad(
+      lambda x: _lovasz.hinge_with_engine(x, labels, engine=engine)
+    )
+  )
   value, grad = f(logits)
   assert np.isfinite(value) and np.all(np.isfinite(grad))
   _close(value, ref.lovasz_hinge(logits, labels)[0])
   assert np.isnan(f(logits.at[0].set(jnp.nan))[0])
   probs = jax.nn.softmax(jnp.array([[1e4, -1e4], [-1e4, 1e4]]), axis=-1)
-  g = jax.jit(jax.value_and_grad(
-      lambda p: _lovasz.softmax_with_engine(p, jnp.array([1, 1]),
-                                            engine=engine)))
+  g = jax.jit(
+    jax.value_and_grad(
+      lambda p: _lovasz.softmax_with_engine(p, jnp.array([1, 1]), engine=engine)
+    )
+  )
   assert np.all(np.isfinite(g(probs)[1]))
-  assert np.isnan(g(probs.at[0, 1].set(jnp.nan))[0])   # a present class
+  assert np.isnan(g(probs.at[0, 1].set(jnp.nan))[0])  # a present class
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -442,11 +500,13 @@ def test_bf16_accumulates_in_float32(engine):
   # Equal to the float32 loss of the rounded probabilities.
   _close(out, ref.lovasz_softmax(np.asarray(low, np.float32), labels)[0])
   logits, hlabels, _ = _hinge_inputs(16)
-  out = _lovasz.hinge_with_engine(jnp.asarray(logits, jnp.float16), hlabels,
-                                  engine=engine)
+  out = _lovasz.hinge_with_engine(
+    jnp.asarray(logits, jnp.float16), hlabels, engine=engine
+  )
   assert out.dtype == jnp.float32
-  np.testing.assert_allclose(out, ref.lovasz_hinge(logits, hlabels)[0],
-                             rtol=1e-2)
+  np.testing.assert_allclose(
+    out, ref.lovasz_hinge(logits, hlabels)[0], rtol=1e-2
+  )
 
 
 def test_float64_inputs_when_x64_is_enabled():
@@ -454,8 +514,9 @@ def test_float64_inputs_when_x64_is_enabled():
     probs, labels, where = _softmax_inputs(17)
     probs = probs.astype(np.float64)
     for engine in ENGINES:
-      f = lambda p: _lovasz.softmax_with_engine(p, labels, where=where,
-                                                engine=engine)
+      f = lambda p: _lovasz.softmax_with_engine(
+        p, labels, where=where, engine=engine
+      )
       out, grad = jax.jit(jax.value_and_grad(f))(probs)
       assert out.dtype == jnp.float64
       want, want_grad = ref.lovasz_softmax(probs, labels, where)
@@ -472,10 +533,11 @@ def test_bool_and_float_hinge_labels():
 
 def test_public_default_is_the_cpu_core_and_matches():
   probs, labels, where = _softmax_inputs(19)
-  _close(jaxloss.lovasz_softmax(probs, labels, where=where),
-         ref.lovasz_softmax(probs, labels, where)[0])
-  fn = jax.jit(jax.value_and_grad(
-      lambda p: jaxloss.lovasz_softmax(p, labels)))
+  _close(
+    jaxloss.lovasz_softmax(probs, labels, where=where),
+    ref.lovasz_softmax(probs, labels, where)[0],
+  )
+  fn = jax.jit(jax.value_and_grad(lambda p: jaxloss.lovasz_softmax(p, labels)))
   # Lowered for this CPU: the host sort (a callback); lowered for export
   # (which cannot serialize a callback): the XLA sort, with the same values.
   assert "callback" in fn.lower(probs).as_text()
@@ -490,60 +552,128 @@ def test_public_default_is_the_cpu_core_and_matches():
 # 6. Bad input.
 
 
-@pytest.mark.parametrize("call, error, match", [
-    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3, 4)),
-                                    jnp.zeros((2, 4), int)),
-     ValueError, r"lovasz_softmax: labels.shape \(2, 4\) must equal "
-     r"probs.shape\[:-1\]"),
-    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3)), jnp.zeros(2)),
-     TypeError, "lovasz_softmax: labels must be integer class ids"),
-    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3)), jnp.zeros((2, 3), int)),
-     ValueError, r"labels.shape \(2, 3\) must equal probs.shape\[:-1\]"),
-    (lambda: jaxloss.lovasz_softmax(jnp.ones(()), jnp.zeros((), int)),
-     ValueError, "lovasz_softmax: probs must have rank >= 1"),
-    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3)), jnp.zeros(2, int),
-                                    where=jnp.ones(3, bool)),
-     ValueError, r"lovasz_softmax: where.shape \(3,\) must equal probs.shape\[:-1\] \(2,\)"),
-    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3)), jnp.zeros(2, int),
-                                    axis=1),
-     ValueError, "lovasz_softmax: axis 1 includes the class axis"),
-    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3)), jnp.zeros(2, int),
-                                    classes="some"),
-     ValueError, "lovasz_softmax: classes must be"),
-    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3), int), jnp.zeros(2, int)),
-     TypeError, "lovasz_softmax: probs must have a floating dtype"),
-    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3)), jnp.zeros(2, int),
-                                    class_weights=jnp.ones(4)),
-     ValueError, r"lovasz_softmax: class_weights.shape \(4,\) must be "
-     r"\(3,\)"),
-    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3)), jnp.zeros(2, int),
-                                    class_weights=[1.0, -1.0, 1.0]),
-     ValueError, "lovasz_softmax: class_weights must be finite and >= 0"),
-    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3)), jnp.zeros(2, int),
-                                    class_weights=jnp.ones(3, bool)),
-     TypeError, "lovasz_softmax: class_weights must be real, got dtype bool"),
-    (lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3)), jnp.zeros(2, int),
-                                    class_weights="balanced"),
-     TypeError, "lovasz_softmax: class_weights must be an array"),
-    (lambda: _lovasz.softmax_with_engine(jnp.ones((2, 3)), jnp.zeros(2, int),
-                                         engine="numpy"),
-     ValueError, "softmax_with_engine: engine must be one of"),
-    (lambda: _lovasz.hinge_with_engine(jnp.ones(2), jnp.zeros(2),
-                                       engine="auto"),
-     ValueError, "hinge_with_engine: engine must be one of"),
-    (lambda: jaxloss.lovasz_hinge(jnp.ones((2, 3)), jnp.zeros((2, 4))),
-     ValueError, r"lovasz_hinge: labels.shape \(2, 4\) must equal "
-     r"logits.shape \(2, 3\)"),
-    (lambda: jaxloss.lovasz_hinge(jnp.ones((2, 3)), jnp.zeros((2, 3)),
-                                  where=jnp.ones(3, bool)),
-     ValueError, r"lovasz_hinge: where.shape \(3,\) must equal \(2, 3\)"),
-    (lambda: jaxloss.lovasz_hinge(jnp.ones((2, 3)), jnp.zeros((2, 3)),
-                                  axis=2),
-     ValueError, "lovasz_hinge: axis 2 is out of range"),
-    (lambda: jaxloss.lovasz_hinge(jnp.ones((2, 3)), jnp.zeros((2, 3)),
-                                  axis=(1, -1)),
-     ValueError, "lovasz_hinge: axis .* repeats axis 1"),
-])
+@pytest.mark.parametrize(
+  "call, error, match",
+  [
+    (
+      lambda: jaxloss.lovasz_softmax(
+        jnp.ones((2, 3, 4)), jnp.zeros((2, 4), int)
+      ),
+      ValueError,
+      r"lovasz_softmax: labels.shape \(2, 4\) must equal "
+      r"probs.shape\[:-1\]",
+    ),
+    (
+      lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3)), jnp.zeros(2)),
+      TypeError,
+      "lovasz_softmax: labels must be integer class ids",
+    ),
+    (
+      lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3)), jnp.zeros((2, 3), int)),
+      ValueError,
+      r"labels.shape \(2, 3\) must equal probs.shape\[:-1\]",
+    ),
+    (
+      lambda: jaxloss.lovasz_softmax(jnp.ones(()), jnp.zeros((), int)),
+      ValueError,
+      "lovasz_softmax: probs must have rank >= 1",
+    ),
+    (
+      lambda: jaxloss.lovasz_softmax(
+        jnp.ones((2, 3)), jnp.zeros(2, int), where=jnp.ones(3, bool)
+      ),
+      ValueError,
+      r"lovasz_softmax: where.shape \(3,\) must equal probs.shape\[:-1\] \(2,\)",
+    ),
+    (
+      lambda: jaxloss.lovasz_softmax(
+        jnp.ones((2, 3)), jnp.zeros(2, int), axis=1
+      ),
+      ValueError,
+      "lovasz_softmax: axis 1 includes the class axis",
+    ),
+    (
+      lambda: jaxloss.lovasz_softmax(
+        jnp.ones((2, 3)), jnp.zeros(2, int), classes="some"
+      ),
+      ValueError,
+      "lovasz_softmax: classes must be",
+    ),
+    (
+      lambda: jaxloss.lovasz_softmax(jnp.ones((2, 3), int), jnp.zeros(2, int)),
+      TypeError,
+      "lovasz_softmax: probs must have a floating dtype",
+    ),
+    (
+      lambda: jaxloss.lovasz_softmax(
+        jnp.ones((2, 3)), jnp.zeros(2, int), class_weights=jnp.ones(4)
+      ),
+      ValueError,
+      r"lovasz_softmax: class_weights.shape \(4,\) must be "
+      r"\(3,\)",
+    ),
+    (
+      lambda: jaxloss.lovasz_softmax(
+        jnp.ones((2, 3)), jnp.zeros(2, int), class_weights=[1.0, -1.0, 1.0]
+      ),
+      ValueError,
+      "lovasz_softmax: class_weights must be finite and >= 0",
+    ),
+    (
+      lambda: jaxloss.lovasz_softmax(
+        jnp.ones((2, 3)), jnp.zeros(2, int), class_weights=jnp.ones(3, bool)
+      ),
+      TypeError,
+      "lovasz_softmax: class_weights must be real, got dtype bool",
+    ),
+    (
+      lambda: jaxloss.lovasz_softmax(
+        jnp.ones((2, 3)), jnp.zeros(2, int), class_weights="balanced"
+      ),
+      TypeError,
+      "lovasz_softmax: class_weights must be an array",
+    ),
+    (
+      lambda: _lovasz.softmax_with_engine(
+        jnp.ones((2, 3)), jnp.zeros(2, int), engine="numpy"
+      ),
+      ValueError,
+      "softmax_with_engine: engine must be one of",
+    ),
+    (
+      lambda: _lovasz.hinge_with_engine(
+        jnp.ones(2), jnp.zeros(2), engine="auto"
+      ),
+      ValueError,
+      "hinge_with_engine: engine must be one of",
+    ),
+    (
+      lambda: jaxloss.lovasz_hinge(jnp.ones((2, 3)), jnp.zeros((2, 4))),
+      ValueError,
+      r"lovasz_hinge: labels.shape \(2, 4\) must equal "
+      r"logits.shape \(2, 3\)",
+    ),
+    (
+      lambda: jaxloss.lovasz_hinge(
+        jnp.ones((2, 3)), jnp.zeros((2, 3)), where=jnp.ones(3, bool)
+      ),
+      ValueError,
+      r"lovasz_hinge: where.shape \(3,\) must equal \(2, 3\)",
+    ),
+    (
+      lambda: jaxloss.lovasz_hinge(jnp.ones((2, 3)), jnp.zeros((2, 3)), axis=2),
+      ValueError,
+      "lovasz_hinge: axis 2 is out of range",
+    ),
+    (
+      lambda: jaxloss.lovasz_hinge(
+        jnp.ones((2, 3)), jnp.zeros((2, 3)), axis=(1, -1)
+      ),
+      ValueError,
+      "lovasz_hinge: axis .* repeats axis 1",
+    ),
+  ],
+)
 def test_bad_input_names_function_and_argument(call, error, match):
   with pytest.raises(error, match=match):
     call()
@@ -553,14 +683,16 @@ def test_labels_out_of_range_reported_under_checkify():
   with jaxloss.value_checks():
     probs = jnp.full((3, 2), 0.5)
     checked = checkify.checkify(
-        lambda y, w: jaxloss.lovasz_softmax(probs, y, where=w))
+      lambda y, w: jaxloss.lovasz_softmax(probs, y, where=w)
+    )
     err, _ = checked(jnp.array([0, 2, 1]), jnp.ones(3, bool))
-    with pytest.raises(checkify.JaxRuntimeError, match="lovasz_softmax: labels"):
+    with pytest.raises(
+      checkify.JaxRuntimeError, match="lovasz_softmax: labels"
+    ):
       err.throw()
     err, _ = checked(jnp.array([0, -1, 1]), jnp.array([True, False, True]))
-    err.throw()    # the bad label is masked: nothing to report
-    hinge = checkify.checkify(
-        lambda y: jaxloss.lovasz_hinge(jnp.zeros(3), y))
+    err.throw()  # the bad label is masked: nothing to report
+    hinge = checkify.checkify(lambda y: jaxloss.lovasz_hinge(jnp.zeros(3), y))
     err, _ = hinge(jnp.array([0, 2, 1]))
     with pytest.raises(checkify.JaxRuntimeError, match="lovasz_hinge: labels"):
       err.throw()
@@ -569,24 +701,28 @@ def test_labels_out_of_range_reported_under_checkify():
 @pytest.mark.parametrize("engine", _lovasz.ENGINES)
 def test_per_element_mask_is_each_class_on_its_own_pixels(engine):
   rng = np.random.default_rng(41)
-  probs = jax.nn.softmax(jnp.asarray(rng.normal(size=(2, 4, 5, 3)),
-                                     jnp.float32))
+  probs = jax.nn.softmax(
+    jnp.asarray(rng.normal(size=(2, 4, 5, 3)), jnp.float32)
+  )
   labels = jnp.asarray(rng.integers(0, 3, (2, 4, 5)), jnp.int32)
   where = jnp.asarray(rng.random(probs.shape) < 0.7)
   loss = functools.partial(_lovasz.softmax_with_engine, engine=engine)
   for c in range(3):
     np.testing.assert_allclose(
-        loss(probs, labels, where=where, classes=jnp.array([c])),
-        loss(probs, labels, where=where[..., c], classes=jnp.array([c])),
-        rtol=1e-6)
+      loss(probs, labels, where=where, classes=jnp.array([c])),
+      loss(probs, labels, where=where[..., c], classes=jnp.array([c])),
+      rtol=1e-6,
+    )
   pixel = where[..., 0]
   np.testing.assert_allclose(
-      loss(probs, labels, where=jnp.broadcast_to(pixel[..., None],
-                                                 probs.shape)),
-      loss(probs, labels, where=pixel), rtol=1e-6)
+    loss(probs, labels, where=jnp.broadcast_to(pixel[..., None], probs.shape)),
+    loss(probs, labels, where=pixel),
+    rtol=1e-6,
+  )
   # Masked entries may hold NaN: no value, no gradient.
   bad = jnp.where(where, probs, jnp.nan)
   value, grad = jax.value_and_grad(
-      lambda p: loss(p, labels, where=where, classes="all"))(bad)
+    lambda p: loss(p, labels, where=where, classes="all")
+  )(bad)
   assert np.isfinite(value) and np.all(np.isfinite(grad))
   assert np.all(np.asarray(grad)[~np.asarray(where)] == 0)

@@ -37,35 +37,60 @@ def boxes(seed, n):
 
 # name: (function, reference, make args: seed -> (pred, target), options)
 COSTS = {
-    "softmax_class_cost": (
-        jaxloss.softmax_class_cost, ref.softmax_class_cost,
-        lambda s: (logits(s, (N, C)), labels(s + 1)), {}),
-    "focal_class_cost": (
-        jaxloss.focal_class_cost, ref.focal_class_cost,
-        lambda s: (logits(s, (N, C)), labels(s + 1)), {}),
-    "focal_class_cost_options": (
-        jaxloss.focal_class_cost, ref.focal_class_cost,
-        lambda s: (logits(s, (N, C)), labels(s + 1)),
-        {"alpha": 0.5, "gamma": 0.5}),
-    "box_l1_cost": (
-        jaxloss.box_l1_cost, ref.box_l1_cost,
-        lambda s: (boxes(s, N), boxes(s + 1, M)), {}),
-    "mask_dice_cost": (
-        jaxloss.mask_dice_cost, ref.mask_dice_cost,
-        lambda s: (logits(s, (N, P)), masks(s + 1)), {}),
-    "mask_dice_cost_options": (
-        jaxloss.mask_dice_cost, ref.mask_dice_cost,
-        lambda s: (logits(s, (N, P)), masks(s + 1)), {"smooth": 0.0}),
-    "mask_bce_cost": (
-        jaxloss.mask_bce_cost, ref.mask_bce_cost,
-        lambda s: (logits(s, (N, P)), masks(s + 1)), {}),
-    "mask_focal_cost": (
-        jaxloss.mask_focal_cost, ref.mask_focal_cost,
-        lambda s: (logits(s, (N, P)), masks(s + 1)), {}),
-    "mask_focal_cost_options": (
-        jaxloss.mask_focal_cost, ref.mask_focal_cost,
-        lambda s: (logits(s, (N, P)), masks(s + 1)),
-        {"alpha": 0.75, "gamma": 1.5}),
+  "softmax_class_cost": (
+    jaxloss.softmax_class_cost,
+    ref.softmax_class_cost,
+    lambda s: (logits(s, (N, C)), labels(s + 1)),
+    {},
+  ),
+  "focal_class_cost": (
+    jaxloss.focal_class_cost,
+    ref.focal_class_cost,
+    lambda s: (logits(s, (N, C)), labels(s + 1)),
+    {},
+  ),
+  "focal_class_cost_options": (
+    jaxloss.focal_class_cost,
+    ref.focal_class_cost,
+    lambda s: (logits(s, (N, C)), labels(s + 1)),
+    {"alpha": 0.5, "gamma": 0.5},
+  ),
+  "box_l1_cost": (
+    jaxloss.box_l1_cost,
+    ref.box_l1_cost,
+    lambda s: (boxes(s, N), boxes(s + 1, M)),
+    {},
+  ),
+  "mask_dice_cost": (
+    jaxloss.mask_dice_cost,
+    ref.mask_dice_cost,
+    lambda s: (logits(s, (N, P)), masks(s + 1)),
+    {},
+  ),
+  "mask_dice_cost_options": (
+    jaxloss.mask_dice_cost,
+    ref.mask_dice_cost,
+    lambda s: (logits(s, (N, P)), masks(s + 1)),
+    {"smooth": 0.0},
+  ),
+  "mask_bce_cost": (
+    jaxloss.mask_bce_cost,
+    ref.mask_bce_cost,
+    lambda s: (logits(s, (N, P)), masks(s + 1)),
+    {},
+  ),
+  "mask_focal_cost": (
+    jaxloss.mask_focal_cost,
+    ref.mask_focal_cost,
+    lambda s: (logits(s, (N, P)), masks(s + 1)),
+    {},
+  ),
+  "mask_focal_cost_options": (
+    jaxloss.mask_focal_cost,
+    ref.mask_focal_cost,
+    lambda s: (logits(s, (N, P)), masks(s + 1)),
+    {"alpha": 0.75, "gamma": 1.5},
+  ),
 }
 NAMES = sorted(COSTS)
 
@@ -75,80 +100,110 @@ def compiled(name):
   """The cost and the gradient of its weighted sum, from one program."""
   fn, _, _, options = COSTS[name]
   call = functools.partial(fn, **options)
-  return jax.jit(lambda x, t, w: (call(x, t), jax.grad(
-      lambda x: jnp.sum(w * call(x, t)))(x)))
+  return jax.jit(
+    lambda x, t, w: (call(x, t), jax.grad(lambda x: jnp.sum(w * call(x, t)))(x))
+  )
 
 
 # 1. References: values and gradients ------------------------------------------------
+
 
 @pytest.mark.parametrize("name", NAMES)
 def test_values_and_gradients_match_reference(name):
   fn, reference, make, options = COSTS[name]
   pred, target = make(0)
   want = reference(pred, target, **options)
-  target32 = (jnp.asarray(target) if target.dtype.kind == "i"
-              else jnp.asarray(target, jnp.float32))
+  target32 = (
+    jnp.asarray(target)
+    if target.dtype.kind == "i"
+    else jnp.asarray(target, jnp.float32)
+  )
   weights = np.random.default_rng(1).normal(size=(N, M))
-  got, _ = compiled(name)(jnp.asarray(pred, jnp.float32), target32,
-                          jnp.asarray(weights, jnp.float32))
+  got, _ = compiled(name)(
+    jnp.asarray(pred, jnp.float32), target32, jnp.asarray(weights, jnp.float32)
+  )
   assert got.shape == (N, M) and got.dtype == jnp.float32
   np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
   scalar = lambda x: np.sum(weights * reference(x, target, **options))
   want_grad = references.numerical_grad(scalar, pred)
   with jax.enable_x64(True):
-    got64, g = compiled(name)(jnp.asarray(pred), jnp.asarray(target),
-                              jnp.asarray(weights))
+    got64, g = compiled(name)(
+      jnp.asarray(pred), jnp.asarray(target), jnp.asarray(weights)
+    )
     assert got64.dtype == jnp.float64
     np.testing.assert_allclose(got64, want, rtol=1e-11, atol=1e-12)
   np.testing.assert_allclose(g, want_grad, rtol=1e-6, atol=1e-8)
   assert np.abs(want_grad).max() > 0
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES
-                                  if not n.endswith("_options")])
+@pytest.mark.parametrize(
+  "name", [n for n in NAMES if not n.endswith("_options")]
+)
 def test_batch_axes_broadcast(name):
   fn, _, make, options = COSTS[name]
   pred0, target0 = make(2)
   pred1, _ = make(3)
-  pred = jnp.asarray(np.stack([pred0, pred1]), jnp.float32)   # [2, N, K]
-  target = (jnp.asarray(target0) if target0.dtype.kind == "i"
-            else jnp.asarray(target0, jnp.float32))         # shared
-  got, vmapped = jax.jit(lambda p, t: (fn(p, t, **options), jax.vmap(
-      lambda q: fn(q, t, **options))(p)))(pred, target)
+  pred = jnp.asarray(np.stack([pred0, pred1]), jnp.float32)  # [2, N, K]
+  target = (
+    jnp.asarray(target0)
+    if target0.dtype.kind == "i"
+    else jnp.asarray(target0, jnp.float32)
+  )  # shared
+  got, vmapped = jax.jit(
+    lambda p, t: (
+      fn(p, t, **options),
+      jax.vmap(lambda q: fn(q, t, **options))(p),
+    )
+  )(pred, target)
   assert got.shape == (2, N, M)
   for i in range(2):
     np.testing.assert_allclose(
-        got[i], compiled(name)(pred[i], target, jnp.ones((N, M)))[0],
-        rtol=1e-6, atol=1e-7)
+      got[i],
+      compiled(name)(pred[i], target, jnp.ones((N, M)))[0],
+      rtol=1e-6,
+      atol=1e-7,
+    )
   np.testing.assert_allclose(vmapped, got, rtol=1e-6, atol=1e-7)
 
 
 # 2. Identities -----------------------------------------------------------------------
 
+
 @jax.jit
 def _mask_identities(x, t):
   """Each mask cost, and the same quantity from the elementwise losses."""
   hard = jnp.round(t)
-  pairs = lambda fn, y: jax.vmap(lambda xi: jax.vmap(
-      lambda tj: fn(xi, tj))(y))(x)
+  pairs = lambda fn, y: jax.vmap(lambda xi: jax.vmap(lambda tj: fn(xi, tj))(y))(
+    x
+  )
   mean = lambda loss: lambda a, b: jnp.mean(loss(a, b))
-  dice = lambda a, b: jaxloss.dice_loss(jax.nn.sigmoid(a)[:, None],
-                                        b[:, None], smooth=1.0,
-                                        soft_labels=False)
+  dice = lambda a, b: jaxloss.dice_loss(
+    jax.nn.sigmoid(a)[:, None], b[:, None], smooth=1.0, soft_labels=False
+  )
   return {
-      "bce": (jaxloss.mask_bce_cost(x, hard), pairs(mean(
-          lambda a, b: jaxloss.focal_loss(a, b, alpha=None, gamma=0.0)),
-                                                      hard)),
-      "focal": (jaxloss.mask_focal_cost(x, hard, alpha=0.3, gamma=1.5),
-                pairs(mean(lambda a, b: jaxloss.focal_loss(
-                    a, b, alpha=0.3, gamma=1.5)), hard)),
-      # gamma = 0, alpha = 1/2: half the cross-entropy, soft targets too.
-      "half bce": (jaxloss.mask_focal_cost(x, t, alpha=0.5, gamma=0.0),
-                   0.5 * jaxloss.mask_bce_cost(x, t)),
-      "dice": (jaxloss.mask_dice_cost(x, t), pairs(dice, t)),
-      # Bool targets are the same masks.
-      "bool": (jaxloss.mask_dice_cost(x, hard > 0.5),
-               jaxloss.mask_dice_cost(x, hard)),
+    "bce": (
+      jaxloss.mask_bce_cost(x, hard),
+      pairs(
+        mean(lambda a, b: jaxloss.focal_loss(a, b, alpha=None, gamma=0.0)), hard
+      ),
+    ),
+    "focal": (
+      jaxloss.mask_focal_cost(x, hard, alpha=0.3, gamma=1.5),
+      pairs(
+        mean(lambda a, b: jaxloss.focal_loss(a, b, alpha=0.3, gamma=1.5)), hard
+      ),
+    ),
+    # gamma = 0, alpha = 1/2: half the cross-entropy, soft targets too.
+    "half bce": (
+      jaxloss.mask_focal_cost(x, t, alpha=0.5, gamma=0.0),
+      0.5 * jaxloss.mask_bce_cost(x, t),
+    ),
+    "dice": (jaxloss.mask_dice_cost(x, t), pairs(dice, t)),
+    # Bool targets are the same masks.
+    "bool": (
+      jaxloss.mask_dice_cost(x, hard > 0.5),
+      jaxloss.mask_dice_cost(x, hard),
+    ),
   }
 
 
@@ -174,53 +229,77 @@ def test_costs_recover_a_permutation_through_the_hungarian_solver():
 
   @jax.jit
   def match(pred_logits, labels, pred_boxes, boxes, mask_logits, masks):
-    cost = (jaxloss.softmax_class_cost(pred_logits, labels)
-            + jaxloss.focal_class_cost(pred_logits, labels)
-            + 5 * jaxloss.box_l1_cost(pred_boxes, boxes)
-            - 2 * jaxloss.generalized_box_iou(corners_p, corners_t)
-            + jaxloss.mask_dice_cost(mask_logits, masks)
-            + jaxloss.mask_bce_cost(mask_logits, masks)
-            + jaxloss.mask_focal_cost(mask_logits, masks))
+    cost = (
+      jaxloss.softmax_class_cost(pred_logits, labels)
+      + jaxloss.focal_class_cost(pred_logits, labels)
+      + 5 * jaxloss.box_l1_cost(pred_boxes, boxes)
+      - 2 * jaxloss.generalized_box_iou(corners_p, corners_t)
+      + jaxloss.mask_dice_cost(mask_logits, masks)
+      + jaxloss.mask_bce_cost(mask_logits, masks)
+      + jaxloss.mask_focal_cost(mask_logits, masks)
+    )
     return optax.assignment.hungarian_algorithm(cost)
 
   corners_p = corners(pred_boxes)
   corners_t = corners(target_boxes)
-  rows, cols = match(pred_logits, target_labels, pred_boxes, target_boxes,
-                     mask_logits, target_masks)
+  rows, cols = match(
+    pred_logits,
+    target_labels,
+    pred_boxes,
+    target_boxes,
+    mask_logits,
+    target_masks,
+  )
   np.testing.assert_array_equal(np.asarray(cols)[np.argsort(rows)], perm)
 
 
 # 3. Edge cases -----------------------------------------------------------------------
 
+
 def test_extreme_logits_nan_and_empty():
   x = jnp.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 3.0]])
   y = jnp.array([0, 1, 2])
-  t = jnp.array([[1., 0., 1.], [0., 0., 0.]])
-  for fn, target in ((jaxloss.softmax_class_cost, y),
-                     (jaxloss.focal_class_cost, y),
-                     (functools.partial(jaxloss.focal_class_cost, gamma=0.5),
-                      y),
-                     (jaxloss.mask_dice_cost, t), (jaxloss.mask_bce_cost, t),
-                     (jaxloss.mask_focal_cost, t)):
-    check = jax.jit(lambda a, b: (jax.value_and_grad(
-        lambda a: jnp.sum(fn(a, b)))(a), fn(a.at[0, 0].set(jnp.nan), b)))
+  t = jnp.array([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+  for fn, target in (
+    (jaxloss.softmax_class_cost, y),
+    (jaxloss.focal_class_cost, y),
+    (functools.partial(jaxloss.focal_class_cost, gamma=0.5), y),
+    (jaxloss.mask_dice_cost, t),
+    (jaxloss.mask_bce_cost, t),
+    (jaxloss.mask_focal_cost, t),
+  ):
+    check = jax.jit(
+      lambda a, b: (
+        jax.value_and_grad(lambda a: jnp.sum(fn(a, b)))(a),
+        fn(a.at[0, 0].set(jnp.nan), b),
+      )
+    )
     (value, grad), with_nan = check(x, target)
     assert bool(jnp.isfinite(value)) and bool(jnp.all(jnp.isfinite(grad)))
     # NaN in a prediction's logits: NaN in its row (its class, for the
     # class costs, which read one logit per target).
     assert bool(jnp.isnan(with_nan[0, 0])) and bool(
-        jnp.all(jnp.isfinite(with_nan[1])))
-  for fn in (jaxloss.mask_dice_cost, jaxloss.mask_bce_cost,
-             jaxloss.mask_focal_cost):
+      jnp.all(jnp.isfinite(with_nan[1]))
+    )
+  for fn in (
+    jaxloss.mask_dice_cost,
+    jaxloss.mask_bce_cost,
+    jaxloss.mask_focal_cost,
+  ):
     # No points, no targets, no predictions.
     assert fn(jnp.zeros((2, 0)), jnp.zeros((3, 0))).shape == (2, 3)
     np.testing.assert_allclose(fn(jnp.zeros((2, 0)), jnp.zeros((3, 0))), 0)
     assert fn(x, jnp.zeros((0, 3))).shape == (2, 0)
   np.testing.assert_allclose(
-      jaxloss.mask_dice_cost(jnp.full((1, 3), -1e4), jnp.zeros((1, 3)),
-                             smooth=0.0), [[0.0]])
+    jaxloss.mask_dice_cost(
+      jnp.full((1, 3), -1e4), jnp.zeros((1, 3)), smooth=0.0
+    ),
+    [[0.0]],
+  )
   assert jaxloss.box_l1_cost(jnp.zeros((0, 4)), jnp.zeros((3, 4))).shape == (
-      0, 3)
+    0,
+    3,
+  )
 
 
 def test_bf16_inputs():
@@ -232,14 +311,21 @@ def test_bf16_inputs():
 
   @jax.jit
   def run(x, t, c, y, b):
-    masks = [(fn(x, t), fn(x.astype(jnp.float32), t.astype(jnp.float32)))
-             for fn in (jaxloss.mask_dice_cost, jaxloss.mask_bce_cost,
-                        jaxloss.mask_focal_cost)]
-    classes = [(fn(c, y), fn(c.astype(jnp.float32), y))
-               for fn in (jaxloss.softmax_class_cost,
-                          jaxloss.focal_class_cost)]
-    return masks + classes + [(jaxloss.box_l1_cost(b, b),
-                               jaxloss.box_l1_cost(b, b))]
+    masks = [
+      (fn(x, t), fn(x.astype(jnp.float32), t.astype(jnp.float32)))
+      for fn in (
+        jaxloss.mask_dice_cost,
+        jaxloss.mask_bce_cost,
+        jaxloss.mask_focal_cost,
+      )
+    ]
+    classes = [
+      (fn(c, y), fn(c.astype(jnp.float32), y))
+      for fn in (jaxloss.softmax_class_cost, jaxloss.focal_class_cost)
+    ]
+    return (
+      masks + classes + [(jaxloss.box_l1_cost(b, b), jaxloss.box_l1_cost(b, b))]
+    )
 
   for got, want in run(x, t, c, y, b):
     assert got.dtype == jnp.float32
@@ -251,78 +337,120 @@ def test_value_checks_report_bad_labels_and_targets():
   checked = checkify.checkify(jax.jit(jaxloss.softmax_class_cost))
   with jaxloss.value_checks():
     err, _ = checked(x, jnp.array([0, C]))
-    assert f"softmax_class_cost: labels must lie in [0, {C})" in str(
-        err.get())
+    assert f"softmax_class_cost: labels must lie in [0, {C})" in str(err.get())
     err, _ = checked(x, jnp.array([0, C - 1]))
     assert err.get() is None
     # uint8 class ids with more than 256 classes are compared as integers.
     err, value = checkify.checkify(jax.jit(jaxloss.focal_class_cost))(
-        jnp.zeros((2, 300)), jnp.array([1, 255], jnp.uint8))
+      jnp.zeros((2, 300)), jnp.array([1, 255], jnp.uint8)
+    )
     assert err.get() is None and value.shape == (2, 2)
     err, _ = checkify.checkify(jax.jit(jaxloss.focal_class_cost))(
-        jnp.zeros((2, 3)), jnp.array([1, -3], jnp.int8))
+      jnp.zeros((2, 3)), jnp.array([1, -3], jnp.int8)
+    )
     assert "focal_class_cost: labels must lie in [0, 3)" in str(err.get())
     err, _ = checkify.checkify(jax.jit(jaxloss.mask_dice_cost))(
-        jnp.zeros((2, 3)), jnp.array([[0., 1., 2.]]))
+      jnp.zeros((2, 3)), jnp.array([[0.0, 1.0, 2.0]])
+    )
     assert "mask_dice_cost: labels must lie in [0, 1]" in str(err.get())
 
 
 # 4. Bad input ----------------------------------------------------------------------------
 
+
 def test_bad_input_names_function_and_argument():
   for fn in (jaxloss.softmax_class_cost, jaxloss.focal_class_cost):
     name = fn.__name__
-    with pytest.raises(ValueError, match=rf"{name}: logits must have shape "
-                       r"\[\.\.\., N, C\]"):
+    with pytest.raises(
+      ValueError,
+      match=rf"{name}: logits must have shape "
+      r"\[\.\.\., N, C\]",
+    ):
       fn(jnp.zeros(C), jnp.zeros(3, jnp.int32))
     with pytest.raises(TypeError, match=rf"{name}: labels must be integer"):
       fn(jnp.zeros((N, C)), jnp.zeros(3))
-    with pytest.raises(ValueError, match=rf"{name}: labels must have shape "
-                       r"\[\.\.\., M\]"):
+    with pytest.raises(
+      ValueError,
+      match=rf"{name}: labels must have shape "
+      r"\[\.\.\., M\]",
+    ):
       fn(jnp.zeros((N, C)), jnp.int32(3))
-    with pytest.raises(ValueError, match=rf"{name}: the batch axes of logits.shape "
-                       r"and labels.shape must broadcast"):
+    with pytest.raises(
+      ValueError,
+      match=rf"{name}: the batch axes of logits.shape "
+      r"and labels.shape must broadcast",
+    ):
       fn(jnp.zeros((2, N, C)), jnp.zeros((3, M), jnp.int32))
-    with pytest.raises(TypeError, match=rf"{name}: logits must have a "
-                       "floating"):
+    with pytest.raises(
+      TypeError,
+      match=rf"{name}: logits must have a "
+      "floating",
+    ):
       fn(jnp.zeros((N, C), jnp.int32), jnp.zeros(3, jnp.int32))
-  for fn in (jaxloss.mask_dice_cost, jaxloss.mask_bce_cost,
-             jaxloss.mask_focal_cost):
+  for fn in (
+    jaxloss.mask_dice_cost,
+    jaxloss.mask_bce_cost,
+    jaxloss.mask_focal_cost,
+  ):
     name = fn.__name__
-    with pytest.raises(ValueError, match=rf"{name}: logits must have shape "
-                       r"\[\.\.\., N, P\]"):
+    with pytest.raises(
+      ValueError,
+      match=rf"{name}: logits must have shape "
+      r"\[\.\.\., N, P\]",
+    ):
       fn(jnp.zeros(P), jnp.zeros((M, P)))
-    with pytest.raises(ValueError, match=rf"{name}: labels must have shape "
-                       r"\[\.\.\., M, P\]"):
+    with pytest.raises(
+      ValueError,
+      match=rf"{name}: labels must have shape "
+      r"\[\.\.\., M, P\]",
+    ):
       fn(jnp.zeros((N, P)), jnp.zeros(P))
-    with pytest.raises(ValueError, match=rf"{name}: the last axes of "
-                       r"logits.shape \(4, 6\) and labels.shape \(3, 5\)"):
+    with pytest.raises(
+      ValueError,
+      match=rf"{name}: the last axes of "
+      r"logits.shape \(4, 6\) and labels.shape \(3, 5\)",
+    ):
       fn(jnp.zeros((N, P)), jnp.zeros((M, P - 1)))
-    with pytest.raises(TypeError, match=rf"{name}: labels must be float or "
-                       "bool"):
+    with pytest.raises(
+      TypeError,
+      match=rf"{name}: labels must be float or "
+      "bool",
+    ):
       fn(jnp.zeros((N, P)), jnp.zeros((M, P), jnp.int32))
     with pytest.raises(ValueError, match=rf"{name}: the batch axes"):
       fn(jnp.zeros((2, N, P)), jnp.zeros((3, M, P)))
-  with pytest.raises(ValueError, match=r"box_l1_cost: boxes1 must have shape "
-                     r"\[\.\.\., N, 4\]"):
+  with pytest.raises(
+    ValueError,
+    match=r"box_l1_cost: boxes1 must have shape "
+    r"\[\.\.\., N, 4\]",
+  ):
     jaxloss.box_l1_cost(jnp.zeros((N, 5)), jnp.zeros((M, 4)))
-  with pytest.raises(ValueError, match=r"box_l1_cost: boxes2 must have shape "
-                     r"\[\.\.\., M, 4\]"):
+  with pytest.raises(
+    ValueError,
+    match=r"box_l1_cost: boxes2 must have shape "
+    r"\[\.\.\., M, 4\]",
+  ):
     jaxloss.box_l1_cost(jnp.zeros((N, 4)), jnp.zeros(4))
-  with pytest.raises(TypeError, match=r"box_l1_cost: boxes2 must have a floating"):
+  with pytest.raises(
+    TypeError, match=r"box_l1_cost: boxes2 must have a floating"
+  ):
     jaxloss.box_l1_cost(jnp.zeros((N, 4)), jnp.zeros((M, 4), jnp.int32))
   for fn in (jaxloss.focal_class_cost, jaxloss.mask_focal_cost):
     name = fn.__name__
-    args = ((jnp.zeros((N, C)), jnp.zeros(M, jnp.int32))
-            if fn is jaxloss.focal_class_cost
-            else (jnp.zeros((N, P)), jnp.zeros((M, P))))
+    args = (
+      (jnp.zeros((N, C)), jnp.zeros(M, jnp.int32))
+      if fn is jaxloss.focal_class_cost
+      else (jnp.zeros((N, P)), jnp.zeros((M, P)))
+    )
     with pytest.raises(ValueError, match=rf"{name}: alpha must be <= 1"):
       fn(*args, alpha=1.5)
     with pytest.raises(ValueError, match=rf"{name}: gamma must be >= 0"):
       fn(*args, gamma=-1.0)
     with pytest.raises(ValueError, match=rf"{name}: gamma must be finite"):
       fn(*args, gamma=float("nan"))
-    with pytest.raises(TypeError, match=rf"{name}: alpha must be a real number"):
+    with pytest.raises(
+      TypeError, match=rf"{name}: alpha must be a real number"
+    ):
       fn(*args, alpha=None)
   with pytest.raises(ValueError, match=r"mask_dice_cost: smooth must be >= 0"):
     jaxloss.mask_dice_cost(jnp.zeros((N, P)), jnp.zeros((M, P)), smooth=-1.0)

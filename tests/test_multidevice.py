@@ -25,7 +25,8 @@ import importlib.util
 import inspect
 import os
 import sys
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -58,9 +59,12 @@ def _cpu_devices_and_a_cheap_prng():
 
 
 def _mesh(shape=(NUM_DEVICES,), names=("d",)):
-  return jax.make_mesh(shape, names,
-                       axis_types=(jax.sharding.AxisType.Auto,) * len(shape),
-                       devices=_cpus())
+  return jax.make_mesh(
+    shape,
+    names,
+    axis_types=(jax.sharding.AxisType.Auto,) * len(shape),
+    devices=_cpus(),
+  )
 
 
 def _pmap(fn, axis_name):
@@ -73,10 +77,19 @@ def _per_device(x):
 
 def _shard_map_grad(fn, mesh, spec, check_vma):
   """Per-device value and gradient inside ``shard_map``, gathered back."""
+
   def local(p, y, m):
     return jax.value_and_grad(fn)(p, y, m)
-  return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(spec, spec, spec),
-                               out_specs=(P(), spec), check_vma=check_vma))
+
+  return jax.jit(
+    jax.shard_map(
+      local,
+      mesh=mesh,
+      in_specs=(spec, spec, spec),
+      out_specs=(P(), spec),
+      check_vma=check_vma,
+    )
+  )
 
 
 def _assert_value_and_grad(value, grad, ref_value, ref_grad):
@@ -93,19 +106,28 @@ def test_eight_simulated_cpu_devices():
 # --------------------------------------------------------------------------
 # The overlap losses under shard_map and pmap.
 
-OVERLAP = ("dice_loss", "iou_loss", "tversky_loss", "generalized_dice_loss",
-           "mcc_loss", "generalized_wasserstein_dice_loss")
+OVERLAP = (
+  "dice_loss",
+  "iou_loss",
+  "tversky_loss",
+  "generalized_dice_loss",
+  "mcc_loss",
+  "generalized_wasserstein_dice_loss",
+)
 # Options that change what is pooled: masks, present classes, soft targets,
 # squared denominators, generalized-Dice and class-volume weights, the
 # pixel counts of the MCC.
 OPTIONS = {
-    "dice_loss": {"where": True, "squared": True},
-    "iou_loss": {"classes": "present", "where": True},
-    "tversky_loss": {"alpha": 0.3, "beta": 0.7, "gamma": 0.75, "soft": True},
-    "generalized_dice_loss": {"weighting": "square", "where": True},
-    "mcc_loss": {"classes": "present", "where": True},
-    "generalized_wasserstein_dice_loss": {"weighting": "gdl", "where": True,
-                                          "soft": True},
+  "dice_loss": {"where": True, "squared": True},
+  "iou_loss": {"classes": "present", "where": True},
+  "tversky_loss": {"alpha": 0.3, "beta": 0.7, "gamma": 0.75, "soft": True},
+  "generalized_dice_loss": {"weighting": "square", "where": True},
+  "mcc_loss": {"classes": "present", "where": True},
+  "generalized_wasserstein_dice_loss": {
+    "weighting": "gdl",
+    "where": True,
+    "soft": True,
+  },
 }
 
 
@@ -122,7 +144,7 @@ def _region_batch(seed, soft=False, where=False):
   logits = 3 * rng.standard_normal((batch, 3, 4, 5))
   probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
   ids = rng.integers(0, 3, (batch, 3, 4)).astype(np.int32)
-  ids[batch // 2:, 0, 0] = 3
+  ids[batch // 2 :, 0, 0] = 3
   labels = ids
   if soft:
     labels = (0.8 * np.eye(5)[ids] + 0.04).astype(np.float32)
@@ -131,13 +153,13 @@ def _region_batch(seed, soft=False, where=False):
 
 
 class _Case(NamedTuple):
-  loss: Any           # the loss with its options, takes where= and axis_name=
+  loss: Any  # the loss with its options, takes where= and axis_name=
   probs: jax.Array
   labels: jax.Array
-  mask: jax.Array     # all True where the options have no mask
-  value: jax.Array    # the single-device loss on the global batch
-  grad: jax.Array     # and its gradient
-  local: jax.Array    # the loss of the first device's shard alone
+  mask: jax.Array  # all True where the options have no mask
+  value: jax.Array  # the single-device loss on the global batch
+  grad: jax.Array  # and its gradient
+  local: jax.Array  # the loss of the first device's shard alone
 
 
 @functools.cache
@@ -160,9 +182,10 @@ def _overlap_case(name):
 
 # Every overlap loss type-checked; the unchecked shard_map (whose psum
 # transposes like pmap's) on the one whose statistics all change with pooling.
-@pytest.mark.parametrize("name, check_vma",
-                         [(n, True) for n in OVERLAP]
-                         + [("generalized_dice_loss", False)])
+@pytest.mark.parametrize(
+  "name, check_vma",
+  [(n, True) for n in OVERLAP] + [("generalized_dice_loss", False)],
+)
 def test_shard_map_value_and_per_device_gradient(name, check_vma):
   """Every device: the global loss, and its slice of the global gradient."""
   case = _overlap_case(name)
@@ -170,20 +193,24 @@ def test_shard_map_value_and_per_device_gradient(name, check_vma):
   assert abs(float(case.local) - float(case.value)) > 1e-3
   fn = lambda p, y, m: case.loss(p, y, where=m, axis_name="d")
   value, grad = _shard_map_grad(fn, _mesh(), P("d"), check_vma)(
-      case.probs, case.labels, case.mask)
+    case.probs, case.labels, case.mask
+  )
   _assert_value_and_grad(value, grad, case.value, case.grad)
 
 
 @pytest.mark.parametrize("name", ["dice_loss", "generalized_dice_loss"])
 def test_pmap_value_and_per_device_gradient(name):
   case = _overlap_case(name)
-  value, grad = _pmap(jax.value_and_grad(
-      lambda p, y, m: case.loss(p, y, where=m, axis_name="i")), "i")(
-          *map(_per_device, (case.probs, case.labels, case.mask)))
-  np.testing.assert_allclose(value, np.full(NUM_DEVICES, case.value),
-                             rtol=2e-6, atol=1e-7)
-  _assert_value_and_grad(value[0], grad.reshape(case.probs.shape),
-                         case.value, case.grad)
+  value, grad = _pmap(
+    jax.value_and_grad(lambda p, y, m: case.loss(p, y, where=m, axis_name="i")),
+    "i",
+  )(*map(_per_device, (case.probs, case.labels, case.mask)))
+  np.testing.assert_allclose(
+    value, np.full(NUM_DEVICES, case.value), rtol=2e-6, atol=1e-7
+  )
+  _assert_value_and_grad(
+    value[0], grad.reshape(case.probs.shape), case.value, case.grad
+  )
 
 
 @pytest.mark.parametrize("name", ["dice_loss", "generalized_dice_loss"])
@@ -195,15 +222,18 @@ def test_float64_per_device_gradient_is_the_slice_to_rounding(name):
     labels = case.labels
     if jnp.issubdtype(labels.dtype, jnp.floating):
       labels = labels.astype(jnp.float64)
-    ref_value, ref_grad = jax.jit(jax.value_and_grad(
-        lambda p: case.loss(p, labels, where=case.mask)))(probs)
+    ref_value, ref_grad = jax.jit(
+      jax.value_and_grad(lambda p: case.loss(p, labels, where=case.mask))
+    )(probs)
     fn = lambda p, y, m: case.loss(p, y, where=m, axis_name="d")
     value, grad = _shard_map_grad(fn, _mesh(), P("d"), True)(
-        probs, labels, case.mask)
+      probs, labels, case.mask
+    )
     assert value.dtype == grad.dtype == jnp.float64
     np.testing.assert_allclose(value, ref_value, rtol=1e-13)
-    np.testing.assert_allclose(grad, ref_grad, rtol=1e-12,
-                               atol=1e-13 * float(jnp.max(jnp.abs(ref_grad))))
+    np.testing.assert_allclose(
+      grad, ref_grad, rtol=1e-12, atol=1e-13 * float(jnp.max(jnp.abs(ref_grad)))
+    )
 
 
 @pytest.mark.parametrize("name", ["dice_loss", "lovasz_softmax"])
@@ -211,13 +241,17 @@ def test_forward_mode_in_shard_map_is_the_global_tangent(name):
   probs, labels, _ = _region_batch(4)
   tangent = jax.random.normal(jax.random.PRNGKey(5), probs.shape)
   loss = getattr(jaxloss, name)
-  ref_value, ref_tangent = jax.jit(lambda p, y, t: jax.jvp(
-      lambda p: loss(p, y), (p,), (t,)))(probs, labels, tangent)
-  value, tangent_out = jax.jit(jax.shard_map(
-      lambda p, y, t: jax.jvp(lambda p: loss(p, y, axis_name="d"), (p,),
-                              (t,)),
-      mesh=_mesh(), in_specs=P("d"), out_specs=(P(), P())))(
-          probs, labels, tangent)
+  ref_value, ref_tangent = jax.jit(
+    lambda p, y, t: jax.jvp(lambda p: loss(p, y), (p,), (t,))
+  )(probs, labels, tangent)
+  value, tangent_out = jax.jit(
+    jax.shard_map(
+      lambda p, y, t: jax.jvp(lambda p: loss(p, y, axis_name="d"), (p,), (t,)),
+      mesh=_mesh(),
+      in_specs=P("d"),
+      out_specs=(P(), P()),
+    )
+  )(probs, labels, tangent)
   np.testing.assert_allclose(value, ref_value, rtol=2e-6, atol=1e-7)
   np.testing.assert_allclose(tangent_out, ref_tangent, rtol=1e-5, atol=1e-6)
 
@@ -226,22 +260,28 @@ def test_two_mesh_axes_batch_and_height():
   """A batch split over one mesh axis and the height over another."""
   mesh = _mesh((4, 2), ("b", "h"))
   rng = np.random.default_rng(3)
-  probs = jax.nn.softmax(jnp.asarray(rng.normal(0, 2, (8, 4, 3, 4)),
-                                     jnp.float32), axis=-1)
+  probs = jax.nn.softmax(
+    jnp.asarray(rng.normal(0, 2, (8, 4, 3, 4)), jnp.float32), axis=-1
+  )
   labels = jnp.asarray(rng.integers(0, 4, (8, 4, 3)), jnp.int32)
   mask = jnp.ones(labels.shape, bool)
   ref_value, ref_grad = jax.jit(jax.value_and_grad(jaxloss.dice_loss))(
-      probs, labels)
+    probs, labels
+  )
   fn = lambda p, y, m: jaxloss.dice_loss(p, y, where=m, axis_name=("b", "h"))
   value, grad = _shard_map_grad(fn, mesh, P("b", "h"), True)(
-      probs, labels, mask)
+    probs, labels, mask
+  )
   _assert_value_and_grad(value, grad, ref_value, ref_grad)
 
 
-@pytest.mark.parametrize("name, options", [
+@pytest.mark.parametrize(
+  "name, options",
+  [
     ("tversky_loss", {"alpha": 0.3, "beta": 0.7}),
     ("lovasz_softmax", {}),
-])
+  ],
+)
 def test_replicated_parameters_get_the_global_gradient(name, options):
   """Data parallel: a per-pixel linear model, parameters replicated, batch
   split, the loss of the global batch.
@@ -258,32 +298,44 @@ def test_replicated_parameters_get_the_global_gradient(name, options):
 
   def loss(w, x, y, m, axis_name=None):
     probs = jax.nn.softmax(jnp.einsum("bnk,kc->bnc", x, w), axis=-1)
-    return getattr(jaxloss, name)(probs, y, where=m, axis_name=axis_name,
-                                  **options)
+    return getattr(jaxloss, name)(
+      probs, y, where=m, axis_name=axis_name, **options
+    )
 
   ref = jax.jit(jax.grad(loss))(w, x, labels, where)
-  grad = jax.jit(jax.shard_map(
-      lambda w, x, y, m: jax.grad(loss)(w, x, y, m, "d"), mesh=_mesh(),
-      in_specs=(P(), P("d"), P("d"), P("d")), out_specs=P()))(
-          w, x, labels, where)
+  grad = jax.jit(
+    jax.shard_map(
+      lambda w, x, y, m: jax.grad(loss)(w, x, y, m, "d"),
+      mesh=_mesh(),
+      in_specs=(P(), P("d"), P("d"), P("d")),
+      out_specs=P(),
+    )
+  )(w, x, labels, where)
   atol = 1e-6 * float(jnp.max(jnp.abs(ref)))
   np.testing.assert_allclose(grad, ref, rtol=1e-5, atol=atol)
   shares = _pmap(lambda x, y, m: jax.grad(loss)(w, x, y, m, "i"), "i")(
-      *map(_per_device, (x, labels, where)))
-  np.testing.assert_allclose(jnp.sum(shares, axis=0), ref, rtol=1e-5,
-                             atol=atol)
+    *map(_per_device, (x, labels, where))
+  )
+  np.testing.assert_allclose(jnp.sum(shares, axis=0), ref, rtol=1e-5, atol=atol)
 
 
 def test_per_image_loss_needs_no_communication():
   """``axis=(1, 2)`` on a batch-split input: each device its own images."""
   probs, labels, _ = _region_batch(6)
   ref = jax.jit(functools.partial(jaxloss.dice_loss, axis=(1, 2)))(
-      probs, labels)
-  per_image = jax.jit(jax.shard_map(
-      lambda p, y: jaxloss.dice_loss(p, y, axis=(1, 2)), mesh=_mesh(),
-      in_specs=P("d"), out_specs=P("d")))
-  np.testing.assert_allclose(per_image(probs, labels), ref, rtol=1e-6,
-                             atol=1e-7)
+    probs, labels
+  )
+  per_image = jax.jit(
+    jax.shard_map(
+      lambda p, y: jaxloss.dice_loss(p, y, axis=(1, 2)),
+      mesh=_mesh(),
+      in_specs=P("d"),
+      out_specs=P("d"),
+    )
+  )
+  np.testing.assert_allclose(
+    per_image(probs, labels), ref, rtol=1e-6, atol=1e-7
+  )
   hlo = per_image.lower(probs, labels).as_text()
   assert "all_reduce" not in hlo and "all-reduce" not in hlo
 
@@ -293,9 +345,9 @@ def test_per_image_loss_needs_no_communication():
 
 ENGINES = ("host", "xla")
 LOVASZ = {
-    "softmax": (_lovasz.softmax_with_engine, {}),
-    "softmax_all": (_lovasz.softmax_with_engine, {"classes": "all"}),
-    "hinge": (_lovasz.hinge_with_engine, {}),
+  "softmax": (_lovasz.softmax_with_engine, {}),
+  "softmax_all": (_lovasz.softmax_with_engine, {"classes": "all"}),
+  "hinge": (_lovasz.hinge_with_engine, {}),
 }
 
 
@@ -309,14 +361,15 @@ def _lovasz_inputs(ties=False):
   if ties:
     probs[:] = 1 / 3
   labels = rng.integers(0, 3, probs.shape[:-1]).astype(np.int32)
-  labels[:, 0, 0] = 2                # every shard has class 2; class 1 rare
+  labels[:, 0, 0] = 2  # every shard has class 2; class 1 rare
   labels[labels == 1] = 0
   labels[3, 1, 1] = 1
   where = rng.random(labels.shape) < 0.8
   hinge_logits = (2 * rng.standard_normal(labels.shape)).astype(np.float32)
   hinge_labels = (rng.random(labels.shape) < 0.3).astype(np.int32)
-  return tuple(map(jnp.asarray, (probs, labels, where, hinge_logits,
-                                 hinge_labels)))
+  return tuple(
+    map(jnp.asarray, (probs, labels, where, hinge_logits, hinge_labels))
+  )
 
 
 def _lovasz_value_and_grads(engine, inputs, *, axis_name=None, modes):
@@ -324,12 +377,13 @@ def _lovasz_value_and_grads(engine, inputs, *, axis_name=None, modes):
   out = {}
   for name, (x, y, w) in inputs.items():
     fn, options = LOVASZ[name]
-    loss = functools.partial(fn, engine=engine, axis_name=axis_name,
-                             **options)
+    loss = functools.partial(fn, engine=engine, axis_name=axis_name, **options)
     out[name] = tuple(
-        jax.value_and_grad(lambda x, m: loss(x, y, where=m))(
-            x, w if mode == "masked" else None)
-        for mode in modes)
+      jax.value_and_grad(lambda x, m: loss(x, y, where=m))(
+        x, w if mode == "masked" else None
+      )
+      for mode in modes
+    )
   return out
 
 
@@ -341,25 +395,40 @@ def _lovasz_run(engine, how):
   (shard_map without check_vma, with the mask) or "pmap" (with the mask).
   Returns {name: ((value, grad), ...)} in that order."""
   probs, labels, where, hinge_logits, hinge_labels = _lovasz_inputs()
-  inputs = {name: ((hinge_logits, hinge_labels, where) if name == "hinge"
-                   else (probs, labels, where)) for name in LOVASZ}
-  modes = ("plain", "masked") if how in ("reference", "shard_map") else (
-      "masked",)
+  inputs = {
+    name: (
+      (hinge_logits, hinge_labels, where)
+      if name == "hinge"
+      else (probs, labels, where)
+    )
+    for name in LOVASZ
+  }
+  modes = (
+    ("plain", "masked") if how in ("reference", "shard_map") else ("masked",)
+  )
   run = functools.partial(_lovasz_value_and_grads, engine, modes=modes)
   if how == "reference":
     return jax.jit(run)(inputs)
   if how == "pmap":
     return _pmap(functools.partial(run, axis_name="d"), "d")(
-        jax.tree.map(_per_device, inputs))
+      jax.tree.map(_per_device, inputs)
+    )
   out_specs = {name: ((P(), P("d")),) * len(modes) for name in LOVASZ}
-  return jax.jit(jax.shard_map(
-      functools.partial(run, axis_name="d"), mesh=_mesh(), in_specs=P("d"),
-      out_specs=out_specs, check_vma=how == "shard_map"))(inputs)
+  return jax.jit(
+    jax.shard_map(
+      functools.partial(run, axis_name="d"),
+      mesh=_mesh(),
+      in_specs=P("d"),
+      out_specs=out_specs,
+      check_vma=how == "shard_map",
+    )
+  )(inputs)
 
 
 def _close(actual, expected, what):
-  np.testing.assert_allclose(np.asarray(actual), np.asarray(expected),
-                             rtol=1e-5, atol=1e-6, err_msg=what)
+  np.testing.assert_allclose(
+    np.asarray(actual), np.asarray(expected), rtol=1e-5, atol=1e-6, err_msg=what
+  )
 
 
 @pytest.mark.parametrize("name", LOVASZ)
@@ -369,8 +438,10 @@ def test_lovasz_shard_map_equals_the_global_batch(engine, name):
   checked = _lovasz_run(engine, "shard_map")[name]
   unchecked = _lovasz_run(engine, "unchecked")[name]
   for (value, grad), (ref_value, ref_grad), what in zip(
-      checked + unchecked, (plain, masked, masked),
-      ("unmasked", "masked", "masked, check_vma=False")):
+    checked + unchecked,
+    (plain, masked, masked),
+    ("unmasked", "masked", "masked, check_vma=False"),
+  ):
     _close(value, ref_value, what)
     _close(grad, ref_grad, what)
 
@@ -379,7 +450,7 @@ def test_lovasz_shard_map_equals_the_global_batch(engine, name):
 @pytest.mark.parametrize("engine", ENGINES)
 def test_lovasz_pmap_every_device_has_the_global_value(engine, name):
   _, (ref_value, ref_grad) = _lovasz_run(engine, "reference")[name]
-  (value, grad), = _lovasz_run(engine, "pmap")[name]
+  ((value, grad),) = _lovasz_run(engine, "pmap")[name]
   _close(value, np.full(NUM_DEVICES, ref_value), "value")
   _close(grad.reshape(ref_grad.shape), ref_grad, "gradient")
 
@@ -392,9 +463,14 @@ def test_lovasz_ties_give_the_single_device_subgradient(engine):
   probs, labels, _, _, _ = _lovasz_inputs(ties=True)
   loss = functools.partial(_lovasz.softmax_with_engine, engine=engine)
   ref_value, ref_grad = jax.jit(jax.value_and_grad(loss))(probs, labels)
-  value, grad = jax.jit(jax.shard_map(
+  value, grad = jax.jit(
+    jax.shard_map(
       jax.value_and_grad(lambda p, y: loss(p, y, axis_name="d")),
-      mesh=_mesh(), in_specs=P("d"), out_specs=(P(), P("d"))))(probs, labels)
+      mesh=_mesh(),
+      in_specs=P("d"),
+      out_specs=(P(), P("d")),
+    )
+  )(probs, labels)
   _close(value, ref_value, "value")
   np.testing.assert_array_equal(grad, ref_grad)
 
@@ -418,11 +494,22 @@ def test_every_axis_name_loss_is_checked_here():
 # programs, so functions built the same way behave the same): the
 # elementwise, softmax, pooled, sorted, pairwise, box, rotated-box, bin,
 # distance and matrix-product cases.
-GSPMD = ["focal_loss", "softmax_focal_loss", "dice_loss",
-         "generalized_dice_loss", "lovasz_softmax", "lovasz_hinge",
-         "box_ciou_loss", "generalized_box_iou", "box_convert",
-         "rotated_box_kld_loss", "distribution_focal_loss", "boundary_loss",
-         "distance_transform", "mask_dice_cost"]
+GSPMD = [
+  "focal_loss",
+  "softmax_focal_loss",
+  "dice_loss",
+  "generalized_dice_loss",
+  "lovasz_softmax",
+  "lovasz_hinge",
+  "box_ciou_loss",
+  "generalized_box_iou",
+  "box_convert",
+  "rotated_box_kld_loss",
+  "distribution_focal_loss",
+  "boundary_loss",
+  "distance_transform",
+  "mask_dice_cost",
+]
 
 
 @functools.cache
@@ -436,18 +523,23 @@ def _global_cases():
     out = {}
     for name in GSPMD:
       args, kw = CASES[name](*jax.random.split(jax.random.PRNGKey(seed)))
-      kwargs[name].update(kw)   # Python options, the same for every seed
+      kwargs[name].update(kw)  # Python options, the same for every seed
       out[name] = args
     return out
 
   drawn = jax.jit(jax.vmap(draw))(jnp.arange(NUM_DEVICES // 2))
-  return {name: (tuple(a.reshape((NUM_DEVICES,) + a.shape[2:])
-                       for a in drawn[name]), kwargs[name])
-          for name in GSPMD}
+  return {
+    name: (
+      tuple(a.reshape((NUM_DEVICES,) + a.shape[2:]) for a in drawn[name]),
+      kwargs[name],
+    )
+    for name in GSPMD
+  }
 
 
-@pytest.mark.parametrize("name", ["dice_loss", "lovasz_softmax",
-                                  "lovasz_hinge"])
+@pytest.mark.parametrize(
+  "name", ["dice_loss", "lovasz_softmax", "lovasz_hinge"]
+)
 def test_unbound_axis_name_is_jax_error(name):
   args, kwargs = _global_cases()[name]
   loss = functools.partial(getattr(jaxloss, name), axis_name="d", **kwargs)
@@ -461,15 +553,25 @@ def test_mismatched_per_device_shapes_fail_at_trace_time():
   probs, labels, _ = _region_batch(8)
   mesh = _mesh()
   # probs split over the devices, labels whole: shapes disagree per device.
-  split_probs_only = jax.jit(jax.shard_map(
-      lambda p, y: jaxloss.dice_loss(p, y, axis_name="d"), mesh=mesh,
-      in_specs=(P("d"), P()), out_specs=P()))
+  split_probs_only = jax.jit(
+    jax.shard_map(
+      lambda p, y: jaxloss.dice_loss(p, y, axis_name="d"),
+      mesh=mesh,
+      in_specs=(P("d"), P()),
+      out_specs=P(),
+    )
+  )
   with pytest.raises(ValueError, match=r"dice_loss: labels.shape \(16, 3, 4\)"):
     split_probs_only.trace(probs, labels)
   # A global batch the devices cannot split evenly.
-  even_split = jax.jit(jax.shard_map(
-      lambda p, y: jaxloss.dice_loss(p, y, axis_name="d"), mesh=mesh,
-      in_specs=P("d"), out_specs=P()))
+  even_split = jax.jit(
+    jax.shard_map(
+      lambda p, y: jaxloss.dice_loss(p, y, axis_name="d"),
+      mesh=mesh,
+      in_specs=P("d"),
+      out_specs=P(),
+    )
+  )
   with pytest.raises(ValueError, match="divisible|evenly"):
     even_split.trace(probs[:12], labels[:12])
 
@@ -492,6 +594,7 @@ def _value_and_grad(name, kwargs):
     if not jnp.issubdtype(first.dtype, jnp.floating):
       return out, None
     return out, jax.grad(lambda x: jnp.sum(fn(x, *rest)))(first)
+
   return value_and_grad
 
 
@@ -505,9 +608,12 @@ def _gspmd_runs():
   results and the sharded inputs, each {name: ...}.
   """
   cases = _global_cases()
-  run = jax.jit(lambda inputs: {
+  run = jax.jit(
+    lambda inputs: {
       name: _value_and_grad(name, kwargs)(*inputs[name])
-      for name, (_, kwargs) in cases.items()})
+      for name, (_, kwargs) in cases.items()
+    }
+  )
   inputs = {name: args for name, (args, _) in cases.items()}
   sharded = jax.device_put(inputs, NamedSharding(_mesh(), P("d")))
   return run(inputs), run(sharded), sharded
@@ -516,8 +622,11 @@ def _gspmd_runs():
 @pytest.mark.parametrize("name", GSPMD)
 def test_gspmd_batch_sharded_equals_unsharded(name):
   reference, split, inputs = _gspmd_runs()
-  assert all(len(a.addressable_shards) == NUM_DEVICES and
-             a.addressable_shards[0].data.shape[0] == 1 for a in inputs[name])
+  assert all(
+    len(a.addressable_shards) == NUM_DEVICES
+    and a.addressable_shards[0].data.shape[0] == 1
+    for a in inputs[name]
+  )
   (ref_out, ref_grad), (out, grad) = reference[name], split[name]
   np.testing.assert_allclose(out, ref_out, rtol=2e-5, atol=1e-6)
   if ref_grad is not None:
@@ -543,20 +652,36 @@ def test_data_parallel_example_matches_single_device(monkeypatch):
   # The example builds its mesh from jax.devices() with jax.make_mesh, both
   # on the default backend's devices: here the CPU devices, whatever that is.
   cpus = _cpus()
-  monkeypatch.setattr(example.jax, "make_mesh",
-                      functools.partial(jax.make_mesh, devices=cpus))
+  monkeypatch.setattr(
+    example.jax, "make_mesh", functools.partial(jax.make_mesh, devices=cpus)
+  )
   monkeypatch.setattr(example.jax, "devices", lambda *_: cpus)
-  argv = ["--steps", "2", "--size", "24", "--width", "4",
-          "--per-device-batch", "1", "--train-size", "32", "--test-size", "8",
-          "--log-every", "1"]
+  argv = [
+    "--steps",
+    "2",
+    "--size",
+    "24",
+    "--width",
+    "4",
+    "--per-device-batch",
+    "1",
+    "--train-size",
+    "32",
+    "--test-size",
+    "8",
+    "--log-every",
+    "1",
+  ]
   if "depth" in inspect.signature(example.unet.UNet).parameters:
     argv += ["--depth", "1"]  # the shallowest U-Net compiles fastest
   lines = []
   # optax's Adam bias correction mixes float and int32 powers, which the
   # test-wide strict promotion rejects: the example runs with JAX's default.
   with jax.numpy_dtype_promotion("standard"):
-    runs = {mode: example.main(argv + ["--mode", mode], log=lines.append)
-            for mode in example.MODES}
+    runs = {
+      mode: example.main(argv + ["--mode", mode], log=lines.append)
+      for mode in example.MODES
+    }
   assert any("8 cpu devices" in line for line in lines), lines
   first, second = runs["shard_map"], runs["gspmd"]
   assert first["num_devices"] == NUM_DEVICES
@@ -566,6 +691,8 @@ def test_data_parallel_example_matches_single_device(monkeypatch):
   # axis_name, must agree with it step by step.
   np.testing.assert_allclose(first["losses"], second["losses"], rtol=1e-5)
   jax.tree.map(
-      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
-      first["params"], second["params"])
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+    first["params"],
+    second["params"],
+  )
   assert np.isfinite(first["test_miou"])

@@ -31,23 +31,38 @@ SMOKE = ROOT / "tests" / "packaging_smoke.py"
 
 # Build outputs, caches and local environments that are not source.
 _NOT_SOURCE = shutil.ignore_patterns(
-    ".git", "__pycache__", "*.py[cod]", "*.egg-info", "build", "dist", ".venv",
-    ".pytest_cache", ".hypothesis", "_build", "out")
+  ".git",
+  "__pycache__",
+  "*.py[cod]",
+  "*.egg-info",
+  "build",
+  "dist",
+  ".venv",
+  ".pytest_cache",
+  ".hypothesis",
+  "_build",
+  "out",
+)
 
 
 def _run(args, *, cwd, what, env=None):
-  result = subprocess.run(args, cwd=cwd, env=env, capture_output=True,
-                          text=True, check=False)
+  result = subprocess.run(
+    args, cwd=cwd, env=env, capture_output=True, text=True, check=False
+  )
   assert result.returncode == 0, (
-      f"{what} failed ({' '.join(map(str, args))}):\n"
-      f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    f"{what} failed ({' '.join(map(str, args))}):\n"
+    f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+  )
   return result
 
 
 def _package_modules():
   """The package's files in the source tree, relative to the package root."""
-  return sorted(p.name for p in (ROOT / "jaxloss").iterdir()
-                if p.suffix == ".py" or p.name == "py.typed")
+  return sorted(
+    p.name
+    for p in (ROOT / "jaxloss").iterdir()
+    if p.suffix == ".py" or p.name == "py.typed"
+  )
 
 
 def _check_wheel(wheel):
@@ -55,7 +70,8 @@ def _check_wheel(wheel):
     names = set(zf.namelist())
     dist_info = f"jaxloss-{jaxloss.__version__}.dist-info"
     metadata = email.parser.Parser().parsestr(
-        zf.read(f"{dist_info}/METADATA").decode())
+      zf.read(f"{dist_info}/METADATA").decode()
+    )
   for module in _package_modules():
     assert f"jaxloss/{module}" in names, f"wheel lacks jaxloss/{module}"
   assert f"{dist_info}/licenses/LICENSE" in names, sorted(names)
@@ -86,8 +102,14 @@ def _check_sdist(sdist):
   top = f"jaxloss-{jaxloss.__version__}"
   with tarfile.open(sdist) as tf:
     names = set(tf.getnames())
-  expected = ["LICENSE", "README.md", "CHANGELOG.md", "pyproject.toml",
-              "conftest.py", "tests/packaging_smoke.py"]
+  expected = [
+    "LICENSE",
+    "README.md",
+    "CHANGELOG.md",
+    "pyproject.toml",
+    "conftest.py",
+    "tests/packaging_smoke.py",
+  ]
   expected += [f"jaxloss/{m}" for m in _package_modules()]
   missing = [f for f in expected if f"{top}/{f}" not in names]
   assert not missing, f"sdist lacks {missing}"
@@ -98,39 +120,87 @@ def test_build_check_install_and_run_the_wheel(tmp_path):
   src = tmp_path / "src"
   shutil.copytree(ROOT, src, ignore=_NOT_SOURCE)
   dist = tmp_path / "dist"
-  _run([sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir",
-        str(dist), str(src)], cwd=tmp_path, what="python -m build")
+  _run(
+    [
+      sys.executable,
+      "-m",
+      "build",
+      "--sdist",
+      "--wheel",
+      "--outdir",
+      str(dist),
+      str(src),
+    ],
+    cwd=tmp_path,
+    what="python -m build",
+  )
   wheels = sorted(dist.glob("*.whl"))
   sdists = sorted(dist.glob("*.tar.gz"))
   assert [w.name for w in wheels] == [
-      f"jaxloss-{jaxloss.__version__}-py3-none-any.whl"]
+    f"jaxloss-{jaxloss.__version__}-py3-none-any.whl"
+  ]
   assert [s.name for s in sdists] == [f"jaxloss-{jaxloss.__version__}.tar.gz"]
 
-  _run([sys.executable, "-m", "twine", "check", "--strict", *map(str, wheels),
-        *map(str, sdists)], cwd=tmp_path, what="twine check")
+  _run(
+    [
+      sys.executable,
+      "-m",
+      "twine",
+      "check",
+      "--strict",
+      *map(str, wheels),
+      *map(str, sdists),
+    ],
+    cwd=tmp_path,
+    what="twine check",
+  )
   _check_wheel(wheels[0])
   _check_sdist(sdists[0])
 
   venv = tmp_path / "venv"
-  _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
-       cwd=tmp_path, what="python -m venv")
+  _run(
+    [sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
+    cwd=tmp_path,
+    what="python -m venv",
+  )
   python = venv / "bin" / "python"
-  env = {k: v for k, v in os.environ.items()
-         if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
+  env = {
+    k: v
+    for k, v in os.environ.items()
+    if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")
+  }
   env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
   # On the CPU (no second claim on an accelerator the suite may hold), with
   # LLVM's optimisations off: the smoke programs are compiled once, run once.
   env["JAX_PLATFORMS"] = "cpu"
-  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
-                      " --xla_backend_optimization_level=0").strip()
-  _run([str(python), "-m", "pip", "install", "--quiet", "--no-deps",
-        "--no-index", "--force-reinstall", str(wheels[0])],
-       cwd=tmp_path, env=env, what="pip install of the wheel")
+  env["XLA_FLAGS"] = (
+    env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+  ).strip()
+  _run(
+    [
+      str(python),
+      "-m",
+      "pip",
+      "install",
+      "--quiet",
+      "--no-deps",
+      "--no-index",
+      "--force-reinstall",
+      str(wheels[0]),
+    ],
+    cwd=tmp_path,
+    env=env,
+    what="pip install of the wheel",
+  )
 
   # A working directory and a script directory outside the checkout.
   run_dir = tmp_path / "run"
   run_dir.mkdir()
   shutil.copy(SMOKE, run_dir / SMOKE.name)
-  result = _run([str(python), SMOKE.name, str(venv)], cwd=run_dir, env=env,
-                what="the smoke script in the fresh environment")
+  result = _run(
+    [str(python), SMOKE.name, str(venv)],
+    cwd=run_dir,
+    env=env,
+    what="the smoke script in the fresh environment",
+  )
   assert "public names ok" in result.stdout, result.stdout

@@ -42,21 +42,28 @@ def test_train_step_snippet_trains():
   images = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 1))
   labels = (images[..., 0] > 0).astype(jnp.int32) * 2
   with jax.numpy_dtype_promotion("standard"):  # optax mixes int and float
-    losses = [float(namespace["train_step"](model, optimizer, images, labels))
-              for _ in range(15)]
+    losses = [
+      float(namespace["train_step"](model, optimizer, images, labels))
+      for _ in range(15)
+    ]
   assert losses[-1] < losses[0]
 
 
 def test_value_checks_snippet_reports_a_bad_label():
   snippet = next(b for b in _blocks("python") if "value_checks" in b)
-  import jaxloss                                   # pylint: disable=g-import-not-at-top
-  from jax.experimental import checkify            # pylint: disable=g-import-not-at-top
+  from jax.experimental import checkify  # pylint: disable=g-import-not-at-top
+
+  import jaxloss  # pylint: disable=g-import-not-at-top
+
   probs = jnp.full((4, 21), 1 / 21)
-  namespace = {"jax": jax, "jaxloss": jaxloss, "probs": probs,
-               "labels": jnp.array([0, 3, 30, 1])}
+  namespace = {
+    "jax": jax,
+    "jaxloss": jaxloss,
+    "probs": probs,
+    "labels": jnp.array([0, 3, 30, 1]),
+  }
   try:
-    exec(compile(textwrap.dedent(snippet), "README.md", "exec"),
-         namespace)
+    exec(compile(textwrap.dedent(snippet), "README.md", "exec"), namespace)
   except checkify.JaxRuntimeError as error:
     assert "dice_loss: labels must lie in [0, 21)" in str(error)
   else:

@@ -12,14 +12,18 @@ from tests import reference_detection as ref
 from tests import references
 
 LOSSES = {
-    "probiou": (jaxloss.rotated_box_probiou_loss, ref.probiou_loss),
-    "kld": (jaxloss.rotated_box_kld_loss, ref.kld_loss),
-    "gwd": (jaxloss.rotated_box_gwd_loss, ref.gwd_loss),
+  "probiou": (jaxloss.rotated_box_probiou_loss, ref.probiou_loss),
+  "kld": (jaxloss.rotated_box_kld_loss, ref.kld_loss),
+  "gwd": (jaxloss.rotated_box_gwd_loss, ref.gwd_loss),
 }
 # (name, options): every loss with its defaults, and the other f and tau.
-CONFIGS = [("probiou", ()), ("kld", ()), ("gwd", ()),
-           ("kld", (("fun", "sqrt"), ("tau", 2.0))),
-           ("gwd", (("fun", "sqrt"), ("tau", 2.0)))]
+CONFIGS = [
+  ("probiou", ()),
+  ("kld", ()),
+  ("gwd", ()),
+  ("kld", (("fun", "sqrt"), ("tau", 2.0))),
+  ("gwd", (("fun", "sqrt"), ("tau", 2.0))),
+]
 NAMES = sorted(LOSSES)
 PI = np.pi
 K = 12  # boxes per test case: one shape, so the compiled functions are shared
@@ -28,8 +32,14 @@ K = 12  # boxes per test case: one shape, so the compiled functions are shared
 def rotated_boxes(seed, n, close=0):
   """``n`` boxes (cx, cy, w, h, theta); the first ``close`` near ``seed+1``'s."""
   rng = np.random.default_rng(seed)
-  b = np.concatenate([rng.uniform(-2, 2, (n, 2)), rng.uniform(0.3, 3, (n, 2)),
-                      rng.uniform(-4, 4, (n, 1))], -1)
+  b = np.concatenate(
+    [
+      rng.uniform(-2, 2, (n, 2)),
+      rng.uniform(0.3, 3, (n, 2)),
+      rng.uniform(-4, 4, (n, 1)),
+    ],
+    -1,
+  )
   if close:
     other = rotated_boxes(seed + 1, n)
     b[:close] = other[:close] + rng.normal(0, 0.05, (close, 5))
@@ -41,36 +51,42 @@ def compiled(name, options=()):
   """The loss and the gradient of its sum, from one compiled program."""
   fn = functools.partial(LOSSES[name][0], **dict(options))
   total = lambda p, t: jnp.sum(fn(p, t))
-  both = jax.jit(lambda p, t: (fn(p, t), jax.grad(total, argnums=(0, 1))(
-      p, t)))
+  both = jax.jit(lambda p, t: (fn(p, t), jax.grad(total, argnums=(0, 1))(p, t)))
   return (lambda p, t: both(p, t)[0]), (lambda p, t: both(p, t)[1])
 
 
 # 1. Hand cases ------------------------------------------------------------------
 
+
 def test_hand_cases():
-  box = jnp.array([0., 0., 2., 1., 0.])
+  box = jnp.array([0.0, 0.0, 2.0, 1.0, 0.0])
   turned = box.at[4].set(PI / 2)
   # ProbIoU (k = 12): det(S1 + S2) = 25/144, 4 sqrt(det S1 det S2) = 16/144.
   np.testing.assert_allclose(
-      jaxloss.rotated_box_probiou_loss(box, turned, eps=1e-12),
-      np.sqrt(1 - 4 / 5), rtol=1e-6)
+    jaxloss.rotated_box_probiou_loss(box, turned, eps=1e-12),
+    np.sqrt(1 - 4 / 5),
+    rtol=1e-6,
+  )
   # KLD (k = 4) of the turned box: variances (1, 1/4) vs (1/4, 1):
   # D = (4 + 1/4 - 2) / 2 = 9/8 (the log-determinants cancel).
   np.testing.assert_allclose(
-      jaxloss.rotated_box_kld_loss(box, turned, eps=1e-12),
-      1 - 1 / (1 + np.log1p(9 / 8)), rtol=1e-6)
+    jaxloss.rotated_box_kld_loss(box, turned, eps=1e-12),
+    1 - 1 / (1 + np.log1p(9 / 8)),
+    rtol=1e-6,
+  )
   # GWD: sqrt-variances (1, 1/2) vs (1/2, 1): d^2 = 2 (1/2)^2 = 1/2.
   np.testing.assert_allclose(
-      jaxloss.rotated_box_gwd_loss(box, turned, eps=1e-12, fun="sqrt",
-                                   tau=2.0),
-      1 - 1 / (2 + np.sqrt(0.5)), rtol=1e-6)
+    jaxloss.rotated_box_gwd_loss(box, turned, eps=1e-12, fun="sqrt", tau=2.0),
+    1 - 1 / (2 + np.sqrt(0.5)),
+    rtol=1e-6,
+  )
   # Concentric equal boxes: all zero (tau = 1).
   for name in NAMES:
     np.testing.assert_allclose(LOSSES[name][0](box, box), 0, atol=1e-7)
 
 
 # 2. References: values and gradients ----------------------------------------------
+
 
 @pytest.mark.parametrize("name, options", CONFIGS)
 def test_values_and_gradients_match_reference(name, options):
@@ -83,9 +99,11 @@ def test_values_and_gradients_match_reference(name, options):
   assert got.shape == (12,) and got.dtype == jnp.float32
   np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
   want_p = references.numerical_grad(
-      lambda p: np.sum(reference(p, target)), pred)
+    lambda p: np.sum(reference(p, target)), pred
+  )
   want_t = references.numerical_grad(
-      lambda t: np.sum(reference(pred, t)), target)
+    lambda t: np.sum(reference(pred, t)), target
+  )
   with jax.enable_x64(True):
     got64 = value(jnp.asarray(pred), jnp.asarray(target))
     assert got64.dtype == jnp.float64
@@ -98,6 +116,7 @@ def test_values_and_gradients_match_reference(name, options):
 
 # 3. Symmetries and identities ------------------------------------------------------
 
+
 @pytest.mark.parametrize("name, options", CONFIGS)
 def test_angle_symmetries(name, options):
   """theta + pi, and (h, w, theta + pi/2): the same box, the same loss."""
@@ -106,17 +125,22 @@ def test_angle_symmetries(name, options):
   target = jnp.asarray(rotated_boxes(3, 12), jnp.float32)
   base = value(pred, target)
   swap = lambda b, k: b[:, jnp.array([0, 1, 3, 2, 4])].at[:, 4].add(k * PI / 2)
-  for other in (pred.at[:, 4].add(PI), pred.at[:, 4].add(-3 * PI),
-                swap(pred, 1), swap(pred, -1)):
-    np.testing.assert_allclose(value(other, target), base, rtol=2e-5,
-                               atol=2e-6)
-  np.testing.assert_allclose(value(pred, swap(target, 1)), base, rtol=2e-5,
-                             atol=2e-6)
+  for other in (
+    pred.at[:, 4].add(PI),
+    pred.at[:, 4].add(-3 * PI),
+    swap(pred, 1),
+    swap(pred, -1),
+  ):
+    np.testing.assert_allclose(value(other, target), base, rtol=2e-5, atol=2e-6)
+  np.testing.assert_allclose(
+    value(pred, swap(target, 1)), base, rtol=2e-5, atol=2e-6
+  )
   # The swapped description's gradient is the permuted gradient.
   g, _ = grad(pred, target)
   gs, _ = grad(swap(pred, 1), target)
-  np.testing.assert_allclose(gs, g[:, jnp.array([0, 1, 3, 2, 4])], rtol=1e-3,
-                             atol=1e-5)
+  np.testing.assert_allclose(
+    gs, g[:, jnp.array([0, 1, 3, 2, 4])], rtol=1e-3, atol=1e-5
+  )
 
 
 @pytest.mark.parametrize("name, options", CONFIGS)
@@ -127,15 +151,20 @@ def test_squares_ignore_their_angle(name, options):
   square = square.at[:, 3].set(square[:, 2])
   base = value(square, target)
   for angle in (0.3, PI / 4, 1.0, PI / 2):
-    np.testing.assert_allclose(value(square.at[:, 4].add(angle), target),
-                               base, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+      value(square.at[:, 4].add(angle), target), base, rtol=1e-5, atol=1e-6
+    )
   g, gt = grad(square, target)
   assert bool(jnp.all(jnp.isfinite(g)))
   np.testing.assert_allclose(g[:, 4], 0, atol=1e-6)
   # A square target's angle is irrelevant too.
   sq_t = target.at[:, 3].set(target[:, 2])
-  np.testing.assert_allclose(value(square, sq_t.at[:, 4].add(0.7)),
-                             value(square, sq_t), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    value(square, sq_t.at[:, 4].add(0.7)),
+    value(square, sq_t),
+    rtol=1e-5,
+    atol=1e-6,
+  )
   assert float(jnp.abs(grad(square, sq_t)[1][:, 4]).max()) < 1e-6
 
 
@@ -150,30 +179,37 @@ def test_equal_boxes_give_zero_with_finite_gradients(name):
   alias = boxes[:, jnp.array([0, 1, 3, 2, 4])].at[:, 4].add(PI / 2 + PI)
   np.testing.assert_allclose(value(alias, boxes), 0, atol=1e-5)
   if name == "gwd":
-    np.testing.assert_allclose(compiled(name, (("fun", "sqrt"),))[0](
-        boxes, boxes), 0, atol=1e-6)
+    np.testing.assert_allclose(
+      compiled(name, (("fun", "sqrt"),))[0](boxes, boxes), 0, atol=1e-6
+    )
 
 
 def test_symmetry_and_invariances():
   pred = jnp.asarray(rotated_boxes(7, 12), jnp.float32)
   target = jnp.asarray(rotated_boxes(8, 12), jnp.float32)
   probiou, kld, gwd = (compiled(n)[0] for n in ("probiou", "kld", "gwd"))
-  np.testing.assert_allclose(probiou(target, pred), probiou(pred, target),
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    probiou(target, pred), probiou(pred, target), rtol=1e-5
+  )
   np.testing.assert_allclose(gwd(target, pred), gwd(pred, target), rtol=1e-5)
   assert not np.allclose(kld(target, pred), kld(pred, target), rtol=1e-3)
   # Translation (all three); scale (ProbIoU and KLD; GWD's d^2 scales by s^2).
-  move = jnp.array([[3., -2., 0., 0., 0.]])
-  scale = jnp.array([[2.5, 2.5, 2.5, 2.5, 1.]])
+  move = jnp.array([[3.0, -2.0, 0.0, 0.0, 0.0]])
+  scale = jnp.array([[2.5, 2.5, 2.5, 2.5, 1.0]])
   for fn in (probiou, kld, gwd):
-    np.testing.assert_allclose(fn(pred + move, target + move),
-                               fn(pred, target), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+      fn(pred + move, target + move), fn(pred, target), rtol=1e-4, atol=1e-6
+    )
   for fn in (probiou, kld):
-    np.testing.assert_allclose(fn(pred * scale, target * scale),
-                               fn(pred, target), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+      fn(pred * scale, target * scale), fn(pred, target), rtol=1e-4, atol=1e-6
+    )
   d2 = lambda loss: np.expm1(1 / (1 - np.asarray(loss, np.float64)) - 1)
-  np.testing.assert_allclose(d2(gwd(pred * scale, target * scale)),
-                             2.5**2 * d2(gwd(pred, target)), rtol=2e-4)
+  np.testing.assert_allclose(
+    d2(gwd(pred * scale, target * scale)),
+    2.5**2 * d2(gwd(pred, target)),
+    rtol=2e-4,
+  )
 
 
 def test_axis_aligned_gwd_and_kld_closed_forms():
@@ -183,37 +219,43 @@ def test_axis_aligned_gwd_and_kld_closed_forms():
   pred[:, 4] = rng.integers(0, 4, K) * PI  # aligned with target at 0 or pi
   target[:, 4] = 0.0
   d2 = ((pred[:, :2] - target[:, :2]) ** 2).sum(-1)
-  gwd = d2 + ((pred[:, 2] - target[:, 2]) ** 2
-              + (pred[:, 3] - target[:, 3]) ** 2) / 4
-  got = compiled("gwd")[0](jnp.asarray(pred, jnp.float32),
-                           jnp.asarray(target, jnp.float32))
+  gwd = (
+    d2
+    + ((pred[:, 2] - target[:, 2]) ** 2 + (pred[:, 3] - target[:, 3]) ** 2) / 4
+  )
+  got = compiled("gwd")[0](
+    jnp.asarray(pred, jnp.float32), jnp.asarray(target, jnp.float32)
+  )
   np.testing.assert_allclose(got, 1 - 1 / (1 + np.log1p(gwd)), rtol=1e-5)
   # KLD of equal shapes: only the centre term, offsets in target sizes.
   same = target.copy()
   same[:, :2] = pred[:, :2]
-  dx = (same[:, :2] - target[:, :2])
-  kld = 0.5 * (4 * dx[:, 0] ** 2 / target[:, 2] ** 2
-               + 4 * dx[:, 1] ** 2 / target[:, 3] ** 2)
-  got = compiled("kld")[0](jnp.asarray(same, jnp.float32),
-                           jnp.asarray(target, jnp.float32))
+  dx = same[:, :2] - target[:, :2]
+  kld = 0.5 * (
+    4 * dx[:, 0] ** 2 / target[:, 2] ** 2
+    + 4 * dx[:, 1] ** 2 / target[:, 3] ** 2
+  )
+  got = compiled("kld")[0](
+    jnp.asarray(same, jnp.float32), jnp.asarray(target, jnp.float32)
+  )
   np.testing.assert_allclose(got, 1 - 1 / (1 + np.log1p(kld)), rtol=1e-5)
 
 
 # 4. Edge cases ------------------------------------------------------------------------
 
 DEGENERATE = {
-    "point vs box": ([1., 1., 0., 0., 0.3], [0., 0., 2., 1., 0.]),
-    "box vs point": ([0., 0., 2., 1., 0.], [1., 1., 0., 0., 0.3]),
-    "same point": ([1., 1., 0., 0., 0.], [1., 1., 0., 0., 1.]),
-    "two points": ([0., 0., 0., 0., 0.], [3., 4., 0., 0., 0.]),
-    "segment vs box": ([0., 0., 2., 0., 0.5], [0., 0., 2., 1., 0.]),
-    "same segment": ([0., 0., 2., 0., 0.5], [0., 0., 2., 0., 0.5]),
-    "segment turned": ([0., 0., 2., 0., 0.], [0., 0., 0., 2., PI / 2]),
-    "far apart": ([0., 0., 1., 1., 0.], [1e4, -1e4, 2., 1., 0.2]),
-    "huge boxes": ([0., 0., 1e4, 5e3, 0.1], [10., 0., 1e4, 1e4, 0.]),
-    "negative size": ([0., 0., -2., 1., 0.], [0., 0., 2., 1., 0.]),
-    "large angle": ([0., 0., 2., 1., 1e4], [0., 0., 2., 1., 0.]),
-    "square, any angle": ([0., 0., 1., 1., 0.7], [0., 0., 1., 1., -2.]),
+  "point vs box": ([1.0, 1.0, 0.0, 0.0, 0.3], [0.0, 0.0, 2.0, 1.0, 0.0]),
+  "box vs point": ([0.0, 0.0, 2.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0, 0.3]),
+  "same point": ([1.0, 1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0, 1.0]),
+  "two points": ([0.0, 0.0, 0.0, 0.0, 0.0], [3.0, 4.0, 0.0, 0.0, 0.0]),
+  "segment vs box": ([0.0, 0.0, 2.0, 0.0, 0.5], [0.0, 0.0, 2.0, 1.0, 0.0]),
+  "same segment": ([0.0, 0.0, 2.0, 0.0, 0.5], [0.0, 0.0, 2.0, 0.0, 0.5]),
+  "segment turned": ([0.0, 0.0, 2.0, 0.0, 0.0], [0.0, 0.0, 0.0, 2.0, PI / 2]),
+  "far apart": ([0.0, 0.0, 1.0, 1.0, 0.0], [1e4, -1e4, 2.0, 1.0, 0.2]),
+  "huge boxes": ([0.0, 0.0, 1e4, 5e3, 0.1], [10.0, 0.0, 1e4, 1e4, 0.0]),
+  "negative size": ([0.0, 0.0, -2.0, 1.0, 0.0], [0.0, 0.0, 2.0, 1.0, 0.0]),
+  "large angle": ([0.0, 0.0, 2.0, 1.0, 1e4], [0.0, 0.0, 2.0, 1.0, 0.0]),
+  "square, any angle": ([0.0, 0.0, 1.0, 1.0, 0.7], [0.0, 0.0, 1.0, 1.0, -2.0]),
 }
 
 
@@ -224,8 +266,11 @@ def test_degenerate_boxes_are_finite(name, options):
   value, grad = compiled(name, options)
   v = value(pred, target)
   gp, gt = grad(pred, target)
-  for what, arr in (("value", v), ("grad pred", gp.sum(-1)),
-                    ("grad target", gt.sum(-1))):
+  for what, arr in (
+    ("value", v),
+    ("grad pred", gp.sum(-1)),
+    ("grad target", gt.sum(-1)),
+  ):
     bad = [k for k, ok in zip(DEGENERATE, np.isfinite(arr)) if not ok]
     assert not bad, (what, bad)
   cases = list(DEGENERATE)
@@ -248,11 +293,16 @@ def test_nan_in_gives_nan_out_and_second_order(name):
   v = compiled(name)[0](pred.at[1, 4].set(jnp.nan), target)
   assert bool(jnp.isnan(v[1])) and int(jnp.isnan(v).sum()) == 1
   scalar = lambda p: jnp.sum(fn(p, target))
-  d = jnp.asarray(np.random.default_rng(14).normal(size=pred.shape),
-                  jnp.float32)
-  both = jax.jit(lambda p, d: (jax.jvp(scalar, (p,), (d,))[1],
-                               jnp.sum(jax.grad(scalar)(p) * d),
-                               jax.jvp(jax.grad(scalar), (p,), (d,))[1]))
+  d = jnp.asarray(
+    np.random.default_rng(14).normal(size=pred.shape), jnp.float32
+  )
+  both = jax.jit(
+    lambda p, d: (
+      jax.jvp(scalar, (p,), (d,))[1],
+      jnp.sum(jax.grad(scalar)(p) * d),
+      jax.jvp(jax.grad(scalar), (p,), (d,))[1],
+    )
+  )
   forward, reverse, hvp = both(pred, d)
   np.testing.assert_allclose(forward, reverse, rtol=1e-4, atol=1e-6)
   assert bool(jnp.all(jnp.isfinite(hvp))) and float(jnp.abs(hvp).max()) > 0
@@ -270,8 +320,11 @@ def test_bf16_and_broadcasting():
   got = value(pred, target)
   assert got.dtype == jnp.float32
   np.testing.assert_allclose(
-      got, value(pred.astype(jnp.float32), target.astype(jnp.float32)),
-      rtol=1e-5, atol=1e-6)
+    got,
+    value(pred.astype(jnp.float32), target.astype(jnp.float32)),
+    rtol=1e-5,
+    atol=1e-6,
+  )
   g, _ = grad(pred, target)
   assert g.dtype == jnp.bfloat16 and bool(jnp.all(jnp.isfinite(g)))
   # [2, 6, 5] against one box [5].
@@ -280,30 +333,41 @@ def test_bf16_and_broadcasting():
   got = jax.jit(LOSSES["kld"][0])(p, one)
   assert got.shape == (2, K // 2)
   tiled = jnp.broadcast_to(one, (K, 5))
-  np.testing.assert_allclose(got.reshape(K), value(p.reshape(K, 5), tiled),
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    got.reshape(K), value(p.reshape(K, 5), tiled), rtol=1e-6
+  )
 
 
 # 5. Bad input -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", NAMES)
 def test_bad_input_names_function_and_argument(name):
   fn = LOSSES[name][0]
   fname = fn.__name__
   ok = jnp.ones((3, 5))
-  with pytest.raises(ValueError, match=rf"{fname}: pred must have shape "
-                     r"\[\.\.\., 5\]"):
+  with pytest.raises(
+    ValueError,
+    match=rf"{fname}: pred must have shape "
+    r"\[\.\.\., 5\]",
+  ):
     fn(jnp.ones((3, 4)), ok)
   with pytest.raises(ValueError, match=rf"{fname}: target must have shape"):
     fn(ok, jnp.ones(()))
-  with pytest.raises(ValueError, match=rf"{fname}: the leading axes of "
-                     r"pred.shape and target.shape must broadcast"):
+  with pytest.raises(
+    ValueError,
+    match=rf"{fname}: the leading axes of "
+    r"pred.shape and target.shape must broadcast",
+  ):
     fn(ok, jnp.ones((2, 5)))
   with pytest.raises(TypeError, match=rf"{fname}: pred must have a floating"):
     fn(jnp.ones((3, 5), jnp.int32), ok)
   for bad in (0.0, -1e-7, float("nan")):
-    with pytest.raises(ValueError, match=rf"{fname}: eps must be "
-                       r"(finite|> 0)"):
+    with pytest.raises(
+      ValueError,
+      match=rf"{fname}: eps must be "
+      r"(finite|> 0)",
+    ):
       fn(ok, ok, eps=bad)
   with pytest.raises(TypeError, match=rf"{fname}: eps must be a real number"):
     fn(ok, ok, eps="1e-7")
@@ -312,8 +376,11 @@ def test_bad_input_names_function_and_argument(name):
   with pytest.raises(ValueError, match=rf"{fname}: fun must be one of"):
     fn(ok, ok, fun="exp")
   for bad in (0.5, float("inf"), -1.0):
-    with pytest.raises(ValueError, match=rf"{fname}: tau must be "
-                       r"(finite|>= 1)"):
+    with pytest.raises(
+      ValueError,
+      match=rf"{fname}: tau must be "
+      r"(finite|>= 1)",
+    ):
       fn(ok, ok, tau=bad)
   with pytest.raises(TypeError, match=rf"{fname}: tau must be a real number"):
     fn(ok, ok, tau=None)

@@ -24,11 +24,11 @@ def test_canvases_are_thin_curves_and_deterministic():
 
 def test_scores_on_hand_cases():
   truth = np.zeros((1, 8, 8), int)
-  truth[0, 4, :] = 1                       # one horizontal line
+  truth[0, 4, :] = 1  # one horizontal line
   perfect = thin_structures.scores(truth, truth)
   assert perfect == {"dice": 1.0, "cldice": 1.0, "components_error": 0.0}
   broken = truth.copy()
-  broken[0, 4, 3:5] = 0                    # the line cut in two
+  broken[0, 4, 3:5] = 0  # the line cut in two
   s = thin_structures.scores(broken, truth)
   assert s["components_error"] == 1.0
   np.testing.assert_allclose(s["dice"], 2 * 6 / (6 + 8))
@@ -36,14 +36,33 @@ def test_scores_on_hand_cases():
 
 
 def test_tiny_run_writes_table_and_figure(tmp_path, capsys):
-  results = thin_structures.main([
-      "--out", str(tmp_path), "--steps", "2", "--batch-size", "2",
-      "--train-size", "4", "--test-size", "4", "--size", "16",
-      "--width", "4", "--depth", "1"])
+  results = thin_structures.main(
+    [
+      "--out",
+      str(tmp_path),
+      "--steps",
+      "2",
+      "--batch-size",
+      "2",
+      "--train-size",
+      "4",
+      "--test-size",
+      "4",
+      "--size",
+      "16",
+      "--width",
+      "4",
+      "--depth",
+      "1",
+    ]
+  )
   assert list(results) == [s.name for s in thin_structures.SETUPS]
   for r in results.values():
     assert 0 <= r["dice"] <= 1 and 0 <= r["cldice"] <= 1
     assert r["components_error"] >= 0
   table = (tmp_path / "results.md").read_text()
-  assert "| Dice + clDice | 2 |" in table and table.strip() in capsys.readouterr().out
+  assert (
+    "| Dice + clDice | 2 |" in table
+    and table.strip() in capsys.readouterr().out
+  )
   assert (tmp_path / "predictions.png").stat().st_size > 1000
