@@ -122,7 +122,8 @@ OPTIONS = {
   "iou_loss": {"classes": "present", "where": True},
   "tversky_loss": {"alpha": 0.3, "beta": 0.7, "gamma": 0.75, "soft": True},
   "generalized_dice_loss": {"weighting": "square", "where": True},
-  "mcc_loss": {"classes": "present", "where": True},
+  # No mask: the pixel count is then a constant of each device, summed too.
+  "mcc_loss": {"classes": "present"},
   "generalized_wasserstein_dice_loss": {
     "weighting": "gdl",
     "where": True,
