@@ -36,6 +36,7 @@ from jax.typing import ArrayLike
 
 from jaxloss import _checks
 from jaxloss import _numerics
+from jaxloss import _overlap
 from jaxloss._checks import Axis
 from jaxloss._checks import AxisName
 from jaxloss._checks import Classes
@@ -124,17 +125,30 @@ def _lovasz_rows(preds, fg, valid, layout, hinge, skip_empty, host, axis_name):
     the sorted errors dotted with the Lovász gradient, and the number of
     valid foreground pixels (float; no gradient).
   """
+  loss, total, _ = _sort_rows(
+    preds, fg, valid, layout, hinge, skip_empty, host, axis_name, False
+  )
+  return loss, total
+
+
+def _sort_rows(
+  preds, fg, valid, layout, hinge, skip_empty, host, axis_name, with_grad
+):
+  """The engine on the rows of the inputs: ``(loss, total, grad)``, with
+  ``grad`` in the layout of ``preds`` (None without ``with_grad``)."""
   p, f, v = _as_rows(layout, preds, fg, valid)
-  loss, total, _ = sort_engine(
+  loss, total, grad = sort_engine(
     _errors(p, f, hinge),
     f,
     v,
-    with_grad=False,
+    with_grad=with_grad,
     skip_empty=skip_empty,
     host=host,
     axis_name=axis_name,
   )
-  return loss, total
+  if grad is not None:
+    grad = layout.from_rows(grad, preds.shape)
+  return loss, total, grad
 
 
 @_lovasz_rows.defjvp
@@ -162,17 +176,9 @@ def _lovasz_rows_jvp(
   """
   preds, fg, valid = primals
   preds_dot = tangents[0]
-  p, f, v = _as_rows(layout, preds, fg, valid)
-  loss, total, grad = sort_engine(
-    _errors(p, f, hinge),
-    f,
-    v,
-    with_grad=True,
-    skip_empty=skip_empty,
-    host=host,
-    axis_name=axis_name,
+  loss, total, grad = _sort_rows(
+    preds, fg, valid, layout, hinge, skip_empty, host, axis_name, True
   )
-  grad = layout.from_rows(grad, preds.shape)
   loss_dot = jnp.sum(grad * preds_dot, axis=layout.pooled)
   if axis_name is not None:
     loss_dot = _numerics.global_tangent(loss_dot, axis_name)
@@ -215,11 +221,9 @@ def _softmax(
   num_classes = probs.shape[-1]
   selection = _checks.class_selection(fn, classes, num_classes)
   dtype = _numerics.accum_dtype(probs.dtype)
-  weights = jnp.ones((num_classes,), dtype)
-  if class_weights is not None:
-    weights = _checks.nonnegative_vector(
-      fn, "class_weights", class_weights, num_classes
-    ).astype(dtype)
+  weights = _overlap.selected_weights(
+    fn, selection, class_weights, num_classes, dtype
+  )
   _checks.debug_unit_interval(fn, "probs", probs, mask)
   _checks.debug_labels_in_range(
     fn, labels, num_classes, None if mask is None else jnp.any(mask, -1)
@@ -236,13 +240,9 @@ def _softmax(
     # selects NaN probabilities and weights (a NaN loss, never another
     # class).
     class_ids = selection.astype(labels.dtype)
-    index = jnp.where(selection < 0, num_classes, selection)
-    take = lambda a: jnp.take(
-      a, index, axis=-1, mode="fill", fill_value=jnp.nan
-    )
-    p, weights = take(p), take(weights)
+    p = _overlap.take_classes(p, selection)
     if mask is not None and mask.shape[-1] == num_classes:
-      mask = jnp.take(mask, index, axis=-1, mode="fill", fill_value=False)
+      mask = _overlap.take_classes(mask, selection, fill_value=False)
   fg = labels[..., None] == class_ids.reshape((1,) * labels.ndim + (-1,))
   valid = None
   if mask is not None:
@@ -261,9 +261,7 @@ def _softmax(
   weights = jnp.broadcast_to(weights, losses.shape)
   if selection == "present":
     weights = jnp.where(totals > 0, weights, 0)
-  return _numerics.safe_div(
-    jnp.sum(weights * losses, axis=-1), jnp.sum(weights, axis=-1), 0
-  )
+  return _overlap.weighted_mean(losses, weights)
 
 
 def _hinge(logits, labels, *, axis=None, where=None, axis_name=None, host=True):

@@ -155,21 +155,42 @@ def select_classes(fn, classes, class_weights, *stats):
   """
   num_classes = stats[0].shape[-1]
   selection = _checks.class_selection(fn, classes, num_classes)
-  dtype = stats[0].dtype
+  weights = selected_weights(
+    fn, selection, class_weights, num_classes, stats[0].dtype
+  )
+  if not isinstance(selection, str):
+    stats = tuple(take_classes(s, selection) for s in stats)
+  weights = jnp.broadcast_to(weights, stats[-1].shape)
+  if selection == "present":
+    weights = jnp.where(stats[-1] > 0, weights, 0)
+  return stats, weights
+
+
+def take_classes(a: jax.Array, selection: jax.Array, fill_value=jnp.nan):
+  """``a[..., selection]``, as slicing the class axis would; a traced id
+  outside ``[0, C)`` takes ``fill_value`` (never another class)."""
+  index = jnp.where(selection < 0, a.shape[-1], selection)
+  return jnp.take(a, index, axis=-1, mode="fill", fill_value=fill_value)
+
+
+def selected_weights(fn, selection, class_weights, num_classes, dtype):
+  """The checked ``[C]`` class weights (ones by default), taken at the
+  selected classes when ``selection`` is an index array."""
   weights = jnp.ones((num_classes,), dtype)
   if class_weights is not None:
     weights = _checks.nonnegative_vector(
       fn, "class_weights", class_weights, num_classes
     ).astype(dtype)
   if not isinstance(selection, str):
-    idx = jnp.where(selection < 0, num_classes, selection)
-    take = lambda a: jnp.take(a, idx, axis=-1, mode="fill", fill_value=jnp.nan)
-    stats = tuple(take(s) for s in stats)
-    weights = take(weights)
-  weights = jnp.broadcast_to(weights, stats[-1].shape)
-  if selection == "present":
-    weights = jnp.where(stats[-1] > 0, weights, 0)
-  return stats, weights
+    weights = take_classes(weights, selection)
+  return weights
+
+
+def weighted_mean(per_class: jax.Array, weights: jax.Array) -> jax.Array:
+  """``sum(w l) / sum(w)`` over the class axis; 0 when every weight is 0."""
+  return _numerics.safe_div(
+    jnp.sum(weights * per_class, axis=-1), jnp.sum(weights, axis=-1), 0
+  )
 
 
 def class_mean(fn, per_class, true, classes, class_weights) -> jax.Array:
@@ -177,9 +198,7 @@ def class_mean(fn, per_class, true, classes, class_weights) -> jax.Array:
   (per_class, _), weights = select_classes(
     fn, classes, class_weights, per_class, true
   )
-  return _numerics.safe_div(
-    jnp.sum(weights * per_class, axis=-1), jnp.sum(weights, axis=-1), 0
-  )
+  return weighted_mean(per_class, weights)
 
 
 def _smooth(fn, smooth):
