@@ -61,6 +61,20 @@ def _box_pair(**kwargs):
   return make
 
 
+def _rotated_pair(**kwargs):
+  """Rotated-box case: two sets of 2 x 5 boxes (cx, cy, w, h, theta), the
+  corners of _boxes as centre and size (sizes in [1, 4]), angles in [-3, 3]."""
+
+  def make(k1, k2):
+    def rotated(k):
+      angles = jax.random.uniform(k, (2, 5, 1), minval=-3, maxval=3)
+      return jnp.concatenate([_boxes(k, (2, 5)), angles], -1)
+
+    return (rotated(k1), rotated(k2)), kwargs
+
+  return make
+
+
 def _region(**kwargs):
   """Region-loss case: probs [2, 5, 6, 4] and class ids, per-image pooling."""
 
@@ -126,47 +140,9 @@ CASES = {
     (_boxes(k1, (2, 3)), _boxes(k2, (2, 5))),
     {"eps": 1e-6},
   ),
-  # Rotated boxes (cx, cy, w, h, theta): the corners of _boxes as centre
-  # and size (sizes in [1, 4]), angles in [-3, 3].
-  "rotated_box_probiou_loss": lambda k1, k2: (
-    tuple(
-      jnp.concatenate(
-        [
-          _boxes(k, (2, 5)),
-          jax.random.uniform(k, (2, 5, 1), minval=-3, maxval=3),
-        ],
-        -1,
-      )
-      for k in (k1, k2)
-    ),
-    {},
-  ),
-  "rotated_box_kld_loss": lambda k1, k2: (
-    tuple(
-      jnp.concatenate(
-        [
-          _boxes(k, (2, 5)),
-          jax.random.uniform(k, (2, 5, 1), minval=-3, maxval=3),
-        ],
-        -1,
-      )
-      for k in (k1, k2)
-    ),
-    {"fun": "sqrt", "tau": 2.0},
-  ),
-  "rotated_box_gwd_loss": lambda k1, k2: (
-    tuple(
-      jnp.concatenate(
-        [
-          _boxes(k, (2, 5)),
-          jax.random.uniform(k, (2, 5, 1), minval=-3, maxval=3),
-        ],
-        -1,
-      )
-      for k in (k1, k2)
-    ),
-    {},
-  ),
+  "rotated_box_probiou_loss": _rotated_pair(),
+  "rotated_box_kld_loss": _rotated_pair(fun="sqrt", tau=2.0),
+  "rotated_box_gwd_loss": _rotated_pair(),
   "softmax_class_cost": lambda k1, k2: (
     (_logits(k1, (2, 4, 5)), _ids(k2, (2, 3), 5)),
     {},
