@@ -59,12 +59,7 @@ def _inputs(fn, probs, labels, axis, where):
     t = labels.astype(dtype)
     inside = t > 0.5
   else:
-    _checks.debug_labels_in_range(
-      fn,
-      labels,
-      probs.shape[-1],
-      None if mask is None else jnp.any(mask, axis=-1),
-    )
+    _checks.debug_labels_in_range(fn, labels, probs.shape[-1], mask)
     inside = jax.nn.one_hot(labels, probs.shape[-1], dtype=jnp.bool_)
     t = inside.astype(dtype)
   if mask is not None:

@@ -482,12 +482,19 @@ def value_check(ok: jax.Array, message: str) -> None:
 def debug_labels_in_range(
   fn: str, labels: jax.Array, num_classes: int, where: jax.Array | None
 ) -> None:
-  """Reports a class id outside [0, C) at a pixel ``where`` keeps."""
+  """Reports a class id outside [0, C) at a pixel ``where`` keeps.
+
+  ``where`` has the shape of ``labels``, or is a region loss's mask with a
+  trailing class axis (:func:`region_mask`): a pixel counts if any of its
+  entries is kept.
+  """
   if not checks_enabled():
     return
   labels = _numerics.class_ids(labels)  # uint8 ids with C > 256
   bad = (labels < 0) | (labels >= num_classes)
   if where is not None:
+    if where.ndim == labels.ndim + 1:
+      where = jnp.any(where, axis=-1)
     bad = bad & where
   value_check(
     ~jnp.any(bad),

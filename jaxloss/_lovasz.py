@@ -225,9 +225,7 @@ def _softmax(
     fn, selection, class_weights, num_classes, dtype
   )
   _checks.debug_unit_interval(fn, "probs", probs, mask)
-  _checks.debug_labels_in_range(
-    fn, labels, num_classes, None if mask is None else jnp.any(mask, -1)
-  )
+  _checks.debug_labels_in_range(fn, labels, num_classes, mask)
 
   p = probs.astype(dtype)
   # Compare ids in a type wide enough for any class count (uint8 labels with

@@ -120,12 +120,7 @@ def _pooled_stats(
     _checks.debug_unit_interval(fn, "labels", labels, valid)
     t = labels.astype(dtype)
   else:  # Class ids as a boolean one-hot mask, never a float one-hot array.
-    _checks.debug_labels_in_range(
-      fn,
-      labels,
-      probs.shape[-1],
-      None if valid is None else jnp.any(valid, axis=-1),
-    )
+    _checks.debug_labels_in_range(fn, labels, probs.shape[-1], valid)
     t = _numerics.one_hot_mask(labels, probs.shape[-1])
   if valid is not None:
     p = jnp.where(valid, p, 0)

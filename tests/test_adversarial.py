@@ -401,3 +401,24 @@ def test_per_element_mask_hides_nan_and_commutes_with_vmap(name):
   assert not np.any(np.asarray(grad)[~np.asarray(where)]), name
   _close(value, clean)
   _close(pooled, per_image)
+
+
+@pytest.mark.parametrize(
+  "name", ["dice_loss", "lovasz_softmax", "boundary_loss"]
+)
+def test_value_checks_read_a_per_element_mask_per_pixel(name):
+  """A bad class id is reported at a pixel with any entry kept, and not at a
+  pixel whose every (pixel, class) entry is masked."""
+  fn = getattr(jaxloss, name)
+  probs, ids = _region(15)
+  bad = ids.at[0, 0, 0].set(7)
+  keep = jnp.ones(probs.shape, bool)
+  hidden = keep.at[0, 0, 0].set(False)
+  partly = keep.at[0, 0, 0, 1:].set(False)
+  checked = checkify.checkify(jax.jit(lambda p, y, w: fn(p, y, where=w)))
+  with jaxloss.value_checks():
+    error, _ = checked(probs, bad, hidden)
+    error.throw()
+    error, _ = checked(probs, bad, partly)
+  with pytest.raises(checkify.JaxRuntimeError, match=f"{name}: labels must"):
+    error.throw()
