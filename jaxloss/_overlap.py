@@ -90,6 +90,39 @@ def _overlap_sums_jvp(axes, squared, soft, primals, tangents):
   return out, (d_inter, d_pred, d_true)
 
 
+def region_inputs(fn, probs, labels, *, axis, where, per_element=True):
+  """The checked inputs of a region loss: ``(p, t, valid, axes)``.
+
+  ``p``: the probabilities in the accumulation dtype; ``t``: float targets
+  in it, or class ids as a boolean one-hot mask (never a float one-hot
+  array); ``valid``: the mask with the rank of ``probs`` (a pixel mask gets
+  a trailing axis of size 1; without ``per_element`` only a pixel mask is
+  accepted), or None; ``axes``: the pooled axes. Masked entries of ``p``
+  and ``t`` are 0, whatever they held (NaN included).
+  """
+  probs = _checks.as_float(fn, "probs", probs, min_rank=1)
+  labels = _checks.labels_for(fn, "probs", probs, labels)
+  if per_element:
+    valid = _checks.region_mask(fn, where, probs.shape)
+  else:
+    mask = _checks.mask_for(fn, where, probs.shape[:-1])
+    valid = None if mask is None else mask[..., None]
+  axes = _checks.pooled_axes(fn, axis, probs.ndim)
+  dtype = _numerics.accum_dtype(probs.dtype)
+  _checks.debug_unit_interval(fn, "probs", probs, valid)
+  p = probs.astype(dtype)
+  if labels.shape == probs.shape:
+    _checks.debug_unit_interval(fn, "labels", labels, valid)
+    t = labels.astype(dtype)
+  else:
+    _checks.debug_labels_in_range(fn, labels, probs.shape[-1], valid)
+    t = _numerics.one_hot_mask(labels, probs.shape[-1])
+  if valid is not None:
+    p = jnp.where(valid, p, 0)
+    t = jnp.where(valid, t, jnp.zeros((), t.dtype))
+  return p, t, valid, axes
+
+
 def _pooled_stats(
   fn,
   probs,
@@ -107,31 +140,16 @@ def _pooled_stats(
 
   With ``axis_name``, the statistics are summed over that mapped axis.
   """
-  probs = _checks.as_float(fn, "probs", probs, min_rank=1)
-  labels = _checks.labels_for(fn, "probs", probs, labels)
-  valid = _checks.region_mask(fn, where, probs.shape)
-  axes = _checks.pooled_axes(fn, axis, probs.ndim)
+  p, t, valid, axes = region_inputs(fn, probs, labels, axis=axis, where=where)
   squared = _checks.flag(fn, "squared", squared)
   soft = _checks.flag(fn, "soft_labels", soft)
-  dtype = _numerics.accum_dtype(probs.dtype)
-  _checks.debug_unit_interval(fn, "probs", probs, valid)
-  p = probs.astype(dtype)
-  if labels.shape == probs.shape:
-    _checks.debug_unit_interval(fn, "labels", labels, valid)
-    t = labels.astype(dtype)
-  else:  # Class ids as a boolean one-hot mask, never a float one-hot array.
-    _checks.debug_labels_in_range(fn, labels, probs.shape[-1], valid)
-    t = _numerics.one_hot_mask(labels, probs.shape[-1])
-  if valid is not None:
-    p = jnp.where(valid, p, 0)
-    t = jnp.where(valid, t, jnp.zeros((), t.dtype))
   stats = overlap_sums(p, t, axes, squared, soft)
   if count:
     if valid is None:
-      size = math.prod(probs.shape[a] for a in axes)
-      n = jnp.full(stats[0].shape, size, dtype)
+      size = math.prod(p.shape[a] for a in axes)
+      n = jnp.full(stats[0].shape, size, p.dtype)
     else:
-      n = jnp.sum(jnp.broadcast_to(valid, probs.shape), axis=axes, dtype=dtype)
+      n = jnp.sum(jnp.broadcast_to(valid, p.shape), axis=axes, dtype=p.dtype)
     stats = stats + (n,)
   if axis_name is not None:
     stats = _numerics.psum_own_share(stats, axis_name)

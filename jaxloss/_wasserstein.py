@@ -16,6 +16,7 @@ from jax.typing import ArrayLike
 
 from jaxloss import _checks
 from jaxloss import _numerics
+from jaxloss import _overlap
 from jaxloss._checks import Axis
 from jaxloss._checks import AxisName
 
@@ -221,31 +222,20 @@ def generalized_wasserstein_dice_loss(
   fn = "generalized_wasserstein_dice_loss"
   _checks.option(fn, "weighting", weighting, ("default", "gdl"))
   smooth = _checks.nonnegative(fn, "smooth", smooth)
-  probs = _checks.as_float(fn, "probs", probs, min_rank=1)
-  labels = _checks.labels_for(fn, "probs", probs, labels)
-  mask = _checks.mask_for(fn, where, probs.shape[:-1])
-  axes = _checks.pooled_axes(fn, axis, probs.ndim)
-  num_classes = probs.shape[-1]
-  dtype = _numerics.accum_dtype(probs.dtype)
-  m = _distance_matrix(fn, distance_matrix, num_classes, dtype)
-  valid = None if mask is None else mask[..., None]
-  _checks.debug_unit_interval(fn, "probs", probs, valid)
-  p = probs.astype(dtype)
-  if labels.shape == probs.shape:
-    _checks.debug_unit_interval(fn, "labels", labels, valid)
-    t = labels.astype(dtype)
-    # rows[i, c] = sum_l t_il M_lc: the cost of predicting class c at pixel i.
-    rows = jnp.einsum("...l,lc->...c", t, m, precision=lax.Precision.HIGHEST)
-  else:
-    _checks.debug_labels_in_range(fn, labels, num_classes, mask)
-    t = _numerics.one_hot_mask(labels, num_classes)
-    ids = _numerics.class_ids(labels)
-    ids = jnp.where(ids < 0, num_classes, ids)  # out of range: a zero row
+  p, t, valid, axes = _overlap.region_inputs(
+    fn, probs, labels, axis=axis, where=where, per_element=False
+  )
+  num_classes = p.shape[-1]
+  m = _distance_matrix(fn, distance_matrix, num_classes, p.dtype)
+  # rows[i, c] = sum_l t_il M_lc: the cost of predicting class c at pixel i.
+  if t.dtype == jnp.bool_:  # class ids: a row of M (an id out of range: 0)
+    ids = _numerics.class_ids(jnp.asarray(labels))
+    ids = jnp.where(ids < 0, num_classes, ids)
     rows = jnp.take(m, ids, axis=0, mode="fill", fill_value=0)
-  if valid is not None:
-    p = jnp.where(valid, p, 0)
-    rows = jnp.where(valid, rows, 0)
-    t = jnp.where(valid, t, jnp.zeros((), t.dtype))
+    if valid is not None:
+      rows = jnp.where(valid, rows, 0)
+  else:  # masked targets are 0 already
+    rows = jnp.einsum("...l,lc->...c", t, m, precision=lax.Precision.HIGHEST)
   error = jnp.sum(rows * p, axis=-1)  # W_i
   stats: tuple[jax.Array, ...]
   if weighting == "default":
