@@ -60,7 +60,7 @@ def _inputs(fn, probs, labels, axis, where):
     inside = t > 0.5
   else:
     _checks.debug_labels_in_range(fn, labels, probs.shape[-1], mask)
-    inside = jax.nn.one_hot(labels, probs.shape[-1], dtype=jnp.bool_)
+    inside = _numerics.one_hot_mask(labels, probs.shape[-1])
     t = inside.astype(dtype)
   if mask is not None:
     p = jnp.where(mask, p, 0)

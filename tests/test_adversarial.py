@@ -116,7 +116,17 @@ def test_generalized_dice_weights_come_from_the_selected_classes():
 # Integer ids: uint8 ids with more than 256 classes.
 
 
-@pytest.mark.parametrize("name", ("softmax_focal_loss",) + REGION)
+@pytest.mark.parametrize(
+  "name",
+  ("softmax_focal_loss",)
+  + REGION
+  + (
+    "generalized_wasserstein_dice_loss",
+    "boundary_loss",
+    "hausdorff_dt_loss",
+    "cldice_loss",
+  ),
+)
 def test_uint8_ids_with_many_classes_equal_int32(name):
   num_classes = 300
   k1, k2 = jax.random.split(jax.random.PRNGKey(4))
