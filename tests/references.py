@@ -37,10 +37,10 @@ def sigmoid_focal(logits, labels, alpha=0.25, gamma=2.0):
   y = np.asarray(labels, np.float64)
   log_p = -np.logaddexp(0, -x)  # log sigmoid(x)
   log_1mp = -np.logaddexp(0, x)  # log sigmoid(-x)
-  p = np.exp(log_p)
   ce = -(y * log_p + (1 - y) * log_1mp)
-  p_t = y * p + (1 - y) * (1 - p)
-  loss = (1 - p_t) ** gamma * ce
+  # 1 - p_t without cancellation: y (1 - p) + (1 - y) p.
+  one_minus_pt = y * np.exp(log_1mp) + (1 - y) * np.exp(log_p)
+  loss = one_minus_pt**gamma * ce
   if alpha is not None:
     loss = (alpha * y + (1 - alpha) * (1 - y)) * loss
   return loss

@@ -32,9 +32,10 @@ def quality_focal_reference(x, y, beta=2.0):
   """Generalized Focal Loss (Li et al. 2020), Eq. 5."""
   x = np.asarray(x, np.float64)
   y = np.asarray(y, np.float64)
-  sigma = 1 / (1 + np.exp(-x))
+  # y - sigma(x) without cancellation: y sigma(-x) - (1 - y) sigma(x).
+  distance = y * np.exp(_log_sigmoid(-x)) - (1 - y) * np.exp(_log_sigmoid(x))
   bce = -(y * _log_sigmoid(x) + (1 - y) * _log_sigmoid(-x))
-  return np.abs(y - sigma) ** beta * bce
+  return np.abs(distance) ** beta * bce
 
 
 def soft_targets(seed, shape):
@@ -220,6 +221,34 @@ def test_extreme_logits_are_finite(name, kwargs):
   assert float(v[0, 0]) == 0 and float(v[2, 4]) == 0
   # NaN in, NaN out.
   assert bool(jnp.isnan(value(jnp.full((1,), jnp.nan), jnp.ones(1))[0]))
+
+
+SATURATED = [
+  ("focal_loss", (("alpha", None), ("gamma", 0.0)), np.array([80.0, 30.0])),
+  ("focal_loss", (), np.array([])),
+  ("focal_loss", (("gamma", 0.5),), np.array([])),
+  ("varifocal_loss", (), np.array([])),
+  ("quality_focal_loss", (), np.array([])),
+]
+
+
+@pytest.mark.parametrize("name, kwargs, wider", SATURATED)
+def test_saturated_logits_keep_relative_accuracy(name, kwargs, wider):
+  # Where sigma(x) rounds to 0 or 1 in float32, sp(x) - x y and sigma(x) - y
+  # cancel: the loss at x = 17, y = 1 came out 0 instead of 4e-8, at x = 10
+  # 1% off, and its gradient 0. Compared elementwise, relative, no atol.
+  x = np.concatenate([[-20.0, -17.0, -10.0, 10.0, 17.0, 20.0], wider, -wider])
+  reference = functools.partial(
+    {"focal_loss": references.sigmoid_focal, **REFERENCES}[name],
+    **dict(kwargs),
+  )
+  value, grad = compiled(name, **dict(kwargs))
+  for y in (0.0, 1.0, 0.25):
+    y = np.full_like(x, y)
+    step = 1e-6
+    slope = (reference(x + step, y) - reference(x - step, y)) / (2 * step)
+    np.testing.assert_allclose(value(x, y), reference(x, y), rtol=1e-5)
+    np.testing.assert_allclose(grad(x, y), slope, rtol=1e-4)
 
 
 @pytest.mark.parametrize("name", ["varifocal_loss", "quality_focal_loss"])
