@@ -183,17 +183,32 @@ def test_focal_traced_and_numpy_options_agree_with_python_ones():
   )
 
 
-def test_focal_second_derivative_at_logit_zero():
+@pytest.mark.parametrize(
+  "name", ["focal_loss", "varifocal_loss", "quality_focal_loss"]
+)
+def test_sigmoid_family_second_derivative_at_logit_zero(name):
   # Logit 0 is a common initialisation: the closed-form derivative must be
-  # differentiable there too (a |x| formulation gives a wrong Hessian).
+  # differentiable there too (a |x| formulation gives a wrong Hessian), and
+  # so must the loss it reads.
   with jax.enable_x64(True):
     x = jnp.zeros(3, jnp.float64)
     y = jnp.array([0.0, 1.0, 0.3], jnp.float64)
-    f = lambda x: jaxloss.focal_loss(x, y).sum()
+    f = lambda x: getattr(jaxloss, name)(x, y).sum()
     hess = jnp.diag(jax.hessian(f)(x))
     eps = 1e-4
     fd = (jax.grad(f)(x + eps) - jax.grad(f)(x - eps)) / (2 * eps)
     _close(hess, fd, rtol=1e-6, atol=1e-9)
+
+
+def test_sigmoid_family_float64_tails():
+  # The log1p correction reads 1 + e - 1 from the bits, 64 of them here.
+  with jax.enable_x64(True):
+    x = jnp.array([17.0, 30.0, -30.0], jnp.float64)
+    y = jnp.array([1.0, 1.0, 0.0], jnp.float64)
+    want = np.log1p(np.exp(-np.array([17.0, 30.0, 30.0])))
+    got = jaxloss.focal_loss(x, y, alpha=None, gamma=0.0)
+    assert got.dtype == jnp.float64
+    _close(got, want, rtol=1e-14, atol=0)
 
 
 # ---------------------------------------------------------------------------
