@@ -87,7 +87,15 @@ def _sigmoid(x: jax.Array, differentiable: bool = False) -> _Sigmoid:
   nonnegative = x >= 0
   e = jnp.exp(jnp.where(nonnegative, -x, x))
   u = 1 + e
-  r = 1 / u
+  if differentiable:
+    # 1 / u, bit for bit, but written unlike the value's, so that XLA shares
+    # only e between the value and the gradient passes: XLA:CPU writes a
+    # shared division to memory and reads it back, which costs more than
+    # dividing again (a train step of focal_loss 8.4 ms instead of 11.4 ms,
+    # and one temporary the size of the logits less).
+    r = 0.5 / (0.5 + 0.5 * e)
+  else:
+    r = 1 / u
   return _Sigmoid(
     jnp.where(nonnegative, r, e * r),
     jnp.where(nonnegative, e * r, r),
@@ -216,7 +224,7 @@ def _varifocal_partials(x, q, params, loss):
   \sigma`, :math:`\partial_q = -w x`.
   """
   alpha, gamma = params
-  sig = _sigmoid(x, differentiable=not _numerics.is_whole(gamma))
+  sig = _sigmoid(x, differentiable=True)
   w = alpha * _sigmoid_power(x, gamma, sig)
   positive = q > 0
   d_x = jnp.where(
