@@ -3,11 +3,12 @@
 What a train step runs is timed: ``jax.jit(jax.value_and_grad(loss))`` with
 every array, labels included, passed as an argument (a closed-over array would
 become a constant that XLA folds into the program). Every function is compiled
-and called once, then timed in interleaved rounds (one call of each function
-per round, so a change of load shifts all of them alike), each call after a
-64 MiB buffer is rewritten (so no function finds in cache what the one before
-it left there), with ``block_until_ready``; the medians are reported. Grad-only timings are printed
-beside them for reference only: they let XLA drop the forward value.
+and called three times, then timed in interleaved rounds (one call of each
+function per round, so a change of load shifts all of them alike), each call
+after a 64 MiB buffer is rewritten (so no function finds in cache what the one
+before it left there), with ``block_until_ready``; the medians are reported.
+Grad-only timings are printed beside them for reference only: they let XLA
+drop the forward value.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ def timed(
   fns: dict[str, tuple[Callable, tuple]], repeats: int
 ) -> dict[str, float]:
   """Median wall milliseconds of ``fn(*args)`` for each ``name: (fn, args)``."""
-  for fn, args in fns.values():
-    jax.block_until_ready(fn(*args))
+  for _ in range(3):
+    for fn, args in fns.values():
+      jax.block_until_ready(fn(*args))
   wall = {name: [] for name in fns}
   for _ in range(repeats):
     for name, (fn, args) in fns.items():

@@ -1,6 +1,6 @@
 """Dense losses in a train step: jaxloss against optax and the floors.
 
-    python benchmarks/dense.py [--shape 8 128 128 21] [--repeats 15]
+    python benchmarks/dense.py [--shape 8 128 128 21] [--repeats 25]
 
 Times ``jax.jit(jax.value_and_grad(loss))`` with respect to the logits, the
 labels passed as arguments (see ``harness.py``), in interleaved rounds, and
@@ -69,7 +69,7 @@ def _ratio(label, value, target, ok):
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--shape", type=int, nargs="+", default=[8, 128, 128, 21])
-  parser.add_argument("--repeats", type=int, default=15)
+  parser.add_argument("--repeats", type=int, default=25)
   parser.add_argument(
     "--groups", nargs="+", default=["focal", "softmax", "iou-aware", "region"]
   )

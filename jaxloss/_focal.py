@@ -361,9 +361,10 @@ def focal_loss(
     ``gamma`` the derivative (with respect to logits and labels) is written in
     closed form as a ``jax.custom_jvp``: every AD mode works (``grad``,
     ``jvp``, ``jacfwd``, Hessians), and the gradient reads the loss the
-    value pass wrote instead of computing its ``log`` again. ``alpha`` and ``gamma`` may be traced (not
-    differentiated). Targets outside [0, 1] at entries ``where`` keeps are
-    reported under ``checkify`` inside :func:`jaxloss.value_checks`.
+    value pass wrote instead of computing its ``log`` again. ``alpha`` and
+    ``gamma`` may be traced (not differentiated). Targets outside [0, 1] at
+    entries ``where`` keeps are reported under ``checkify`` inside
+    :func:`jaxloss.value_checks`.
 
   Examples:
     >>> import jax.numpy as jnp
