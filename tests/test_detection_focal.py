@@ -126,6 +126,19 @@ def test_values_and_gradients_match_reference(name, kwargs):
     )
 
 
+@pytest.mark.parametrize("name, kwargs", CONFIGS)
+def test_gradient_with_respect_to_soft_labels(name, kwargs):
+  # Labels strictly inside (0, 1): the varifocal loss jumps at q = 0.
+  x = logits(2, SHAPE)
+  q = np.random.default_rng(3).uniform(0.05, 0.95, SHAPE)
+  fn = functools.partial(getattr(jaxloss, name), **dict(kwargs))
+  reference = functools.partial(REFERENCES[name], **dict(kwargs))
+  with jax.enable_x64(True):
+    got = jax.grad(lambda q: jnp.sum(fn(jnp.asarray(x), q)))(jnp.asarray(q))
+  want = references.numerical_grad(lambda q: np.sum(reference(x, q)), q)
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
+
+
 # 3. Identities ------------------------------------------------------------------
 
 
