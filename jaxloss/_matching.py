@@ -367,8 +367,12 @@ def mask_bce_cost(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
 
   Convention:
     Mask2Former's ``batch_sigmoid_ce_loss``: linear in the target, so it is
-    one matrix product, :math:`(\sum_k \log(1 + e^{x_{ik}}) - x_i \cdot
-    t_j) / P`. ``P = 0`` gives 0.
+    two matrix products of nonnegative terms, :math:`(\mathrm{sp}(-x_i)
+    \cdot t_j + \mathrm{sp}(x_i) \cdot (1 - t_j)) / P` with
+    :math:`\mathrm{sp}(x) = \log(1 + e^x)`. The one-product form
+    :math:`\sum_k \mathrm{sp}(x_{ik}) - x_i \cdot t_j` cancels where a mask is
+    confident and right (its small cost would round to 0 or below).
+    ``P = 0`` gives 0.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -383,8 +387,8 @@ def mask_bce_cost(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
   """
   x, t = _mask_inputs("mask_bce_cost", logits, labels)
   points = max(x.shape[-1], 1)
-  softplus = jnp.sum(jax.nn.softplus(x), -1)[..., :, None]
-  return (softplus - _rows_by_cols(x, t)) / points
+  positive, negative = jax.nn.softplus(-x), jax.nn.softplus(x)
+  return (_rows_by_cols(positive, t) + _rows_by_cols(negative, 1 - t)) / points
 
 
 def mask_focal_cost(
@@ -417,9 +421,11 @@ def mask_focal_cost(
 
   Convention:
     MaskFormer's ``batch_sigmoid_focal_loss``: linear in the target (for
-    binary targets it is the mean :func:`focal_loss`), one matrix product.
-    The powers are :math:`\exp(\gamma \log \sigma(\pm x))`, finite for
-    logits of :math:`\pm 10^4`. ``P = 0`` gives 0.
+    binary targets it is the mean :func:`focal_loss`), two matrix products
+    of nonnegative terms, so a confident, right mask keeps its small cost
+    (the one-product form :math:`\sum_k f^-_{ik} + (f^+_i - f^-_i) \cdot
+    t_j` cancels there). The powers are :math:`\exp(\gamma \log
+    \sigma(\pm x))`, finite for logits of :math:`\pm 10^4`. ``P = 0`` gives 0.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -440,6 +446,4 @@ def mask_focal_cost(
   log_p, log_q = jax.nn.log_sigmoid(x), jax.nn.log_sigmoid(-x)
   positive = alpha * _exp_power(log_q, gamma, jnp.exp(log_q)) * -log_p
   negative = (1 - alpha) * _exp_power(log_p, gamma, jnp.exp(log_p)) * -log_q
-  return (
-    _rows_by_cols(positive - negative, t) + jnp.sum(negative, -1)[..., :, None]
-  ) / points
+  return (_rows_by_cols(positive, t) + _rows_by_cols(negative, 1 - t)) / points

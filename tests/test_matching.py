@@ -302,6 +302,20 @@ def test_extreme_logits_nan_and_empty():
   )
 
 
+@pytest.mark.parametrize("name", ["mask_bce_cost", "mask_focal_cost"])
+def test_confident_right_masks_keep_their_small_cost(name):
+  # Logits of +-17 that agree with the target: the cost is about 4e-8 (BCE)
+  # or far smaller (focal); the one-product forms cancelled it to 0 or below.
+  t = masks(6)
+  x = 17.0 * (2 * t - 1)
+  fn, reference, _, options = COSTS[name]
+  got = fn(jnp.asarray(x, jnp.float32), jnp.asarray(t, jnp.float32), **options)
+  want = reference(x, t, **options)
+  assert np.all(np.diag(want) > 0)
+  np.testing.assert_allclose(np.diag(got), np.diag(want), rtol=1e-5, atol=0)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
 def test_bf16_inputs():
   x = jnp.asarray(logits(10, (N, P)), jnp.bfloat16)
   t = jnp.asarray(masks(11), jnp.bfloat16)
