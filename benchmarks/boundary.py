@@ -22,14 +22,16 @@ Part 2, each loss of ``softmax(logits)`` in a train step,
 ``jax.jit(jax.value_and_grad(loss))`` with respect to the logits, labels (blob
 class ids) passed as arguments, next to ``dice_loss`` of the same
 probabilities and, for the boundary loss, the host-side recipe: scipy
-distance maps per image and class, then the jitted ``mean(p * phi)`` step.
+distance maps per image and class, then the jitted ``mean(p * phi)`` step;
+the grad-only time is printed beside (for reference: XLA drops the forward
+value there), with the compiled temporaries next to the size of the logits.
+Every timing goes through ``harness.timed`` (warm-up, cold caches,
+interleaved rounds, medians).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -62,19 +64,6 @@ def scipy_per_image(mask):
   return np.stack([ndimage.distance_transform_edt(m) for m in mask])
 
 
-def time_interleaved(fns, repeats):
-  """Median ms of each ``name: (call, args)`` (JAX or NumPy), interleaved."""
-  for call, args in fns.values():
-    jax.block_until_ready(call(*args))
-  wall = {name: [] for name in fns}
-  for _ in range(repeats):
-    for name, (call, args) in fns.items():
-      start = time.perf_counter()
-      jax.block_until_ready(call(*args))
-      wall[name].append(time.perf_counter() - start)
-  return {name: 1e3 * statistics.median(v) for name, v in wall.items()}
-
-
 def distance_part(repeats):
   print("\nPart 1: distance_transform (jit) vs scipy per image")
   print(
@@ -93,7 +82,7 @@ def distance_part(repeats):
     device_mask = jnp.asarray(mask)
     err = np.max(np.abs(np.asarray(f(device_mask)) - scipy_per_image(mask)))
     assert err < 1e-3, (label, err)
-    ms = time_interleaved(
+    ms = harness.timed(
       {"jax": (f, (device_mask,)), "scipy": (scipy_per_image, (mask,))}, repeats
     )
     temp = harness.temp_mib(f, device_mask)
@@ -159,17 +148,21 @@ def loss_part(shape, repeats):
     for name, loss in losses.items()
   }
   fns["scipy maps + jit mean(p * phi)"] = (host_recipe, (logits, ids))
-  ms = time_interleaved(fns, repeats)
+  grads = {
+    "grad " + name: (harness.grad_only(loss), (logits, ids))
+    for name, loss in losses.items()
+  }
+  ms = harness.timed({**fns, **grads}, repeats)
   print(
-    f"  {'value_and_grad':34s} {'ms':>9s} {'x dice':>7s} "
+    f"  {'value_and_grad':34s} {'ms':>9s} {'x dice':>7s} {'grad-only':>10s} "
     f"{'temp MiB':>9s} {'x logits':>9s}"
   )
   for name, (fn, args) in fns.items():
     if name in losses:
       temp = harness.temp_mib(fn, *args)
-      extra = f"{temp:9.1f} {temp / mib:9.2f}"
+      extra = f"{ms['grad ' + name]:10.1f} {temp:9.1f} {temp / mib:9.2f}"
     else:
-      extra = f"{'':9s} {'':9s}"
+      extra = f"{'':10s} {'':9s} {'':9s}"
     print(
       f"  {name:34s} {ms[name]:9.1f} {ms[name] / ms['dice_loss']:7.2f} {extra}"
     )

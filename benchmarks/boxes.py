@@ -3,8 +3,10 @@
     python benchmarks/boxes.py [--boxes 1048576] [--pairs 1024] [--repeats 20]
 
 Times ``jax.jit(jax.value_and_grad)`` of the summed loss with respect to the
-predictions, boxes passed as arguments, in interleaved rounds (``harness.py``).
-On a shared machine, read the ratios.
+predictions, boxes passed as arguments, in interleaved rounds (``harness.py``),
+and prints the grad-only time beside it (for reference: XLA drops the forward
+value there) and the compiled temporary memory of the value-and-grad program
+next to the size of the predictions. On a shared machine, read the ratios.
 
 Groups:
   box losses:  jaxloss.box_*_loss  vs  the same formula written directly
@@ -118,8 +120,7 @@ def main() -> None:
     f"of {args.repeats} interleaved rounds"
   )
 
-  vg = harness.value_and_grad
-  floor = vg(lambda p, t: jnp.sum(jnp.abs(p - t), axis=-1))
+  floor = lambda p, t: jnp.sum(jnp.abs(p - t), axis=-1)
   for name, direct in (
     ("iou", direct_iou),
     ("giou", direct_giou),
@@ -129,8 +130,8 @@ def main() -> None:
   ):
     subject = f"jaxloss.box_{name}_loss"
     fns = {
-      subject: vg(getattr(jaxloss, f"box_{name}_loss")),
-      "direct formula, no guards": vg(direct),
+      subject: getattr(jaxloss, f"box_{name}_loss"),
+      "direct formula, no guards": direct,
       "floor: l1 of the corners": floor,
     }
     report(
@@ -144,9 +145,9 @@ def main() -> None:
   a = random_boxes(keys[2], args.pairs)
   b = random_boxes(keys[3], args.pairs)
   fns = {
-    "jaxloss.box_iou": vg(jaxloss.box_iou),
-    "jaxloss.generalized_box_iou": vg(jaxloss.generalized_box_iou),
-    "direct pairwise IoU, no guards": vg(direct_pairwise_iou),
+    "jaxloss.box_iou": jaxloss.box_iou,
+    "jaxloss.generalized_box_iou": jaxloss.generalized_box_iou,
+    "direct pairwise IoU, no guards": direct_pairwise_iou,
   }
   report(
     f"pairwise [{args.pairs}, 4] x [{args.pairs}, 4]",
@@ -154,15 +155,33 @@ def main() -> None:
     (a, b),
     "jaxloss.box_iou",
     args.repeats,
+    size=("IoUs", args.pairs**2 * 4 / 2**20),
   )
 
 
-def report(title, fns, args, subject, repeats):
-  """Times ``fns`` (interleaved) on ``args``; prints times and ratios."""
-  times = harness.timed({k: (f, args) for k, f in fns.items()}, repeats)
+def report(title, losses, args, subject, repeats, size=("pred", None)):
+  """Times the ``losses`` (interleaved) on ``args``: value_and_grad, and
+  grad-only beside it; prints times, temporaries (next to ``size``: a name
+  and its MiB, the predictions by default) and ratios."""
+  fns = {k: (harness.value_and_grad(f), args) for k, f in losses.items()}
+  grads = {k: (harness.grad_only(f), args) for k, f in losses.items()}
+  wall = harness.timed(
+    {**fns, **{"grad " + k: v for k, v in grads.items()}}, repeats
+  )
+  times = {name: wall[name] for name in fns}
+  label, ref_mib = size
+  ref_mib = ref_mib or args[0].size * args[0].dtype.itemsize / 2**20
   print(f"\n{title}")
+  print(
+    f"  {'value_and_grad under jit':40s} {'ms':>9s} {'grad-only ms':>13s}"
+    f" {'temp MiB':>9s} {'x ' + label:>7s}"
+  )
   for name, ms in times.items():
-    print(f"  {name:40s} {ms:9.2f} ms")
+    temp = harness.temp_mib(fns[name][0], *args)
+    print(
+      f"  {name:40s} {ms:9.2f} {wall['grad ' + name]:13.2f} {temp:9.1f} "
+      f"{temp / ref_mib:7.2f}"
+    )
   for name, ms in times.items():
     if name.startswith("floor"):
       print(f"  {subject} takes {times[subject] / ms:.2f}x the {name}")
