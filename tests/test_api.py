@@ -75,6 +75,42 @@ def _rotated_pair(**kwargs):
   return make
 
 
+def _pairwise(**kwargs):
+  """Pairwise box case: 2 x 3 boxes against 2 x 5."""
+
+  def make(k1, k2):
+    return (_boxes(k1, (2, 3)), _boxes(k2, (2, 5))), kwargs
+
+  return make
+
+
+def _scores(**kwargs):
+  """Sigmoid-score case: logits [2, 7, 3] and IoU-aware soft targets."""
+
+  def make(k1, k2):
+    return (_logits(k1, (2, 7, 3)), _quality(k2, (2, 7, 3))), kwargs
+
+  return make
+
+
+def _class_cost(**kwargs):
+  """Class-cost case: logits of 4 queries over 5 classes, 3 target ids."""
+
+  def make(k1, k2):
+    return (_logits(k1, (2, 4, 5)), _ids(k2, (2, 3), 5)), kwargs
+
+  return make
+
+
+def _mask_cost(**kwargs):
+  """Mask-cost case: logits of 4 masks and 3 binary targets, 6 points."""
+
+  def make(k1, k2):
+    return (_logits(k1, (2, 4, 6)), _binary(k2, (2, 3, 6))), kwargs
+
+  return make
+
+
 def _region(**kwargs):
   """Region-loss case: probs [2, 5, 6, 4] and class ids, per-image pooling."""
 
@@ -104,24 +140,15 @@ CASES = {
     (_logits(k1, (2, 5, 6)), _binary(k2, (2, 5, 6))),
     {},
   ),
-  "varifocal_loss": lambda k1, k2: (
-    (_logits(k1, (2, 7, 3)), _quality(k2, (2, 7, 3))),
-    {"gamma": 1.5},
-  ),
-  "quality_focal_loss": lambda k1, k2: (
-    (_logits(k1, (2, 7, 3)), _quality(k2, (2, 7, 3))),
-    {},
-  ),
+  "varifocal_loss": _scores(gamma=1.5),
+  "quality_focal_loss": _scores(),
   "box_iou_loss": _box_pair(),
   "box_giou_loss": _box_pair(),
   "box_diou_loss": _box_pair(),
   "box_ciou_loss": _box_pair(),
   "box_eiou_loss": _box_pair(eps=1e-6),
-  "box_iou": lambda k1, k2: ((_boxes(k1, (2, 3)), _boxes(k2, (2, 5))), {}),
-  "generalized_box_iou": lambda k1, k2: (
-    (_boxes(k1, (2, 3)), _boxes(k2, (2, 5))),
-    {},
-  ),
+  "box_iou": _pairwise(),
+  "generalized_box_iou": _pairwise(),
   "box_convert": lambda k1, k2: (
     (_boxes(k1, (2, 5)),),
     {"in_format": "cxcywh", "out_format": "xyxy"},
@@ -132,38 +159,17 @@ CASES = {
   ),
   "distribution_integral": lambda k1, k2: ((_logits(k1, (2, 3, 8)),), {}),
   "box_siou_loss": _box_pair(),
-  "distance_box_iou": lambda k1, k2: (
-    (_boxes(k1, (2, 3)), _boxes(k2, (2, 5))),
-    {},
-  ),
-  "complete_box_iou": lambda k1, k2: (
-    (_boxes(k1, (2, 3)), _boxes(k2, (2, 5))),
-    {"eps": 1e-6},
-  ),
+  "distance_box_iou": _pairwise(),
+  "complete_box_iou": _pairwise(eps=1e-6),
   "rotated_box_probiou_loss": _rotated_pair(),
   "rotated_box_kld_loss": _rotated_pair(fun="sqrt", tau=2.0),
   "rotated_box_gwd_loss": _rotated_pair(),
-  "softmax_class_cost": lambda k1, k2: (
-    (_logits(k1, (2, 4, 5)), _ids(k2, (2, 3), 5)),
-    {},
-  ),
-  "focal_class_cost": lambda k1, k2: (
-    (_logits(k1, (2, 4, 5)), _ids(k2, (2, 3), 5)),
-    {"gamma": 1.5},
-  ),
+  "softmax_class_cost": _class_cost(),
+  "focal_class_cost": _class_cost(gamma=1.5),
   "box_l1_cost": lambda k1, k2: ((_boxes(k1, (2, 4)), _boxes(k2, (2, 3))), {}),
-  "mask_dice_cost": lambda k1, k2: (
-    (_logits(k1, (2, 4, 6)), _binary(k2, (2, 3, 6))),
-    {},
-  ),
-  "mask_bce_cost": lambda k1, k2: (
-    (_logits(k1, (2, 4, 6)), _binary(k2, (2, 3, 6))),
-    {},
-  ),
-  "mask_focal_cost": lambda k1, k2: (
-    (_logits(k1, (2, 4, 6)), _binary(k2, (2, 3, 6))),
-    {"alpha": 0.5},
-  ),
+  "mask_dice_cost": _mask_cost(),
+  "mask_bce_cost": _mask_cost(),
+  "mask_focal_cost": _mask_cost(alpha=0.5),
   "boundary_loss": lambda k1, k2: (
     (_probs(k1, (2, 2, 5, 6, 3)), _ids(k2, (2, 2, 5, 6), 3)),
     {"sampling": 1.5},
