@@ -41,6 +41,13 @@ LOSSES = {
   ),
 }
 
+DICE_FAMILY = (
+  jaxloss.dice_loss,
+  jaxloss.iou_loss,
+  jaxloss.tversky_loss,
+  jaxloss.generalized_dice_loss,
+)
+
 # 1. Hand-computed cases: a 2x2 binary mask with I = 1, P = 2, T = 2.
 
 PROBS_2X2 = jnp.array([[1.0, 0.0], [1.0, 0.0]])[..., None]
@@ -336,15 +343,7 @@ def test_generalized_dice_uniform_one_class_is_dice():
   )
 
 
-@pytest.mark.parametrize(
-  "fn",
-  [
-    jaxloss.dice_loss,
-    jaxloss.iou_loss,
-    jaxloss.tversky_loss,
-    jaxloss.generalized_dice_loss,
-  ],
-)
+@pytest.mark.parametrize("fn", DICE_FAMILY)
 def test_masked_equals_sliced_and_axis_equals_vmap(fn):
   probs, ids = _batch(seed=4)
   ids = ids.at[0, 0].set(255)  # an ignore label
@@ -369,15 +368,7 @@ def test_masked_equals_sliced_and_axis_equals_vmap(fn):
 # 5. Edge cases.
 
 
-@pytest.mark.parametrize(
-  "fn",
-  [
-    jaxloss.dice_loss,
-    jaxloss.iou_loss,
-    jaxloss.tversky_loss,
-    jaxloss.generalized_dice_loss,
-  ],
-)
+@pytest.mark.parametrize("fn", DICE_FAMILY)
 def test_empty_cases_give_zero_with_finite_gradients(fn):
   probs, ids = _batch(seed=5)
   none = jnp.zeros(ids.shape, bool)
@@ -446,12 +437,7 @@ def test_fp16_volume_does_not_overflow():
 
 def test_bf16_close_to_float32():
   probs, ids = _batch(seed=6)
-  for fn in (
-    jaxloss.dice_loss,
-    jaxloss.iou_loss,
-    jaxloss.tversky_loss,
-    jaxloss.generalized_dice_loss,
-  ):
+  for fn in DICE_FAMILY:
     got = fn(probs.astype(jnp.bfloat16), ids)
     assert got.dtype == jnp.float32
     np.testing.assert_allclose(got, fn(probs, ids), rtol=2e-2, atol=2e-3)
