@@ -326,12 +326,13 @@ def _numpy_block(keys, valid, dtype, loss_out, total_out, grad_out):
     grad_out.reshape(-1)[order.reshape(-1)] = g.reshape(-1)
 
 
-def _numpy_rows(keys, valid, dtype, loss_out, total_out, grad_out):
-  """Runs :func:`_numpy_block` over blocks of about 2**17 elements."""
+def _numpy_rows(keys, valid, dtype, loss_out, total_out, grad_out, rows):
+  """Runs :func:`_numpy_block` over the rows ``rows`` (a slice) in blocks of
+  about 2**17 elements."""
   n = keys.shape[-1]
   step = max(1, 2**17 // max(n, 1))
-  for a in range(0, keys.shape[0], step):
-    part = slice(a, a + step)
+  for a in range(rows.start, rows.stop, step):
+    part = slice(a, min(a + step, rows.stop))
     _numpy_block(
       keys[part],
       None if valid is None else valid[part],
@@ -418,16 +419,7 @@ def _numpy_core(nkeys, *valid, dtype, with_grad, skip_empty=False):
   bounds = np.linspace(0, rows, workers + 1).astype(int)
   parts = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
-  def run(part):
-    _numpy_rows(
-      keys[part],
-      None if valid is None else valid[part],
-      dtype,
-      loss[part],
-      total[part],
-      None if grad is None else grad[part],
-    )
-
+  run = functools.partial(_numpy_rows, keys, valid, dtype, loss, total, grad)
   if len(parts) == 1:
     run(parts[0])
   else:
