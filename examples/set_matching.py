@@ -274,31 +274,17 @@ def plot(history, model, test, path, num_images: int = 4):
     ax.imshow(
       images[i, ..., 0], cmap="gray", extent=(0, 1, 1, 0), vmin=0, vmax=1
     )
+
+    def outline(b, **style):  # a (cx, cy, w, h) box
+      corner = (b[0] - b[2] / 2, b[1] - b[3] / 2)
+      ax.add_patch(Rectangle(corner, b[2], b[3], fill=False, lw=1.5, **style))
+
     for b, ok in zip(boxes[i], valid[i]):
       if ok:
-        ax.add_patch(
-          Rectangle(
-            (b[0] - b[2] / 2, b[1] - b[3] / 2),
-            b[2],
-            b[3],
-            fill=False,
-            ls="--",
-            color="yellow",
-            lw=1.5,
-          )
-        )
+        outline(b, ls="--", color="yellow")
     for b, c in zip(pred[i], logits[i].argmax(-1)):
       if c != NO_OBJECT:
-        ax.add_patch(
-          Rectangle(
-            (b[0] - b[2] / 2, b[1] - b[3] / 2),
-            b[2],
-            b[3],
-            fill=False,
-            color=colours[c],
-            lw=1.5,
-          )
-        )
+        outline(b, color=colours[c])
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title("target (dashed), predicted", fontsize=9)
