@@ -17,9 +17,12 @@ Groups:
   IoU-aware: jaxloss.varifocal_loss, quality_focal_loss  vs  focal_loss on the
             same soft targets
   region:   jaxloss.dice_loss / iou_loss / tversky_loss /
-            generalized_dice_loss of softmax(x), batch-pooled and per image,
-            vs  optax.losses.dice_loss pooled over the same axes  vs  the floor
-            value_and_grad(sum(softmax(x) * one_hot(y)))
+            generalized_dice_loss from logits (activation="softmax"), class
+            ids and one-hot targets, batch-pooled and per image, and
+            dice_loss(softmax(x), one_hot), vs optax.losses.dice_loss at its
+            best (one-hot precomputed; and with the one-hot built in the
+            step), MONAI's DiceLoss if importable, and the floor
+            optax.softmax_cross_entropy_with_integer_labels(x, ids).mean()
 """
 
 from __future__ import annotations
@@ -166,51 +169,88 @@ def main() -> None:
       _ratio(f"{name} / focal_loss", r, "<= 1.5", r <= 1.5)
 
   if "region" in args.groups:
-    floor = "floor: sum(softmax(x) * one_hot(y))"
-    for pooling, axis in (
-      ("batch-pooled", tuple(range(len(shape) - 1))),
-      ("per image", tuple(range(1, len(shape) - 1))),
-    ):
-      kw = {} if pooling == "batch-pooled" else {"axis": axis}
-      print(f"\n{pooling} region losses of softmax(x), integer labels")
+    _region_group(logits, ids, one_hot, args.repeats, mib)
 
-      def of_softmax(fn, kw=kw):
-        return lambda x, y: fn(jax.nn.softmax(x), y, **kw)
 
-      region = {
-        f"jaxloss.{name}": (of_softmax(getattr(jaxloss, name)), (logits, ids))
-        for name in (
-          "dice_loss",
-          "iou_loss",
-          "tversky_loss",
-          "generalized_dice_loss",
+def _monai_dice(shape, axis):
+  """MONAI's ``DiceLoss(softmax=True)``, eager PyTorch on one thread, if
+  importable (never a dependency): ``(name, milliseconds)`` or None."""
+  try:
+    import monai  # noqa: F401
+    import torch
+  except ImportError:
+    return None
+  torch.set_num_threads(1)
+  loss = monai.losses.DiceLoss(softmax=True, batch=axis is None)
+  x = torch.randn(shape[0], shape[-1], *shape[1:-1], requires_grad=True)
+  y = torch.nn.functional.one_hot(
+    torch.randint(0, shape[-1], (shape[0], *shape[1:-1])), shape[-1]
+  ).movedim(-1, 1)
+
+  def step():
+    x.grad = None
+    loss(x, y).backward()
+
+  ms = harness.timed({"monai": (step, ())}, 7)["monai"]
+  return "MONAI DiceLoss(softmax=True), torch eager", ms
+
+
+REGION = ("dice_loss", "iou_loss", "tversky_loss", "generalized_dice_loss")
+
+
+def _region_group(logits, ids, one_hot, repeats, mib):
+  """Region losses from logits against every peer at its best input."""
+  shape = logits.shape
+  num_classes = shape[-1]
+  floor = "floor: optax softmax CE with integer labels"
+  best = "optax.losses.dice_loss, one-hot precomputed"
+  for pooling, axis in (
+    ("batch-pooled", tuple(range(len(shape) - 1))),
+    ("per image", tuple(range(1, len(shape) - 1))),
+  ):
+    kw = {} if pooling == "batch-pooled" else {"axis": axis}
+    print(f"\n{pooling} region losses, value_and_grad of the logits")
+    entries = {}
+    for name in REGION:
+      fn = getattr(jaxloss, name)
+      for labels, y in (("ids", ids), ("one-hot", one_hot)):
+        entries[f"jaxloss.{name}(x, {labels}, softmax)"] = (
+          lambda x, y, fn=fn: fn(x, y, activation="softmax", **kw),
+          (logits, y),
         )
-      }
-      region["optax.losses.dice_loss"] = (
-        lambda x, y: optax.losses.dice_loss(
-          x, jax.nn.one_hot(y, num_classes, dtype=x.dtype), axis=axis
-        ),
-        (logits, ids),
-      )
-      region[floor] = (
-        lambda x, y: (
-          jax.nn.softmax(x) * jax.nn.one_hot(y, num_classes, dtype=x.dtype)
-        ),
-        (logits, ids),
-      )
-      t, temps = _run(region, args.repeats, mib)
-      for name in (
-        "jaxloss.dice_loss",
-        "jaxloss.iou_loss",
-        "jaxloss.tversky_loss",
-        "jaxloss.generalized_dice_loss",
-      ):
-        r = t[name] / t[floor]
-        _ratio(f"{name} time of the floor", r, "<= 1.2", r <= 1.2)
-        r = t["optax.losses.dice_loss"] / t[name]
-        _ratio(f"{name} faster than optax dice", r, ">= 1.1", r >= 1.1)
-      r = temps["jaxloss.dice_loss"] / mib
-      _ratio("dice_loss temporaries / logits", r, "<= 2", r <= 2)
+    entries["jaxloss.dice_loss(softmax(x), one-hot)"] = (
+      lambda x, y: jaxloss.dice_loss(jax.nn.softmax(x), y, **kw),
+      (logits, one_hot),
+    )
+    entries[best] = (
+      lambda x, y: optax.losses.dice_loss(x, y, axis=axis),
+      (logits, one_hot),
+    )
+    entries["optax.losses.dice_loss, one-hot in the step"] = (
+      lambda x, y: optax.losses.dice_loss(
+        x, jax.nn.one_hot(y, num_classes, dtype=x.dtype), axis=axis
+      ),
+      (logits, ids),
+    )
+    entries[floor] = (
+      lambda x, y: optax.softmax_cross_entropy_with_integer_labels(x, y).mean(),
+      (logits, ids),
+    )
+    t, temps = _run(entries, repeats, mib)
+    monai = _monai_dice(shape, None if pooling == "batch-pooled" else axis)
+    if monai is not None:
+      print(f"  {monai[0]:44s} {monai[1]:8.2f}")
+    for name in entries:
+      if not name.endswith("softmax)"):
+        continue
+      r = t[best] / t[name]
+      _ratio(f"{name} faster than optax at its best", r, ">= 1.2", r >= 1.2)
+      r = t[name] / t[floor]
+      _ratio(f"{name} time of the CE floor", r, "<= 1.8", r <= 1.8)
+      r = temps[name] / mib
+      _ratio(f"{name} temporaries / logits", r, "<= 1.2", r <= 1.2)
+    r = t[best] / t["jaxloss.dice_loss(softmax(x), one-hot)"]
+    _ratio("probability path against optax, same one-hot", r, ">= 1", r >= 1)
 
 
 if __name__ == "__main__":

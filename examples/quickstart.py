@@ -39,7 +39,7 @@ class TinyNet(nnx.Module):
 def loss_fn(model, images, labels):
   logits = model(images)
   focal = jaxloss.softmax_focal_loss(logits, labels, gamma=2.0).mean()
-  dice = jaxloss.dice_loss(jax.nn.softmax(logits), labels)
+  dice = jaxloss.dice_loss(logits, labels, activation="softmax")
   return focal + dice
 
 

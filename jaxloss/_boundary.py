@@ -21,7 +21,8 @@ from jax.typing import ArrayLike
 from jaxloss import _checks
 from jaxloss import _distance
 from jaxloss import _numerics
-from jaxloss import _overlap
+from jaxloss import _region
+from jaxloss._checks import Activation
 from jaxloss._checks import Axis
 from jaxloss._checks import Classes
 from jaxloss._checks import Sampling
@@ -38,7 +39,7 @@ def _spatial(fn: str, name: str, x: jax.Array) -> tuple[int, ...]:
   return tuple(range(1, x.ndim - 1))
 
 
-def _inputs(fn, probs, labels, axis, where):
+def _inputs(fn, probs, labels, axis, where, activation):
   """Checked probabilities, targets, target masks, valid-pixel mask, axes.
 
   Returns ``(p, t, inside, mask, axes)``: ``p`` and ``t`` in the accumulation
@@ -47,26 +48,16 @@ def _inputs(fn, probs, labels, axis, where):
   (a pixel mask) or ``[B, *spatial, C]`` (a pixel-and-class mask), or None;
   ``axes`` the pooled axes.
   """
-  probs = _checks.as_float(fn, "probs", probs)
-  _spatial(fn, "probs", probs)
-  labels = _checks.labels_for(fn, "probs", probs, labels)
-  mask = _checks.region_mask(fn, where, probs.shape)
-  axes = _checks.pooled_axes(fn, axis, probs.ndim)
-  dtype = _numerics.accum_dtype(probs.dtype)
-  _checks.debug_unit_interval(fn, "probs", probs, mask)
-  p = probs.astype(dtype)
-  if labels.shape == probs.shape:
-    t = labels.astype(dtype)
-    inside = t > 0.5
+  _spatial(fn, "probs", _checks.as_float(fn, "probs", probs))
+  region = _region.inputs(
+    fn, probs, labels, axis=axis, where=where, activation=activation
+  )
+  t = region.targets()
+  if t.dtype == jnp.bool_:
+    inside, t = t, t.astype(region.x.dtype)
   else:
-    _checks.debug_labels_in_range(fn, labels, probs.shape[-1], mask)
-    inside = _numerics.one_hot_mask(labels, probs.shape[-1])
-    t = inside.astype(dtype)
-  if mask is not None:
-    p = jnp.where(mask, p, 0)
-    t = jnp.where(mask, t, 0)
-    inside = inside & mask
-  return p, t, inside, mask, axes
+    inside = t > 0.5
+  return region.probabilities(), t, inside, region.valid, region.axes
 
 
 def _sides(fn: str, inside: jax.Array, sampling, dtype):
@@ -99,9 +90,7 @@ def _pixel_mean(fn, terms, t, mask, axes, classes):
   else:
     count = jnp.sum(mask.astype(terms.dtype), axis=axes)
   per_class = _numerics.safe_div(total, count, 0)
-  return _overlap.class_mean(
-    fn, per_class, jnp.sum(t, axis=axes), classes, None
-  )
+  return _region.class_mean(fn, per_class, jnp.sum(t, axis=axes), classes, None)
 
 
 def boundary_loss(
@@ -112,6 +101,7 @@ def boundary_loss(
   where: ArrayLike | None = None,
   classes: Classes = "all",
   sampling: Sampling = None,
+  activation: Activation = None,
 ) -> jax.Array:
   r"""Boundary loss (Kervadec et al.): probabilities weighted by a signed distance.
 
@@ -133,8 +123,8 @@ def boundary_loss(
   distance to the region.
 
   Args:
-    probs: Probabilities ``[B, *spatial, C]``, channels last (apply
-      ``jax.nn.softmax`` or ``jax.nn.sigmoid`` to logits first).
+    probs: Probabilities ``[B, *spatial, C]``, channels last, or logits
+      with ``activation``.
     labels: Integer class ids ``[B, *spatial]``, or targets of the shape of
       ``probs`` (a pixel belongs to class :math:`c` where its target is
       above 1/2). Binary masks with one channel: ``mask[..., None]``.
@@ -148,6 +138,8 @@ def boundary_loss(
       pooled group) or an integer array of class ids to average over.
     sampling: Grid spacing of the spatial axes: one positive number or one
       per spatial axis (e.g. the voxel size). Default 1.
+    activation: None, ``"softmax"`` or ``"sigmoid"``: the first argument
+      holds logits; see :func:`dice_loss`.
 
   Returns:
     The loss with the pooled axes and the class axis removed (a scalar by
@@ -185,7 +177,7 @@ def boundary_loss(
     2021. https://arxiv.org/abs/1812.07032
   """
   fn = "boundary_loss"
-  p, t, inside, mask, axes = _inputs(fn, probs, labels, axis, where)
+  p, t, inside, mask, axes = _inputs(fn, probs, labels, axis, where, activation)
   outside, within, split = _sides(fn, inside, sampling, p.dtype)
   phi = jnp.where(inside, 1 - within, outside)
   phi = jnp.where(split, phi, 0)
@@ -201,6 +193,7 @@ def hausdorff_dt_loss(
   where: ArrayLike | None = None,
   classes: Classes = "all",
   sampling: Sampling = None,
+  activation: Activation = None,
 ) -> jax.Array:
   r"""Hausdorff distance loss from distance transforms (Karimi & Salcudean).
 
@@ -217,7 +210,8 @@ def hausdorff_dt_loss(
   weigh most, which is what the Hausdorff distance measures.
 
   Args:
-    probs: Probabilities ``[B, *spatial, C]``, channels last.
+    probs: Probabilities ``[B, *spatial, C]``, channels last, or logits
+      with ``activation``.
     labels: Integer class ids ``[B, *spatial]``, or targets of the shape of
       ``probs`` (the region of class :math:`c` is where its target is above
       1/2; the squared error uses the targets as given).
@@ -229,6 +223,8 @@ def hausdorff_dt_loss(
     classes: ``"all"``, ``"present"`` or an integer array of class ids.
     sampling: Grid spacing of the spatial axes: one positive number or one
       per spatial axis. Default 1.
+    activation: None, ``"softmax"`` or ``"sigmoid"``: the first argument
+      holds logits; see :func:`dice_loss`.
 
   Returns:
     The loss with the pooled axes and the class axis removed (a scalar by
@@ -262,7 +258,7 @@ def hausdorff_dt_loss(
   """
   fn = "hausdorff_dt_loss"
   _checks.nonnegative(fn, "alpha", alpha)
-  p, t, inside, mask, axes = _inputs(fn, probs, labels, axis, where)
+  p, t, inside, mask, axes = _inputs(fn, probs, labels, axis, where, activation)
   predicted = lax.stop_gradient(p) > 0.5
   num_classes = p.shape[-1]
   outside, within, split = _sides(
@@ -425,6 +421,7 @@ def cldice_loss(
   axis: Axis = None,
   where: ArrayLike | None = None,
   classes: Classes = "all",
+  activation: Activation = None,
 ) -> jax.Array:
   r"""Soft clDice loss (Shit et al.): topology precision and sensitivity.
 
@@ -442,7 +439,8 @@ def cldice_loss(
   :math:`T_{sens}`: how much of the target skeleton is covered.
 
   Args:
-    probs: Probabilities ``[B, *spatial, C]``, channels last.
+    probs: Probabilities ``[B, *spatial, C]``, channels last, or logits
+      with ``activation``.
     labels: Integer class ids ``[B, *spatial]`` or targets of the shape of
       ``probs`` (skeletonized as given, soft targets included).
     iterations: Erosions of :func:`soft_skeleton`; at least the half width
@@ -454,6 +452,8 @@ def cldice_loss(
     where: Optional boolean mask ``[B, *spatial]`` of valid pixels, or
       ``[B, *spatial, C]`` of valid (pixel, class) entries.
     classes: ``"all"``, ``"present"`` or an integer array of class ids.
+    activation: None, ``"softmax"`` or ``"sigmoid"``: the first argument
+      holds logits; see :func:`dice_loss`.
 
   Returns:
     The loss with the pooled axes and the class axis removed (a scalar by
@@ -488,7 +488,7 @@ def cldice_loss(
   fn = "cldice_loss"
   iterations = _iterations(fn, iterations)
   _checks.nonnegative(fn, "smooth", smooth)
-  p, t, _, _, axes = _inputs(fn, probs, labels, axis, where)
+  p, t, _, _, axes = _inputs(fn, probs, labels, axis, where, activation)
   skel_p = _skeleton(p, iterations)
   skel_t = _skeleton(t, iterations)
   prec = _numerics.safe_div(
@@ -502,6 +502,4 @@ def cldice_loss(
     1,
   )
   per_class = 1 - _numerics.safe_div(2 * prec * sens, prec + sens, 0)
-  return _overlap.class_mean(
-    fn, per_class, jnp.sum(t, axis=axes), classes, None
-  )
+  return _region.class_mean(fn, per_class, jnp.sum(t, axis=axes), classes, None)

@@ -35,6 +35,7 @@ Axis = int | Sequence[int] | None
 AxisName = Hashable | None
 Classes = str | ArrayLike
 Sampling = float | Sequence[float] | None
+Activation = str | None  # None, "softmax" or "sigmoid"
 
 
 def fail(

@@ -36,7 +36,8 @@ from jax.typing import ArrayLike
 
 from jaxloss import _checks
 from jaxloss import _numerics
-from jaxloss import _overlap
+from jaxloss import _region
+from jaxloss._checks import Activation
 from jaxloss._checks import Axis
 from jaxloss._checks import AxisName
 from jaxloss._checks import Classes
@@ -198,39 +199,25 @@ def _softmax(
   classes="present",
   class_weights=None,
   axis_name=None,
+  activation=None,
   host=True,
 ):
   fn = "lovasz_softmax"
-  probs = _checks.as_float(fn, "probs", probs, min_rank=1)
-  labels = jnp.asarray(labels)
-  if labels.shape != probs.shape[:-1]:
-    _checks.fail(
-      fn,
-      f"labels.shape {labels.shape} must equal "
-      f"probs.shape[:-1] (integer class ids, one a pixel); got "
-      f"probs.shape {probs.shape}",
-    )
-  if not jnp.issubdtype(labels.dtype, jnp.integer):
-    _checks.fail(
-      fn,
-      f"labels must be integer class ids, got dtype {labels.dtype}",
-      TypeError,
-    )
-  mask = _checks.region_mask(fn, where, probs.shape)
-  axes = _checks.pooled_axes(fn, axis, probs.ndim)
-  num_classes = probs.shape[-1]
-  selection = _checks.class_selection(fn, classes, num_classes)
-  dtype = _numerics.accum_dtype(probs.dtype)
-  weights = _overlap.selected_weights(
-    fn, selection, class_weights, num_classes, dtype
+  region = _region.inputs(
+    fn,
+    probs,
+    labels,
+    axis=axis,
+    where=where,
+    activation=activation,
+    ids_only=True,
   )
-  _checks.debug_unit_interval(fn, "probs", probs, mask)
-  _checks.debug_labels_in_range(fn, labels, num_classes, mask)
-
-  p = probs.astype(dtype)
-  # Compare ids in a type wide enough for any class count (uint8 labels with
-  # C > 256 classes, say).
-  labels = _numerics.class_ids(labels)
+  num_classes = region.x.shape[-1]
+  selection = _checks.class_selection(fn, classes, num_classes)
+  weights = _region.selected_weights(
+    fn, selection, class_weights, num_classes, region.x.dtype
+  )
+  p, labels, mask = region.probabilities(), region.labels, region.valid
   if isinstance(selection, str):
     class_ids = jnp.arange(num_classes, dtype=labels.dtype)
   else:
@@ -238,28 +225,26 @@ def _softmax(
     # selects NaN probabilities and weights (a NaN loss, never another
     # class).
     class_ids = selection.astype(labels.dtype)
-    p = _overlap.take_classes(p, selection)
+    p = _region.take_classes(p, selection)
     if mask is not None and mask.shape[-1] == num_classes:
-      mask = _overlap.take_classes(mask, selection, fill_value=False)
+      mask = _region.take_classes(mask, selection, fill_value=False)
   fg = labels[..., None] == class_ids.reshape((1,) * labels.ndim + (-1,))
-  valid = None
   if mask is not None:
     # Masked pixels: no value, and no gradient even for NaN probabilities.
-    valid = mask
-    p = jnp.where(valid, p, 0)
-    fg = fg & valid
+    p = jnp.where(mask, p, 0)
+    fg = fg & mask
   layout = Layout(
-    tuple(a for a in range(probs.ndim - 1) if a not in axes),
-    axes,
-    probs.ndim - 1,
+    tuple(a for a in range(p.ndim - 1) if a not in region.axes),
+    region.axes,
+    p.ndim - 1,
   )
   losses, totals = _lovasz_rows(
-    p, fg, valid, layout, False, selection == "present", host, axis_name
+    p, fg, mask, layout, False, selection == "present", host, axis_name
   )
   weights = jnp.broadcast_to(weights, losses.shape)
   if selection == "present":
     weights = jnp.where(totals > 0, weights, 0)
-  return _overlap.weighted_mean(losses, weights)
+  return _region.weighted_mean(losses, weights)
 
 
 def _hinge(logits, labels, *, axis=None, where=None, axis_name=None, host=True):
@@ -360,6 +345,7 @@ def lovasz_softmax(
   classes: Classes = "present",
   class_weights: ArrayLike | None = None,
   axis_name: AxisName = None,
+  activation: Activation = None,
 ) -> jax.Array:
   r"""Lovász-softmax loss: the Lovász extension of the multiclass IoU loss.
 
@@ -379,7 +365,7 @@ def lovasz_softmax(
   weighted mean :math:`\sum_c w_c \ell_c / \sum_c w_c`.
 
   Args:
-    probs: Probabilities ``[..., C]`` (apply ``jax.nn.softmax`` to logits).
+    probs: Probabilities ``[..., C]``, or logits with ``activation``.
     labels: Integer class ids of shape ``probs.shape[:-1]``.
     axis: Axes to pool over; default every axis but the class axis (the
       whole batch is one example, the reference's ``per_image=False``).
@@ -399,6 +385,11 @@ def lovasz_softmax(
       axis whose devices split the pooled pixels (typically the batch): the
       loss is then the Lovász-softmax of the global batch, the same on every
       device, and each device's gradient is its slice of the global gradient.
+    activation: None (default): ``probs`` holds probabilities.
+      ``"softmax"`` or ``"sigmoid"``: ``probs`` holds logits and the loss
+      applies the activation itself, with a backward pass that recomputes the
+      probabilities from the logits instead of keeping them; see
+      :func:`jaxloss.dice_loss`.
 
   Returns:
     The loss with the pooled axes and the class axis removed (a scalar by
@@ -477,6 +468,7 @@ def lovasz_softmax(
     classes=classes,
     class_weights=class_weights,
     axis_name=axis_name,
+    activation=activation,
   )
 
 

@@ -7,9 +7,6 @@ them into a per-class loss and averages over the selected classes.
 
 from __future__ import annotations
 
-import functools
-import math
-
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -17,205 +14,24 @@ from jax.typing import ArrayLike
 
 from jaxloss import _checks
 from jaxloss import _numerics
+from jaxloss import _region
+from jaxloss._checks import Activation
 from jaxloss._checks import Axis
 from jaxloss._checks import AxisName
 from jaxloss._checks import Classes
 
 
-def _sums(p, t, axes, squared, soft):
-  """The three sums of :func:`overlap_sums` in one variadic reduction."""
-  zero = jnp.zeros((), p.dtype)
-  if t.dtype == jnp.bool_:
-    inter = jnp.where(t, p, zero)
-  elif soft and not squared:
-    inter = jnp.minimum(p, t)
-  else:
-    inter = p * t
-  terms = (
-    inter,
-    p * p if squared else p,
-    t.astype(p.dtype) if t.dtype == jnp.bool_ else (t * t if squared else t),
-  )
-  return lax.reduce(
-    terms, (zero,) * 3, lambda a, b: tuple(x + y for x, y in zip(a, b)), axes
-  )
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
-def overlap_sums(
-  p: jax.Array, t: jax.Array, axes: tuple[int, ...], squared: bool, soft: bool
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-  r"""``(I, P, T)``: the intersection, :math:`\sum p` and :math:`\sum t`
-  over ``axes`` (:math:`\sum p^2`, :math:`\sum t^2` if ``squared``).
-
-  ``t`` is a float target or a boolean one-hot mask. The intersection is
-  :math:`\sum p t`, or with ``soft`` (and float, unsquared targets)
-  :math:`\sum \min(p, t) = \sum (p + t - |p - t|) / 2`, which equals
-  :math:`\sum p t` on 0/1 targets. One variadic reduction reads the inputs
-  once. The tangent is written as plain sums, linear in the input tangents:
-  JAX transposes it into one elementwise expression, which XLA fuses into
-  the caller's backward pass, and differentiates it for second order.
-  (Autodiff of three separate ``jnp.sum`` calls makes XLA:CPU materialise
-  several full-size temporaries.)
-  """
-  return _sums(p, t, axes, squared, soft)
-
-
-@functools.partial(overlap_sums.defjvp, symbolic_zeros=True)
-def _overlap_sums_jvp(axes, squared, soft, primals, tangents):
-  p, t = primals
-  p_dot, t_dot = tangents
-  # The primal is the function itself, so that differentiating this rule
-  # (second order) uses this rule again, never autodiff of lax.reduce.
-  out = overlap_sums(p, t, axes, squared, soft)
-  hard = t.dtype == jnp.bool_
-  # d min(p, t) / dp: 1 below the target, 0 above, and t at a tie, so that
-  # 0/1 targets get the derivative of p t exactly (a valid subgradient).
-  if soft and not squared and not hard:
-    d_p = jnp.where(p < t, 1, jnp.where(p > t, 0, t)).astype(p.dtype)
-    d_t = 1 - d_p
-  else:
-    d_p, d_t = t, p
-  zero = jnp.zeros_like(out[0])
-  d_inter, d_pred, d_true = zero, zero, zero
-  if not isinstance(p_dot, jax.custom_derivatives.SymbolicZero):
-    if hard:
-      d_inter = jnp.sum(jnp.where(t, p_dot, 0), axes)
-    else:
-      d_inter = jnp.sum(p_dot * d_p, axes)
-    d_pred = jnp.sum(2 * p * p_dot if squared else p_dot, axes)
-  if not hard and not isinstance(t_dot, jax.custom_derivatives.SymbolicZero):
-    d_inter = d_inter + jnp.sum(d_t * t_dot, axes)
-    d_true = jnp.sum(2 * t * t_dot if squared else t_dot, axes)
-  return out, (d_inter, d_pred, d_true)
-
-
-def region_inputs(fn, probs, labels, *, axis, where, per_element=True):
-  """The checked inputs of a region loss: ``(p, t, valid, axes)``.
-
-  ``p``: the probabilities in the accumulation dtype; ``t``: float targets
-  in it, or class ids as a boolean one-hot mask (never a float one-hot
-  array); ``valid``: the mask with the rank of ``probs`` (a pixel mask gets
-  a trailing axis of size 1; without ``per_element`` only a pixel mask is
-  accepted), or None; ``axes``: the pooled axes. Masked entries of ``p``
-  and ``t`` are 0, whatever they held (NaN included).
-  """
-  probs = _checks.as_float(fn, "probs", probs, min_rank=1)
-  labels = _checks.labels_for(fn, "probs", probs, labels)
-  if per_element:
-    valid = _checks.region_mask(fn, where, probs.shape)
-  else:
-    mask = _checks.mask_for(fn, where, probs.shape[:-1])
-    valid = None if mask is None else mask[..., None]
-  axes = _checks.pooled_axes(fn, axis, probs.ndim)
-  dtype = _numerics.accum_dtype(probs.dtype)
-  _checks.debug_unit_interval(fn, "probs", probs, valid)
-  p = probs.astype(dtype)
-  if labels.shape == probs.shape:
-    _checks.debug_unit_interval(fn, "labels", labels, valid)
-    t = labels.astype(dtype)
-  else:
-    _checks.debug_labels_in_range(fn, labels, probs.shape[-1], valid)
-    t = _numerics.one_hot_mask(labels, probs.shape[-1])
-  if valid is not None:
-    p = jnp.where(valid, p, 0)
-    t = jnp.where(valid, t, jnp.zeros((), t.dtype))
-  return p, t, valid, axes
-
-
-def _pooled_stats(
-  fn,
-  probs,
-  labels,
-  *,
-  axis,
-  where,
-  squared=False,
-  soft=False,
-  axis_name=None,
-  count=False,
-):
-  """Returns ``(I, P, T)``, each of shape ``kept axes + [C]``, accumulated,
-  and with ``count`` also ``N``, the number of valid entries per class.
-
-  With ``axis_name``, the statistics are summed over that mapped axis.
-  """
-  p, t, valid, axes = region_inputs(fn, probs, labels, axis=axis, where=where)
-  squared = _checks.flag(fn, "squared", squared)
-  soft = _checks.flag(fn, "soft_labels", soft)
-  stats = overlap_sums(p, t, axes, squared, soft)
-  if count:
-    if valid is None:
-      size = math.prod(p.shape[a] for a in axes)
-      n = jnp.full(stats[0].shape, size, p.dtype)
-    else:
-      n = jnp.sum(jnp.broadcast_to(valid, p.shape), axis=axes, dtype=p.dtype)
-    stats = stats + (n,)
-  if axis_name is not None:
-    stats = _numerics.psum_own_share(stats, axis_name)
-  return stats
-
-
-def select_classes(fn, classes, class_weights, *stats):
-  """The per-class statistics ``[..., C]`` of the selected classes, and their
-  weights in the class mean.
-
-  ``"all"`` and ``"present"`` keep every class (``"present"`` weighs a class
-  with ``T_c = 0`` by 0; ``stats[-1]`` is ``T``); an index array selects as
-  slicing the class axis would (a repeated id counts twice). A traced id
-  outside ``[0, C)`` selects NaN statistics (the loss is NaN, never silently
-  another class's); a concrete one is refused at trace time.
-  """
-  num_classes = stats[0].shape[-1]
-  selection = _checks.class_selection(fn, classes, num_classes)
-  weights = selected_weights(
-    fn, selection, class_weights, num_classes, stats[0].dtype
-  )
-  if not isinstance(selection, str):
-    stats = tuple(take_classes(s, selection) for s in stats)
-  weights = jnp.broadcast_to(weights, stats[-1].shape)
-  if selection == "present":
-    weights = jnp.where(stats[-1] > 0, weights, 0)
-  return stats, weights
-
-
-def take_classes(a: jax.Array, selection: jax.Array, fill_value=jnp.nan):
-  """``a[..., selection]``, as slicing the class axis would; a traced id
-  outside ``[0, C)`` takes ``fill_value`` (never another class)."""
-  index = jnp.where(selection < 0, a.shape[-1], selection)
-  return jnp.take(a, index, axis=-1, mode="fill", fill_value=fill_value)
-
-
-def selected_weights(fn, selection, class_weights, num_classes, dtype):
-  """The checked ``[C]`` class weights (ones by default), taken at the
-  selected classes when ``selection`` is an index array."""
-  weights = jnp.ones((num_classes,), dtype)
-  if class_weights is not None:
-    weights = _checks.nonnegative_vector(
-      fn, "class_weights", class_weights, num_classes
-    ).astype(dtype)
-  if not isinstance(selection, str):
-    weights = take_classes(weights, selection)
-  return weights
-
-
-def weighted_mean(per_class: jax.Array, weights: jax.Array) -> jax.Array:
-  """``sum(w l) / sum(w)`` over the class axis; 0 when every weight is 0."""
-  return _numerics.safe_div(
-    jnp.sum(weights * per_class, axis=-1), jnp.sum(weights, axis=-1), 0
-  )
-
-
-def class_mean(fn, per_class, true, classes, class_weights) -> jax.Array:
-  """Weighted mean over the selected classes; 0 when none is selected."""
-  (per_class, _), weights = select_classes(
-    fn, classes, class_weights, per_class, true
-  )
-  return weighted_mean(per_class, weights)
-
-
 def _smooth(fn, smooth):
   return _checks.nonnegative(fn, "smooth", smooth)
+
+
+def _stats(fn, probs, labels, *, axis, axis_name, where, activation, **kw):
+  """The pooled ``(I, P, T)`` (and ``N`` with ``count=True``) of a loss of
+  this family; ``kw``: ``squared``, ``soft``, ``count``."""
+  region = _region.inputs(
+    fn, probs, labels, axis=axis, where=where, activation=activation
+  )
+  return _region.pooled_stats(fn, region, axis_name=axis_name, **kw)
 
 
 def dice_loss(
@@ -230,6 +46,7 @@ def dice_loss(
   soft_labels: bool = True,
   classes: Classes = "all",
   class_weights: ArrayLike | None = None,
+  activation: Activation = None,
 ) -> jax.Array:
   r"""Soft Dice loss, pooled over ``axis``, averaged over classes.
 
@@ -245,8 +62,7 @@ def dice_loss(
   :math:`\sum_c w_c \ell_c / \sum_c w_c` over the selected classes.
 
   Args:
-    probs: Probabilities ``[..., C]`` (apply ``jax.nn.softmax`` or
-      ``jax.nn.sigmoid`` to logits first).
+    probs: Probabilities ``[..., C]``, or logits with ``activation``.
     labels: Integer class ids of shape ``probs.shape[:-1]``, or targets
       (one-hot, multi-label or soft) of shape ``probs.shape``. Binary masks
       with one channel: ``mask[..., None]``.
@@ -269,6 +85,11 @@ def dice_loss(
     classes: ``"all"``, ``"present"`` (classes with :math:`T_c > 0` in the
       pooled group) or an integer array of class ids to average over.
     class_weights: Optional ``[C]`` weights :math:`w_c` of the class mean.
+    activation: None (default): ``probs`` holds probabilities.
+      ``"softmax"`` (exclusive classes) or ``"sigmoid"`` (multi-label, or a
+      binary mask ``[..., 1]``): ``probs`` holds logits and the loss applies
+      the activation over the class axis itself (see "Logits or
+      probabilities" in the guide).
 
   Returns:
     The loss with the pooled axes and the class axis removed (a scalar by
@@ -318,6 +139,16 @@ def dice_loss(
     Differentiation: the three pooled sums have a custom JVP that is linear in
     the tangents, so ``grad``, ``jvp``, ``jacfwd`` and Hessian-vector
     products all work (the reverse pass is one fused elementwise loop).
+
+    From logits (``activation``), value and gradient equal those of the
+    same loss of ``jax.nn.softmax(x)`` or ``jax.nn.sigmoid(x)`` to float
+    rounding. The activation shares the custom JVP of the sums: with class
+    ids the backward pass recomputes the probabilities from the logits (it
+    keeps none), with float targets it keeps them (one array the size of the
+    logits), where autodiff of ``softmax`` keeps about two. The logits of a
+    masked pixel count for nothing, NaN included; with ``"softmax"`` and a
+    pixel-and-class mask, the softmax of a partly valid pixel reads all its
+    logits, as ``jax.nn.softmax`` would.
     Classes: an index array selects as slicing the class axis would (a
     repeated id counts twice); concrete ids (Python, NumPy, also under
     ``jit``) must lie in ``[0, C)``; a traced id outside gives NaN.
@@ -333,6 +164,11 @@ def dice_loss(
     >>> mask = jnp.array([[1.0, 1.0], [0.0, 0.0]])[..., None]
     >>> jaxloss.dice_loss(probs, mask, smooth=0.0)
     Array(0.5, dtype=float32)
+    >>> # From logits: the loss applies the activation itself.
+    >>> logits = jnp.array([[[2.0, -1.0], [0.0, 3.0]]])  # [1, 2, C=2]
+    >>> ids = jnp.array([[0, 1]])
+    >>> jaxloss.dice_loss(logits, ids, activation="softmax", smooth=0.0)
+    Array(0.04742587, dtype=float32)
 
   References:
     Milletari, Navab, Ahmadi, "V-Net: Fully Convolutional Neural Networks for
@@ -341,20 +177,21 @@ def dice_loss(
   """
   fn = "dice_loss"
   smooth = _smooth(fn, smooth)
-  inter, pred, true = _pooled_stats(
+  inter, pred, true = _stats(
     fn,
     probs,
     labels,
     axis=axis,
+    axis_name=axis_name,
     where=where,
+    activation=activation,
     squared=squared,
     soft=soft_labels,
-    axis_name=axis_name,
   )
   per_class = 1 - _numerics.safe_div(
     2 * inter + smooth, pred + true + smooth, 1
   )
-  return class_mean(fn, per_class, true, classes, class_weights)
+  return _region.class_mean(fn, per_class, true, classes, class_weights)
 
 
 def iou_loss(
@@ -369,6 +206,7 @@ def iou_loss(
   soft_labels: bool = True,
   classes: Classes = "all",
   class_weights: ArrayLike | None = None,
+  activation: Activation = None,
 ) -> jax.Array:
   r"""Soft IoU (Jaccard) loss, pooled over ``axis``, averaged over classes.
 
@@ -378,7 +216,7 @@ def iou_loss(
     \ell_c = 1 - \frac{I_c + s}{P_c + T_c - I_c + s}.
 
   Args:
-    probs: Probabilities ``[..., C]``.
+    probs: Probabilities ``[..., C]``, or logits with ``activation``.
     labels: Integer class ids ``probs.shape[:-1]`` or targets ``probs.shape``.
     axis: Pooled axes; default all but the class axis.
     axis_name: Mapped axis (``shard_map`` / ``pmap``) to sum the pooled
@@ -392,6 +230,8 @@ def iou_loss(
       :func:`dice_loss`.
     classes: ``"all"``, ``"present"`` or an integer array of class ids.
     class_weights: Optional ``[C]`` weights of the class mean.
+    activation: None, ``"softmax"`` or ``"sigmoid"``: the first argument
+      holds logits; see :func:`dice_loss`.
 
   Returns:
     The loss with the pooled axes and the class axis removed, float32
@@ -418,20 +258,21 @@ def iou_loss(
   """
   fn = "iou_loss"
   smooth = _smooth(fn, smooth)
-  inter, pred, true = _pooled_stats(
+  inter, pred, true = _stats(
     fn,
     probs,
     labels,
     axis=axis,
+    axis_name=axis_name,
     where=where,
+    activation=activation,
     squared=squared,
     soft=soft_labels,
-    axis_name=axis_name,
   )
   per_class = 1 - _numerics.safe_div(
     inter + smooth, pred + true - inter + smooth, 1
   )
-  return class_mean(fn, per_class, true, classes, class_weights)
+  return _region.class_mean(fn, per_class, true, classes, class_weights)
 
 
 def tversky_loss(
@@ -449,6 +290,7 @@ def tversky_loss(
   soft_labels: bool = True,
   classes: Classes = "all",
   class_weights: ArrayLike | None = None,
+  activation: Activation = None,
 ) -> jax.Array:
   r"""Tversky loss and focal Tversky loss, pooled over ``axis``.
 
@@ -460,7 +302,7 @@ def tversky_loss(
       {I_c + \alpha (P_c - I_c) + \beta (T_c - I_c) + s}\right)^{\gamma}.
 
   Args:
-    probs: Probabilities ``[..., C]``.
+    probs: Probabilities ``[..., C]``, or logits with ``activation``.
     labels: Integer class ids ``probs.shape[:-1]`` or targets ``probs.shape``.
     alpha: Weight of false positives.
     beta: Weight of false negatives (``beta > alpha`` favours recall).
@@ -477,6 +319,8 @@ def tversky_loss(
       :func:`dice_loss`.
     classes: ``"all"``, ``"present"`` or an integer array of class ids.
     class_weights: Optional ``[C]`` weights of the class mean.
+    activation: None, ``"softmax"`` or ``"sigmoid"``: the first argument
+      holds logits; see :func:`dice_loss`.
 
   Returns:
     The loss with the pooled axes and the class axis removed, float32
@@ -517,22 +361,23 @@ def tversky_loss(
   alpha = _checks.nonnegative(fn, "alpha", alpha)
   beta = _checks.nonnegative(fn, "beta", beta)
   gamma = _checks.scalar(fn, "gamma", gamma, low=0.0, above=True)
-  inter, pred, true = _pooled_stats(
+  inter, pred, true = _stats(
     fn,
     probs,
     labels,
     axis=axis,
+    axis_name=axis_name,
     where=where,
+    activation=activation,
     squared=squared,
     soft=soft_labels,
-    axis_name=axis_name,
   )
   den = inter + alpha * (pred - inter) + beta * (true - inter) + smooth
   per_class = 1 - _numerics.safe_div(inter + smooth, den, 1)
   if _checks.is_traced(gamma) or gamma != 1:
     # Rounding can make 1 - (I + s) / den slightly negative; NaN stays NaN.
     per_class = _numerics.power(jnp.where(per_class < 0, 0, per_class), gamma)
-  return class_mean(fn, per_class, true, classes, class_weights)
+  return _region.class_mean(fn, per_class, true, classes, class_weights)
 
 
 def generalized_dice_loss(
@@ -548,6 +393,7 @@ def generalized_dice_loss(
   soft_labels: bool = True,
   classes: Classes = "all",
   class_weights: ArrayLike | None = None,
+  activation: Activation = None,
 ) -> jax.Array:
   r"""Generalized Dice loss (Sudre et al.), pooled over ``axis``.
 
@@ -559,7 +405,7 @@ def generalized_dice_loss(
     \text{("simple")},\ 1 \ \text{("uniform")}.
 
   Args:
-    probs: Probabilities ``[..., C]``.
+    probs: Probabilities ``[..., C]``, or logits with ``activation``.
     labels: Integer class ids ``probs.shape[:-1]`` or targets ``probs.shape``.
     weighting: ``"square"``, ``"simple"`` or ``"uniform"``.
     axis: Pooled axes; default all but the class axis.
@@ -575,6 +421,8 @@ def generalized_dice_loss(
     classes: ``"all"``, ``"present"`` or an integer array of class ids that
       enter the sums.
     class_weights: Optional ``[C]`` factors multiplied into :math:`w_c`.
+    activation: None, ``"softmax"`` or ``"sigmoid"``: the first argument
+      holds logits; see :func:`dice_loss`.
 
   Returns:
     The loss with the pooled axes and the class axis removed, float32
@@ -605,17 +453,18 @@ def generalized_dice_loss(
   fn = "generalized_dice_loss"
   _checks.option(fn, "weighting", weighting, ("square", "simple", "uniform"))
   smooth = _smooth(fn, smooth)
-  stats = _pooled_stats(
+  stats = _stats(
     fn,
     probs,
     labels,
     axis=axis,
+    axis_name=axis_name,
     where=where,
+    activation=activation,
     squared=squared,
     soft=soft_labels,
-    axis_name=axis_name,
   )
-  (inter, pred, true), selected = select_classes(
+  (inter, pred, true), selected = _region.select_classes(
     fn, classes, class_weights, *stats
   )
   true_const = lax.stop_gradient(true)
@@ -647,6 +496,7 @@ def mcc_loss(
   smooth: float = 1.0,
   classes: Classes = "all",
   class_weights: ArrayLike | None = None,
+  activation: Activation = None,
 ) -> jax.Array:
   r"""Matthews correlation coefficient (MCC) loss, pooled over ``axis``.
 
@@ -666,7 +516,7 @@ def mcc_loss(
   (:math:`TN`) count.
 
   Args:
-    probs: Probabilities ``[..., C]``; for a binary mask, ``[..., 1]``
+    probs: Probabilities ``[..., C]`` (or logits with ``activation``); for a binary mask, ``[..., 1]``
       sigmoid probabilities.
     labels: Integer class ids ``probs.shape[:-1]`` or 0/1 targets
       ``probs.shape``.
@@ -680,6 +530,8 @@ def mcc_loss(
     smooth: :math:`s`, added to the denominator (the authors use 1).
     classes: ``"all"``, ``"present"`` or an integer array of class ids.
     class_weights: Optional ``[C]`` weights of the class mean.
+    activation: None, ``"softmax"`` or ``"sigmoid"``: the first argument
+      holds logits; see :func:`dice_loss`.
 
   Returns:
     The loss with the pooled axes and the class axis removed, float32
@@ -716,8 +568,15 @@ def mcc_loss(
   """
   fn = "mcc_loss"
   smooth = _smooth(fn, smooth)
-  inter, pred, true, count = _pooled_stats(
-    fn, probs, labels, axis=axis, where=where, axis_name=axis_name, count=True
+  inter, pred, true, count = _stats(
+    fn,
+    probs,
+    labels,
+    axis=axis,
+    axis_name=axis_name,
+    where=where,
+    activation=activation,
+    count=True,
   )
   num = count * inter - pred * true
   den = (
@@ -727,4 +586,4 @@ def mcc_loss(
   )
   # No valid pixel (everything masked): nothing to get wrong, loss 0.
   per_class = jnp.where(count > 0, 1 - _numerics.safe_div(num, den, 0), 0)
-  return class_mean(fn, per_class, true, classes, class_weights)
+  return _region.class_mean(fn, per_class, true, classes, class_weights)

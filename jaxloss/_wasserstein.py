@@ -16,7 +16,8 @@ from jax.typing import ArrayLike
 
 from jaxloss import _checks
 from jaxloss import _numerics
-from jaxloss import _overlap
+from jaxloss import _region
+from jaxloss._checks import Activation
 from jaxloss._checks import Axis
 from jaxloss._checks import AxisName
 
@@ -87,6 +88,7 @@ def generalized_wasserstein_dice_loss(
   axis_name: AxisName = None,
   where: ArrayLike | None = None,
   smooth: float = 1.0,
+  activation: Activation = None,
 ) -> jax.Array:
   r"""Generalised Wasserstein Dice loss (Fidon et al.), pooled over ``axis``.
 
@@ -115,8 +117,8 @@ def generalized_wasserstein_dice_loss(
   \sum_i \sum_l \alpha_l t_{il} W_i + s)`.
 
   Args:
-    probs: Probabilities ``[..., C]`` that sum to 1 over the classes (apply
-      ``jax.nn.softmax`` to logits first).
+    probs: Probabilities ``[..., C]`` that sum to 1 over the classes, or
+      logits with ``activation="softmax"``.
     labels: Integer class ids of shape ``probs.shape[:-1]``, or targets
       (one-hot or soft distributions over the classes) of shape
       ``probs.shape``.
@@ -137,6 +139,9 @@ def generalized_wasserstein_dice_loss(
       flag a pixel only: :math:`W_i` couples every class of pixel
       :math:`i`, so a (pixel, class) mask has no meaning here.
     smooth: :math:`s`, added to numerator and denominator.
+    activation: None or ``"softmax"``: the first argument holds logits; see
+      :func:`dice_loss`. (No ``"sigmoid"``: the distance compares
+      distributions over the classes.)
 
   Returns:
     The loss with the pooled axes and the class axis removed (a scalar by
@@ -222,20 +227,34 @@ def generalized_wasserstein_dice_loss(
   fn = "generalized_wasserstein_dice_loss"
   _checks.option(fn, "weighting", weighting, ("default", "gdl"))
   smooth = _checks.nonnegative(fn, "smooth", smooth)
-  p, t, valid, axes = _overlap.region_inputs(
-    fn, probs, labels, axis=axis, where=where, per_element=False
+  if _region.check_activation(fn, activation) == "sigmoid":
+    _checks.fail(
+      fn,
+      'activation must be None or "softmax": the Wasserstein distance '
+      'compares distributions over the classes, got "sigmoid"',
+    )
+  region = _region.inputs(
+    fn,
+    probs,
+    labels,
+    axis=axis,
+    where=where,
+    activation=activation,
+    per_element=False,
   )
+  p, valid, axes = region.probabilities(), region.valid, region.axes
   num_classes = p.shape[-1]
   m = _distance_matrix(fn, distance_matrix, num_classes, p.dtype)
   # rows[i, c] = sum_l t_il M_lc: the cost of predicting class c at pixel i.
-  if t.dtype == jnp.bool_:  # class ids: a row of M (an id out of range: 0)
-    ids = _numerics.class_ids(jnp.asarray(labels))
-    ids = jnp.where(ids < 0, num_classes, ids)
+  if region.ids:  # a row of M (an id out of range: 0)
+    ids = jnp.where(region.labels < 0, num_classes, region.labels)
     rows = jnp.take(m, ids, axis=0, mode="fill", fill_value=0)
     if valid is not None:
       rows = jnp.where(valid, rows, 0)
   else:  # masked targets are 0 already
-    rows = jnp.einsum("...l,lc->...c", t, m, precision=lax.Precision.HIGHEST)
+    rows = jnp.einsum(
+      "...l,lc->...c", region.labels, m, precision=lax.Precision.HIGHEST
+    )
   error = jnp.sum(rows * p, axis=-1)  # W_i
   stats: tuple[jax.Array, ...]
   if weighting == "default":
@@ -245,6 +264,7 @@ def generalized_wasserstein_dice_loss(
       jnp.sum(error, axis=axes),
     )
   else:  # Per class l: sum_i t_il (1 - W_i), sum_i t_il W_i, sum_i t_il.
+    t = region.targets()
     per_class = lambda x: jnp.sum(
       jnp.where(t, x[..., None], 0)
       if t.dtype == jnp.bool_
@@ -256,8 +276,7 @@ def generalized_wasserstein_dice_loss(
       per_class(error),
       per_class(jnp.ones_like(error)),
     )
-  if axis_name is not None:
-    stats = _numerics.psum_own_share(stats, axis_name)
+  stats = _region.sum_across(stats, axis_name)
   if weighting == "default":
     true_pos, weighted_error = stats
   else:

@@ -359,6 +359,20 @@ BAD_OPTIONS = [
     TypeError,
     "where must be a boolean array",
   ),
+  (
+    "dice_loss",
+    {"activation": "relu"},
+    ValueError,
+    'activation must be None, "softmax" or "sigmoid", got \'relu\'',
+  ),
+  ("lovasz_softmax", {"activation": True}, ValueError, "activation must be"),
+  ("cldice_loss", {"activation": "Softmax"}, ValueError, "activation must be"),
+  (
+    "generalized_wasserstein_dice_loss",
+    {"activation": "sigmoid"},
+    ValueError,
+    'activation must be None or "softmax"',
+  ),
 ]
 
 

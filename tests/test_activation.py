@@ -1,0 +1,186 @@
+"""Region losses from logits (``activation=``) against the probability path.
+
+``loss(x, y, activation="softmax")`` must equal ``loss(jax.nn.softmax(x), y)``
+in value and gradient (and likewise for ``"sigmoid"``), with every label kind
+and mask, and keep the edge-case behaviour of the probability path.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxloss
+
+ACTIVATIONS = {"softmax": jax.nn.softmax, "sigmoid": jax.nn.sigmoid}
+
+# Every region loss with an activation, and the options of its case.
+LOSSES = {
+  "dice_loss": {},
+  "iou_loss": {"squared": True},
+  "tversky_loss": {"alpha": 0.3, "beta": 0.7, "gamma": 0.75},
+  "generalized_dice_loss": {},
+  "mcc_loss": {},
+  "generalized_wasserstein_dice_loss": {},
+  "lovasz_softmax": {"classes": "all"},
+  "boundary_loss": {},
+  "hausdorff_dt_loss": {},
+  "cldice_loss": {},
+}
+IDS_ONLY = {"lovasz_softmax"}
+SOFTMAX_ONLY = {"generalized_wasserstein_dice_loss"}
+SHAPE = (2, 5, 6, 3)
+
+
+def _inputs(seed=0, shape=SHAPE):
+  k1, k2, k3, k4 = jax.random.split(jax.random.PRNGKey(seed), 4)
+  x = 3 * jax.random.normal(k1, shape)
+  ids = jax.random.randint(k2, shape[:-1], 0, shape[-1])
+  soft = jax.random.uniform(k3, shape)
+  pixels = jax.random.bernoulli(k4, 0.7, shape[:-1])
+  return x, ids, soft, pixels
+
+
+def _cases():
+  for name in LOSSES:
+    for activation in ACTIVATIONS:
+      if activation == "sigmoid" and name in SOFTMAX_ONLY:
+        continue
+      for labels in ("ids", "soft"):
+        if labels == "soft" and name in IDS_ONLY:
+          continue
+        yield name, activation, labels
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _both_paths(name, activation, masked, x, labels, where):
+  """Value and gradient from logits and from the probabilities."""
+  fn = functools.partial(getattr(jaxloss, name), **LOSSES[name])
+  if masked:
+    fn = functools.partial(fn, where=where)
+  act = ACTIVATIONS[activation]
+  logits = jax.value_and_grad(lambda x: fn(x, labels, activation=activation))
+  probs = jax.value_and_grad(lambda x: fn(act(x), labels))
+  return logits(x), probs(x)
+
+
+@pytest.mark.parametrize("name, activation, labels", list(_cases()))
+def test_logits_equal_the_probability_path(name, activation, labels):
+  x, ids, soft, pixels = _inputs()
+  y = ids if labels == "ids" else soft
+  for masked in (False, True):
+    (value, grad), (want, want_grad) = _both_paths(
+      name, activation, masked, x, y, pixels
+    )
+    np.testing.assert_allclose(value, want, rtol=2e-5, atol=1e-6)
+    scale = float(jnp.max(jnp.abs(want_grad)))
+    assert scale > 0
+    np.testing.assert_allclose(grad / scale, want_grad / scale, atol=2e-5)
+
+
+@jax.jit
+def _dice_family_at_extremes(x, ids, where):
+  out = []
+  for name in ("dice_loss", "tversky_loss", "mcc_loss", "lovasz_softmax"):
+    fn = functools.partial(getattr(jaxloss, name), where=where)
+    for activation in ("softmax", "sigmoid"):
+      out.append(
+        jax.value_and_grad(lambda x: fn(x, ids, activation=activation))(x)
+      )
+  return out
+
+
+def test_masked_nan_logits_and_extreme_logits():
+  """NaN logits at masked pixels count for nothing (value and gradient
+  equal the loss without those pixels); +-1e4 logits stay finite."""
+  x, ids, _, pixels = _inputs(1)
+  extreme = jnp.where(x > 0, 1e4, -1e4)
+  hidden = jnp.where(pixels[..., None], extreme, jnp.nan)
+  results = _dice_family_at_extremes(hidden, ids, pixels)
+  clean = _dice_family_at_extremes(extreme, ids, pixels)
+  for (value, grad), (want, want_grad) in zip(results, clean):
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
+    np.testing.assert_allclose(value, want)
+    np.testing.assert_allclose(grad, want_grad)
+    assert np.all(np.asarray(grad)[~np.asarray(pixels)] == 0)
+
+
+def test_nan_logits_at_valid_pixels_give_nan():
+  x, ids, _, _ = _inputs(2)
+  x = x.at[0, 0, 0, 1].set(jnp.nan)
+  assert np.isnan(jaxloss.dice_loss(x, ids, activation="softmax"))
+  assert np.isnan(jaxloss.lovasz_softmax(x, ids, activation="sigmoid"))
+
+
+def test_pixel_and_class_mask_with_softmax():
+  """A fully masked pixel may hold NaN logits; the softmax of a partly
+  valid pixel reads all its logits, as jax.nn.softmax does."""
+  x, ids, _, pixels = _inputs(3)
+  where = jnp.broadcast_to(pixels[..., None], SHAPE).at[..., 0].set(False)
+  hidden = jnp.where(pixels[..., None], x, jnp.nan)
+  fn = jax.jit(
+    jax.value_and_grad(
+      lambda x: jaxloss.dice_loss(x, ids, where=where, activation="softmax")
+    )
+  )
+  (value, grad), (want, want_grad) = fn(hidden), fn(x)
+  np.testing.assert_allclose(value, want)
+  np.testing.assert_allclose(grad, want_grad)
+  probs = jaxloss.dice_loss(jax.nn.softmax(x), ids, where=where)
+  np.testing.assert_allclose(value, probs, rtol=1e-6)
+
+
+def test_binary_mask_from_one_logit():
+  """A binary mask [..., 1] with "sigmoid": the 2x2 case by hand."""
+  logits = jnp.array([[2.0, -1.0], [0.5, -3.0]])[..., None]
+  mask = jnp.array([[1.0, 1.0], [0.0, 0.0]])[..., None]
+  p = 1 / (1 + np.exp(-np.array([2.0, -1.0, 0.5, -3.0])))
+  t = np.array([1.0, 1.0, 0.0, 0.0])
+  want = 1 - 2 * np.sum(p * t) / (np.sum(p) + np.sum(t))
+  got = jaxloss.dice_loss(logits, mask, activation="sigmoid", smooth=0.0)
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_bf16_logits_accumulate_in_float32():
+  x, ids, _, _ = _inputs(4)
+  fn = jax.jit(
+    jax.value_and_grad(
+      lambda x: jaxloss.dice_loss(x, ids, activation="softmax")
+    )
+  )
+  value, grad = fn(x.astype(jnp.bfloat16))
+  want, want_grad = fn(x.astype(jnp.bfloat16).astype(jnp.float32))
+  assert value.dtype == jnp.float32 and grad.dtype == jnp.bfloat16
+  np.testing.assert_allclose(value, want, rtol=1e-5)
+  np.testing.assert_allclose(
+    grad.astype(jnp.float32), want_grad, rtol=2e-2, atol=1e-5
+  )
+
+
+def test_float64_logits_against_the_probability_path():
+  with jax.enable_x64(True):
+    x, ids, soft, _ = _inputs(5)
+    x = x.astype(jnp.float64)
+    for labels in (ids, soft.astype(jnp.float64)):
+      value, grad = jax.value_and_grad(
+        lambda x: jaxloss.dice_loss(x, labels, activation="softmax")
+      )(x)
+      want, want_grad = jax.value_and_grad(
+        lambda x: jaxloss.dice_loss(jax.nn.softmax(x), labels)
+      )(x)
+      assert value.dtype == jnp.float64
+      np.testing.assert_allclose(value, want, rtol=1e-12)
+      np.testing.assert_allclose(grad, want_grad, rtol=1e-9, atol=1e-15)
+
+
+def test_softmax_of_one_class_is_refused():
+  x, _, _, _ = _inputs(6)
+  mask = jnp.zeros(SHAPE[:-1] + (1,))
+  with pytest.raises(ValueError, match='dice_loss: activation="softmax" needs'):
+    jax.jit(functools.partial(jaxloss.dice_loss, activation="softmax"))(
+      x[..., :1], mask
+    )
+  got = jaxloss.dice_loss(x[..., :1], mask, activation="sigmoid")
+  assert np.isfinite(got)
