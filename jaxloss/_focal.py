@@ -46,7 +46,7 @@ def _log1p(e: jax.Array, u: jax.Array, r: jax.Array) -> jax.Array:
   (exact, by Fast2Sum), times ``d log(u) / du = r``: accurate to a few ulps,
   down to the smallest ``e``, and about half the cost of ``log1p`` in
   XLA:CPU's elementwise loops. Not for differentiation (the correction's
-  derivative would count twice): :func:`_sigmoid` with
+  derivative would count twice): :func:`sigmoid_terms` with
   ``differentiable=True`` uses ``jnp.log1p``.
   """
   return jnp.log(u) + (e - _minus_one(u)) * r
@@ -76,7 +76,7 @@ class _Sigmoid(NamedTuple):
     return (1 - y) * self.s - y * self.s_neg
 
 
-def _sigmoid(x: jax.Array, differentiable: bool = False) -> _Sigmoid:
+def sigmoid_terms(x: jax.Array, differentiable: bool = False) -> _Sigmoid:
   """:class:`_Sigmoid` from one ``exp``, one division and one ``log``.
 
   Every select takes the branch ``x >= 0`` at 0 and each branch is the exact
@@ -106,7 +106,7 @@ def _sigmoid(x: jax.Array, differentiable: bool = False) -> _Sigmoid:
   )
 
 
-def _elementwise_inputs(fn, logits, labels, where, name="labels"):
+def elementwise_inputs(fn, logits, labels, where, name="labels"):
   """Checked, masked logits and targets (``name``) for the elementwise losses."""
   logits = _checks.as_float(fn, "logits", logits)
   labels = _checks.same_shape(fn, ("logits", name), logits, labels)
@@ -160,7 +160,7 @@ def _closed_form(value, partials):
 
 def _focal_value(x, y, params) -> jax.Array:
   gamma, alpha = params
-  sig = _sigmoid(x)
+  sig = sigmoid_terms(x)
   q = y * sig.s_neg + (1 - y) * sig.s  # 1 - p_t, no cancellation
   loss = lax.integer_pow(q, gamma) * sig.bce(x, y)
   if alpha is None:
@@ -184,7 +184,7 @@ def _focal_partials(x, y, params, loss):
   [0, 1] (0 where :math:`q` underflows).
   """
   gamma, alpha = params
-  sig = _sigmoid(x, differentiable=True)
+  sig = sigmoid_terms(x, differentiable=True)
   q = y * sig.s_neg + (1 - y) * sig.s
   weight = lax.integer_pow(q, gamma)
   alpha_t = 1 if alpha is None else (1 - alpha) + (2 * alpha - 1) * y
@@ -213,7 +213,7 @@ def _sigmoid_power(x, gamma, sig: _Sigmoid) -> jax.Array:
 
 def _varifocal_value(x, q, params) -> jax.Array:
   alpha, gamma = params
-  sig = _sigmoid(x)
+  sig = sigmoid_terms(x)
   weight = jnp.where(q > 0, q, alpha * _sigmoid_power(x, gamma, sig))
   return weight * sig.bce(x, q)
 
@@ -226,7 +226,7 @@ def _varifocal_partials(x, q, params, loss):
   \sigma`, :math:`\partial_q = -w x`.
   """
   alpha, gamma = params
-  sig = _sigmoid(x, differentiable=True)
+  sig = sigmoid_terms(x, differentiable=True)
   w = alpha * _sigmoid_power(x, gamma, sig)
   positive = q > 0
   d_x = jnp.where(
@@ -246,7 +246,7 @@ def _quality_weight(distance, beta) -> jax.Array:
 
 
 def _quality_value(x, y, beta) -> jax.Array:
-  sig = _sigmoid(x)
+  sig = sigmoid_terms(x)
   distance = -sig.minus(y)  # y - sigma(x)
   return _quality_weight(distance, beta) * sig.bce(x, y)
 
@@ -259,7 +259,7 @@ def _quality_partials(x, y, beta, loss):
   \mathrm{sign}(d)\,\mathrm{bce}` is taken as 0 at :math:`d = 0` (its limit
   for any :math:`\beta > 1`, and the subgradient 0 otherwise).
   """
-  sig = _sigmoid(x, differentiable=True)
+  sig = sigmoid_terms(x, differentiable=True)
   distance = -sig.minus(y)
   weight = _quality_weight(distance, beta)
   # loss / d, or 0 where beta = 0 (where loss / d may overflow to inf).
@@ -387,7 +387,7 @@ def focal_loss(
   gamma = _checks.nonnegative(fn, "gamma", gamma)
   if alpha is not None:
     alpha = _checks.scalar(fn, "alpha", alpha, low=0.0, high=1.0)
-  x, y, mask = _elementwise_inputs(fn, logits, labels, where, name="labels")
+  x, y, mask = elementwise_inputs(fn, logits, labels, where, name="labels")
   alpha_t = None if alpha is None else jnp.asarray(alpha, x.dtype)
   if _numerics.is_whole(gamma):
     loss = _focal_core(x, y, (int(gamma), alpha_t))
@@ -398,7 +398,7 @@ def focal_loss(
     log_one_minus_pt = _log_add_exp(
       _safe_log(y) + log_sigmoid - x, _safe_log(1 - y) + log_sigmoid
     )
-    bce = _sigmoid(x, differentiable=True).bce(x, y)
+    bce = sigmoid_terms(x, differentiable=True).bce(x, y)
     loss = jnp.exp(gamma * log_one_minus_pt) * bce
     if alpha_t is not None:
       loss = (alpha_t * y + (1 - alpha_t) * (1 - y)) * loss
@@ -573,7 +573,7 @@ def varifocal_loss(
   fn = "varifocal_loss"
   alpha = _checks.nonnegative(fn, "alpha", alpha)
   gamma = _checks.nonnegative(fn, "gamma", gamma)
-  x, q, mask = _elementwise_inputs(fn, logits, labels, where)
+  x, q, mask = elementwise_inputs(fn, logits, labels, where)
   loss = _varifocal_core(x, q, (alpha, gamma))
   if mask is not None:
     loss = jnp.where(mask, loss, 0)
@@ -635,7 +635,7 @@ def quality_focal_loss(
   """
   fn = "quality_focal_loss"
   beta = _checks.nonnegative(fn, "beta", beta)
-  x, y, mask = _elementwise_inputs(fn, logits, labels, where)
+  x, y, mask = elementwise_inputs(fn, logits, labels, where)
   loss = _quality_core(x, y, beta)
   if mask is not None:
     loss = jnp.where(mask, loss, 0)
