@@ -212,27 +212,36 @@ def _sigmoid_power(x, gamma, sig: _Sigmoid) -> jax.Array:
 
 
 def _varifocal_value(x, q, params) -> jax.Array:
-  alpha, gamma = params
+  alpha, gamma, iou_weighted = params
   sig = sigmoid_terms(x)
-  weight = jnp.where(q > 0, q, alpha * _sigmoid_power(x, gamma, sig))
+  positive_weight = q if iou_weighted else 1
+  weight = jnp.where(
+    q > 0, positive_weight, alpha * _sigmoid_power(x, gamma, sig)
+  )
   return weight * sig.bce(x, q)
 
 
 def _varifocal_partials(x, q, params, loss):
   r"""Positives (:math:`q > 0`, :math:`\ell = q\,\mathrm{bce}`):
-  :math:`\partial_x = q (\sigma - q)`, :math:`\partial_q = \ell / q - q x`.
+  :math:`\partial_x = q (\sigma - q)`, :math:`\partial_q = \ell / q - q x`;
+  without ``iou_weighted`` (:math:`\ell = \mathrm{bce}`):
+  :math:`\partial_x = \sigma - q`, :math:`\partial_q = -x`.
   Negatives (:math:`\ell = w\,\mathrm{bce}` with :math:`w = \alpha
   \sigma^\gamma`): :math:`\partial_x = \gamma \sigma(-x)\, \ell + w
   \sigma`, :math:`\partial_q = -w x`.
   """
-  alpha, gamma = params
+  alpha, gamma, iou_weighted = params
   sig = sigmoid_terms(x, differentiable=True)
   w = alpha * _sigmoid_power(x, gamma, sig)
   positive = q > 0
-  d_x = jnp.where(
-    positive, q * sig.minus(q), gamma * sig.s_neg * loss + w * sig.s
-  )
-  d_q = jnp.where(positive, _numerics.safe_div(loss, q, 0) - q * x, -w * x)
+  if iou_weighted:
+    d_x_positive = q * sig.minus(q)
+    d_q_positive = _numerics.safe_div(loss, q, 0) - q * x
+  else:
+    d_x_positive = sig.minus(q)
+    d_q_positive = -x
+  d_x = jnp.where(positive, d_x_positive, gamma * sig.s_neg * loss + w * sig.s)
+  d_q = jnp.where(positive, d_q_positive, -w * x)
   return d_x, d_q
 
 
@@ -517,6 +526,7 @@ def varifocal_loss(
   *,
   alpha: float = 0.75,
   gamma: float = 2.0,
+  iou_weighted: bool = True,
   where: ArrayLike | None = None,
 ) -> jax.Array:
   r"""Varifocal loss, elementwise (VarifocalNet, Zhang et al. 2021).
@@ -533,6 +543,9 @@ def varifocal_loss(
 
   Positives are weighted by their own target, so high-quality positives
   dominate; only negatives are down-weighted, by :math:`\alpha p^\gamma`.
+  With ``iou_weighted=False`` the positives weigh 1 instead of :math:`q`:
+  :math:`\ell = -\big(q \log p + (1 - q) \log(1 - p)\big)` for
+  :math:`q > 0`.
 
   Args:
     logits: Float logits of any shape (e.g. ``[..., C]`` per anchor and
@@ -540,6 +553,9 @@ def varifocal_loss(
     labels: IoU-aware targets of the same shape, in ``[0, 1]``.
     alpha: Weight of the negatives, ``>= 0``. VarifocalNet uses 0.75.
     gamma: Focusing exponent of the negatives, ``>= 0``.
+    iou_weighted: Whether a positive's loss is weighted by its target
+      :math:`q` (VarifocalNet, the default) or by 1 (mmdetection's
+      ``iou_weighted=False``).
     where: Optional boolean mask broadcastable to ``logits.shape``; masked
       entries return 0.
 
@@ -565,6 +581,10 @@ def varifocal_loss(
     >>> # alpha (1/2)^2 log 2 = 0.75 / 4 * 0.6931.
     >>> jaxloss.varifocal_loss(jnp.zeros(3), jnp.array([1.0, 0.5, 0.0]))
     Array([0.693147, 0.346574, 0.129965], dtype=float32)
+    >>> # Positives weighing 1: q = 1/2 gives the whole log 2.
+    >>> jaxloss.varifocal_loss(jnp.zeros(2), jnp.array([0.5, 0.0]),
+    ...                        iou_weighted=False)
+    Array([0.693147, 0.129965], dtype=float32)
 
   References:
     Zhang, Wang, Dayoub, Sünderhauf, "VarifocalNet: An IoU-aware Dense Object
@@ -573,8 +593,9 @@ def varifocal_loss(
   fn = "varifocal_loss"
   alpha = _checks.nonnegative(fn, "alpha", alpha)
   gamma = _checks.nonnegative(fn, "gamma", gamma)
+  iou_weighted = _checks.flag(fn, "iou_weighted", iou_weighted)
   x, q, mask = elementwise_inputs(fn, logits, labels, where)
-  loss = _varifocal_core(x, q, (alpha, gamma))
+  loss = _varifocal_core(x, q, (alpha, gamma, iou_weighted))
   if mask is not None:
     loss = jnp.where(mask, loss, 0)
   return loss
