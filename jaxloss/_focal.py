@@ -71,6 +71,10 @@ class _Sigmoid(NamedTuple):
     r""":math:`\log \sigma(x) = -\mathrm{sp}(-x)`."""
     return jnp.where(self.nonnegative, 0, x) - self.log1p_e
 
+  def log_sigmoid_neg(self, x: jax.Array) -> jax.Array:
+    r""":math:`\log \sigma(-x) = \log(1 - \sigma(x)) = -\mathrm{sp}(x)`."""
+    return jnp.where(self.nonnegative, -x, 0) - self.log1p_e
+
   def minus(self, y: jax.Array) -> jax.Array:
     r""":math:`\sigma(x) - y`, accurate where :math:`\sigma(x)` rounds to 1."""
     return (1 - y) * self.s - y * self.s_neg
