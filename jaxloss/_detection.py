@@ -543,8 +543,13 @@ def ghm_classification_loss(
     weights are constants of the gradient: :math:`g` is taken with
     ``stop_gradient``, as in the paper and mmdetection, and the bins are
     mmdetection's (:math:`b = \#\{i \ge 1 : g \ge i / \text{bins}\}`, so
-    :math:`g = 1` is in the last bin). mmdetection multiplies by the number
-    of valid entries and then divides by it; that cancels and is left out.
+    :math:`g = 1` is in the last bin). The paper's weight
+    :math:`\beta = N / (M R_b)` divides by the number of bins :math:`M`;
+    mmdetection, and this function, by the number :math:`n` of non-empty
+    bins, so that the weights of the :math:`N` valid entries sum to
+    :math:`N` and the loss keeps the scale of a mean cross-entropy.
+    mmdetection multiplies by :math:`N` and then divides by it; that cancels
+    and is left out.
     The histogram is a sum of one-hot rows over a static number of bins:
     no data-dependent shapes, ``jit``-safe. Without the paper's moving
     average of the bin counts (``momentum``), which needs state across
