@@ -64,6 +64,33 @@ def _family_title(module) -> str:
   return doc.splitlines()[0].rstrip(".")
 
 
+def _module_of(name: str) -> str:
+  """The private module that defines public ``name`` (a function knows it;
+  a constant is looked up among the loaded ``jaxloss._*`` modules)."""
+  obj = getattr(jaxloss, name)
+  if callable(obj):
+    return obj.__module__
+  for module, value in sorted(sys.modules.items()):
+    if module.startswith("jaxloss._") and getattr(value, name, None) is obj:
+      return module
+  raise LookupError(f"no jaxloss module defines {name}")
+
+
+def _constant(module: str, name: str) -> list[str]:
+  """A ``py:data`` entry for a public constant: its value, and its text from
+  the ``#:`` comment above its assignment in ``module``."""
+  from sphinx.pycode import ModuleAnalyzer
+
+  text = ModuleAnalyzer.for_module(module).find_attr_docs()[("", name)]
+  return [
+    f".. py:data:: {name}",
+    f"   :value: {getattr(jaxloss, name)!r}",
+    "",
+    *(f"   {line}" if line else "" for line in text),
+    "",
+  ]
+
+
 def api_page() -> str:
   """reStructuredText of the API reference: every name in ``jaxloss.__all__``,
 
@@ -72,8 +99,7 @@ def api_page() -> str:
   """
   families: dict[str, list[str]] = {}
   for name in sorted(jaxloss.__all__):
-    module = getattr(jaxloss, name).__module__
-    families.setdefault(module, []).append(name)
+    families.setdefault(_module_of(name), []).append(name)
   lines = [
     "API reference",
     "=============",
@@ -88,13 +114,21 @@ def api_page() -> str:
     ".. autosummary::",
     "",
   ]
-  lines += [f"   {name}" for name in sorted(jaxloss.__all__)]
+  # Functions only: a constant's summary would be its type's docstring.
+  lines += [
+    f"   {name}"
+    for name in sorted(jaxloss.__all__)
+    if callable(getattr(jaxloss, name))
+  ]
   lines.append("")
   for module in sorted(families):
     title = _family_title(sys.modules[module])
     lines += [title, "-" * len(title), ""]
     for name in families[module]:
-      lines += [f".. autofunction:: {name}", ""]
+      if callable(getattr(jaxloss, name)):
+        lines += [f".. autofunction:: {name}", ""]
+      else:
+        lines += _constant(module, name)
   return "\n".join(lines)
 
 

@@ -16,6 +16,11 @@ from jaxloss._boxes import complete_box_iou
 from jaxloss._boxes import distance_box_iou
 from jaxloss._boxes import generalized_box_iou
 from jaxloss._checks import value_checks
+from jaxloss._detection import COCO_KEYPOINT_SIGMAS
+from jaxloss._detection import gaussian_focal_loss
+from jaxloss._detection import ghm_classification_loss
+from jaxloss._detection import keypoint_oks_loss
+from jaxloss._detection import seesaw_loss
 from jaxloss._dfl import distribution_focal_loss
 from jaxloss._dfl import distribution_integral
 from jaxloss._distance import distance_transform
@@ -44,6 +49,7 @@ from jaxloss._wasserstein import generalized_wasserstein_dice_loss
 __version__ = "0.1.0"
 
 __all__ = (
+  "COCO_KEYPOINT_SIGMAS",
   "boundary_loss",
   "box_ciou_loss",
   "box_convert",
@@ -63,11 +69,14 @@ __all__ = (
   "distribution_integral",
   "focal_class_cost",
   "focal_loss",
+  "gaussian_focal_loss",
   "generalized_box_iou",
   "generalized_dice_loss",
   "generalized_wasserstein_dice_loss",
+  "ghm_classification_loss",
   "hausdorff_dt_loss",
   "iou_loss",
+  "keypoint_oks_loss",
   "lovasz_hinge",
   "lovasz_softmax",
   "mask_bce_cost",
@@ -78,6 +87,7 @@ __all__ = (
   "rotated_box_gwd_loss",
   "rotated_box_kld_loss",
   "rotated_box_probiou_loss",
+  "seesaw_loss",
   "soft_skeleton",
   "softmax_class_cost",
   "softmax_focal_loss",

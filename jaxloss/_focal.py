@@ -46,7 +46,7 @@ def _log1p(e: jax.Array, u: jax.Array, r: jax.Array) -> jax.Array:
   (exact, by Fast2Sum), times ``d log(u) / du = r``: accurate to a few ulps,
   down to the smallest ``e``, and about half the cost of ``log1p`` in
   XLA:CPU's elementwise loops. Not for differentiation (the correction's
-  derivative would count twice): :func:`_sigmoid` with
+  derivative would count twice): :func:`sigmoid_terms` with
   ``differentiable=True`` uses ``jnp.log1p``.
   """
   return jnp.log(u) + (e - _minus_one(u)) * r
@@ -71,12 +71,16 @@ class _Sigmoid(NamedTuple):
     r""":math:`\log \sigma(x) = -\mathrm{sp}(-x)`."""
     return jnp.where(self.nonnegative, 0, x) - self.log1p_e
 
+  def log_sigmoid_neg(self, x: jax.Array) -> jax.Array:
+    r""":math:`\log \sigma(-x) = \log(1 - \sigma(x)) = -\mathrm{sp}(x)`."""
+    return jnp.where(self.nonnegative, -x, 0) - self.log1p_e
+
   def minus(self, y: jax.Array) -> jax.Array:
     r""":math:`\sigma(x) - y`, accurate where :math:`\sigma(x)` rounds to 1."""
     return (1 - y) * self.s - y * self.s_neg
 
 
-def _sigmoid(x: jax.Array, differentiable: bool = False) -> _Sigmoid:
+def sigmoid_terms(x: jax.Array, differentiable: bool = False) -> _Sigmoid:
   """:class:`_Sigmoid` from one ``exp``, one division and one ``log``.
 
   Every select takes the branch ``x >= 0`` at 0 and each branch is the exact
@@ -106,7 +110,7 @@ def _sigmoid(x: jax.Array, differentiable: bool = False) -> _Sigmoid:
   )
 
 
-def _elementwise_inputs(fn, logits, labels, where, name="labels"):
+def elementwise_inputs(fn, logits, labels, where, name="labels"):
   """Checked, masked logits and targets (``name``) for the elementwise losses."""
   logits = _checks.as_float(fn, "logits", logits)
   labels = _checks.same_shape(fn, ("logits", name), logits, labels)
@@ -160,7 +164,7 @@ def _closed_form(value, partials):
 
 def _focal_value(x, y, params) -> jax.Array:
   gamma, alpha = params
-  sig = _sigmoid(x)
+  sig = sigmoid_terms(x)
   q = y * sig.s_neg + (1 - y) * sig.s  # 1 - p_t, no cancellation
   loss = lax.integer_pow(q, gamma) * sig.bce(x, y)
   if alpha is None:
@@ -184,7 +188,7 @@ def _focal_partials(x, y, params, loss):
   [0, 1] (0 where :math:`q` underflows).
   """
   gamma, alpha = params
-  sig = _sigmoid(x, differentiable=True)
+  sig = sigmoid_terms(x, differentiable=True)
   q = y * sig.s_neg + (1 - y) * sig.s
   weight = lax.integer_pow(q, gamma)
   alpha_t = 1 if alpha is None else (1 - alpha) + (2 * alpha - 1) * y
@@ -212,27 +216,36 @@ def _sigmoid_power(x, gamma, sig: _Sigmoid) -> jax.Array:
 
 
 def _varifocal_value(x, q, params) -> jax.Array:
-  alpha, gamma = params
-  sig = _sigmoid(x)
-  weight = jnp.where(q > 0, q, alpha * _sigmoid_power(x, gamma, sig))
+  alpha, gamma, iou_weighted = params
+  sig = sigmoid_terms(x)
+  positive_weight = q if iou_weighted else 1
+  weight = jnp.where(
+    q > 0, positive_weight, alpha * _sigmoid_power(x, gamma, sig)
+  )
   return weight * sig.bce(x, q)
 
 
 def _varifocal_partials(x, q, params, loss):
   r"""Positives (:math:`q > 0`, :math:`\ell = q\,\mathrm{bce}`):
-  :math:`\partial_x = q (\sigma - q)`, :math:`\partial_q = \ell / q - q x`.
+  :math:`\partial_x = q (\sigma - q)`, :math:`\partial_q = \ell / q - q x`;
+  without ``iou_weighted`` (:math:`\ell = \mathrm{bce}`):
+  :math:`\partial_x = \sigma - q`, :math:`\partial_q = -x`.
   Negatives (:math:`\ell = w\,\mathrm{bce}` with :math:`w = \alpha
   \sigma^\gamma`): :math:`\partial_x = \gamma \sigma(-x)\, \ell + w
   \sigma`, :math:`\partial_q = -w x`.
   """
-  alpha, gamma = params
-  sig = _sigmoid(x, differentiable=True)
+  alpha, gamma, iou_weighted = params
+  sig = sigmoid_terms(x, differentiable=True)
   w = alpha * _sigmoid_power(x, gamma, sig)
   positive = q > 0
-  d_x = jnp.where(
-    positive, q * sig.minus(q), gamma * sig.s_neg * loss + w * sig.s
-  )
-  d_q = jnp.where(positive, _numerics.safe_div(loss, q, 0) - q * x, -w * x)
+  if iou_weighted:
+    d_x_positive = q * sig.minus(q)
+    d_q_positive = _numerics.safe_div(loss, q, 0) - q * x
+  else:
+    d_x_positive = sig.minus(q)
+    d_q_positive = -x
+  d_x = jnp.where(positive, d_x_positive, gamma * sig.s_neg * loss + w * sig.s)
+  d_q = jnp.where(positive, d_q_positive, -w * x)
   return d_x, d_q
 
 
@@ -246,7 +259,7 @@ def _quality_weight(distance, beta) -> jax.Array:
 
 
 def _quality_value(x, y, beta) -> jax.Array:
-  sig = _sigmoid(x)
+  sig = sigmoid_terms(x)
   distance = -sig.minus(y)  # y - sigma(x)
   return _quality_weight(distance, beta) * sig.bce(x, y)
 
@@ -259,7 +272,7 @@ def _quality_partials(x, y, beta, loss):
   \mathrm{sign}(d)\,\mathrm{bce}` is taken as 0 at :math:`d = 0` (its limit
   for any :math:`\beta > 1`, and the subgradient 0 otherwise).
   """
-  sig = _sigmoid(x, differentiable=True)
+  sig = sigmoid_terms(x, differentiable=True)
   distance = -sig.minus(y)
   weight = _quality_weight(distance, beta)
   # loss / d, or 0 where beta = 0 (where loss / d may overflow to inf).
@@ -387,7 +400,7 @@ def focal_loss(
   gamma = _checks.nonnegative(fn, "gamma", gamma)
   if alpha is not None:
     alpha = _checks.scalar(fn, "alpha", alpha, low=0.0, high=1.0)
-  x, y, mask = _elementwise_inputs(fn, logits, labels, where, name="labels")
+  x, y, mask = elementwise_inputs(fn, logits, labels, where, name="labels")
   alpha_t = None if alpha is None else jnp.asarray(alpha, x.dtype)
   if _numerics.is_whole(gamma):
     loss = _focal_core(x, y, (int(gamma), alpha_t))
@@ -398,7 +411,7 @@ def focal_loss(
     log_one_minus_pt = _log_add_exp(
       _safe_log(y) + log_sigmoid - x, _safe_log(1 - y) + log_sigmoid
     )
-    bce = _sigmoid(x, differentiable=True).bce(x, y)
+    bce = sigmoid_terms(x, differentiable=True).bce(x, y)
     loss = jnp.exp(gamma * log_one_minus_pt) * bce
     if alpha_t is not None:
       loss = (alpha_t * y + (1 - alpha_t) * (1 - y)) * loss
@@ -517,6 +530,7 @@ def varifocal_loss(
   *,
   alpha: float = 0.75,
   gamma: float = 2.0,
+  iou_weighted: bool = True,
   where: ArrayLike | None = None,
 ) -> jax.Array:
   r"""Varifocal loss, elementwise (VarifocalNet, Zhang et al. 2021).
@@ -533,6 +547,9 @@ def varifocal_loss(
 
   Positives are weighted by their own target, so high-quality positives
   dominate; only negatives are down-weighted, by :math:`\alpha p^\gamma`.
+  With ``iou_weighted=False`` the positives weigh 1 instead of :math:`q`:
+  :math:`\ell = -\big(q \log p + (1 - q) \log(1 - p)\big)` for
+  :math:`q > 0`.
 
   Args:
     logits: Float logits of any shape (e.g. ``[..., C]`` per anchor and
@@ -540,6 +557,9 @@ def varifocal_loss(
     labels: IoU-aware targets of the same shape, in ``[0, 1]``.
     alpha: Weight of the negatives, ``>= 0``. VarifocalNet uses 0.75.
     gamma: Focusing exponent of the negatives, ``>= 0``.
+    iou_weighted: Whether a positive's loss is weighted by its target
+      :math:`q` (VarifocalNet, the default) or by 1 (mmdetection's
+      ``iou_weighted=False``).
     where: Optional boolean mask broadcastable to ``logits.shape``; masked
       entries return 0.
 
@@ -565,6 +585,10 @@ def varifocal_loss(
     >>> # alpha (1/2)^2 log 2 = 0.75 / 4 * 0.6931.
     >>> jaxloss.varifocal_loss(jnp.zeros(3), jnp.array([1.0, 0.5, 0.0]))
     Array([0.693147, 0.346574, 0.129965], dtype=float32)
+    >>> # Positives weighing 1: q = 1/2 gives the whole log 2.
+    >>> jaxloss.varifocal_loss(jnp.zeros(2), jnp.array([0.5, 0.0]),
+    ...                        iou_weighted=False)
+    Array([0.693147, 0.129965], dtype=float32)
 
   References:
     Zhang, Wang, Dayoub, Sünderhauf, "VarifocalNet: An IoU-aware Dense Object
@@ -573,8 +597,9 @@ def varifocal_loss(
   fn = "varifocal_loss"
   alpha = _checks.nonnegative(fn, "alpha", alpha)
   gamma = _checks.nonnegative(fn, "gamma", gamma)
-  x, q, mask = _elementwise_inputs(fn, logits, labels, where)
-  loss = _varifocal_core(x, q, (alpha, gamma))
+  iou_weighted = _checks.flag(fn, "iou_weighted", iou_weighted)
+  x, q, mask = elementwise_inputs(fn, logits, labels, where)
+  loss = _varifocal_core(x, q, (alpha, gamma, iou_weighted))
   if mask is not None:
     loss = jnp.where(mask, loss, 0)
   return loss
@@ -635,7 +660,7 @@ def quality_focal_loss(
   """
   fn = "quality_focal_loss"
   beta = _checks.nonnegative(fn, "beta", beta)
-  x, y, mask = _elementwise_inputs(fn, logits, labels, where)
+  x, y, mask = elementwise_inputs(fn, logits, labels, where)
   loss = _quality_core(x, y, beta)
   if mask is not None:
     loss = jnp.where(mask, loss, 0)

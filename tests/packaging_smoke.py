@@ -125,6 +125,20 @@ BUILDERS = {
     {},
   ),
   "varifocal_loss": _pixelwise(_quality),
+  "gaussian_focal_loss": _pixelwise(_quality),
+  "ghm_classification_loss": _pixelwise(_binary),
+  "seesaw_loss": lambda key: (
+    (_logits(key, (2, 5, 3)), _ids(jax.random.split(key)[1], (2, 5), 3)),
+    {"class_counts": jnp.array([10, 3, 1])},
+  ),
+  "keypoint_oks_loss": lambda key: (
+    (_logits(key, (2, 17, 2)), _logits(jax.random.split(key)[1], (2, 17, 2))),
+    {
+      "visible": jnp.ones((2, 17), bool),
+      "area": jnp.array([30.0, 50.0]),
+      "sigmas": jnp.full((17,), 0.05),
+    },
+  ),
   "quality_focal_loss": _pixelwise(_quality),
   "dice_loss": _region(),
   "iou_loss": _region(),
@@ -200,8 +214,16 @@ def _check_value_checks(jaxloss):
   assert message is not None and "dice_loss" in message, message
 
 
+def _check_coco_sigmas(jaxloss):
+  """COCO's 17 keypoint constants, symmetric pairs after the nose."""
+  sigmas = jaxloss.COCO_KEYPOINT_SIGMAS
+  assert isinstance(sigmas, tuple) and len(sigmas) == 17, sigmas
+  assert all(sigmas[i] == sigmas[i + 1] for i in range(1, 17, 2)), sigmas
+
+
 SPECIAL = {
   "value_checks": _check_value_checks,
+  "COCO_KEYPOINT_SIGMAS": _check_coco_sigmas,
 }
 
 

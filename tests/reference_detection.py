@@ -13,6 +13,13 @@ uses matrices, so that it checks the closed forms of the library:
   et al. 2021b) ``KL(N_p || N_t)``; GWD (Yang et al. 2021a) with the matrix
   square roots from eigendecompositions.
 * Matching costs: DETR, Deformable DETR and Mask2Former's cost definitions.
+* Heatmaps: CornerNet's (Law & Deng 2018) Eq. 1, before the division by N.
+* Keypoints: COCO's object keypoint similarity, set by set.
+* Seesaw (Wang et al. 2021): the matrix S = M * C and the re-balanced
+  softmax of Eq. 2, row by row.
+* GHM-C (Li et al. 2019): the unit-region histogram of the gradient norm,
+  bin by bin, with mmdetection's edges and its division by the number of
+  non-empty bins.
 """
 
 import numpy as np
@@ -262,3 +269,91 @@ def mask_focal_cost(logits, targets, alpha=0.25, gamma=2.0):
   return np.array(
     [[(tj * pi + (1 - tj) * ni).mean() for tj in t] for pi, ni in zip(pos, neg)]
   )
+
+
+# Heatmaps, keypoints, long-tail classes -------------------------------------------
+
+
+def gaussian_focal(logits, heatmap, alpha=2.0, gamma=4.0):
+  """CornerNet Eq. 1: -(1 - p)^a log p at y = 1, else
+  -(1 - y)^b p^a log(1 - p)."""
+  x, y = _f64(logits), _f64(heatmap)
+  log_p, log_1mp = _log_sigmoid(x), _log_sigmoid(-x)
+  p, one_minus_p = np.exp(log_p), np.exp(log_1mp)
+  positive = -(one_minus_p**alpha) * log_p
+  negative = -((1 - y) ** gamma) * p**alpha * log_1mp
+  return np.where(y == 1, positive, negative)
+
+
+def keypoint_oks_loss(pred, target, visible, area, sigmas):
+  """1 - OKS of each set: COCO's sum over visible keypoints of
+  exp(-d^2 / (2 s^2 k^2)), k = 2 sigma, s^2 = area (+ spacing(1)), divided
+  by the number (weight) of visible keypoints; 0 without one."""
+  pred, target = _f64(pred), _f64(target)
+  shape = pred.shape[:-2]
+  k = pred.shape[-2]
+  visible = np.broadcast_to(_f64(visible), shape + (k,)).reshape(-1, k)
+  area = np.broadcast_to(_f64(area), shape).reshape(-1)
+  kappa = 2 * _f64(sigmas)
+  out = []
+  for p, t, v, s2 in zip(
+    pred.reshape(-1, k, 2), target.reshape(-1, k, 2), visible, area
+  ):
+    if v.sum() == 0:
+      out.append(0.0)
+      continue
+    d2 = ((p - t) ** 2).sum(-1)
+    e = d2 / (2 * (s2 + np.spacing(1)) * kappa**2)
+    out.append(1 - (v * np.exp(-e)).sum() / v.sum())
+  return np.array(out).reshape(shape)
+
+
+def seesaw(logits, labels, counts, p=0.8, q=2.0, eps=1e-2, frozen=None):
+  """-log(e^{z_i} / (e^{z_i} + sum_{j != i} S_ij e^{z_j})), S = M * C with
+  M_ij = (N_j / N_i)^p where N_j < N_i and C_ij = (s_j / max(s_i, eps))^q
+  where that ratio exceeds 1, s = softmax of ``frozen`` (default: the
+  logits; pass the point of evaluation to hold C constant, as the loss's
+  gradient does)."""
+  x = _f64(logits)
+  frozen = x if frozen is None else _f64(frozen)
+  c = x.shape[-1]
+  n = np.maximum(_f64(counts), 1)
+  sigma = np.exp(_log_softmax(frozen)).reshape(-1, c)
+  out = []
+  for z, s, i in zip(x.reshape(-1, c), sigma, np.ravel(labels)):
+    if not 0 <= i < c:
+      out.append(0.0)
+      continue
+    m = np.where(n < n[i], (n / n[i]) ** p, 1.0)
+    ratio = s / max(s[i], eps)
+    comp = np.where(ratio > 1, ratio**q, 1.0)
+    weights = m * comp
+    weights[i] = 1.0
+    e = np.exp(z - z.max())
+    out.append(-np.log(e[i] / (weights * e).sum()))
+  return np.array(out).reshape(x.shape[:-1])
+
+
+def ghm_c(logits, targets, bins=10, valid=None, frozen=None):
+  """Per-element GHM-C: BCE * beta / N with beta = N / (n * R_b), R_b the
+  valid entries whose g = |sigmoid(x) - y| falls in bin b (edges i / bins,
+  the last one raised by 1e-6) and n the number of non-empty bins. g is
+  taken at ``frozen`` (default: the logits), as the detached weights of the
+  loss."""
+  x, y = _f64(logits), _f64(targets)
+  frozen = x if frozen is None else _f64(frozen)
+  valid = np.ones(x.shape, bool) if valid is None else np.asarray(valid)
+  g = np.abs(1 / (1 + np.exp(-frozen)) - y)
+  total = max(valid.sum(), 1.0)
+  edges = np.arange(bins + 1) / bins
+  edges[-1] += 1e-6
+  beta = np.zeros(x.shape)
+  nonempty = 0
+  for i in range(bins):
+    inside = (g >= edges[i]) & (g < edges[i + 1]) & valid
+    if inside.sum():
+      beta[inside] = total / inside.sum()
+      nonempty += 1
+  if nonempty:
+    beta /= nonempty
+  return beta * _bce(x, y) / total

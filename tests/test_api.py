@@ -44,6 +44,18 @@ def _quality(key, shape):
   return _binary(k1, shape) * jax.random.uniform(k2, shape, minval=0.1)
 
 
+def _heatmap(key, shape):
+  """Heatmap targets in [0, 1): Gaussian-like values, a few peaks at 1."""
+  k1, k2 = jax.random.split(key)
+  peaks = jax.random.bernoulli(k1, 0.15, shape)
+  return jnp.where(peaks, 1.0, jax.random.uniform(k2, shape, maxval=0.99))
+
+
+def _keypoints(key, shape):
+  """Keypoint sets ``shape + (2,)`` (x, y), coordinates in [0, 8)."""
+  return jax.random.uniform(key, shape + (2,), maxval=8.0)
+
+
 def _boxes(key, shape):
   """Valid (x1, y1, x2, y2) boxes of shape ``shape + (4,)``."""
   k1, k2 = jax.random.split(key)
@@ -155,6 +167,30 @@ CASES = {
     {},
   ),
   "varifocal_loss": _scores(gamma=1.5),
+  "gaussian_focal_loss": lambda k1, k2: (
+    (_logits(k1, (2, 7, 3)), _heatmap(k2, (2, 7, 3))),
+    {"alpha": 1.5},
+  ),
+  # Visible flags [3, 4] and areas [3] broadcast over the batch of two.
+  "keypoint_oks_loss": lambda k1, k2: (
+    (
+      _keypoints(k1, (2, 3, 4)),
+      _keypoints(k1, (2, 3, 4)) + jax.random.normal(k2, (2, 3, 4, 2)),
+    ),
+    {
+      "visible": np.array([[1, 1, 0, 1], [0, 1, 1, 1], [1, 0, 0, 0]], bool),
+      "area": np.array([4.0, 9.0, 2.0]),
+      "sigmas": np.array(jaxloss.COCO_KEYPOINT_SIGMAS[5:9]) * 10,
+    },
+  ),
+  "seesaw_loss": lambda k1, k2: (
+    (_logits(k1, (2, 7, 4)), _ids(k2, (2, 7), 4)),
+    {"class_counts": np.array([50, 5, 20, 1])},
+  ),
+  "ghm_classification_loss": lambda k1, k2: (
+    (_logits(k1, (2, 7, 3)), _binary(k2, (2, 7, 3))),
+    {"bins": 5},
+  ),
   "quality_focal_loss": _scores(),
   "box_iou_loss": _box_pair(),
   "box_giou_loss": _box_pair(),
@@ -223,10 +259,15 @@ def _public(name: str) -> str:
 PUBLIC = sorted({_public(name) for name in CASES})
 
 # Options with no sensible default are required keywords (the two formats of
-# box_convert); any other parameter without a default is positional.
+# box_convert, the keypoints' visibility, area and sigmas, Seesaw's class
+# counts); any other parameter without a default is positional.
 REQUIRED_KEYWORDS = {
   ("box_convert", "in_format"),
   ("box_convert", "out_format"),
+  ("keypoint_oks_loss", "visible"),
+  ("keypoint_oks_loss", "area"),
+  ("keypoint_oks_loss", "sigmas"),
+  ("seesaw_loss", "class_counts"),
 }
 
 # A region loss pools over every axis by default, so a batched call is not a
@@ -249,6 +290,9 @@ BAD = {
   "focal_loss": lambda x, y: (x, y + 2),
   "softmax_focal_loss": lambda x, y: (x, y.at[0].set(9)),
   "varifocal_loss": lambda x, y: (x, y + 2),
+  "gaussian_focal_loss": lambda x, y: (x, y - 2),
+  "seesaw_loss": lambda x, y: (x, y.at[0].set(9)),
+  "ghm_classification_loss": lambda x, y: (x, y * 3),
   "quality_focal_loss": lambda x, y: (x, y - 2),
   "dice_loss": lambda p, y: (p, y.at[0, 0].set(9)),
   "iou_loss": lambda p, y: (p * 3, y),
@@ -270,8 +314,10 @@ BAD = {
 
 # Functions whose second derivative is not that of their value by design:
 # piecewise-linear losses (Hessian 0 almost everywhere) and CIoU, whose
-# aspect-ratio weight is a constant of the gradient.
+# aspect-ratio weight is a constant of the gradient, and Seesaw, whose
+# compensation factor is.
 NOT_SMOOTH = {
+  "seesaw_loss",
   "lovasz_softmax",
   "lovasz_hinge",
   "box_ciou_loss",
@@ -279,7 +325,7 @@ NOT_SMOOTH = {
 }
 
 # Public names that are not functions of arrays.
-NOT_ARRAY_FUNCTIONS = {"value_checks"}
+NOT_ARRAY_FUNCTIONS = {"value_checks", "COCO_KEYPOINT_SIGMAS"}
 
 
 def _case(name, key=0):

@@ -18,12 +18,14 @@ def _log_sigmoid(x):
   return -np.logaddexp(0.0, -x)
 
 
-def varifocal_reference(x, q, alpha=0.75, gamma=2.0):
-  """VarifocalNet (Zhang et al. 2021), Eq. 2."""
+def varifocal_reference(x, q, alpha=0.75, gamma=2.0, iou_weighted=True):
+  """VarifocalNet (Zhang et al. 2021), Eq. 2; ``iou_weighted=False`` gives
+  the positives weight 1 (mmdetection's option)."""
   x = np.asarray(x, np.float64)
   q = np.asarray(q, np.float64)
   log_p, log_1mp = _log_sigmoid(x), _log_sigmoid(-x)
-  positive = -q * (q * log_p + (1 - q) * log_1mp)
+  weight = q if iou_weighted else 1.0
+  positive = -weight * (q * log_p + (1 - q) * log_1mp)
   negative = -alpha * np.exp(gamma * log_p) * log_1mp
   return np.where(q > 0, positive, negative)
 
@@ -69,6 +71,8 @@ CONFIGS = [
   ("varifocal_loss", ()),
   ("varifocal_loss", (("alpha", 0.25), ("gamma", 1.5))),
   ("varifocal_loss", (("gamma", 0.5),)),
+  ("varifocal_loss", (("iou_weighted", False),)),
+  ("varifocal_loss", (("iou_weighted", False), ("gamma", 0.5))),
   ("quality_focal_loss", ()),
   ("quality_focal_loss", (("beta", 1.5),)),
   ("quality_focal_loss", (("beta", 0.5),)),
@@ -163,6 +167,19 @@ def test_varifocal_positive_is_target_weighted_bce():
   )
 
 
+def test_varifocal_unweighted_positive_is_bce():
+  # iou_weighted=False: a positive's loss is the soft-target BCE itself, a
+  # negative's is unchanged.
+  x = jnp.asarray(logits(12, SHAPE), jnp.float32)
+  q = jnp.asarray(soft_targets(13, SHAPE), jnp.float32)
+  bce = jaxloss.focal_loss(x, q, alpha=None, gamma=0.0)
+  got = compiled("varifocal_loss", iou_weighted=False)[0](x, q)
+  weighted = compiled("varifocal_loss")[0](x, q)
+  np.testing.assert_allclose(
+    got, jnp.where(q > 0, bce, weighted), rtol=1e-6, atol=1e-7
+  )
+
+
 def test_quality_focal_identities():
   x = jnp.asarray(logits(5, SHAPE), jnp.float32)
   q = jnp.asarray(soft_targets(6, SHAPE), jnp.float32)
@@ -241,6 +258,7 @@ SATURATED = [
   ("focal_loss", (), np.array([])),
   ("focal_loss", (("gamma", 0.5),), np.array([])),
   ("varifocal_loss", (), np.array([])),
+  ("varifocal_loss", (("iou_weighted", False),), np.array([])),
   ("quality_focal_loss", (), np.array([])),
 ]
 
@@ -302,6 +320,11 @@ def test_bad_input(name, option):
     fn(ok, jnp.zeros(3))
   with pytest.raises(ValueError, match=rf"{name}: {option} must be >= 0"):
     fn(ok, ok, **{option: -1.0})
+  if name == "varifocal_loss":
+    with pytest.raises(
+      TypeError, match=r"varifocal_loss: iou_weighted must be True or False"
+    ):
+      fn(ok, ok, iou_weighted="no")
   with pytest.raises(TypeError, match=rf"{name}: where must be a boolean"):
     fn(ok, ok, where=jnp.ones((2, 3)))
   with jaxloss.value_checks():

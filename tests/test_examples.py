@@ -15,6 +15,7 @@ import sklearn.datasets
 from flax import nnx
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
+import centernet_heatmap  # noqa: E402
 import digits_data  # noqa: E402
 import segmentation  # noqa: E402
 import unet  # noqa: E402
@@ -189,3 +190,27 @@ def test_initial_weights_are_deterministic_given_the_seed():
 def test_demo_rejects_an_unknown_setup(tmp_path):
   with pytest.raises(SystemExit, match="unknown set-up"):
     segmentation.main(["--out", str(tmp_path), "--setups", "mse"])
+
+
+# -- the CenterNet heatmap example
+
+
+def test_heatmap_batches_peak_at_the_centres():
+  rng = np.random.default_rng(0)
+  images, heatmaps = centernet_heatmap.make_batch(rng, 6, 24)
+  assert images.shape == (6, 24, 24, 1) and heatmaps.shape == (6, 24, 24)
+  assert heatmaps.min() >= 0 and heatmaps.max() == 1
+  centres = (heatmaps == 1).reshape(6, -1).sum(1)
+  assert np.all((centres >= 1) & (centres <= 3))
+  # The image is brighter at the centres than on average.
+  assert images[..., 0][heatmaps == 1].mean() > images.mean() + 0.3
+
+
+def test_heatmap_example_fast_mode_learns(capsys):
+  history = centernet_heatmap.main(["--fast"])
+  lines = capsys.readouterr().out.strip().splitlines()
+  assert history["step"] == [0, 20, 40] and len(lines) == 3
+  assert all(re.match(r"step +\d+  loss [\d.]+  peak recall", l) for l in lines)
+  assert history["loss"][-1] < 0.5 * history["loss"][0]
+  assert history["recall"][0] == 0 and history["recall"][-1] > 0.5
+  assert 0 <= history["precision"][-1] <= 1

@@ -24,8 +24,9 @@ from flax import nnx
 import jaxloss
 
 # Public names that are not losses (box geometry helpers, the distance
-# transform and the soft skeleton).
+# transform, the soft skeleton and COCO's keypoint sigmas).
 HELPERS = {
+  "COCO_KEYPOINT_SIGMAS",
   "box_convert",
   "box_iou",
   "generalized_box_iou",
@@ -104,6 +105,27 @@ def _objective(name: str):
 
     def f(logits, ids):  # bins 0..3, continuous targets between them
       return jnp.mean(fn(logits, 0.75 * ids.astype(logits.dtype) + 0.2))
+  elif name == "seesaw_loss":
+
+    def f(logits, ids):  # the counts of this batch
+      counts = jnp.bincount(ids.ravel(), length=NUM_CLASSES)
+      return jnp.mean(fn(logits, ids, class_counts=counts))
+  elif name == "keypoint_oks_loss":
+
+    def f(out, target):  # a box's two corners as two keypoints
+      corners = lambda b: b.reshape(b.shape[:-1] + (2, 2))
+      area = (target[..., 2] - target[..., 0]) * (
+        target[..., 3] - target[..., 1]
+      )
+      return jnp.mean(
+        fn(
+          corners(_boxes(out)),
+          corners(target),
+          visible=jnp.ones(target.shape[:-1] + (2,), bool),
+          area=area,
+          sigmas=jnp.array([0.5, 0.5]),
+        )
+      )
   elif kind == "logits":
 
     def f(logits, ids):
