@@ -1,4 +1,4 @@
-"""Box losses (the IoU family) and box helpers.
+"""Box losses (the IoU family, bounded IoU) and box helpers.
 
 Boxes are ``[..., 4]`` arrays of corners ``(x1, y1, x2, y2)`` with
 ``x1 <= x2`` and ``y1 <= y2`` unless said otherwise. The losses are
@@ -13,8 +13,8 @@ another.
 :func:`box_convert`: areas become volumes, the enclosing box and its
 diagonal are taken in 3-D, and the centre distance too. The functions whose
 extra terms are 2-D by definition (CIoU's aspect ratio, EIoU's widths and
-heights, SIoU's angle, rotated boxes) take ``[..., 4]`` only, and say so when
-given ``[..., 6]``.
+heights, SIoU's angle, the bounded IoU's four terms, rotated boxes) take
+``[..., 4]`` only, and say so when given ``[..., 6]``.
 
 Shared conventions of the losses:
 
@@ -704,6 +704,114 @@ def box_siou_loss(
     -jnp.expm1(-omega_h), 4
   )
   return 1 - _iou(g, eps) + (distance + shape) / 2
+
+
+def bounded_iou_loss(
+  pred: ArrayLike,
+  target: ArrayLike,
+  *,
+  beta: float = 0.2,
+  eps: float = 1e-3,
+) -> jax.Array:
+  r"""Bounded IoU loss of boxes, elementwise (Tychsen-Smith & Petersson 2018).
+
+  Each of the four box parameters is scored on its own, by the bound on the
+  IoU that it leaves when the other three are right, and the four costs go
+  through a smooth L1. With the centres :math:`x, y` and sizes :math:`w, h`
+  of the predicted box, :math:`x_t, y_t, w_t, h_t` of the target and
+  :math:`\Delta x = x_t - x`, :math:`\Delta y = y_t - y`,
+
+  .. math::
+    c_x = 1 - \max\Big(0, \frac{w_t - 2 |\Delta x|}
+      {w_t + 2 |\Delta x| + \epsilon}\Big), \qquad
+    c_w = 1 - \min\Big(\frac{w_t}{w + \epsilon},
+      \frac{w}{w_t + \epsilon}\Big),
+
+  :math:`c_y` and :math:`c_h` the same in :math:`y`, and
+
+  .. math::
+    \ell = \sum_{i \in \{x, y, w, h\}} s_\beta(c_i), \qquad
+    s_\beta(c) = \begin{cases}
+      c^2 / (2 \beta), & c < \beta, \\
+      c - \beta / 2, & \text{otherwise.}
+    \end{cases}
+
+  Args:
+    pred: Predicted boxes ``[..., 4]`` as ``(x1, y1, x2, y2)``, floating;
+      2-D only (3-D boxes ``[..., 6]`` are refused).
+    target: Target boxes ``[..., 4]``, broadcastable against ``pred`` over
+      the leading axes.
+    beta: Where the smooth L1 turns from quadratic to linear, ``> 0``.
+    eps: Added to the denominators, ``>= 0``.
+
+  Returns:
+    The loss of each box pair, the sum of its four terms, shape: the
+    broadcast leading shape ``[...]``, in float32 (float64 for float64
+    ``pred``). In ``[0, 4)`` for valid boxes.
+
+  Convention:
+    The terms, ``eps`` placement and smooth L1 of mmdetection's
+    ``bounded_iou_loss`` (``BoundedIoULoss``), whose defaults ``beta=0.2``
+    and ``eps=1e-3`` are these. mmdetection returns the four terms of each
+    box, ``[N, 4]``, and reduces them together with the boxes; this returns
+    their sum, so ``loss.sum()`` is mmdetection's ``reduction="sum"`` and
+    ``loss.mean() / 4`` its default ``reduction="mean"``.
+
+    Gradients with respect to ``target``: mmdetection computes the target's
+    centre and size under ``torch.no_grad()``. In JAX a derivative is only
+    computed for the arguments one asks for, and the gradient with respect
+    to ``pred`` is the same either way, so this loss stays a plain function
+    of both: ``jax.grad(..., argnums=1)`` gives its true derivative with
+    respect to the target (useful when the target is itself a prediction,
+    as in self-distillation). Pass ``jax.lax.stop_gradient(target)`` for
+    mmdetection's behaviour.
+
+    With ``eps > 0`` identical boxes do not give exactly 0: each size term
+    is :math:`\epsilon / (w + \epsilon)`, about
+    :math:`(\epsilon / w)^2 / (2 \beta)` after the smooth L1 (``eps=0``
+    gives 0). A position term stops at 1, with zero gradient, once
+    :math:`2 |\Delta x| \geq w_t`; the size terms still pull. Every
+    division is guarded: ``eps=0`` with a zero-width box stays finite,
+    gradients included (a zero width counts as a size ratio of 0, a term of
+    1). Invalid boxes are used as given, as in the other box losses;
+    ``pred`` and ``target`` broadcast over the leading axes and bf16/fp16
+    boxes are computed in float32.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> # Half as wide, same left edge: centres 0.5 apart in x, so
+    >>> # c_x = 1 - (2 - 1) / (2 + 1) = 2/3 and c_w = 1 - 1/2; both above
+    >>> # beta: loss = (2/3 - 0.1) + (1/2 - 0.1) = 29/30.
+    >>> jaxloss.bounded_iou_loss(jnp.array([0., 0., 1., 2.]),
+    ...                          jnp.array([0., 0., 2., 2.]), eps=0.0)
+    Array(0.966667, dtype=float32)
+
+  References:
+    Tychsen-Smith, Petersson, "Improving Object Localization with Fitness
+    NMS and Bounded IoU Loss", CVPR 2018. https://arxiv.org/abs/1711.00164
+  """
+  fn = "bounded_iou_loss"
+  pred, target = _pair(fn, pred, target, eps)
+  beta = _checks.scalar(fn, "beta", beta, low=0.0, above=True)
+  g = _geometry(pred, target)
+  terms = []
+  for size, size_t, offset in zip(g["a_size"], g["b_size"], g["offset"]):
+    shift = 2 * jnp.abs(offset)  # 2 |centre of the target - centre of pred|
+    position = 1 - jnp.maximum(
+      _numerics.safe_div(size_t - shift, size_t + shift + eps, 0), 0
+    )
+    scale = 1 - jnp.minimum(
+      _numerics.safe_div(size_t, size + eps, 0),
+      _numerics.safe_div(size, size_t + eps, 0),
+    )
+    terms += [_smooth_l1(position, beta), _smooth_l1(scale, beta)]
+  return _total(tuple(terms))
+
+
+def _smooth_l1(c: jax.Array, beta) -> jax.Array:
+  """``c^2 / (2 beta)`` below ``beta``, ``c - beta / 2`` above."""
+  return jnp.where(c < beta, c * c / (2 * beta), c - beta / 2)
 
 
 # --------------------------------------------------------------------------

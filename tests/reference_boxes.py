@@ -18,6 +18,8 @@ the papers' formulas.
   ρ²(h, h_gt)/C_h²``.
 * MONAI's ``box_iou``, ``box_giou`` and ``BoxGIoULoss``: the same with
   float32's machine epsilon added to the union and the enclosing volume.
+* Bounded IoU: Tychsen-Smith & Petersson 2018, the IoU bounds of each
+  coordinate through a smooth L1, with mmdetection's ``eps``.
 """
 
 import numpy as np
@@ -161,6 +163,37 @@ def monai_box_giou(a, b):
 
 def monai_giou_loss(pred, target):
   return 1 - monai_box_giou(target, pred)
+
+
+# Bounded IoU (Tychsen-Smith & Petersson 2018) ---------------------------------
+
+
+def smooth_l1(c, beta):
+  c = np.asarray(c, np.float64)
+  return np.where(c < beta, 0.5 * c**2 / beta, c - 0.5 * beta)
+
+
+def bounded_iou_costs(pred, target, eps=1e-3):
+  """``[..., 4]``: 1 - the IoU bound of x, y (position: the target's size
+  against twice the centre shift) and of w, h (size ratio)."""
+  p, t = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+  costs = []
+  for lo, hi in ((0, 2), (1, 3)):
+    size_p, size_t = p[..., hi] - p[..., lo], t[..., hi] - t[..., lo]
+    shift = np.abs(
+      (t[..., lo] + t[..., hi]) / 2 - (p[..., lo] + p[..., hi]) / 2
+    )
+    costs.append(
+      1 - np.maximum((size_t - 2 * shift) / (size_t + 2 * shift + eps), 0)
+    )
+    costs.append(
+      1 - np.minimum(size_t / (size_p + eps), size_p / (size_t + eps))
+    )
+  return np.stack(costs, axis=-1)
+
+
+def bounded_iou_loss(pred, target, beta=0.2, eps=1e-3):
+  return smooth_l1(bounded_iou_costs(pred, target, eps), beta).sum(-1)
 
 
 def convert(b, source, target):

@@ -1388,6 +1388,7 @@ TWO_D_ONLY = (
   jaxloss.box_ciou_loss,
   jaxloss.box_eiou_loss,
   jaxloss.box_siou_loss,
+  jaxloss.bounded_iou_loss,
   jaxloss.complete_box_iou,
   jaxloss.rotated_box_probiou_loss,
   jaxloss.rotated_box_kld_loss,
@@ -1468,3 +1469,144 @@ def test_box_convert_3d():
     match=r"box_convert: boxes must have shape \[\.\.\., 4\] or \[\.\.\., 6\]",
   ):
     jaxloss.box_convert(jnp.zeros((3, 5)), in_format="xyxy", out_format="xywh")
+
+
+# 13. Bounded IoU -------------------------------------------------------------------
+
+
+@jax.jit
+def BOUNDED(pred, target, beta=0.2, eps=1e-3):  # options traced: one program
+  return jaxloss.bounded_iou_loss(pred, target, beta=beta, eps=eps)
+
+
+@jax.jit
+def BOUNDED_GRAD(pred, target, eps=1e-3):
+  """Gradients with respect to pred and target, and those with the target
+  held constant (mmdetection's no_grad)."""
+  total = lambda p, t: jnp.sum(jaxloss.bounded_iou_loss(p, t, eps=eps))
+  held = lambda p, t: total(p, jax.lax.stop_gradient(t))
+  return (
+    jax.grad(total, argnums=(0, 1))(pred, target),
+    jax.grad(held, argnums=(0, 1))(pred, target),
+  )
+
+
+@pytest.mark.parametrize(
+  "pred, target, want",
+  [
+    # Shifted by 0.5 in x: c_x = 1 - (2 - 1) / (2 + 1) = 2/3 > beta.
+    ([0.5, 0.0, 2.5, 2.0], A, 2 / 3 - 0.1),
+    # Half as wide: c_x = 2/3 and c_w = 1/2.
+    ([0.0, 0.0, 1.0, 2.0], A, (2 / 3 - 0.1) + (1 / 2 - 0.1)),
+    # 0.2 taller: 2 |dy| = 0.2, c_y = 1 - 1.8/2.2 = 2/11 and
+    # c_h = 1 - 2/2.2 = 1/11, both below beta.
+    ([0.0, 0.0, 2.0, 2.2], A, ((2 / 11) ** 2 + (1 / 11) ** 2) / 0.4),
+    # Disjoint in x (2 |dx| = 6 >= w_t): c_x = 1.
+    ([3.0, 0.0, 5.0, 2.0], A, 1 - 0.1),
+    (A, A, 0.0),
+  ],
+)
+def test_bounded_iou_hand_cases(pred, target, want):
+  got = BOUNDED(jnp.array(pred), jnp.array(target), eps=0.0)
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+def test_bounded_iou_identical_boxes_and_eps():
+  # With eps, each term is eps / (w + eps), squared over 2 beta.
+  c = np.array([1e-3 / 2.001, 1e-3 / 4.001])
+  with jax.enable_x64(True):
+    box = jnp.array([1.0, 2.0, 3.0, 6.0])  # w = 2, h = 4
+    for beta in (0.2, 0.5):
+      np.testing.assert_allclose(
+        BOUNDED(box, box, beta, 1e-3), np.sum(c**2) / beta, rtol=1e-9
+      )
+
+
+def test_bounded_iou_matches_reference():
+  pred, target = random_boxes(81, 16), random_boxes(82, 16)
+  pred[:8] = target[:8] + np.random.default_rng(83).uniform(-0.3, 0.3, (8, 4))
+  want = ref.bounded_iou_loss(pred, target)
+  got = BOUNDED(
+    jnp.asarray(pred, jnp.float32), jnp.asarray(target, jnp.float32)
+  )
+  assert got.shape == (16,) and got.dtype == jnp.float32
+  np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+  costs = ref.bounded_iou_costs(pred, target)
+  assert (costs < 0.2).any() and (costs > 0.2).any()  # both smooth-L1 parts
+  with jax.enable_x64(True):
+    p, t = jnp.asarray(pred), jnp.asarray(target)
+    np.testing.assert_allclose(BOUNDED(p, t), want, rtol=1e-12, atol=1e-14)
+    (d_pred, d_target), (held_pred, held_target) = BOUNDED_GRAD(p, t)
+    # mmdetection's target held constant: the same gradient for pred.
+    np.testing.assert_array_equal(held_pred, d_pred)
+    assert float(jnp.abs(held_target).max()) == 0
+  np.testing.assert_allclose(
+    d_pred,
+    references.numerical_grad(
+      lambda x: np.sum(ref.bounded_iou_loss(x, target)), pred
+    ),
+    rtol=1e-6,
+    atol=1e-8,
+  )
+  # The true derivative with respect to the target.
+  np.testing.assert_allclose(
+    d_target,
+    references.numerical_grad(
+      lambda x: np.sum(ref.bounded_iou_loss(pred, x)), target
+    ),
+    rtol=1e-6,
+    atol=1e-8,
+  )
+  assert np.abs(d_target).max() > 0
+
+
+def test_bounded_iou_edges(degenerate):
+  pred, target = degenerate
+  for eps in (1e-3, 0.0):
+    value = BOUNDED(pred, target, eps=eps)
+    grads = BOUNDED_GRAD(pred, target, eps=eps)[0]
+    bad = [k for k, ok in zip(DEGENERATE, np.isfinite(value)) if not ok]
+    assert not bad, (eps, bad)
+    for g in grads:
+      bad = [k for k, ok in zip(DEGENERATE, np.isfinite(g).all(-1)) if not ok]
+      assert not bad, (eps, bad)
+  # NaN in, NaN out; broadcasting (one target for every box).
+  nan = BOUNDED(pred.at[1, 2].set(jnp.nan), target[0])
+  assert bool(jnp.isnan(nan[1])) and bool(jnp.all(jnp.isfinite(nan[2:])))
+  np.testing.assert_allclose(
+    nan[2:],
+    BOUNDED(pred, jnp.broadcast_to(target[0], pred.shape))[2:],
+    rtol=1e-6,
+  )
+  # bf16 in: computed in float32.
+  p16, t16 = pred.astype(jnp.bfloat16), target.astype(jnp.bfloat16)
+  low = BOUNDED(p16, t16)
+  assert low.dtype == jnp.float32
+  np.testing.assert_allclose(
+    low, BOUNDED(p16.astype(jnp.float32), t16.astype(jnp.float32)), rtol=1e-6
+  )
+  empty = jnp.zeros((0, 4))
+  assert jaxloss.bounded_iou_loss(empty, empty).shape == (0,)
+
+
+def test_bounded_iou_bad_input():
+  fn, ok = jaxloss.bounded_iou_loss, jnp.zeros((3, 4))
+  with pytest.raises(
+    ValueError, match=r"^bounded_iou_loss: pred must have shape"
+  ):
+    fn(jnp.zeros((3, 5)), ok)
+  with pytest.raises(ValueError, match=r"^bounded_iou_loss: .*must broadcast"):
+    fn(ok, jnp.zeros((2, 4)))
+  with pytest.raises(
+    TypeError, match=r"^bounded_iou_loss: target must have a floating"
+  ):
+    fn(ok, jnp.zeros((3, 4), jnp.int32))
+  for bad in (0.0, -1.0, float("nan")):
+    with pytest.raises(ValueError, match=r"^bounded_iou_loss: beta must be"):
+      fn(ok, ok, beta=bad)
+  with pytest.raises(ValueError, match=r"^bounded_iou_loss: eps must be >= 0"):
+    jax.jit(lambda p: fn(p, p, eps=-1.0))(ok)
+  with pytest.raises(
+    TypeError, match=r"^bounded_iou_loss: beta must be a real"
+  ):
+    fn(ok, ok, beta="0.2")
