@@ -4,6 +4,7 @@ from jaxloss._boundary import boundary_loss
 from jaxloss._boundary import cldice_loss
 from jaxloss._boundary import hausdorff_dt_loss
 from jaxloss._boundary import soft_skeleton
+from jaxloss._boxes import balanced_l1_loss
 from jaxloss._boxes import bounded_iou_loss
 from jaxloss._boxes import box_ciou_loss
 from jaxloss._boxes import box_convert
@@ -45,6 +46,7 @@ from jaxloss._wasserstein import generalized_wasserstein_dice_loss
 __version__ = "0.1.0"
 
 __all__ = (
+  "balanced_l1_loss",
   "boundary_loss",
   "bounded_iou_loss",
   "box_ciou_loss",

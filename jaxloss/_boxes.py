@@ -1,10 +1,11 @@
-"""Box losses (the IoU family, bounded IoU) and box helpers.
+"""Box losses (the IoU family, bounded IoU, balanced L1) and box helpers.
 
 Boxes are ``[..., 4]`` arrays of corners ``(x1, y1, x2, y2)`` with
 ``x1 <= x2`` and ``y1 <= y2`` unless said otherwise. The losses are
 elementwise over the leading axes; :func:`box_iou` and
 :func:`generalized_box_iou` compare every box of one set with every box of
-another.
+another. :func:`balanced_l1_loss` is elementwise on regression offsets of
+any shape.
 
 3-D boxes are ``[..., 6]`` arrays ``(x1, y1, z1, x2, y2, z2)`` (MONAI's
 ``"xyzxyz"``). The size of the last axis picks 2-D or 3-D in
@@ -812,6 +813,108 @@ def bounded_iou_loss(
 def _smooth_l1(c: jax.Array, beta) -> jax.Array:
   """``c^2 / (2 beta)`` below ``beta``, ``c - beta / 2`` above."""
   return jnp.where(c < beta, c * c / (2 * beta), c - beta / 2)
+
+
+def balanced_l1_loss(
+  pred: ArrayLike,
+  target: ArrayLike,
+  *,
+  alpha: float = 0.5,
+  gamma: float = 1.5,
+  beta: float = 1.0,
+  where: ArrayLike | None = None,
+) -> jax.Array:
+  r"""Balanced L1 loss, elementwise (Pang et al. 2019, Libra R-CNN).
+
+  With :math:`x = |p - t|` the error of each regression output and
+  :math:`b` fixed by :math:`\alpha \ln(b + 1) = \gamma`, that is
+  :math:`b = e^{\gamma / \alpha} - 1`,
+
+  .. math::
+    \ell = \begin{cases}
+      \frac{\alpha}{b} (b x + 1) \ln\!\Big(\frac{b x}{\beta} + 1\Big)
+        - \alpha x, & x < \beta, \\
+      \gamma x + \frac{\gamma}{b} - \alpha \beta, & x \geq \beta.
+    \end{cases}
+
+  With :math:`\beta = 1` (the default) this is the paper's Eq. 8: the
+  gradient :math:`\alpha \ln(b x + 1)` of the inliers (:math:`x < 1`) grows
+  to :math:`\gamma`, the slope of the outliers, so the two parts meet with
+  equal value and slope; small errors get a larger gradient than under the
+  smooth L1 loss.
+
+  Args:
+    pred: Predicted regression outputs of any shape, floating (e.g. box
+      offsets ``[..., 4]``).
+    target: Targets of the same shape (no broadcasting), floating.
+    alpha: :math:`\alpha`, ``> 0``: smaller values raise the gradient of the
+      inliers further.
+    gamma: :math:`\gamma`, ``> 0``: the slope for large errors.
+    beta: :math:`\beta`, ``> 0``: where the two parts meet.
+    where: Optional boolean mask broadcastable to ``pred.shape``; masked
+      entries return 0.
+
+  Returns:
+    The loss of each element, shape ``pred.shape``, in float32 (float64 for
+    float64 ``pred``). Reduce it yourself, e.g. ``.sum() / num_positives``.
+
+  Convention:
+    :math:`\beta` enters as in mmdetection's ``balanced_l1_loss`` (same
+    defaults, same values): as the threshold, as :math:`\alpha \beta` in the
+    constant, and inside the logarithm as :math:`b x / \beta`, but not in the
+    factor :math:`b x + 1`. The two parts are continuous at
+    :math:`x = \beta` for every :math:`\beta`, but for :math:`\beta \neq 1`
+    the slope jumps there (from :math:`\gamma + \alpha ((b \beta + 1) /
+    (\beta (b + 1)) - 1)` to :math:`\gamma`) and the loss has a kink at
+    :math:`x = 0` (slope :math:`\alpha (1 / \beta - 1)`); the paper uses
+    :math:`\beta = 1`, where the loss is smooth except for the second
+    derivative at :math:`x = 1`. The gradient at :math:`p = t` is 0.
+    Masked entries carry no gradient, even if they hold ``inf`` or NaN;
+    the logarithm only ever sees errors below :math:`\beta`, so huge errors
+    give finite gradients :math:`\pm\gamma`. NaN in gives NaN out.
+    bf16/fp16 inputs are computed in float32. ``alpha``, ``gamma`` and
+    ``beta`` may be traced (not differentiated).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> # At x = beta = 1 both parts give gamma + gamma / b - alpha,
+    >>> # b = e^3 - 1: 1 + 1.5 / (e^3 - 1).
+    >>> jaxloss.balanced_l1_loss(jnp.array([0., 1.]), jnp.array([0., 0.]))
+    Array([0.      , 1.078593], dtype=float32)
+
+  References:
+    Pang, Chen, Shi, Feng, Ouyang, Lin, "Libra R-CNN: Towards Balanced
+    Learning for Object Detection", CVPR 2019.
+    https://arxiv.org/abs/1904.02701
+  """
+  fn = "balanced_l1_loss"
+  pred = _checks.as_float(fn, "pred", pred)
+  target = _checks.same_shape(fn, ("pred", "target"), pred, target)
+  target = _checks.as_float(fn, "target", target)
+  alpha = _checks.scalar(fn, "alpha", alpha, low=0.0, above=True)
+  gamma = _checks.scalar(fn, "gamma", gamma, low=0.0, above=True)
+  beta = _checks.scalar(fn, "beta", beta, low=0.0, above=True)
+  mask = _checks.mask_for(fn, where, pred.shape, broadcast=True)
+  dtype = _numerics.accum_dtype(pred.dtype)
+  p, t = pred.astype(dtype), target.astype(dtype)
+  if mask is not None:  # Double where: masked entries get no gradient at all.
+    p = jnp.where(mask, p, 0)
+    t = jnp.where(mask, t, 0)
+  a, c, s = (jnp.asarray(v, dtype) for v in (alpha, gamma, beta))
+  b = jnp.expm1(c / a)
+  x = jnp.abs(p - t)
+  inlier = x < s
+  # The logarithm sees inliers only (another where), so that a huge error
+  # cannot reach it and give an inf times 0 in the gradient.
+  xi = jnp.where(inlier, x, 0)
+  # alpha / b * (b x + 1) written as alpha * (x + 1 / b): no overflow of b x.
+  small = a * (xi + 1 / b) * jnp.log1p(b * xi / s) - a * xi
+  large = c * x + c / b - a * s
+  loss = jnp.where(inlier, small, large)
+  if mask is not None:
+    loss = jnp.where(mask, loss, 0)
+  return loss
 
 
 # --------------------------------------------------------------------------

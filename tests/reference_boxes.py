@@ -20,6 +20,7 @@ the papers' formulas.
   float32's machine epsilon added to the union and the enclosing volume.
 * Bounded IoU: Tychsen-Smith & Petersson 2018, the IoU bounds of each
   coordinate through a smooth L1, with mmdetection's ``eps``.
+* Balanced L1: Pang et al. 2019, Eq. 8, with mmdetection's ``beta``.
 """
 
 import numpy as np
@@ -194,6 +195,28 @@ def bounded_iou_costs(pred, target, eps=1e-3):
 
 def bounded_iou_loss(pred, target, beta=0.2, eps=1e-3):
   return smooth_l1(bounded_iou_costs(pred, target, eps), beta).sum(-1)
+
+
+# Balanced L1 (Pang et al. 2019) -------------------------------------------------
+
+
+def balanced_l1(pred, target, alpha=0.5, gamma=1.5, beta=1.0):
+  """Eq. 8, ``b`` from ``alpha ln(b + 1) = gamma``; ``beta`` as mmdetection
+  places it (the threshold, ``alpha beta`` and ``b x / beta`` in the log)."""
+  x = np.abs(np.asarray(pred, np.float64) - np.asarray(target, np.float64))
+  b = np.exp(gamma / alpha) - 1
+  inlier = alpha / b * (b * x + 1) * np.log(b * x / beta + 1) - alpha * x
+  outlier = gamma * x + gamma / b - alpha * beta
+  return np.where(x < beta, inlier, outlier)
+
+
+def balanced_l1_gradient(pred, target, alpha=0.5, gamma=1.5):
+  """Eq. 7 (``beta = 1``): the gradient ``alpha ln(b |x| + 1)`` for
+  ``|x| < 1``, ``gamma`` beyond, with the sign of ``x = pred - target``."""
+  x = np.asarray(pred, np.float64) - np.asarray(target, np.float64)
+  b = np.exp(gamma / alpha) - 1
+  magnitude = np.where(np.abs(x) < 1, alpha * np.log(b * np.abs(x) + 1), gamma)
+  return np.sign(x) * magnitude
 
 
 def convert(b, source, target):

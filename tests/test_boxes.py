@@ -1610,3 +1610,138 @@ def test_bounded_iou_bad_input():
     TypeError, match=r"^bounded_iou_loss: beta must be a real"
   ):
     fn(ok, ok, beta="0.2")
+
+
+# 14. Balanced L1 --------------------------------------------------------------------
+
+
+@jax.jit
+def BALANCED(pred, target, alpha=0.5, gamma=1.5, beta=1.0, where=None):
+  return jaxloss.balanced_l1_loss(
+    pred, target, alpha=alpha, gamma=gamma, beta=beta, where=where
+  )
+
+
+@jax.jit
+def BALANCED_GRAD(pred, target, beta=1.0, where=None):
+  total = lambda p, t: jnp.sum(
+    jnp.sin(jaxloss.balanced_l1_loss(p, t, beta=beta, where=where))
+  )
+  return jax.value_and_grad(total, argnums=(0, 1))(pred, target)
+
+
+B = np.expm1(3.0)  # alpha = 0.5, gamma = 1.5: b = e^3 - 1
+
+
+def test_balanced_l1_hand_cases():
+  pred = jnp.array([0.0, 1.0, -2.0, 0.5])
+  got = BALANCED(pred, jnp.zeros(4))
+  want = [
+    0.0,
+    1.5 + 1.5 / B - 0.5,  # x = beta: both parts agree
+    3.0 + 1.5 / B - 0.5,
+    0.5 / B * (0.5 * B + 1) * np.log(0.5 * B + 1) - 0.25,
+  ]
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  assert got.shape == (4,) and got.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.5, 2.0])
+def test_balanced_l1_matches_reference(beta):
+  rng = np.random.default_rng(86)
+  pred = rng.uniform(-3, 3, (4, 8))
+  target = rng.uniform(-1, 1, (4, 8))
+  want = ref.balanced_l1(pred, target, beta=beta)
+  got = BALANCED(
+    jnp.asarray(pred, jnp.float32), jnp.asarray(target, jnp.float32), beta=beta
+  )
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  # Continuous at x = beta, for every beta.
+  edge = BALANCED(
+    jnp.array([beta * (1 - 1e-6), beta * (1 + 1e-6)]), jnp.zeros(2), beta=beta
+  )
+  np.testing.assert_allclose(edge[0], edge[1], rtol=1e-5)
+  with jax.enable_x64(True):
+    p, t = jnp.asarray(pred), jnp.asarray(target)
+    np.testing.assert_allclose(BALANCED(p, t, beta=beta), want, rtol=1e-12)
+    _, (d_pred, d_target) = BALANCED_GRAD(p, t, beta)
+    np.testing.assert_allclose(d_target, -d_pred, rtol=1e-12)
+  scalar = lambda x: np.sum(np.sin(ref.balanced_l1(x, target, beta=beta)))
+  np.testing.assert_allclose(
+    d_pred, references.numerical_grad(scalar, pred), rtol=1e-6, atol=1e-8
+  )
+
+
+def test_balanced_l1_gradient_is_the_paper_eq_7():
+  x = np.linspace(-3, 3, 25) + 0.01  # away from the kink at 0 and from 1
+  with jax.enable_x64(True):
+    got = jax.jit(
+      jax.vmap(jax.grad(lambda p: jaxloss.balanced_l1_loss(p, jnp.zeros(()))))
+    )(jnp.asarray(np.append(x, 0.0)))
+    got, at_zero = np.asarray(got[:-1]), float(got[-1])
+  np.testing.assert_allclose(got, ref.balanced_l1_gradient(x, 0.0), rtol=1e-12)
+  # The inliers' gradient exceeds the smooth L1's (x itself, beta = 1).
+  inlier = (np.abs(x) < 1) & (np.abs(x) > 0.05)
+  assert np.all(np.abs(got[inlier]) > np.abs(x[inlier]))
+  assert at_zero == 0.0  # smooth at p = t (beta = 1)
+
+
+def test_balanced_l1_mask_and_edges():
+  pred = jnp.array([[0.5, jnp.inf, 1e4], [-1e4, jnp.nan, 0.3]])
+  target = jnp.zeros((2, 3))
+  where = jnp.array([True, False, True])  # broadcasts over the rows
+  value, (grad, _) = BALANCED_GRAD(pred, target, where=where)
+  assert bool(jnp.isfinite(value)) and bool(jnp.all(jnp.isfinite(grad)))
+  np.testing.assert_array_equal(grad[:, 1], 0)
+  # Huge errors: slope gamma (times cos of the loss in BALANCED_GRAD).
+  loss = BALANCED(pred, target, where=where)
+  np.testing.assert_allclose(grad[0, 2], 1.5 * jnp.cos(loss[0, 2]), rtol=1e-5)
+  np.testing.assert_array_equal(loss[:, 1], 0)
+  full = BALANCED(pred, target)
+  np.testing.assert_array_equal(loss[:, 0::2], full[:, 0::2])  # masked = sliced
+  assert bool(jnp.isnan(full[1, 1])) and bool(jnp.isinf(full[0, 1]))
+  # All masked: 0 with zero, finite gradients.
+  none = jnp.zeros((2, 3), bool)
+  value, (grad, _) = BALANCED_GRAD(pred, target, where=none)
+  assert float(value) == 0 and float(jnp.abs(grad).max()) == 0
+  # bf16 in, float32 out and close; traced options; empty.
+  low = BALANCED(pred[:, ::2].astype(jnp.bfloat16), target[:, ::2])
+  assert low.dtype == jnp.float32
+  np.testing.assert_allclose(
+    low,
+    BALANCED(
+      pred[:, ::2].astype(jnp.bfloat16).astype(jnp.float32), target[:, ::2]
+    ),
+    rtol=1e-6,
+  )
+  np.testing.assert_allclose(
+    BALANCED(pred[:, ::2], target[:, ::2], 0.4, 1.2, 0.7),
+    ref.balanced_l1(pred[:, ::2], target[:, ::2], 0.4, 1.2, 0.7),
+    rtol=1e-5,
+  )
+  empty = jnp.zeros((0, 4))
+  assert jaxloss.balanced_l1_loss(empty, empty).shape == (0, 4)
+
+
+def test_balanced_l1_bad_input():
+  fn, ok = jaxloss.balanced_l1_loss, jnp.zeros((3, 4))
+  with pytest.raises(
+    ValueError, match=r"^balanced_l1_loss: target.shape \(4,\) must equal"
+  ):
+    fn(ok, jnp.zeros(4))  # no broadcasting
+  with pytest.raises(TypeError, match=r"^balanced_l1_loss: pred must have a"):
+    fn(jnp.zeros((3, 4), jnp.int32), ok)
+  with pytest.raises(TypeError, match=r"^balanced_l1_loss: target must have a"):
+    jax.jit(fn)(ok, jnp.zeros((3, 4), jnp.int32))
+  for name in ("alpha", "gamma", "beta"):
+    for bad in (0.0, -1.0, float("inf")):
+      with pytest.raises(
+        ValueError, match=rf"^balanced_l1_loss: {name} must be"
+      ):
+        jax.jit(lambda p, name=name, bad=bad: fn(p, p, **{name: bad}))(ok)
+  with pytest.raises(
+    TypeError, match=r"^balanced_l1_loss: where must be a boolean"
+  ):
+    fn(ok, ok, where=jnp.ones((3, 4)))
+  with pytest.raises(ValueError, match=r"^balanced_l1_loss: where.shape"):
+    fn(ok, ok, where=jnp.ones((2, 4), bool))
