@@ -4,6 +4,8 @@ from jaxloss._boundary import boundary_loss
 from jaxloss._boundary import cldice_loss
 from jaxloss._boundary import hausdorff_dt_loss
 from jaxloss._boundary import soft_skeleton
+from jaxloss._boxes import balanced_l1_loss
+from jaxloss._boxes import bounded_iou_loss
 from jaxloss._boxes import box_ciou_loss
 from jaxloss._boxes import box_convert
 from jaxloss._boxes import box_diou_loss
@@ -50,7 +52,9 @@ __version__ = "0.1.0"
 
 __all__ = (
   "COCO_KEYPOINT_SIGMAS",
+  "balanced_l1_loss",
   "boundary_loss",
+  "bounded_iou_loss",
   "box_ciou_loss",
   "box_convert",
   "box_diou_loss",

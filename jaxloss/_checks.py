@@ -85,18 +85,28 @@ def same_shape(fn: str, names: tuple[str, str], a: jax.Array, b) -> jax.Array:
 
 
 def coordinates(
-  fn: str, name: str, x, size: int, *, meaning: str, rows: str | None = None
+  fn: str,
+  name: str,
+  x,
+  size: int | tuple[int, ...],
+  *,
+  meaning: str,
+  rows: str | None = None,
+  note: str = "",
 ) -> jax.Array:
   """A floating array with ``size`` numbers on its last axis (boxes: 4,
-  rotated boxes: 5); with ``rows`` (``"N"``, ``"M"``), a set of them
-  ``[..., rows, size]``."""
+  rotated boxes: 5; a tuple allows each of its sizes, e.g. ``(4, 6)`` for 2-D
+  or 3-D boxes); with ``rows`` (``"N"``, ``"M"``), a set of them
+  ``[..., rows, size]``. ``note`` ends the error message."""
   x = as_float(fn, name, x)
-  if x.ndim < (1 if rows is None else 2) or x.shape[-1] != size:
-    want = f"[..., {size}]" if rows is None else f"[..., {rows}, {size}]"
+  sizes = (size,) if isinstance(size, int) else tuple(size)
+  if x.ndim < (1 if rows is None else 2) or x.shape[-1] not in sizes:
+    lead = "[..., " if rows is None else f"[..., {rows}, "
+    want = " or ".join(f"{lead}{n}]" for n in sizes)
     fail(
       fn,
       f"{name} must have shape {want} ({meaning} on the last axis), "
-      f"got {name}.shape {x.shape}",
+      f"got {name}.shape {x.shape}{note}",
     )
   return x
 

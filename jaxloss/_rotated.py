@@ -39,9 +39,13 @@ _FUNS = ("log1p", "sqrt")
 
 
 def _pair(fn: str, pred, target, eps) -> tuple[jax.Array, jax.Array]:
-  pred = _checks.coordinates(fn, "pred", pred, 5, meaning="cx, cy, w, h, theta")
+  # A 6-number box is most likely a 3-D box: say that these are 2-D.
+  note = "; rotated boxes are 2-D only (no 3-D rotated box loss)"
+  pred = _checks.coordinates(
+    fn, "pred", pred, 5, meaning="cx, cy, w, h, theta", note=note
+  )
   target = _checks.coordinates(
-    fn, "target", target, 5, meaning="cx, cy, w, h, theta"
+    fn, "target", target, 5, meaning="cx, cy, w, h, theta", note=note
   )
   _checks.scalar(fn, "eps", eps, low=0.0, above=True)
   shape = _checks.broadcast_shapes(

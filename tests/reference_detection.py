@@ -93,22 +93,21 @@ def alpha_iou_loss(pred, target, power, eps=1e-7):
 
 
 def alpha_giou_loss(pred, target, power, eps=1e-7):
+  """2-D or 3-D boxes."""
   inter = boxes.intersection(pred, target)
   union = boxes.area(pred) + boxes.area(target) - inter
-  cw, ch = boxes.enclosing(pred, target)
-  c = cw * ch
+  c = np.prod(boxes.enclosing_sides(pred, target), axis=-1)
   return (
     1 - (inter / (union + eps)) ** power + ((c - union) / (c + eps)) ** power
   )
 
 
 def alpha_diou_loss(pred, target, power, eps=1e-7):
-  cw, ch = boxes.enclosing(pred, target)
+  """2-D or 3-D boxes."""
+  c2 = np.sum(boxes.enclosing_sides(pred, target) ** 2, axis=-1)
   rho2 = boxes._rho2(pred, target)
   return (
-    1
-    - boxes.iou(pred, target, eps) ** power
-    + (rho2 / (cw**2 + ch**2 + eps)) ** power
+    1 - boxes.iou(pred, target, eps) ** power + (rho2 / (c2 + eps)) ** power
   )
 
 
@@ -126,8 +125,9 @@ def alpha_ciou_loss(pred, target, power, eps=1e-7, alpha=None):
 
 
 def distance_box_iou(a, b, eps=1e-7):
-  cw, ch = boxes.enclosing(a, b)
-  return boxes.iou(a, b) - boxes._rho2(a, b) / (cw**2 + ch**2 + eps)
+  """2-D or 3-D boxes."""
+  c2 = np.sum(boxes.enclosing_sides(a, b) ** 2, axis=-1)
+  return boxes.iou(a, b) - boxes._rho2(a, b) / (c2 + eps)
 
 
 def complete_box_iou(a, b, eps=1e-7):

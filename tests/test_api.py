@@ -209,6 +209,11 @@ CASES = {
   ),
   "distribution_integral": lambda k1, k2: ((_logits(k1, (2, 3, 8)),), {}),
   "box_siou_loss": _box_pair(),
+  "bounded_iou_loss": _box_pair(beta=0.3),
+  "balanced_l1_loss": lambda k1, k2: (
+    (_logits(k1, (2, 5, 4)), _logits(k2, (2, 5, 4))),
+    {"gamma": 1.2},
+  ),
   "distance_box_iou": _pairwise(),
   "complete_box_iou": _pairwise(eps=1e-6),
   "rotated_box_probiou_loss": _rotated_pair(),

@@ -1023,3 +1023,725 @@ def test_power_clamps_negative_terms_of_invalid_boxes_and_keeps_nan():
   np.testing.assert_allclose(
     compiled("giou")[0](pred, target)[0], 0.0, atol=1e-6
   )  # power 1: the signed penalty
+
+
+# 12. 3-D boxes -----------------------------------------------------------------
+
+LOSSES_3D = ("iou", "giou", "diou")
+CUBE = [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+CUBE_X = [0.5, 0.0, 0.0, 1.5, 1.0, 1.0]  # shifted by 0.5 along x
+BIG = [0.0, 0.0, 0.0, 2.0, 2.0, 2.0]
+BIG_DIAGONAL = [1.0, 1.0, 1.0, 3.0, 3.0, 3.0]  # I = 1, U = 15, C = 27
+
+
+def random_boxes_3d(seed, n, spread=3.0, low=0.2):
+  """``n`` valid 3-D boxes ``(x1, y1, z1, x2, y2, z2)``, many disjoint."""
+  rng = np.random.default_rng(seed)
+  corner = rng.uniform(0, spread, (n, 3))
+  size = rng.uniform(low, 2.0, (n, 3))
+  return np.concatenate([corner, corner + size], axis=-1)
+
+
+def lift(boxes_2d, z1=0.0, z2=1.0):
+  """2-D boxes as 3-D boxes spanning ``[z1, z2]`` in z."""
+  b = np.asarray(boxes_2d, np.float64)
+  z = np.ones(b.shape[:-1] + (1,))
+  return np.concatenate([b[..., :2], z1 * z, b[..., 2:], z2 * z], axis=-1)
+
+
+@pytest.mark.parametrize(
+  "name, pred, target, want",
+  [
+    # Unit cubes 0.5 apart along x: I = 0.5, U = 1.5 = C, rho^2 = 1/4,
+    # c^2 = 1.5^2 + 1 + 1.
+    ("iou", CUBE, CUBE_X, 1 - 0.5 / 1.5),
+    ("giou", CUBE, CUBE_X, 1 - 0.5 / 1.5),
+    ("diou", CUBE, CUBE_X, 1 - 0.5 / 1.5 + 0.25 / 4.25),
+    # 2-cubes shifted by (1, 1, 1): rho^2 = 3, c^2 = 27.
+    ("iou", BIG, BIG_DIAGONAL, 14 / 15),
+    ("giou", BIG, BIG_DIAGONAL, 14 / 15 + 12 / 27),
+    ("diou", BIG, BIG_DIAGONAL, 14 / 15 + 3 / 27),
+    # Disjoint cubes: U = 2, C = 3, rho^2 = 4, c^2 = 11.
+    ("giou", CUBE, [2.0, 0.0, 0.0, 3.0, 1.0, 1.0], 1 + 1 / 3),
+    ("diou", CUBE, [2.0, 0.0, 0.0, 3.0, 1.0, 1.0], 1 + 4 / 11),
+  ],
+)
+def test_3d_hand_cases(name, pred, target, want):
+  got = compiled(name, 0.0)[0](jnp.array(pred), jnp.array(target))
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_3d_pairwise_hand_case():
+  a = jnp.array([CUBE, BIG])
+  b = jnp.array([CUBE_X, BIG_DIAGONAL])
+  # CUBE vs BIG_DIAGONAL: disjoint, U = 9, C = 27, rho^2 = 3 * 1.5^2,
+  # c^2 = 27; BIG vs CUBE_X: CUBE_X inside BIG, I = 1, U = 8 = C,
+  # centres (1, 1, 1) and (1, 0.5, 0.5): rho^2 = 0.5, c^2 = 12.
+  iou = np.array([[0.5 / 1.5, 0.0], [1 / 8, 1 / 15]])
+  giou = iou - np.array([[0.0, 18 / 27], [0.0, 12 / 27]])
+  diou = iou - np.array([[0.25 / 4.25, 6.75 / 27], [0.5 / 12, 3 / 27]])
+  np.testing.assert_allclose(BOX_IOU(a, b), iou, rtol=1e-6)
+  np.testing.assert_allclose(GENERALIZED_BOX_IOU(a, b), giou, rtol=1e-6)
+  np.testing.assert_allclose(
+    DISTANCE_BOX_IOU(a, b, eps=0.0), diou, rtol=1e-6, atol=1e-7
+  )
+
+
+@pytest.mark.parametrize("name", LOSSES_3D)
+def test_3d_values_and_gradients_match_reference(name):
+  reference = LOSSES[name][1]
+  pred, target = random_boxes_3d(60, 16), random_boxes_3d(61, 16)
+  want = reference(pred, target)
+  value, grad = compiled(name)
+  got = value(jnp.asarray(pred, jnp.float32), jnp.asarray(target, jnp.float32))
+  assert got.shape == (16,) and got.dtype == jnp.float32
+  np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+  assert 0 < np.sum(ref.intersection(pred, target) > 0) < 16
+  with jax.enable_x64(True):
+    np.testing.assert_allclose(
+      value(jnp.asarray(pred), jnp.asarray(target)), want, rtol=1e-12
+    )
+    got, _ = grad(jnp.asarray(pred), jnp.asarray(target))
+  scalar = lambda p: np.sum(reference(p, target))
+  want = references.numerical_grad(scalar, pred)
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+  assert np.abs(want[:, 2::3]).max() > 0  # z moves the loss too
+
+
+@pytest.mark.parametrize(
+  "fn, reference",
+  [
+    (BOX_IOU, ref.iou),
+    (GENERALIZED_BOX_IOU, ref.giou),
+    (DISTANCE_BOX_IOU, ref_det.distance_box_iou),
+  ],
+)
+def test_3d_pairwise_matches_reference(fn, reference):
+  a, b = random_boxes_3d(62, 5), random_boxes_3d(63, 3)
+  want = ref.pairwise(reference, a, b)
+  got = fn(jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32))
+  assert got.shape == (5, 3)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  batch = jnp.stack([jnp.asarray(a, jnp.float32)] * 2)
+  np.testing.assert_allclose(
+    fn(batch, jnp.asarray(b, jnp.float32))[1], want, rtol=1e-5, atol=1e-6
+  )
+  weights = np.random.default_rng(64).normal(size=(5, 3))
+  scalar = lambda x: np.sum(weights * ref.pairwise(reference, x, b))
+  with jax.enable_x64(True):
+    got = jax.grad(
+      lambda x: jnp.sum(jnp.asarray(weights) * fn(x, jnp.asarray(b)))
+    )(jnp.asarray(a))
+  want = references.numerical_grad(scalar, a)
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
+  assert np.abs(want).max() > 0
+
+
+def test_3d_matches_monai():
+  """MONAI's box_iou, box_giou and BoxGIoULoss on 3-D boxes: the pairwise
+  functions up to MONAI's eps (relative 2^-23 / U, here U >= 1); the losses
+  with eps=2**-23 exactly (float64)."""
+  a = random_boxes_3d(65, 5, low=1.0)
+  b = random_boxes_3d(66, 3, low=1.0)
+  f32 = lambda x: jnp.asarray(x, jnp.float32)
+  np.testing.assert_allclose(
+    BOX_IOU(f32(a), f32(b)),
+    ref.pairwise(ref.monai_box_iou, a, b),
+    rtol=1e-6,
+    atol=1e-7,
+  )
+  np.testing.assert_allclose(
+    GENERALIZED_BOX_IOU(f32(a), f32(b)),
+    ref.pairwise(ref.monai_box_giou, a, b),
+    rtol=1e-6,
+    atol=1e-7,
+  )
+  # Tiny boxes (normalised coordinates): MONAI's eps matters; the losses
+  # place it as MONAI does.
+  pred, target = random_boxes_3d(67, 16) / 50, random_boxes_3d(68, 16) / 50
+  eps = 2.0**-23
+  with jax.enable_x64(True):
+    p, t = jnp.asarray(pred), jnp.asarray(target)
+    np.testing.assert_allclose(
+      compiled("giou", eps)[0](p, t),
+      ref.monai_giou_loss(pred, target),
+      rtol=1e-12,
+    )
+    np.testing.assert_allclose(
+      1 - compiled("iou", eps)[0](p, t),
+      ref.monai_box_iou(pred, target),
+      rtol=1e-12,
+      atol=1e-15,
+    )
+    assert not np.allclose(
+      1 - compiled("iou", 0.0)[0](p, t),
+      ref.monai_box_iou(pred, target),
+      rtol=1e-6,
+    )
+
+
+def test_3d_identities():
+  boxes = random_boxes_3d(69, 16)
+  b32 = jnp.asarray(boxes, jnp.float32)
+  for name in LOSSES_3D:  # identical boxes: loss 0 (GIoU = IoU = 1)
+    np.testing.assert_allclose(compiled(name, 0.0)[0](b32, b32), 0, atol=1e-7)
+  np.testing.assert_allclose(jnp.diagonal(BOX_IOU(b32, b32)), 1, rtol=1e-6)
+  np.testing.assert_allclose(
+    jnp.diagonal(GENERALIZED_BOX_IOU(b32, b32)), 1, rtol=1e-6
+  )
+  # 2-D boxes lifted to z in [0, 1]: the 2-D IoU and GIoU; DIoU's enclosing
+  # diagonal gains the depth (c^2 + 1), its centre distance is the 2-D one.
+  p2, t2 = random_boxes(70, 16), random_boxes(71, 16)
+  p3, t3 = (jnp.asarray(lift(b), jnp.float32) for b in (p2, t2))
+  p2, t2 = jnp.asarray(p2, jnp.float32), jnp.asarray(t2, jnp.float32)
+  for name in ("iou", "giou"):
+    np.testing.assert_allclose(
+      compiled(name)[0](p3, t3), compiled(name)[0](p2, t2), rtol=1e-6
+    )
+  np.testing.assert_allclose(BOX_IOU(p3, t3), BOX_IOU(p2, t2), rtol=1e-6)
+  np.testing.assert_allclose(
+    GENERALIZED_BOX_IOU(p3, t3),
+    GENERALIZED_BOX_IOU(p2, t2),
+    rtol=1e-6,
+    atol=1e-7,
+  )
+  cw, ch = ref.enclosing(p2, t2)
+  want = 1 - ref.iou(p2, t2) + ref._rho2(p2, t2) / (cw**2 + ch**2 + 1)
+  np.testing.assert_allclose(
+    compiled("diou", 0.0)[0](p3, t3), want, rtol=1e-5, atol=1e-6
+  )
+
+
+@pytest.mark.parametrize("power", [0.5, 3.0])
+@pytest.mark.parametrize("name", LOSSES_3D)
+def test_3d_power_matches_reference(name, power):
+  pred, target = random_boxes_3d(72, 8), random_boxes_3d(73, 8)
+  rng = np.random.default_rng(74)
+  pred[:4] = target[:4] + rng.uniform(0.03, 0.09, (4, 1))  # overlapping
+  want = ALPHA[name](pred, target, power)
+  value, grad = compiled_power(name, power)
+  with jax.enable_x64(True):
+    p, t = jnp.asarray(pred), jnp.asarray(target)
+    np.testing.assert_allclose(value(p, t), want, rtol=1e-12, atol=1e-13)
+    got = grad(p, t)
+  scalar = lambda x: np.sum(ALPHA[name](x, target, power))
+  np.testing.assert_allclose(
+    got, references.numerical_grad(scalar, pred), rtol=1e-6, atol=1e-7
+  )
+
+
+DEGENERATE_3D = {
+  "point vs cube": ([1.0, 1.0, 1.0, 1.0, 1.0, 1.0], BIG),
+  "cube vs point": (BIG, [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]),
+  "same point": ([1.0] * 6, [1.0] * 6),
+  "flat (no depth) vs cube": ([0.0, 0.0, 1.0, 2.0, 2.0, 1.0], BIG),
+  "flat vs flat": (
+    [0.0, 0.0, 1.0, 2.0, 2.0, 1.0],
+    [0.0, 0.0, 1.0, 2.0, 2.0, 1.0],
+  ),
+  "segment vs cube": ([1.0, 1.0, 0.0, 1.0, 1.0, 2.0], BIG),
+  "identical": ([0.0, 0.0, 0.0, 1.0, 2.0, 3.0], [0.0, 0.0, 0.0, 1.0, 2.0, 3.0]),
+  "touching faces": (CUBE, [1.0, 0.0, 0.0, 2.0, 1.0, 1.0]),
+  "apart in z only": (CUBE, [0.0, 0.0, 5.0, 1.0, 1.0, 6.0]),
+  "far apart": (CUBE, [1e6, -1e6, 1e6, 1e6 + 2, -1e6 + 1, 1e6 + 1]),
+  "inverted depth": ([0.0, 0.0, 2.0, 2.0, 2.0, 0.0], BIG),
+}
+
+
+@pytest.mark.parametrize("eps", [1e-7, 0.0])
+@pytest.mark.parametrize("name", LOSSES_3D)
+def test_3d_degenerate_boxes_are_finite(name, eps):
+  pred = jnp.array([p for p, _ in DEGENERATE_3D.values()])
+  target = jnp.array([t for _, t in DEGENERATE_3D.values()])
+  value, grad = compiled(name, eps)
+  checks = [(value(pred, target), grad(pred, target))]
+  if eps:
+    for power in (0.5, 3.0):
+      v, g = compiled_power(name, power)
+      checks.append((v(pred, target), (g(pred, target),)))
+  for v, grads in checks:
+    bad = [k for k, ok in zip(DEGENERATE_3D, np.isfinite(v)) if not ok]
+    assert not bad, bad
+    for g in grads:
+      bad = [
+        k for k, ok in zip(DEGENERATE_3D, np.isfinite(g).all(-1)) if not ok
+      ]
+      assert not bad, bad
+  cases = list(DEGENERATE_3D)
+  v = np.asarray(checks[0][0])
+  for k in ("point vs cube", "same point", "flat vs flat", "touching faces"):
+    assert v[cases.index(k)] >= 1 - 1e-6, k  # zero volume: IoU 0
+  if name == "iou":
+    np.testing.assert_allclose(v[cases.index("identical")], 0, atol=1e-6)
+
+
+def test_3d_pairwise_degenerate_nan_and_bf16():
+  a = jnp.array([[1.0] * 6, BIG, [0.0, 0.0, 1.0, 2.0, 2.0, 1.0]])
+  both = lambda x: jnp.sum(
+    BOX_IOU(x, x) + GENERALIZED_BOX_IOU(x, x) + DISTANCE_BOX_IOU(x, x, eps=0.0)
+  )
+  value, grads = jax.jit(jax.value_and_grad(both))(a)
+  assert bool(jnp.isfinite(value)) and bool(jnp.all(jnp.isfinite(grads)))
+  pred = jnp.array([CUBE, [0.0, 0.0, 0.0, 1.0, jnp.nan, 1.0]])
+  for name in LOSSES_3D:
+    v = compiled(name)[0](pred, jnp.array([CUBE_X, CUBE_X]))
+    assert bool(jnp.isfinite(v[0])) and bool(jnp.isnan(v[1])), name
+  pred = jnp.asarray(random_boxes_3d(75, 8), jnp.bfloat16)
+  target = jnp.asarray(random_boxes_3d(76, 8), jnp.bfloat16)
+  value, grad = compiled("diou")
+  got = value(pred, target)
+  assert got.dtype == jnp.float32
+  np.testing.assert_allclose(
+    got,
+    value(pred.astype(jnp.float32), target.astype(jnp.float32)),
+    rtol=1e-6,
+  )
+  g, _ = grad(pred, target)
+  assert g.dtype == jnp.bfloat16 and bool(jnp.all(jnp.isfinite(g)))
+
+
+# Two losses and two pairwise functions (box_iou_loss and generalized_box_iou
+# share their 3-D geometry with these).
+THREE_D = {
+  "box_giou_loss": (jaxloss.box_giou_loss, (4,), (1,), {"power": 3.0}),
+  "box_diou_loss": (jaxloss.box_diou_loss, (4,), (4,), {}),
+  "box_iou": (jaxloss.box_iou, (3,), (4,), {}),
+  "distance_box_iou": (jaxloss.distance_box_iou, (3,), (4,), {"eps": 1e-6}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(THREE_D))
+def test_3d_transformations(name):
+  """The API table's checks on 3-D boxes: plain, jit and vmap agree; grad,
+  jvp, linearize and jacfwd give one derivative; the Hessian-vector product
+  matches central differences of the gradient (float64); jax.export round
+  trips."""
+  fn, shape1, shape2, kwargs = THREE_D[name]
+  a = jnp.asarray(
+    random_boxes_3d(77, 2 * shape1[0], spread=1.0).reshape(
+      (2,) + shape1 + (6,)
+    ),
+    jnp.float32,
+  )
+  b = jnp.asarray(
+    random_boxes_3d(78, 2 * shape2[0], spread=1.0).reshape(
+      (2,) + shape2 + (6,)
+    ),
+    jnp.float32,
+  )
+  call = lambda x, y: fn(x, y, **kwargs)
+  f = lambda x, y: jnp.sum(jnp.sin(call(x, y)))
+  t = jnp.asarray(
+    np.random.default_rng(79).normal(size=a.shape[1:]), jnp.float32
+  )
+
+  @jax.jit
+  def everything(a, b, t):
+    x, y = a[0], b[0]
+    g = lambda x: f(x, y)
+    _, linear = jax.linearize(g, x)
+    return (
+      jax.vmap(call)(a, b),
+      call(x, y),
+      call(a[1], b[1]),
+      jax.grad(g)(x),
+      jax.jvp(g, (x,), (t,))[1],
+      linear(t),
+      jax.jacfwd(g)(x),
+    )
+
+  vmapped, first, second, grad, tangent, linear, jac = everything(a, b, t)
+  np.testing.assert_allclose(call(a[0], b[0]), first, rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(
+    vmapped, jnp.stack([first, second]), rtol=1e-6, atol=1e-7
+  )
+  assert bool(jnp.all(jnp.isfinite(grad))) and float(jnp.abs(grad).max()) > 0
+  inner = jnp.vdot(grad, t)
+  np.testing.assert_allclose(tangent, inner, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(linear, inner, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(jac, grad, rtol=1e-4, atol=1e-6)
+  with jax.enable_x64(True):
+    x, y = jnp.asarray(a[0], jnp.float64), jnp.asarray(b[0], jnp.float64)
+    d = jnp.asarray(t, jnp.float64)
+    h = 1e-5
+
+    @jax.jit
+    def hvp_and_differences(x, y, d):
+      grad = jax.grad(lambda x: f(x, y))
+      hvp = jax.jvp(grad, (x,), (d,))[1]
+      return hvp, (grad(x + h * d) - grad(x - h * d)) / (2 * h)
+
+    hvp, fd = hvp_and_differences(x, y, d)
+    scale = float(jnp.max(jnp.abs(fd))) + 1e-12
+    np.testing.assert_allclose(hvp / scale, fd / scale, atol=1e-5)
+  # jax.export of the value and the gradient round trips.
+  program = lambda x, y: (call(x, y), jax.grad(f)(x, y))
+  exported = jax.export.export(jax.jit(program))(a[0], b[0])
+  value, gradient = jax.export.deserialize(exported.serialize()).call(
+    a[0], b[0]
+  )
+  np.testing.assert_allclose(value, first, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(gradient, grad, rtol=1e-5, atol=1e-7)
+
+
+TWO_D_ONLY = (
+  jaxloss.box_ciou_loss,
+  jaxloss.box_eiou_loss,
+  jaxloss.box_siou_loss,
+  jaxloss.bounded_iou_loss,
+  jaxloss.complete_box_iou,
+  jaxloss.rotated_box_probiou_loss,
+  jaxloss.rotated_box_kld_loss,
+  jaxloss.rotated_box_gwd_loss,
+)
+
+
+@pytest.mark.parametrize("fn", TWO_D_ONLY, ids=lambda fn: fn.__name__)
+def test_2d_only_functions_refuse_3d_boxes(fn):
+  name = fn.__name__
+  cubes = jnp.zeros((3, 6))
+  first = "boxes1" if name == "complete_box_iou" else "pred"
+  with pytest.raises(
+    ValueError, match=rf"^{name}: {first} must have shape .*2-D only"
+  ):
+    fn(cubes, cubes)
+  with pytest.raises(ValueError, match=rf"^{name}: .*2-D only"):
+    jax.jit(fn)(cubes, cubes)
+
+
+@pytest.mark.parametrize(
+  "fn",
+  [
+    jaxloss.box_iou_loss,
+    jaxloss.box_giou_loss,
+    jaxloss.box_diou_loss,
+    jaxloss.box_iou,
+    jaxloss.generalized_box_iou,
+    jaxloss.distance_box_iou,
+  ],
+  ids=lambda fn: fn.__name__,
+)
+def test_3d_bad_input(fn):
+  name = fn.__name__
+  first, second = ("pred", "target") if "loss" in name else ("boxes1", "boxes2")
+  cubes, squares = jnp.zeros((3, 6)), jnp.zeros((3, 4))
+  with pytest.raises(
+    ValueError,
+    match=rf"^{name}: {second}.shape\[-1\] 4 must equal {first}.shape\[-1\] 6",
+  ):
+    fn(cubes, squares)
+  with pytest.raises(
+    ValueError,
+    match=rf"^{name}: {second}.shape\[-1\] 6 must equal {first}.shape\[-1\] 4",
+  ):
+    jax.jit(fn)(squares, cubes)
+  with pytest.raises(
+    ValueError, match=rf"^{name}: {first} must have shape .*4\] or .*6\]"
+  ):
+    fn(jnp.zeros((3, 5)), jnp.zeros((3, 5)))
+  with pytest.raises(
+    TypeError, match=rf"^{name}: {second} must have a floating"
+  ):
+    fn(cubes, jnp.zeros((3, 6), jnp.int32))
+
+
+def test_box_convert_3d():
+  table = {
+    "xyxy": [1.0, 2.0, 3.0, 4.0, 8.0, 9.0],
+    "xywh": [1.0, 2.0, 3.0, 3.0, 6.0, 6.0],
+    "cxcywh": [2.5, 5.0, 6.0, 3.0, 6.0, 6.0],
+  }
+  for source, target in itertools.product(FORMATS, FORMATS):
+    got = jaxloss.box_convert(
+      jnp.array([table[source]]), in_format=source, out_format=target
+    )
+    np.testing.assert_allclose(got, [table[target]], err_msg=(source, target))
+  boxes = jnp.asarray(
+    np.random.default_rng(80).uniform(-5, 5, (2, 3, 6)), jnp.float32
+  )
+  there = jaxloss.box_convert(boxes, in_format="xyxy", out_format="cxcywh")
+  back = jaxloss.box_convert(there, in_format="cxcywh", out_format="xywh")
+  back = jaxloss.box_convert(back, in_format="xywh", out_format="xyxy")
+  assert back.shape == boxes.shape
+  np.testing.assert_allclose(back, boxes, rtol=1e-5, atol=1e-5)
+  with pytest.raises(
+    ValueError,
+    match=r"box_convert: boxes must have shape \[\.\.\., 4\] or \[\.\.\., 6\]",
+  ):
+    jaxloss.box_convert(jnp.zeros((3, 5)), in_format="xyxy", out_format="xywh")
+
+
+# 13. Bounded IoU -------------------------------------------------------------------
+
+
+@jax.jit
+def BOUNDED(pred, target, beta=0.2, eps=1e-3):  # options traced: one program
+  return jaxloss.bounded_iou_loss(pred, target, beta=beta, eps=eps)
+
+
+@jax.jit
+def BOUNDED_GRAD(pred, target, eps=1e-3):
+  """Gradients with respect to pred and target, and those with the target
+  held constant (mmdetection's no_grad)."""
+  total = lambda p, t: jnp.sum(jaxloss.bounded_iou_loss(p, t, eps=eps))
+  held = lambda p, t: total(p, jax.lax.stop_gradient(t))
+  return (
+    jax.grad(total, argnums=(0, 1))(pred, target),
+    jax.grad(held, argnums=(0, 1))(pred, target),
+  )
+
+
+@pytest.mark.parametrize(
+  "pred, target, want",
+  [
+    # Shifted by 0.5 in x: c_x = 1 - (2 - 1) / (2 + 1) = 2/3 > beta.
+    ([0.5, 0.0, 2.5, 2.0], A, 2 / 3 - 0.1),
+    # Half as wide: c_x = 2/3 and c_w = 1/2.
+    ([0.0, 0.0, 1.0, 2.0], A, (2 / 3 - 0.1) + (1 / 2 - 0.1)),
+    # 0.2 taller: 2 |dy| = 0.2, c_y = 1 - 1.8/2.2 = 2/11 and
+    # c_h = 1 - 2/2.2 = 1/11, both below beta.
+    ([0.0, 0.0, 2.0, 2.2], A, ((2 / 11) ** 2 + (1 / 11) ** 2) / 0.4),
+    # Disjoint in x (2 |dx| = 6 >= w_t): c_x = 1.
+    ([3.0, 0.0, 5.0, 2.0], A, 1 - 0.1),
+    (A, A, 0.0),
+  ],
+)
+def test_bounded_iou_hand_cases(pred, target, want):
+  got = BOUNDED(jnp.array(pred), jnp.array(target), eps=0.0)
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+def test_bounded_iou_identical_boxes_and_eps():
+  # With eps, each term is eps / (w + eps), squared over 2 beta.
+  c = np.array([1e-3 / 2.001, 1e-3 / 4.001])
+  with jax.enable_x64(True):
+    box = jnp.array([1.0, 2.0, 3.0, 6.0])  # w = 2, h = 4
+    for beta in (0.2, 0.5):
+      np.testing.assert_allclose(
+        BOUNDED(box, box, beta, 1e-3), np.sum(c**2) / beta, rtol=1e-9
+      )
+
+
+def test_bounded_iou_matches_reference():
+  pred, target = random_boxes(81, 16), random_boxes(82, 16)
+  pred[:8] = target[:8] + np.random.default_rng(83).uniform(-0.3, 0.3, (8, 4))
+  want = ref.bounded_iou_loss(pred, target)
+  got = BOUNDED(
+    jnp.asarray(pred, jnp.float32), jnp.asarray(target, jnp.float32)
+  )
+  assert got.shape == (16,) and got.dtype == jnp.float32
+  np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+  costs = ref.bounded_iou_costs(pred, target)
+  assert (costs < 0.2).any() and (costs > 0.2).any()  # both smooth-L1 parts
+  with jax.enable_x64(True):
+    p, t = jnp.asarray(pred), jnp.asarray(target)
+    np.testing.assert_allclose(BOUNDED(p, t), want, rtol=1e-12, atol=1e-14)
+    (d_pred, d_target), (held_pred, held_target) = BOUNDED_GRAD(p, t)
+    # mmdetection's target held constant: the same gradient for pred.
+    np.testing.assert_array_equal(held_pred, d_pred)
+    assert float(jnp.abs(held_target).max()) == 0
+  np.testing.assert_allclose(
+    d_pred,
+    references.numerical_grad(
+      lambda x: np.sum(ref.bounded_iou_loss(x, target)), pred
+    ),
+    rtol=1e-6,
+    atol=1e-8,
+  )
+  # The true derivative with respect to the target.
+  np.testing.assert_allclose(
+    d_target,
+    references.numerical_grad(
+      lambda x: np.sum(ref.bounded_iou_loss(pred, x)), target
+    ),
+    rtol=1e-6,
+    atol=1e-8,
+  )
+  assert np.abs(d_target).max() > 0
+
+
+def test_bounded_iou_edges(degenerate):
+  pred, target = degenerate
+  for eps in (1e-3, 0.0):
+    value = BOUNDED(pred, target, eps=eps)
+    grads = BOUNDED_GRAD(pred, target, eps=eps)[0]
+    bad = [k for k, ok in zip(DEGENERATE, np.isfinite(value)) if not ok]
+    assert not bad, (eps, bad)
+    for g in grads:
+      bad = [k for k, ok in zip(DEGENERATE, np.isfinite(g).all(-1)) if not ok]
+      assert not bad, (eps, bad)
+  # NaN in, NaN out; broadcasting (one target for every box).
+  nan = BOUNDED(pred.at[1, 2].set(jnp.nan), target[0])
+  assert bool(jnp.isnan(nan[1])) and bool(jnp.all(jnp.isfinite(nan[2:])))
+  np.testing.assert_allclose(
+    nan[2:],
+    BOUNDED(pred, jnp.broadcast_to(target[0], pred.shape))[2:],
+    rtol=1e-6,
+  )
+  # bf16 in: computed in float32.
+  p16, t16 = pred.astype(jnp.bfloat16), target.astype(jnp.bfloat16)
+  low = BOUNDED(p16, t16)
+  assert low.dtype == jnp.float32
+  np.testing.assert_allclose(
+    low, BOUNDED(p16.astype(jnp.float32), t16.astype(jnp.float32)), rtol=1e-6
+  )
+  empty = jnp.zeros((0, 4))
+  assert jaxloss.bounded_iou_loss(empty, empty).shape == (0,)
+
+
+def test_bounded_iou_bad_input():
+  fn, ok = jaxloss.bounded_iou_loss, jnp.zeros((3, 4))
+  with pytest.raises(
+    ValueError, match=r"^bounded_iou_loss: pred must have shape"
+  ):
+    fn(jnp.zeros((3, 5)), ok)
+  with pytest.raises(ValueError, match=r"^bounded_iou_loss: .*must broadcast"):
+    fn(ok, jnp.zeros((2, 4)))
+  with pytest.raises(
+    TypeError, match=r"^bounded_iou_loss: target must have a floating"
+  ):
+    fn(ok, jnp.zeros((3, 4), jnp.int32))
+  for bad in (0.0, -1.0, float("nan")):
+    with pytest.raises(ValueError, match=r"^bounded_iou_loss: beta must be"):
+      fn(ok, ok, beta=bad)
+  with pytest.raises(ValueError, match=r"^bounded_iou_loss: eps must be >= 0"):
+    jax.jit(lambda p: fn(p, p, eps=-1.0))(ok)
+  with pytest.raises(
+    TypeError, match=r"^bounded_iou_loss: beta must be a real"
+  ):
+    fn(ok, ok, beta="0.2")
+
+
+# 14. Balanced L1 --------------------------------------------------------------------
+
+
+@jax.jit
+def BALANCED(pred, target, alpha=0.5, gamma=1.5, beta=1.0, where=None):
+  return jaxloss.balanced_l1_loss(
+    pred, target, alpha=alpha, gamma=gamma, beta=beta, where=where
+  )
+
+
+@jax.jit
+def BALANCED_GRAD(pred, target, beta=1.0, where=None):
+  total = lambda p, t: jnp.sum(
+    jnp.sin(jaxloss.balanced_l1_loss(p, t, beta=beta, where=where))
+  )
+  return jax.value_and_grad(total, argnums=(0, 1))(pred, target)
+
+
+B = np.expm1(3.0)  # alpha = 0.5, gamma = 1.5: b = e^3 - 1
+
+
+def test_balanced_l1_hand_cases():
+  pred = jnp.array([0.0, 1.0, -2.0, 0.5])
+  got = BALANCED(pred, jnp.zeros(4))
+  want = [
+    0.0,
+    1.5 + 1.5 / B - 0.5,  # x = beta: both parts agree
+    3.0 + 1.5 / B - 0.5,
+    0.5 / B * (0.5 * B + 1) * np.log(0.5 * B + 1) - 0.25,
+  ]
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  assert got.shape == (4,) and got.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.5, 2.0])
+def test_balanced_l1_matches_reference(beta):
+  rng = np.random.default_rng(86)
+  pred = rng.uniform(-3, 3, (4, 8))
+  target = rng.uniform(-1, 1, (4, 8))
+  want = ref.balanced_l1(pred, target, beta=beta)
+  got = BALANCED(
+    jnp.asarray(pred, jnp.float32), jnp.asarray(target, jnp.float32), beta=beta
+  )
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  # Continuous at x = beta, for every beta.
+  edge = BALANCED(
+    jnp.array([beta * (1 - 1e-6), beta * (1 + 1e-6)]), jnp.zeros(2), beta=beta
+  )
+  np.testing.assert_allclose(edge[0], edge[1], rtol=1e-5)
+  with jax.enable_x64(True):
+    p, t = jnp.asarray(pred), jnp.asarray(target)
+    np.testing.assert_allclose(BALANCED(p, t, beta=beta), want, rtol=1e-12)
+    _, (d_pred, d_target) = BALANCED_GRAD(p, t, beta)
+    np.testing.assert_allclose(d_target, -d_pred, rtol=1e-12)
+  scalar = lambda x: np.sum(np.sin(ref.balanced_l1(x, target, beta=beta)))
+  np.testing.assert_allclose(
+    d_pred, references.numerical_grad(scalar, pred), rtol=1e-6, atol=1e-8
+  )
+
+
+def test_balanced_l1_gradient_is_the_paper_eq_7():
+  x = np.linspace(-3, 3, 25) + 0.01  # away from the kink at 0 and from 1
+  with jax.enable_x64(True):
+    got = jax.jit(
+      jax.vmap(jax.grad(lambda p: jaxloss.balanced_l1_loss(p, jnp.zeros(()))))
+    )(jnp.asarray(np.append(x, 0.0)))
+    got, at_zero = np.asarray(got[:-1]), float(got[-1])
+  np.testing.assert_allclose(got, ref.balanced_l1_gradient(x, 0.0), rtol=1e-12)
+  # The inliers' gradient exceeds the smooth L1's (x itself, beta = 1).
+  inlier = (np.abs(x) < 1) & (np.abs(x) > 0.05)
+  assert np.all(np.abs(got[inlier]) > np.abs(x[inlier]))
+  assert at_zero == 0.0  # smooth at p = t (beta = 1)
+
+
+def test_balanced_l1_mask_and_edges():
+  pred = jnp.array([[0.5, jnp.inf, 1e4], [-1e4, jnp.nan, 0.3]])
+  target = jnp.zeros((2, 3))
+  where = jnp.array([True, False, True])  # broadcasts over the rows
+  value, (grad, _) = BALANCED_GRAD(pred, target, where=where)
+  assert bool(jnp.isfinite(value)) and bool(jnp.all(jnp.isfinite(grad)))
+  np.testing.assert_array_equal(grad[:, 1], 0)
+  # Huge errors: slope gamma (times cos of the loss in BALANCED_GRAD).
+  loss = BALANCED(pred, target, where=where)
+  np.testing.assert_allclose(grad[0, 2], 1.5 * jnp.cos(loss[0, 2]), rtol=1e-5)
+  np.testing.assert_array_equal(loss[:, 1], 0)
+  full = BALANCED(pred, target)
+  np.testing.assert_array_equal(loss[:, 0::2], full[:, 0::2])  # masked = sliced
+  assert bool(jnp.isnan(full[1, 1])) and bool(jnp.isinf(full[0, 1]))
+  # All masked: 0 with zero, finite gradients.
+  none = jnp.zeros((2, 3), bool)
+  value, (grad, _) = BALANCED_GRAD(pred, target, where=none)
+  assert float(value) == 0 and float(jnp.abs(grad).max()) == 0
+  # bf16 in, float32 out and close; traced options; empty.
+  low = BALANCED(pred[:, ::2].astype(jnp.bfloat16), target[:, ::2])
+  assert low.dtype == jnp.float32
+  np.testing.assert_allclose(
+    low,
+    BALANCED(
+      pred[:, ::2].astype(jnp.bfloat16).astype(jnp.float32), target[:, ::2]
+    ),
+    rtol=1e-6,
+  )
+  np.testing.assert_allclose(
+    BALANCED(pred[:, ::2], target[:, ::2], 0.4, 1.2, 0.7),
+    ref.balanced_l1(pred[:, ::2], target[:, ::2], 0.4, 1.2, 0.7),
+    rtol=1e-5,
+  )
+  empty = jnp.zeros((0, 4))
+  assert jaxloss.balanced_l1_loss(empty, empty).shape == (0, 4)
+
+
+def test_balanced_l1_bad_input():
+  fn, ok = jaxloss.balanced_l1_loss, jnp.zeros((3, 4))
+  with pytest.raises(
+    ValueError, match=r"^balanced_l1_loss: target.shape \(4,\) must equal"
+  ):
+    fn(ok, jnp.zeros(4))  # no broadcasting
+  with pytest.raises(TypeError, match=r"^balanced_l1_loss: pred must have a"):
+    fn(jnp.zeros((3, 4), jnp.int32), ok)
+  with pytest.raises(TypeError, match=r"^balanced_l1_loss: target must have a"):
+    jax.jit(fn)(ok, jnp.zeros((3, 4), jnp.int32))
+  for name in ("alpha", "gamma", "beta"):
+    for bad in (0.0, -1.0, float("inf")):
+      with pytest.raises(
+        ValueError, match=rf"^balanced_l1_loss: {name} must be"
+      ):
+        jax.jit(lambda p, name=name, bad=bad: fn(p, p, **{name: bad}))(ok)
+  with pytest.raises(
+    TypeError, match=r"^balanced_l1_loss: where must be a boolean"
+  ):
+    fn(ok, ok, where=jnp.ones((3, 4)))
+  with pytest.raises(ValueError, match=r"^balanced_l1_loss: where.shape"):
+    fn(ok, ok, where=jnp.ones((2, 4), bool))
