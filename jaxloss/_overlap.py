@@ -25,6 +25,17 @@ def _smooth(fn, smooth):
   return _checks.nonnegative(fn, "smooth", smooth)
 
 
+# Scores below this are clamped in the log form (smp's clamp_min(eps)).
+LOG_FLOOR = 1e-7
+
+
+def _score_loss(fn: str, score: jax.Array, log_loss) -> jax.Array:
+  """``1 - score``, or with ``log_loss`` ``-log(max(score, 1e-7))``."""
+  if _checks.flag(fn, "log_loss", log_loss):
+    return -jnp.log(jnp.maximum(score, LOG_FLOOR))
+  return 1 - score
+
+
 def _stats(fn, probs, labels, *, axis, axis_name, where, activation, **kw):
   """The pooled ``(I, P, T)`` (and ``N`` with ``count=True``) of a loss of
   this family; ``kw``: ``squared``, ``soft``, ``count``."""
@@ -44,6 +55,7 @@ def dice_loss(
   smooth: float = 1.0,
   squared: bool = False,
   soft_labels: bool = True,
+  log_loss: bool = False,
   classes: Classes = "all",
   class_weights: ArrayLike | None = None,
   activation: Activation = None,
@@ -82,6 +94,12 @@ def dice_loss(
       t_{ic})`, so that the loss of soft targets is 0 at, and only at,
       :math:`p = t`; equal to :math:`\sum_i p_{ic} t_{ic}` on hard labels.
       ``False``: the classic product.
+    log_loss: Return :math:`-\log` of each class's score instead of
+      :math:`1 -` score (segmentation_models_pytorch's ``log_loss``): its
+      gradient is the Dice loss's divided by the score, largest while the
+      overlap is poor. The score is clamped below at ``1e-7`` (smp's
+      ``eps``), so a class with no overlap and ``smooth=0`` stays finite,
+      with zero gradient.
     classes: ``"all"``, ``"present"`` (classes with :math:`T_c > 0` in the
       pooled group) or an integer array of class ids to average over.
     class_weights: Optional ``[C]`` weights :math:`w_c` of the class mean.
@@ -188,9 +206,8 @@ def dice_loss(
     squared=squared,
     soft=soft_labels,
   )
-  per_class = 1 - _numerics.safe_div(
-    2 * inter + smooth, pred + true + smooth, 1
-  )
+  score = _numerics.safe_div(2 * inter + smooth, pred + true + smooth, 1)
+  per_class = _score_loss(fn, score, log_loss)
   return _region.class_mean(fn, per_class, true, classes, class_weights)
 
 
@@ -204,6 +221,7 @@ def iou_loss(
   smooth: float = 1.0,
   squared: bool = False,
   soft_labels: bool = True,
+  log_loss: bool = False,
   classes: Classes = "all",
   class_weights: ArrayLike | None = None,
   activation: Activation = None,
@@ -228,6 +246,8 @@ def iou_loss(
     squared: Use :math:`\sum p^2` and :math:`\sum t^2` for :math:`P, T`.
     soft_labels: :math:`I_c = \sum_i \min(p_{ic}, t_{ic})`; see
       :func:`dice_loss`.
+    log_loss: :math:`-\log` of each class's score instead of
+      :math:`1 -` score; see :func:`dice_loss`.
     classes: ``"all"``, ``"present"`` or an integer array of class ids.
     class_weights: Optional ``[C]`` weights of the class mean.
     activation: None, ``"softmax"`` or ``"sigmoid"``: the first argument
@@ -269,9 +289,8 @@ def iou_loss(
     squared=squared,
     soft=soft_labels,
   )
-  per_class = 1 - _numerics.safe_div(
-    inter + smooth, pred + true - inter + smooth, 1
-  )
+  score = _numerics.safe_div(inter + smooth, pred + true - inter + smooth, 1)
+  per_class = _score_loss(fn, score, log_loss)
   return _region.class_mean(fn, per_class, true, classes, class_weights)
 
 

@@ -129,9 +129,12 @@ def dice(
   classes="all",
   class_weights=None,
   soft_labels=True,
+  log_loss=False,
 ):
   i, p, t = overlap_stats(probs, targets, axes, where, squared, soft_labels)
-  per_class = 1 - _ratio(2 * i + smooth, p + t + smooth)
+  score = _ratio(2 * i + smooth, p + t + smooth)
+  # smp's log form: -log of the score, clamped below at 1e-7.
+  per_class = -np.log(np.maximum(score, 1e-7)) if log_loss else 1 - score
   return class_mean(per_class, t, classes, class_weights)
 
 
@@ -145,9 +148,12 @@ def iou(
   classes="all",
   class_weights=None,
   soft_labels=True,
+  log_loss=False,
 ):
   i, p, t = overlap_stats(probs, targets, axes, where, squared, soft_labels)
-  per_class = 1 - _ratio(i + smooth, p + t - i + smooth)
+  score = _ratio(i + smooth, p + t - i + smooth)
+  # smp's log form: -log of the score, clamped below at 1e-7.
+  per_class = -np.log(np.maximum(score, 1e-7)) if log_loss else 1 - score
   return class_mean(per_class, t, classes, class_weights)
 
 

@@ -27,6 +27,8 @@ def _batch(shape=(2, 3, 4), num_classes=C, seed=0):
 LOSSES = {
   "dice": (jaxloss.dice_loss, ref.dice, {}),
   "iou": (jaxloss.iou_loss, ref.iou, {}),
+  "log_dice": (jaxloss.dice_loss, ref.dice, {"log_loss": True}),
+  "log_iou": (jaxloss.iou_loss, ref.iou, {"log_loss": True}),
   "tversky": (jaxloss.tversky_loss, ref.tversky, {"alpha": 0.3, "beta": 0.7}),
   "focal_tversky": (
     jaxloss.tversky_loss,
@@ -60,6 +62,8 @@ MASK_2X2 = jnp.array([[1.0, 1.0], [0.0, 0.0]])[..., None]
     (jaxloss.dice_loss, {}, 1 - 2 / 4),
     (jaxloss.dice_loss, {"smooth": 1.0}, 1 - 3 / 5),
     (jaxloss.iou_loss, {}, 1 - 1 / 3),
+    (jaxloss.dice_loss, {"log_loss": True}, -np.log(2 / 4)),
+    (jaxloss.iou_loss, {"log_loss": True, "smooth": 1.0}, -np.log(2 / 4)),
     (jaxloss.tversky_loss, {"alpha": 1.0, "beta": 0.0}, 1 - 1 / 2),
     (jaxloss.tversky_loss, {"gamma": 2.0}, (1 - 2 / 4) ** 2),
     (jaxloss.generalized_dice_loss, {}, 1 - 2 / 4),  # one class: weights cancel
@@ -307,6 +311,22 @@ def test_per_element_mask_is_each_class_on_its_own_pixels(fn):
 
 
 # 3. Identities.
+
+
+@pytest.mark.parametrize("fn", (jaxloss.dice_loss, jaxloss.iou_loss))
+def test_log_loss_gradient_is_the_loss_gradient_over_the_score(fn):
+  """d(-log s) = d(1 - s) / s per class (one class here), and no overlap at
+  smooth=0 gives -log(1e-7), finite with zero gradient."""
+  probs = jax.random.uniform(KEY, (2, 3, 4, 1))
+  ids = (probs > 0.3).astype(jnp.float32)  # targets [..., 1]
+  f = lambda p, log: fn(p, ids, smooth=0.0, log_loss=log)
+  score = 1 - f(probs, False)
+  grad = jax.grad(f)(probs, True)
+  np.testing.assert_allclose(grad, jax.grad(f)(probs, False) / score, rtol=1e-5)
+  empty = jnp.zeros_like(probs)
+  value, grad = jax.value_and_grad(f)(empty, True)
+  np.testing.assert_allclose(value, -np.log(1e-7), rtol=1e-6)
+  assert np.all(grad == 0)
 
 
 def test_tversky_half_half_is_dice_and_one_one_is_iou():
