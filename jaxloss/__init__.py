@@ -31,6 +31,7 @@ from jaxloss._matching import mask_bce_cost
 from jaxloss._matching import mask_dice_cost
 from jaxloss._matching import mask_focal_cost
 from jaxloss._matching import softmax_class_cost
+from jaxloss._ohem import ohem_cross_entropy_loss
 from jaxloss._overlap import dice_loss
 from jaxloss._overlap import generalized_dice_loss
 from jaxloss._overlap import iou_loss
@@ -74,6 +75,7 @@ __all__ = (
   "mask_dice_cost",
   "mask_focal_cost",
   "mcc_loss",
+  "ohem_cross_entropy_loss",
   "quality_focal_loss",
   "rotated_box_gwd_loss",
   "rotated_box_kld_loss",

@@ -129,6 +129,10 @@ CASES = {
     (_logits(k1, (2, 7, 4)), _ids(k2, (2, 7), 4)),
     {"gamma": 1.5},
   ),
+  "ohem_cross_entropy_loss": lambda k1, k2: (
+    (_logits(k1, (2, 7, 4)), _ids(k2, (2, 7), 4)),
+    {"threshold": 0.6, "min_kept": 5, "class_weights": np.arange(1.0, 5.0)},
+  ),
   "dice_loss": _region(),
   "iou_loss": _region(classes="present"),
   "tversky_loss": _region(alpha=0.3, beta=0.7, gamma=0.75),
@@ -215,6 +219,7 @@ POOLED = {
 BAD = {
   "focal_loss": lambda x, y: (x, y + 2),
   "softmax_focal_loss": lambda x, y: (x, y.at[0].set(9)),
+  "ohem_cross_entropy_loss": lambda x, y: (x, y.at[0].set(-1)),
   "varifocal_loss": lambda x, y: (x, y + 2),
   "quality_focal_loss": lambda x, y: (x, y - 2),
   "dice_loss": lambda p, y: (p, y.at[0, 0].set(9)),

@@ -1,0 +1,54 @@
+"""Float64 NumPy references for OHEM cross-entropy, deep supervision and the
+asymmetric unified focal loss, written from their definitions (mmseg's OHEM
+pixel sampler as described in its documentation; MONAI's and nnU-Net's deep
+supervision; Yeung et al. 2022), with plain loops where that is clearer."""
+
+import numpy as np
+
+
+def log_softmax(x):
+  x = np.asarray(x, np.float64)
+  shifted = x - x.max(-1, keepdims=True)
+  return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+
+
+# OHEM (online hard example mining) cross-entropy.
+
+
+def ohem_cross_entropy(
+  logits, labels, threshold, min_kept, where=None, class_weights=None
+):
+  """Per pixel: -w_y log p_y where p_y < threshold or p_y is among the
+  min_kept smallest true-class probabilities of the valid pixels (ties at
+  the k-th all kept); 0 elsewhere."""
+  log_p = log_softmax(logits)
+  labels = np.asarray(labels)
+  num_classes = log_p.shape[-1]
+  valid = (labels >= 0) & (labels < num_classes)
+  if where is not None:
+    valid = valid & np.broadcast_to(np.asarray(where), labels.shape)
+  ids = np.where(valid, labels, 0)
+  log_py = np.take_along_axis(log_p, ids[..., None], -1)[..., 0]
+  p = np.exp(log_py)
+  kept = p < threshold
+  valid_probs = np.sort(p[valid])
+  if min_kept > 0 and valid_probs.size:
+    if min_kept >= valid_probs.size:
+      kept = np.ones_like(kept)
+    else:
+      kept = kept | (p <= valid_probs[min_kept - 1])
+  kept = kept & valid
+  w = 1.0 if class_weights is None else np.asarray(class_weights)[ids]
+  return np.where(kept, -w * log_py, 0.0)
+
+
+def ohem_mmseg_selection(logits, labels, threshold, min_kept):
+  """mmseg's rule as its documentation states it: keep the pixels whose
+  true-class probability is strictly below max(threshold, the sorted
+  probability at index min(min_kept, n - 1))."""
+  log_p = log_softmax(logits)
+  p = np.exp(np.take_along_axis(log_p, np.asarray(labels)[..., None], -1))
+  p = p[..., 0]
+  sorted_p = np.sort(p.ravel())
+  cut = max(threshold, sorted_p[min(min_kept, sorted_p.size - 1)])
+  return p < cut
