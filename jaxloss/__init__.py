@@ -16,6 +16,7 @@ from jaxloss._boxes import complete_box_iou
 from jaxloss._boxes import distance_box_iou
 from jaxloss._boxes import generalized_box_iou
 from jaxloss._checks import value_checks
+from jaxloss._deep_supervision import deep_supervision_loss
 from jaxloss._dfl import distribution_focal_loss
 from jaxloss._dfl import distribution_integral
 from jaxloss._distance import distance_transform
@@ -57,6 +58,7 @@ __all__ = (
   "box_siou_loss",
   "cldice_loss",
   "complete_box_iou",
+  "deep_supervision_loss",
   "dice_loss",
   "distance_box_iou",
   "distance_transform",

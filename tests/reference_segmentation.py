@@ -52,3 +52,30 @@ def ohem_mmseg_selection(logits, labels, threshold, min_kept):
   sorted_p = np.sort(p.ravel())
   cut = max(threshold, sorted_p[min(min_kept, sorted_p.size - 1)])
   return p < cut
+
+
+# Deep supervision: labels resized to each output.
+
+
+def nearest_resize(labels, spatial):
+  """Class ids [B, *S] to [B, *spatial]: each output cell takes the id at
+  its centre, source index floor((j + 1/2) * n_in / n_out)."""
+  out = np.asarray(labels)
+  for axis, size in enumerate(spatial, start=1):
+    n = out.shape[axis]
+    index = np.floor((np.arange(size) + 0.5) * n / size).astype(int)
+    out = np.take(out, np.minimum(index, n - 1), axis=axis)
+  return out
+
+
+def area_resize(targets, spatial):
+  """Float targets [B, *S, C] to [B, *spatial, C]: the mean of each block."""
+  t = np.asarray(targets, np.float64)
+  factors = [n // s for n, s in zip(t.shape[1:-1], spatial)]
+  out = np.zeros((t.shape[0], *spatial, t.shape[-1]))
+  for cell in np.ndindex(*spatial):
+    block = tuple(slice(c * f, (c + 1) * f) for c, f in zip(cell, factors))
+    out[(slice(None), *cell)] = t[(slice(None), *block)].mean(
+      axis=tuple(range(1, len(spatial) + 1))
+    )
+  return out

@@ -133,6 +133,14 @@ CASES = {
     (_logits(k1, (2, 7, 4)), _ids(k2, (2, 7), 4)),
     {"threshold": 0.6, "min_kept": 5, "class_weights": np.arange(1.0, 5.0)},
   ),
+  "deep_supervision_loss": lambda k1, k2: (
+    (
+      _logits(k1, (2, 4, 6, 3)),
+      _logits(k2, (2, 2, 3, 3)),
+      _ids(k2, (2, 4, 6), 3),
+    ),
+    {"weights": (1.0, 0.25)},
+  ),
   "dice_loss": _region(),
   "iou_loss": _region(classes="present"),
   "tversky_loss": _region(alpha=0.3, beta=0.7, gamma=0.75),
@@ -252,9 +260,26 @@ NOT_SMOOTH = {
 NOT_ARRAY_FUNCTIONS = {"value_checks"}
 
 
+# Functions that take more than arrays, called by the table through a
+# function of arrays alone (one example: the table's calls are per example).
+WRAPPED = {
+  # Two levels, full and half resolution, of the softmax Dice loss; the
+  # table differentiates with respect to the full-resolution logits.
+  "deep_supervision_loss": lambda fn: (
+    lambda full, half, labels, **kwargs: fn(
+      lambda x, y: jaxloss.dice_loss(jax.nn.softmax(x), y),
+      [full[None], half[None]],
+      labels[None],
+      **kwargs,
+    )
+  ),
+}
+
+
 def _case(name, key=0):
   (args, kwargs) = CASES[name](*jax.random.split(jax.random.PRNGKey(key)))
-  return getattr(jaxloss, name), args, kwargs
+  fn = getattr(jaxloss, name)
+  return (WRAPPED[name](fn) if name in WRAPPED else fn), args, kwargs
 
 
 def test_every_public_name_has_a_case():
