@@ -41,11 +41,13 @@ from jaxloss._overlap import tversky_loss
 from jaxloss._rotated import rotated_box_gwd_loss
 from jaxloss._rotated import rotated_box_kld_loss
 from jaxloss._rotated import rotated_box_probiou_loss
+from jaxloss._unified_focal import asymmetric_unified_focal_loss
 from jaxloss._wasserstein import generalized_wasserstein_dice_loss
 
 __version__ = "0.1.0"
 
 __all__ = (
+  "asymmetric_unified_focal_loss",
   "boundary_loss",
   "box_ciou_loss",
   "box_convert",

@@ -79,3 +79,44 @@ def area_resize(targets, spatial):
       axis=tuple(range(1, len(spatial) + 1))
     )
   return out
+
+
+# Asymmetric unified focal loss (Yeung et al. 2022).
+
+
+def asymmetric_unified_focal(
+  probs,
+  targets,
+  axes,
+  weight=0.5,
+  delta=0.6,
+  gamma=0.5,
+  where=None,
+  smooth=1e-7,
+):
+  """lambda L_maF + (1 - lambda) L_maFT, class 0 the background.
+
+  L_maF: per pixel -(1 - delta) (1 - p_0)^gamma t_0 log p_0 - delta
+  sum_{c >= 1} t_c log p_c, averaged over the valid pixels of each pooled
+  group. L_maFT: the mean over classes of 1 - TI_0 and (1 - TI_c)^(1 - gamma)
+  for c >= 1, TI_c = (TP + s) / (TP + delta FN + (1 - delta) FP + s).
+  """
+  p = np.asarray(probs, np.float64)
+  t = np.asarray(targets, np.float64)
+  valid = np.ones(p.shape[:-1]) if where is None else np.asarray(where) * 1.0
+  num_classes = p.shape[-1]
+  terms = []
+  for c in range(num_classes):
+    tp = np.sum(valid * p[..., c] * t[..., c], axis=axes)
+    fn = np.sum(valid * (1 - p[..., c]) * t[..., c], axis=axes)
+    fp = np.sum(valid * p[..., c] * (1 - t[..., c]), axis=axes)
+    ti = (tp + smooth) / (tp + delta * fn + (1 - delta) * fp + smooth)
+    terms.append(1 - ti if c == 0 else (1 - ti) ** (1 - gamma))
+  tversky = np.mean(terms, axis=0)
+  with np.errstate(divide="ignore"):
+    log_p = np.log(p)
+  ce = np.where(t > 0, -t * log_p, 0.0)
+  focal = (1 - delta) * (1 - p[..., 0]) ** gamma * ce[..., 0]
+  focal = focal + delta * ce[..., 1:].sum(-1)
+  focal = np.sum(valid * focal, axis=axes) / np.sum(valid, axis=axes)
+  return weight * focal + (1 - weight) * tversky

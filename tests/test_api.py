@@ -141,6 +141,15 @@ CASES = {
     ),
     {"weights": (1.0, 0.25)},
   ),
+  # Probabilities away from 0: the Hessian of -t log p is t / p^2, which the
+  # table's central differences (step 1e-5) resolve only for p well above it.
+  "asymmetric_unified_focal_loss": lambda k1, k2: (
+    (
+      jax.nn.softmax(jax.random.normal(k1, (2, 5, 6, 4))),
+      _ids(k2, (2, 5, 6), 4),
+    ),
+    {"weight": 0.4, "gamma": 0.3},
+  ),
   "dice_loss": _region(),
   "iou_loss": _region(classes="present"),
   "tversky_loss": _region(alpha=0.3, beta=0.7, gamma=0.75),
@@ -211,6 +220,7 @@ REQUIRED_KEYWORDS = {
 # A region loss pools over every axis by default, so a batched call is not a
 # stack of per-example calls; the table pools per example for them.
 POOLED = {
+  "asymmetric_unified_focal_loss",
   "dice_loss",
   "iou_loss",
   "tversky_loss",
@@ -231,6 +241,7 @@ BAD = {
   "varifocal_loss": lambda x, y: (x, y + 2),
   "quality_focal_loss": lambda x, y: (x, y - 2),
   "dice_loss": lambda p, y: (p, y.at[0, 0].set(9)),
+  "asymmetric_unified_focal_loss": lambda p, y: (p + 1, y),
   "iou_loss": lambda p, y: (p * 3, y),
   "tversky_loss": lambda p, y: (p, y.at[0, 0].set(-1)),
   "generalized_dice_loss": lambda p, y: (p - 1, y),
