@@ -311,10 +311,10 @@ def _sigmoid_alpha(fn: str, alpha, logits: jax.Array):
   ``logits``, so that it broadcasts without rank promotion)."""
   if alpha is None:
     return None
-  if jnp.ndim(alpha) == 0:
+  if np.ndim(alpha) == 0:
     alpha = _checks.scalar(fn, "alpha", alpha, low=0.0, high=1.0)
     return jnp.asarray(alpha, _numerics.accum_dtype(logits.dtype))
-  shape = jnp.shape(alpha)
+  shape = np.shape(alpha)
   if logits.ndim == 0 or shape != logits.shape[-1:]:
     _checks.fail(
       fn,

@@ -176,6 +176,9 @@ def test_per_class_alpha_equals_one_column_at_a_time():
   x, y = _inputs((4, 3), soft=True, seed=6)
   alpha = jnp.array([0.1, 0.6, 0.9])
   got = jaxloss.focal_loss(x, y, alpha=alpha)
+  np.testing.assert_array_equal(
+    jaxloss.focal_loss(x, y, alpha=[0.1, 0.6, 0.9]), got
+  )
   for c in range(3):
     np.testing.assert_allclose(
       got[:, c],
