@@ -18,6 +18,7 @@ from jaxloss._boxes import complete_box_iou
 from jaxloss._boxes import distance_box_iou
 from jaxloss._boxes import generalized_box_iou
 from jaxloss._checks import value_checks
+from jaxloss._deep_supervision import deep_supervision_loss
 from jaxloss._detection import COCO_KEYPOINT_SIGMAS
 from jaxloss._detection import gaussian_focal_loss
 from jaxloss._detection import ghm_classification_loss
@@ -38,6 +39,7 @@ from jaxloss._matching import mask_bce_cost
 from jaxloss._matching import mask_dice_cost
 from jaxloss._matching import mask_focal_cost
 from jaxloss._matching import softmax_class_cost
+from jaxloss._ohem import ohem_cross_entropy_loss
 from jaxloss._overlap import dice_loss
 from jaxloss._overlap import generalized_dice_loss
 from jaxloss._overlap import iou_loss
@@ -46,6 +48,7 @@ from jaxloss._overlap import tversky_loss
 from jaxloss._rotated import rotated_box_gwd_loss
 from jaxloss._rotated import rotated_box_kld_loss
 from jaxloss._rotated import rotated_box_probiou_loss
+from jaxloss._unified_focal import asymmetric_unified_focal_loss
 from jaxloss._wasserstein import generalized_wasserstein_dice_loss
 
 __version__ = "0.1.0"
@@ -53,6 +56,7 @@ __version__ = "0.1.0"
 __all__ = (
   "COCO_KEYPOINT_SIGMAS",
   "balanced_l1_loss",
+  "asymmetric_unified_focal_loss",
   "boundary_loss",
   "bounded_iou_loss",
   "box_ciou_loss",
@@ -66,6 +70,7 @@ __all__ = (
   "box_siou_loss",
   "cldice_loss",
   "complete_box_iou",
+  "deep_supervision_loss",
   "dice_loss",
   "distance_box_iou",
   "distance_transform",
@@ -87,6 +92,7 @@ __all__ = (
   "mask_dice_cost",
   "mask_focal_cost",
   "mcc_loss",
+  "ohem_cross_entropy_loss",
   "quality_focal_loss",
   "rotated_box_gwd_loss",
   "rotated_box_kld_loss",

@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
@@ -285,6 +286,84 @@ def _quality_partials(x, y, beta, loss):
 _quality_core = _closed_form(_quality_value, _quality_partials)
 
 
+def _log_one_minus_pt(x: jax.Array, y: jax.Array) -> jax.Array:
+  r""":math:`\log(1 - p_t) = \log(y \sigma(-x) + (1 - y) \sigma(x))`,
+  formed in log space: finite, with finite derivatives, where :math:`1 - p_t`
+  underflows."""
+  log_sigmoid = jax.nn.log_sigmoid(x)
+  return _log_add_exp(
+    _safe_log(y) + log_sigmoid - x, _safe_log(1 - y) + log_sigmoid
+  )
+
+
+def _sigmoid_factor(x, y, gamma, threshold) -> jax.Array:
+  r"""The modulating factor of the sigmoid focal loss, differentiable:
+  :math:`(1 - p_t)^\gamma`, or with a ``threshold`` :math:`t_r` (reduced
+  focal loss) 1 where :math:`p_t < t_r` and
+  :math:`((1 - p_t) / t_r)^\gamma` elsewhere."""
+  if _numerics.is_whole(gamma):
+    sig = sigmoid_terms(x, differentiable=True)
+    q = y * sig.s_neg + (1 - y) * sig.s  # 1 - p_t, no cancellation
+    scaled = q if threshold is None else q / threshold
+    factor = lax.integer_pow(scaled, int(gamma))
+  else:
+    log_q = _log_one_minus_pt(x, y)
+    if threshold is not None:
+      log_q = log_q - jnp.log(threshold)
+    factor = jnp.exp(gamma * log_q)
+  if threshold is None:
+    return factor
+  sig = sigmoid_terms(x, differentiable=True)
+  p_t = y * sig.s + (1 - y) * sig.s_neg
+  return jnp.where(p_t < threshold, 1, factor)
+
+
+def _sigmoid_alpha(fn: str, alpha, logits: jax.Array):
+  """``alpha`` checked: None, a scalar in [0, 1], or one such weight per
+  class on the last axis of ``logits`` (returned with the rank of
+  ``logits``, so that it broadcasts without rank promotion)."""
+  if alpha is None:
+    return None
+  if np.ndim(alpha) == 0:
+    alpha = _checks.scalar(fn, "alpha", alpha, low=0.0, high=1.0)
+    return jnp.asarray(alpha, _numerics.accum_dtype(logits.dtype))
+  shape = np.shape(alpha)
+  if logits.ndim == 0 or shape != logits.shape[-1:]:
+    _checks.fail(
+      fn,
+      f"alpha must be a scalar or have shape {logits.shape[-1:]} (one "
+      f"weight per class on the last axis of logits), got shape {shape} "
+      f"for logits.shape {logits.shape}",
+    )
+  vector = _checks.nonnegative_vector(fn, "alpha", alpha, logits.shape[-1])
+  if not _checks.is_traced(vector):
+    values = np.asarray(vector, np.float64)
+    if np.any(values > 1):
+      _checks.fail(
+        fn,
+        f"alpha must be <= 1 (a weight of the positives), got "
+        f"{values.tolist()}",
+      )
+  vector = vector.astype(_numerics.accum_dtype(logits.dtype))
+  return vector.reshape((1,) * (logits.ndim - 1) + vector.shape)
+
+
+def _normalize(loss, factor, mask) -> jax.Array:
+  """``loss`` divided by the sum of ``factor`` over the valid entries (0
+  where that sum is 0: every entry masked, or every factor 0)."""
+  if mask is not None:
+    factor = jnp.where(mask, factor, 0)
+  return _numerics.safe_div(loss, jnp.sum(factor), 0)
+
+
+def _reduced_threshold(fn: str, threshold):
+  if threshold is None:
+    return None
+  return _checks.scalar(
+    fn, "reduced_threshold", threshold, low=0.0, above=True, high=1.0
+  )
+
+
 def _softmax_focal_value(x, w, gamma: int):
   log_p = jax.nn.log_softmax(x, axis=-1)
   q = -jnp.expm1(log_p)  # 1 - p, accurate near 1
@@ -327,13 +406,26 @@ def _softmax_focal_core_jvp(gamma, primals, tangents):
   return value, tangent
 
 
+def _softmax_factor(log_p, gamma, threshold) -> jax.Array:
+  r""":math:`(1 - p)^\gamma` from :math:`\log p`, or with a ``threshold``
+  :math:`t_r` 1 where :math:`p < t_r` and :math:`((1 - p) / t_r)^\gamma`
+  elsewhere; :math:`1 - p` is ``-expm1(log p)``, accurate near 1."""
+  q = -jnp.expm1(log_p)
+  if threshold is None:
+    return _numerics.power(q, gamma)
+  reduced = _numerics.power(q / threshold, gamma)
+  return jnp.where(jnp.exp(log_p) < threshold, 1, reduced)
+
+
 def focal_loss(
   logits: ArrayLike,
   labels: ArrayLike,
   *,
-  alpha: float | None = 0.25,
+  alpha: float | ArrayLike | None = 0.25,
   gamma: float = 2.0,
   where: ArrayLike | None = None,
+  normalized: bool = False,
+  reduced_threshold: float | None = None,
 ) -> jax.Array:
   r"""Sigmoid focal loss, elementwise (binary and multi-label).
 
@@ -346,22 +438,62 @@ def focal_loss(
     \qquad \alpha_t = \alpha y + (1 - \alpha)(1 - y).
 
   For a hard label this is :math:`-\alpha_t (1 - p_t)^\gamma \log p_t`.
+  With ``reduced_threshold`` :math:`t_r` (reduced focal loss) the factor
+  :math:`(1 - p_t)^\gamma` becomes
+
+  .. math::
+    f = \begin{cases} 1 & p_t < t_r, \\
+      \big((1 - p_t) / t_r\big)^\gamma & p_t \ge t_r, \end{cases}
+
+  and with ``normalized=True`` every element is divided by the sum of the
+  factors over all valid elements, :math:`\ell_i / \sum_j f_j`.
 
   Args:
     logits: Float logits of any shape.
     labels: Targets of the same shape, in ``[0, 1]`` (hard or soft; bool and
       integer 0/1 are accepted).
-    alpha: Weight of the positives; negatives get ``1 - alpha``. ``None``
-      drops :math:`\alpha_t`. RetinaNet uses 0.25.
+    alpha: Weight of the positives; negatives get ``1 - alpha``. A scalar,
+      or one weight per class ``[C]`` for ``logits`` of shape ``[..., C]``
+      (multi-label). ``None`` drops :math:`\alpha_t`. RetinaNet uses 0.25.
     gamma: Focusing exponent, ``>= 0``. ``gamma=0`` is binary cross-entropy.
     where: Optional boolean mask broadcastable to ``logits.shape``; masked
       entries return 0.
+    normalized: Divide each element by the sum of the modulating factors
+      of all valid elements (the normalized focal loss of
+      segmentation_models_pytorch).
+    reduced_threshold: Optional :math:`t_r \in (0, 1]`: the reduced focal
+      loss (no down-weighting below :math:`p_t = t_r`).
 
   Returns:
     The loss of each element, shape ``logits.shape``, in float32 (float64 for
-    float64 logits). Reduce it yourself, e.g. ``.sum() / num_positives``.
+    float64 logits). Reduce it yourself, e.g. ``.sum() / num_positives``
+    (with ``normalized=True``, ``.sum()``).
 
   Convention:
+    A vector ``alpha`` gives class :math:`c` the balance
+    :math:`\alpha_{t,c} = \alpha_c y + (1 - \alpha_c)(1 - y)`, each
+    :math:`\alpha_c \in [0, 1]`. MONAI's ``FocalLoss(weight=w)`` is a
+    different thing, a factor on the whole loss of each class: that is
+    ``w * focal_loss(...)``, which broadcasts over the last axis.
+
+    ``normalized=True`` is ``segmentation_models_pytorch``'s
+    ``focal_loss_with_logits(normalized=True)`` written elementwise: its
+    normalizer, the sum of every factor :math:`f` (without
+    :math:`\alpha_t`), is taken over all valid elements of the call, and
+    each element is divided by it, so ``.sum()`` is smp's ``"sum"``
+    reduction. The normalizer is part of the loss and is differentiated,
+    as in smp (there it is not detached). smp clamps the sum at 1e-6; here a
+    sum of 0 gives 0, and the value is :math:`\sum \ell / \sum f`, a
+    weighted mean of the cross-entropies, so it cannot overflow. Under
+    ``jax.vmap`` the sum is per mapped example.
+
+    ``reduced_threshold`` follows Sergievskiy and Ponamarev and smp: factor 1
+    where :math:`p_t < t_r` (strictly), :math:`((1 - p_t) / t_r)^\gamma`
+    from :math:`t_r` up (continuous only at :math:`t_r = 1/2`). For soft
+    targets :math:`p_t = y p + (1 - y)(1 - p)` as above (smp takes
+    :math:`e^{-\mathrm{bce}}`; equal on hard labels). The choice of branch
+    is not differentiated.
+
     Equal to ``optax.sigmoid_focal_loss`` (same soft-label definition), but
     computed from one ``exp``, one division and one ``log`` per element, and
     without cancellation: the cross-entropy is summed from nonnegative terms
@@ -394,27 +526,34 @@ def focal_loss(
 
   References:
     Lin, Goyal, Girshick, He, Dollár, "Focal Loss for Dense Object Detection",
-    ICCV 2017. https://arxiv.org/abs/1708.02002
+    ICCV 2017. https://arxiv.org/abs/1708.02002 ;
+    Sergievskiy, Ponamarev, "Reduced Focal Loss: 1st Place Solution to xView
+    object detection in Satellite Imagery", 2019.
+    https://arxiv.org/abs/1903.01347
   """
   fn = "focal_loss"
   gamma = _checks.nonnegative(fn, "gamma", gamma)
-  if alpha is not None:
-    alpha = _checks.scalar(fn, "alpha", alpha, low=0.0, high=1.0)
+  normalized = _checks.flag(fn, "normalized", normalized)
+  threshold = _reduced_threshold(fn, reduced_threshold)
   x, y, mask = elementwise_inputs(fn, logits, labels, where, name="labels")
-  alpha_t = None if alpha is None else jnp.asarray(alpha, x.dtype)
-  if _numerics.is_whole(gamma):
+  alpha_t = _sigmoid_alpha(fn, alpha, x)
+  factor = None
+  if threshold is not None:
+    # The reduced factor times alpha_t bce (gamma 0: the closed-form core).
+    factor = _sigmoid_factor(x, y, gamma, threshold)
+    loss = factor * _focal_core(x, y, (0, alpha_t))
+  elif _numerics.is_whole(gamma):
     loss = _focal_core(x, y, (int(gamma), alpha_t))
   else:
-    # (1 - p_t)^gamma = exp(gamma * log(1 - p_t)), with
-    # log(1 - p_t) = log(y sigma(-x) + (1 - y) sigma(x)) formed in log space.
-    log_sigmoid = jax.nn.log_sigmoid(x)
-    log_one_minus_pt = _log_add_exp(
-      _safe_log(y) + log_sigmoid - x, _safe_log(1 - y) + log_sigmoid
-    )
+    # (1 - p_t)^gamma = exp(gamma * log(1 - p_t)), log(1 - p_t) in log space.
     bce = sigmoid_terms(x, differentiable=True).bce(x, y)
-    loss = jnp.exp(gamma * log_one_minus_pt) * bce
+    loss = jnp.exp(gamma * _log_one_minus_pt(x, y)) * bce
     if alpha_t is not None:
       loss = (alpha_t * y + (1 - alpha_t) * (1 - y)) * loss
+  if normalized:
+    if factor is None:
+      factor = _sigmoid_factor(x, y, gamma, None)
+    loss = _normalize(loss, factor, mask)
   if mask is not None:
     loss = jnp.where(mask, loss, 0)
   return loss
@@ -427,6 +566,8 @@ def softmax_focal_loss(
   alpha: float | ArrayLike | None = None,
   gamma: float = 2.0,
   where: ArrayLike | None = None,
+  normalized: bool = False,
+  reduced_threshold: float | None = None,
 ) -> jax.Array:
   r"""Softmax focal loss over the last (class) axis.
 
@@ -444,12 +585,23 @@ def softmax_focal_loss(
     gamma: Focusing exponent, ``>= 0``. ``gamma=0`` is softmax cross-entropy.
     where: Optional boolean mask broadcastable to ``logits.shape[:-1]``;
       masked pixels return 0. For an ignore label: ``where=labels != 255``.
+    normalized: Divide each pixel's loss by the sum of the modulating
+      factors :math:`(1 - p_c)^\gamma` of the target classes over all valid
+      pixels (segmentation_models_pytorch's normalized focal loss).
+    reduced_threshold: Optional :math:`t_r \in (0, 1]`: the reduced focal
+      loss, factor 1 where :math:`p_c < t_r` and
+      :math:`((1 - p_c) / t_r)^\gamma` elsewhere; see :func:`focal_loss`.
 
   Returns:
     The loss of each pixel, shape ``logits.shape[:-1]``, in float32 (float64
     for float64 logits).
 
   Convention:
+    ``normalized`` and ``reduced_threshold`` as in :func:`focal_loss` (smp's
+    ``softmax_focal_loss_with_logits``): with class ids the normalizer is
+    :math:`\sum_i f(p_{i, y_i})` over the valid pixels, and with soft
+    targets :math:`\sum_i \sum_c t_{ic} f(p_{ic})` (the same on one-hot
+    rows); ``alpha`` is not part of it, and it is differentiated.
     :math:`\log p` is ``log_softmax``; :math:`1 - p_c` is ``-expm1(log p_c)``,
     accurate for confident predictions. ``gamma < 1`` keeps finite gradients
     where :math:`p_c` rounds to 1. A class id outside ``[0, C)`` at a valid
@@ -463,16 +615,25 @@ def softmax_focal_loss(
     >>> # Two equal logits: p = 1/2, loss = (1/2)^2 * log 2.
     >>> jaxloss.softmax_focal_loss(jnp.zeros((1, 2)), jnp.array([1]))
     Array([0.1732868], dtype=float32)
+    >>> # Reduced at 1/2: p = 1/2 is not below it, factor (1/2 / 1/2)^2 = 1.
+    >>> jaxloss.softmax_focal_loss(jnp.zeros((1, 2)), jnp.array([1]),
+    ...                            reduced_threshold=0.5)
+    Array([0.6931472], dtype=float32)
 
   References:
     Lin, Goyal, Girshick, He, Dollár, "Focal Loss for Dense Object Detection",
-    ICCV 2017. https://arxiv.org/abs/1708.02002
+    ICCV 2017. https://arxiv.org/abs/1708.02002 ;
+    Sergievskiy, Ponamarev, "Reduced Focal Loss: 1st Place Solution to xView
+    object detection in Satellite Imagery", 2019.
+    https://arxiv.org/abs/1903.01347
   """
   fn = "softmax_focal_loss"
   logits = _checks.as_float(fn, "logits", logits, min_rank=1)
   labels = _checks.labels_for(fn, "logits", logits, labels)
   mask = _checks.mask_for(fn, where, logits.shape[:-1], broadcast=True)
   gamma = _checks.nonnegative(fn, "gamma", gamma)
+  normalized = _checks.flag(fn, "normalized", normalized)
+  threshold = _reduced_threshold(fn, reduced_threshold)
   num_classes = logits.shape[-1]
   dtype = _numerics.accum_dtype(logits.dtype)
   x = logits.astype(dtype)
@@ -499,26 +660,37 @@ def softmax_focal_loss(
     log_p = jnp.take_along_axis(
       jax.nn.log_softmax(x, axis=-1), ids[..., None], axis=-1
     )[..., 0]
-    loss = -_numerics.power(-jnp.expm1(log_p), gamma) * log_p
+    factor = _softmax_factor(log_p, gamma, threshold)
+    loss = -factor * log_p
     if alpha is not None:
       loss = (alpha[ids] if alpha.ndim else alpha) * loss
     loss = jnp.where(inside, loss, 0)
+    if normalized:
+      valid = inside if mask is None else inside & mask
+      loss = _normalize(loss, factor, valid)
   else:
     t = labels.astype(dtype)
     if mask is not None:
       t = jnp.where(mask[..., None], t, 0)
+    weighted = t
     if alpha is not None:
-      t = (
+      weighted = (
         alpha.reshape((1,) * (x.ndim - 1) + (num_classes,))
         if alpha.ndim
         else alpha
       ) * t
-    if _numerics.is_whole(gamma):
-      loss = _softmax_focal_core(x, t, int(gamma))
+    if _numerics.is_whole(gamma) and threshold is None:
+      loss = _softmax_focal_core(x, weighted, int(gamma))
+      factor = None
     else:
       log_p = jax.nn.log_softmax(x, axis=-1)
-      weight = _numerics.power(-jnp.expm1(log_p), gamma)
-      loss = -jnp.sum(t * weight * log_p, axis=-1)
+      factor = _softmax_factor(log_p, gamma, threshold)
+      loss = -jnp.sum(weighted * factor * log_p, axis=-1)
+    if normalized:
+      if factor is None:
+        factor = _softmax_factor(jax.nn.log_softmax(x, axis=-1), gamma, None)
+      # The factors of the target classes, each by its target mass.
+      loss = _normalize(loss, jnp.sum(t * factor, axis=-1), None)
   if mask is not None:
     loss = jnp.where(mask, loss, 0)
   return loss

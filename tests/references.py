@@ -31,23 +31,62 @@ def one_hot(labels, num_classes):
 # Focal (Lin et al. 2017).
 
 
-def sigmoid_focal(logits, labels, alpha=0.25, gamma=2.0):
-  """-alpha_t (1 - p_t)^gamma [y log p + (1 - y) log(1 - p)], elementwise."""
+def _focal_factor(p_t, gamma, reduced_threshold):
+  """(1 - p_t)^gamma, or the reduced factor of Sergievskiy and Ponamarev
+  (2019): 1 below p_t = threshold, ((1 - p_t) / threshold)^gamma above."""
+  if reduced_threshold is None:
+    return (1 - p_t) ** gamma
+  reduced = ((1 - p_t) / reduced_threshold) ** gamma
+  return np.where(p_t < reduced_threshold, 1.0, reduced)
+
+
+def sigmoid_focal(
+  logits,
+  labels,
+  alpha=0.25,
+  gamma=2.0,
+  normalized=False,
+  reduced_threshold=None,
+  where=None,
+):
+  """-alpha_t f(p_t) [y log p + (1 - y) log(1 - p)], elementwise, with
+  f = (1 - p_t)^gamma (or the reduced factor); ``alpha`` a scalar or one per
+  class on the last axis; ``normalized`` divides by the sum of f over the
+  valid elements."""
   x = np.asarray(logits, np.float64)
   y = np.asarray(labels, np.float64)
   log_p = -np.logaddexp(0, -x)  # log sigmoid(x)
   log_1mp = -np.logaddexp(0, x)  # log sigmoid(-x)
   ce = -(y * log_p + (1 - y) * log_1mp)
-  # 1 - p_t without cancellation: y (1 - p) + (1 - y) p.
-  one_minus_pt = y * np.exp(log_1mp) + (1 - y) * np.exp(log_p)
-  loss = one_minus_pt**gamma * ce
+  p, p_neg = np.exp(log_p), np.exp(log_1mp)
+  p_t = y * p + (1 - y) * p_neg
+  if reduced_threshold is None:
+    # 1 - p_t without cancellation: y (1 - p) + (1 - y) p.
+    factor = (y * p_neg + (1 - y) * p) ** gamma
+  else:
+    factor = _focal_factor(p_t, gamma, reduced_threshold)
+  loss = factor * ce
   if alpha is not None:
-    loss = (alpha * y + (1 - alpha) * (1 - y)) * loss
-  return loss
+    a = np.asarray(alpha, np.float64)
+    loss = (a * y + (1 - a) * (1 - y)) * loss
+  valid = np.ones(x.shape) if where is None else np.asarray(where) * 1.0
+  valid = np.broadcast_to(valid, x.shape)
+  if normalized:
+    total = np.sum(valid * factor)
+    loss = loss / total if total > 0 else 0 * loss
+  return valid * loss
 
 
-def softmax_focal(logits, targets, alpha=None, gamma=2.0):
-  """-sum_c alpha_c t_c (1 - p_c)^gamma log p_c over the last axis."""
+def softmax_focal(
+  logits,
+  targets,
+  alpha=None,
+  gamma=2.0,
+  normalized=False,
+  reduced_threshold=None,
+):
+  """-sum_c alpha_c t_c f(p_c) log p_c over the last axis, f as above;
+  ``normalized`` divides by sum_i sum_c t_ic f(p_ic)."""
   x = np.asarray(logits, np.float64)
   t = np.asarray(targets, np.float64)
   log_p = (
@@ -56,8 +95,12 @@ def softmax_focal(logits, targets, alpha=None, gamma=2.0):
     - x.max(-1, keepdims=True)
   )
   p = np.exp(log_p)
+  factor = _focal_factor(p, gamma, reduced_threshold)
   a = 1.0 if alpha is None else np.asarray(alpha, np.float64)
-  return -np.sum(a * t * (1 - p) ** gamma * log_p, axis=-1)
+  loss = -np.sum(a * t * factor * log_p, axis=-1)
+  if normalized:
+    loss = loss / np.sum(t * factor)
+  return loss
 
 
 # Overlap losses: per-class statistics over the pooled valid pixels.

@@ -155,6 +155,27 @@ CASES = {
     (_logits(k1, (2, 7, 4)), _ids(k2, (2, 7), 4)),
     {"gamma": 1.5},
   ),
+  "ohem_cross_entropy_loss": lambda k1, k2: (
+    (_logits(k1, (2, 7, 4)), _ids(k2, (2, 7), 4)),
+    {"threshold": 0.6, "min_kept": 5, "class_weights": np.arange(1.0, 5.0)},
+  ),
+  "deep_supervision_loss": lambda k1, k2: (
+    (
+      _logits(k1, (2, 4, 6, 3)),
+      _logits(k2, (2, 2, 3, 3)),
+      _ids(k2, (2, 4, 6), 3),
+    ),
+    {"weights": (1.0, 0.25)},
+  ),
+  # Probabilities away from 0: the Hessian of -t log p is t / p^2, which the
+  # table's central differences (step 1e-5) resolve only for p well above it.
+  "asymmetric_unified_focal_loss": lambda k1, k2: (
+    (
+      jax.nn.softmax(jax.random.normal(k1, (2, 5, 6, 4))),
+      _ids(k2, (2, 5, 6), 4),
+    ),
+    {"weight": 0.4, "gamma": 0.3},
+  ),
   "dice_loss": _region(),
   "iou_loss": _region(classes="present"),
   "tversky_loss": _region(alpha=0.3, beta=0.7, gamma=0.75),
@@ -278,6 +299,7 @@ REQUIRED_KEYWORDS = {
 # A region loss pools over every axis by default, so a batched call is not a
 # stack of per-example calls; the table pools per example for them.
 POOLED = {
+  "asymmetric_unified_focal_loss",
   "dice_loss",
   "iou_loss",
   "tversky_loss",
@@ -294,12 +316,14 @@ POOLED = {
 BAD = {
   "focal_loss": lambda x, y: (x, y + 2),
   "softmax_focal_loss": lambda x, y: (x, y.at[0].set(9)),
+  "ohem_cross_entropy_loss": lambda x, y: (x, y.at[0].set(-1)),
   "varifocal_loss": lambda x, y: (x, y + 2),
   "gaussian_focal_loss": lambda x, y: (x, y - 2),
   "seesaw_loss": lambda x, y: (x, y.at[0].set(9)),
   "ghm_classification_loss": lambda x, y: (x, y * 3),
   "quality_focal_loss": lambda x, y: (x, y - 2),
   "dice_loss": lambda p, y: (p, y.at[0, 0].set(9)),
+  "asymmetric_unified_focal_loss": lambda p, y: (p + 1, y),
   "iou_loss": lambda p, y: (p * 3, y),
   "tversky_loss": lambda p, y: (p, y.at[0, 0].set(-1)),
   "generalized_dice_loss": lambda p, y: (p - 1, y),
@@ -333,9 +357,26 @@ NOT_SMOOTH = {
 NOT_ARRAY_FUNCTIONS = {"value_checks", "COCO_KEYPOINT_SIGMAS"}
 
 
+# Functions that take more than arrays, called by the table through a
+# function of arrays alone (one example: the table's calls are per example).
+WRAPPED = {
+  # Two levels, full and half resolution, of the softmax Dice loss; the
+  # table differentiates with respect to the full-resolution logits.
+  "deep_supervision_loss": lambda fn: (
+    lambda full, half, labels, **kwargs: fn(
+      lambda x, y: jaxloss.dice_loss(jax.nn.softmax(x), y),
+      [full[None], half[None]],
+      labels[None],
+      **kwargs,
+    )
+  ),
+}
+
+
 def _case(name, key=0):
   (args, kwargs) = CASES[name](*jax.random.split(jax.random.PRNGKey(key)))
-  return getattr(jaxloss, _public(name)), args, kwargs
+  fn = getattr(jaxloss, _public(name))
+  return (WRAPPED[name](fn) if name in WRAPPED else fn), args, kwargs
 
 
 def test_every_public_name_has_a_case():
