@@ -55,8 +55,8 @@ __version__ = "0.1.0"
 
 __all__ = (
   "COCO_KEYPOINT_SIGMAS",
-  "balanced_l1_loss",
   "asymmetric_unified_focal_loss",
+  "balanced_l1_loss",
   "boundary_loss",
   "bounded_iou_loss",
   "box_ciou_loss",
@@ -64,9 +64,9 @@ __all__ = (
   "box_diou_loss",
   "box_eiou_loss",
   "box_giou_loss",
-  "box_l1_cost",
   "box_iou",
   "box_iou_loss",
+  "box_l1_cost",
   "box_siou_loss",
   "cldice_loss",
   "complete_box_iou",
