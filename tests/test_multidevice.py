@@ -113,6 +113,9 @@ OVERLAP = (
   "generalized_dice_loss",
   "mcc_loss",
   "generalized_wasserstein_dice_loss",
+  # From logits (the probabilities serve as logits): "name[activation]".
+  "dice_loss[softmax]",
+  "tversky_loss[sigmoid]",
 )
 # Options that change what is pooled: masks, present classes, soft targets,
 # squared denominators, generalized-Dice and class-volume weights, the
@@ -129,6 +132,8 @@ OPTIONS = {
     "where": True,
     "soft": True,
   },
+  "dice_loss[softmax]": {"activation": "softmax", "where": True},
+  "tversky_loss[sigmoid]": {"activation": "sigmoid", "soft": True},
 }
 
 
@@ -168,7 +173,7 @@ def _overlap_case(name):
   opts = dict(OPTIONS[name])
   soft, where = opts.pop("soft", False), opts.pop("where", False)
   probs, labels, mask = _region_batch(1, soft=soft, where=where)
-  loss = functools.partial(getattr(jaxloss, name), **opts)
+  loss = functools.partial(getattr(jaxloss, name.split("[")[0]), **opts)
   shard = slice(0, 2)
 
   @jax.jit
@@ -348,6 +353,8 @@ ENGINES = ("host", "xla")
 LOVASZ = {
   "softmax": (_lovasz.softmax_with_engine, {}),
   "softmax_all": (_lovasz.softmax_with_engine, {"classes": "all"}),
+  # From logits (the probabilities serve as logits here).
+  "softmax_logits": (_lovasz.softmax_with_engine, {"activation": "softmax"}),
   "hinge": (_lovasz.hinge_with_engine, {}),
 }
 
@@ -488,7 +495,8 @@ def _takes_axis_name(name):
 def test_every_axis_name_loss_is_checked_here():
   """The overlap and Lovász checks above cover every loss with
   ``axis_name``; a new one needs its own."""
-  checked = set(OVERLAP) | {"lovasz_softmax", "lovasz_hinge"}
+  checked = {n.split("[")[0] for n in OVERLAP}
+  checked |= {"lovasz_softmax", "lovasz_hinge"}
   assert {n for n in jaxloss.__all__ if _takes_axis_name(n)} == checked
 
 
