@@ -267,18 +267,11 @@ def box_iou_loss(
     3-D boxes ``[..., 6]`` use volumes; with ``eps=2**-23`` (float32's
     machine epsilon, which MONAI adds to the union) one minus this loss is
     the IoU of each pair that MONAI's ``box_iou`` gives.
-    ``power`` follows alpha-IoU (He et al. 2021): the IoU and each penalty
-    term are raised to it separately, ``eps`` placed as for ``power=1``.
-    A fractional power of 0 has gradient 0 (not NaN); for ``power != 1`` a
-    negative term (only invalid boxes give one) counts as 0.
+    ``power``: alpha-IoU; see "Box losses: shared conventions" in the
+    guide.
 
-    ``pred`` and ``target`` broadcast against each other over the leading
-    axes (explicitly: it works with ``jax_numpy_rank_promotion="raise"``);
-    bf16/fp16 boxes are computed in float32. An invalid box (``x2 < x1`` or ``y2 < y1``) is used
-    as given, as in torchvision (no clamping, no swapped corners): it
-    intersects nothing, its area is the signed product :math:`w h`, and the
-    loss stays finite but leaves its usual range; keep predictions valid by
-    construction (e.g. decode sizes with ``exp``).
+    Broadcasting, dtypes, ``eps`` and invalid boxes: see "Box losses:
+    shared conventions" in the guide.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -346,18 +339,11 @@ def box_giou_loss(
     3-D. MONAI computes in float32 and raises on invalid boxes and on
     non-finite results; this returns values (float64 too) and leaves
     reductions to the caller.
-    ``power`` follows alpha-IoU (He et al. 2021): the IoU and each penalty
-    term are raised to it separately, ``eps`` placed as for ``power=1``.
-    A fractional power of 0 has gradient 0 (not NaN); for ``power != 1`` a
-    negative term (only invalid boxes give one) counts as 0.
+    ``power``: alpha-IoU; see "Box losses: shared conventions" in the
+    guide.
 
-    ``pred`` and ``target`` broadcast against each other over the leading
-    axes (explicitly: it works with ``jax_numpy_rank_promotion="raise"``);
-    bf16/fp16 boxes are computed in float32. An invalid box (``x2 < x1`` or ``y2 < y1``) is used
-    as given, as in torchvision (no clamping, no swapped corners): it
-    intersects nothing, its area is the signed product :math:`w h`, and the
-    loss stays finite but leaves its usual range; keep predictions valid by
-    construction (e.g. decode sizes with ``exp``).
+    Broadcasting, dtypes, ``eps`` and invalid boxes: see "Box losses:
+    shared conventions" in the guide.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -421,18 +407,11 @@ def box_diou_loss(
     ``[..., 6]`` use volumes, the 3-D centre distance and the 3-D diagonal
     of the enclosing cuboid (the paper's definition in three dimensions;
     MONAI has no DIoU).
-    ``power`` follows alpha-IoU (He et al. 2021): the IoU and each penalty
-    term are raised to it separately, ``eps`` placed as for ``power=1``.
-    A fractional power of 0 has gradient 0 (not NaN); for ``power != 1`` a
-    negative term (only invalid boxes give one) counts as 0.
+    ``power``: alpha-IoU; see "Box losses: shared conventions" in the
+    guide.
 
-    ``pred`` and ``target`` broadcast against each other over the leading
-    axes (explicitly: it works with ``jax_numpy_rank_promotion="raise"``);
-    bf16/fp16 boxes are computed in float32. An invalid box (``x2 < x1`` or ``y2 < y1``) is used
-    as given, as in torchvision (no clamping, no swapped corners): it
-    intersects nothing, its area is the signed product :math:`w h`, and the
-    loss stays finite but leaves its usual range; keep predictions valid by
-    construction (e.g. decode sizes with ``exp``).
+    Broadcasting, dtypes, ``eps`` and invalid boxes: see "Box losses:
+    shared conventions" in the guide.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -504,18 +483,11 @@ def box_ciou_loss(
     equal aspect ratio give the DIoU loss. With ``power``, the aspect term
     is :math:`(\alpha v)^a` with the same constant :math:`\alpha` (computed
     from the plain IoU), as in the alpha-IoU paper's code.
-    ``power`` follows alpha-IoU (He et al. 2021): the IoU and each penalty
-    term are raised to it separately, ``eps`` placed as for ``power=1``.
-    A fractional power of 0 has gradient 0 (not NaN); for ``power != 1`` a
-    negative term (only invalid boxes give one) counts as 0.
+    ``power``: alpha-IoU; see "Box losses: shared conventions" in the
+    guide.
 
-    ``pred`` and ``target`` broadcast against each other over the leading
-    axes (explicitly: it works with ``jax_numpy_rank_promotion="raise"``);
-    bf16/fp16 boxes are computed in float32. An invalid box (``x2 < x1`` or ``y2 < y1``) is used
-    as given, as in torchvision (no clamping, no swapped corners): it
-    intersects nothing, its area is the signed product :math:`w h`, and the
-    loss stays finite but leaves its usual range; keep predictions valid by
-    construction (e.g. decode sizes with ``exp``).
+    Broadcasting, dtypes, ``eps`` and invalid boxes: see "Box losses:
+    shared conventions" in the guide.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -579,13 +551,8 @@ def box_eiou_loss(
     paper) multiplies it by :math:`\mathrm{IoU}^\gamma`, which the caller can
     do.
 
-    ``pred`` and ``target`` broadcast against each other over the leading
-    axes (explicitly: it works with ``jax_numpy_rank_promotion="raise"``);
-    bf16/fp16 boxes are computed in float32. An invalid box (``x2 < x1`` or ``y2 < y1``) is used
-    as given, as in torchvision (no clamping, no swapped corners): it
-    intersects nothing, its area is the signed product :math:`w h`, and the
-    loss stays finite but leaves its usual range; keep predictions valid by
-    construction (e.g. decode sizes with ``exp``).
+    Broadcasting, dtypes, ``eps`` and invalid boxes: see "Box losses:
+    shared conventions" in the guide.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -669,11 +636,8 @@ def box_siou_loss(
     ``eps=0`` with zero-area boxes stays finite, gradients included. There is
     no torchvision SIoU; YOLOv6 and MMYOLO compute the same terms.
 
-    ``pred`` and ``target`` broadcast against each other over the leading
-    axes (explicitly: it works with ``jax_numpy_rank_promotion="raise"``);
-    bf16/fp16 boxes are computed in float32. An invalid box (``x2 < x1`` or
-    ``y2 < y1``) is used as given, as in torchvision (no clamping, no swapped
-    corners): the loss stays finite but leaves its usual range.
+    Broadcasting, dtypes, ``eps`` and invalid boxes: see "Box losses:
+    shared conventions" in the guide.
 
   Examples:
     >>> import jax.numpy as jnp
