@@ -152,6 +152,27 @@ def labels_for(fn: str, preds_name: str, preds: jax.Array, labels) -> jax.Array:
   )
 
 
+def class_ids_for(
+  fn: str, preds_name: str, preds: jax.Array, labels
+) -> jax.Array:
+  """Checks integer class ids of shape ``preds.shape[:-1]``."""
+  labels = jnp.asarray(labels)
+  if labels.shape != preds.shape[:-1]:
+    fail(
+      fn,
+      f"labels.shape {labels.shape} must equal {preds_name}.shape[:-1] "
+      f"(integer class ids, one a pixel); got {preds_name}.shape "
+      f"{preds.shape}",
+    )
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
+    fail(
+      fn,
+      f"labels must be integer class ids, got dtype {labels.dtype}",
+      TypeError,
+    )
+  return labels
+
+
 def mask_for(
   fn: str, where, shape: tuple[int, ...], *, broadcast: bool = False
 ) -> jax.Array | None:

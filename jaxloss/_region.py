@@ -94,7 +94,7 @@ def inputs(
       f'activation="sigmoid"',
     )
   if ids_only:
-    labels = _class_ids(fn, probs, labels)
+    labels = _checks.class_ids_for(fn, "probs", probs, labels)
   else:
     labels = _checks.labels_for(fn, "probs", probs, labels)
   if per_element:
@@ -103,17 +103,18 @@ def inputs(
     mask = _checks.mask_for(fn, where, probs.shape[:-1])
     valid = None if mask is None else mask[..., None]
   axes = _checks.pooled_axes(fn, axis, probs.ndim)
-  dtype = _numerics.accum_dtype(probs.dtype)
   if activation is None:
     _checks.debug_unit_interval(fn, "probs", probs, valid)
-  x = probs.astype(dtype)
   if labels.shape == probs.shape:
     _checks.debug_unit_interval(fn, "labels", labels, valid)
-    labels = labels.astype(dtype)
+  else:
+    _checks.debug_labels_in_range(fn, labels, probs.shape[-1], valid)
+  x = probs.astype(_numerics.accum_dtype(probs.dtype))
+  if labels.shape == probs.shape:
+    labels = labels.astype(x.dtype)
     if valid is not None:
       labels = jnp.where(valid, labels, 0)
   else:
-    _checks.debug_labels_in_range(fn, labels, probs.shape[-1], valid)
     labels = _numerics.class_ids(labels)
   if valid is not None:
     # A masked entry gives nothing, NaN included. The softmax of a pixel
@@ -136,23 +137,6 @@ def check_activation(fn: str, activation) -> str | None:
       f'activation must be None, "softmax" or "sigmoid", got {activation!r}',
     )
   return activation
-
-
-def _class_ids(fn: str, probs: jax.Array, labels) -> jax.Array:
-  labels = jnp.asarray(labels)
-  if labels.shape != probs.shape[:-1]:
-    _checks.fail(
-      fn,
-      f"labels.shape {labels.shape} must equal probs.shape[:-1] (integer "
-      f"class ids, one a pixel); got probs.shape {probs.shape}",
-    )
-  if not jnp.issubdtype(labels.dtype, jnp.integer):
-    _checks.fail(
-      fn,
-      f"labels must be integer class ids, got dtype {labels.dtype}",
-      TypeError,
-    )
-  return labels
 
 
 def pooled_stats(
