@@ -275,18 +275,44 @@ def hausdorff_dt_loss(
 
 
 def _neighbours(x: jax.Array, axes: tuple[int, ...], fill) -> list[jax.Array]:
-  """``x`` and its two neighbours along each axis (``fill`` past the border)."""
+  """``x`` and its two neighbours along each axis (``fill`` past the border).
+
+  The neighbours are slices of one copy of ``x`` padded along every axis.
+  """
+  widths = [(0, 0)] * x.ndim
+  for axis in axes:
+    widths[axis] = (1, 1)
+  padded = jnp.pad(x, widths, constant_values=fill)
+  inner = [slice(None)] * x.ndim
+  for axis in axes:
+    inner[axis] = slice(1, x.shape[axis] + 1)
   out = [x]
   for axis in axes:
-    n = x.shape[axis]
-    widths = [(0, 0)] * x.ndim
-    widths[axis] = (1, 1)
-    padded = jnp.pad(x, widths, constant_values=fill)
-    out += [
-      lax.slice_in_dim(padded, 0, n, axis=axis),
-      lax.slice_in_dim(padded, 2, n + 2, axis=axis),
-    ]
+    for start in (0, 2):
+      index = list(inner)
+      index[axis] = slice(start, start + x.shape[axis])
+      out.append(padded[tuple(index)])
   return out
+
+
+def _winner(x: jax.Array, axes: tuple[int, ...], largest: bool) -> jax.Array:
+  """Which of ``_neighbours(x, axes, ...)`` holds the max (min) of each pixel.
+
+  ``uint8`` positions in that list; on a tie the pixel itself, then the first
+  neighbour in the list.
+  """
+  values = _neighbours(x, axes, -jnp.inf if largest else jnp.inf)
+  best, winner = values[0], jnp.zeros(x.shape, jnp.uint8)
+  for n, value in enumerate(values[1:], 1):
+    wins = value > best if largest else value < best
+    best = jnp.where(wins, value, best)
+    winner = jnp.where(wins, jnp.uint8(n), winner)
+  return winner
+
+
+def _select(winner: jax.Array, t: jax.Array, axes: tuple[int, ...]):
+  """The tangent of the winning neighbour of each pixel (0 past the border)."""
+  return lax.select_n(winner, *_neighbours(t, axes, 0))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
@@ -294,10 +320,9 @@ def _extreme(x: jax.Array, axes: tuple[int, ...], largest: bool) -> jax.Array:
   """Max (``largest``) or min of each pixel and its neighbours along ``axes``.
 
   The derivative is written as a selection: the tangent of the winning
-  neighbour (the pixel itself on a tie, then the first neighbour). It is
-  linear in the tangent, so reverse mode transposes it into pads and slices
-  of the cotangent; autodiff through chains of ``maximum`` would keep a mask
-  a comparison.
+  neighbour (:func:`_winner`). It is linear in the tangent, so reverse mode
+  transposes it into pads and slices of the cotangent; autodiff through
+  chains of ``maximum`` would keep a mask a comparison.
   """
   op = jnp.maximum if largest else jnp.minimum
   return functools.reduce(
@@ -308,14 +333,7 @@ def _extreme(x: jax.Array, axes: tuple[int, ...], largest: bool) -> jax.Array:
 @_extreme.defjvp
 def _extreme_jvp(axes, largest, primals, tangents):
   (x,), (t,) = primals, tangents
-  values = _neighbours(x, axes, -jnp.inf if largest else jnp.inf)
-  slopes = _neighbours(t, axes, 0)
-  best, slope = values[0], slopes[0]
-  for value, other in zip(values[1:], slopes[1:]):
-    wins = value > best if largest else value < best
-    best = jnp.where(wins, value, best)
-    slope = jnp.where(wins, other, slope)
-  return _extreme(x, axes, largest), slope
+  return _extreme(x, axes, largest), _select(_winner(x, axes, largest), t, axes)
 
 
 def _erode(x: jax.Array, spatial: tuple[int, ...]) -> jax.Array:
@@ -330,19 +348,122 @@ def _dilate(x: jax.Array, spatial: tuple[int, ...]) -> jax.Array:
   return x
 
 
-def _skeleton(x: jax.Array, iterations: int) -> jax.Array:
-  spatial = tuple(range(1, x.ndim - 1))
-  eroded = _erode(x, spatial)
-  skeleton = jax.nn.relu(x - _dilate(eroded, spatial))
+def _thin(skeleton: jax.Array, delta: jax.Array) -> jax.Array:
+  """One update of the skeleton by the residue of an opening."""
+  return skeleton + jax.nn.relu(delta - skeleton * delta)
 
-  def thin(_, carry):
-    x, eroded, skeleton = carry
-    x, eroded = eroded, _erode(eroded, spatial)
-    delta = jax.nn.relu(x - _dilate(eroded, spatial))
-    return x, eroded, skeleton + jax.nn.relu(delta - skeleton * delta)
+
+def _opening_residue(x: jax.Array, spatial: tuple[int, ...]):
+  """``(E(x), relu(x - D(E(x))))``: one erosion and the residue of the
+  opening."""
+  eroded = _erode(x, spatial)
+  return eroded, jax.nn.relu(x - _dilate(eroded, spatial))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _skeleton(x: jax.Array, iterations: int) -> jax.Array:
+  """Soft skeleton of ``[B, *spatial, C]`` maps (see :func:`soft_skeleton`).
+
+  Step ``k = 0..K`` erodes ``e_k = E(e_{k-1})`` (``e_{-1} = x``), takes the
+  residue of the opening ``delta_k = relu(e_{k-1} - D(e_k))`` and folds it
+  into the skeleton, ``s_0 = delta_0``, ``s_k = s_{k-1} + relu(delta_k -
+  s_{k-1} delta_k)``.
+  """
+  spatial = tuple(range(1, x.ndim - 1))
+  eroded, skeleton = _opening_residue(x, spatial)
+
+  def step(_, carry):
+    eroded, skeleton = carry
+    eroded, delta = _opening_residue(eroded, spatial)
+    return eroded, _thin(skeleton, delta)
 
   # A loop, not an unrolled chain: one compiled body whatever the count.
-  return lax.fori_loop(0, iterations, thin, (x, eroded, skeleton))[2]
+  return lax.fori_loop(0, iterations, step, (eroded, skeleton))[1]
+
+
+@_skeleton.defjvp
+def _skeleton_jvp(iterations, primals, tangents):
+  """The skeleton, and its tangent from each step's residue and winners.
+
+  Reverse mode keeps one float and one byte a pixel a step: the residue
+  ``delta_k`` and a code of the winners of the step's erosion and of each
+  pass of its dilation (mixed radix). Autodiff through the loop would keep
+  every pooling's masks and the loop's carries.
+  """
+  (x,), (dx,) = primals, tangents
+  spatial = tuple(range(1, x.ndim - 1))
+  radix = 2 * len(spatial) + 1
+  code_dtype = jnp.uint8 if radix * 3 ** len(spatial) <= 256 else jnp.int32
+
+  def step(carry, k):
+    previous, skeleton = carry
+    code = _winner(previous, spatial, False).astype(code_dtype)
+    eroded = opened = _erode(previous, spatial)
+    scale = radix
+    for axis in spatial:
+      winner = _winner(opened, (axis,), True).astype(code_dtype)
+      code = code + winner * code_dtype(scale)
+      opened = _extreme(opened, (axis,), True)
+      scale *= 3
+    delta = jax.nn.relu(previous - opened)
+    skeleton = jnp.where(k == 0, delta, _thin(skeleton, delta))
+    return (eroded, skeleton), (delta, code)
+
+  (_, skeleton), (deltas, codes) = lax.scan(
+    step, (x, jnp.zeros_like(x)), jnp.arange(iterations + 1)
+  )
+  return skeleton, _skeleton_tangent(spatial, deltas, codes, dx)
+
+
+def _skeleton_weight(deltas: jax.Array, k: jax.Array) -> jax.Array:
+  """Derivative of the final skeleton in ``delta_k`` times ``delta_k``'s relu.
+
+  The updates ``s_j = s_{j-1} + relu(u_j)``, ``u_j = delta_j - s_{j-1}
+  delta_j`` are pointwise, so it is ``[u_k > 0] (1 - s_{k-1})`` times
+  ``1 - [u_j > 0] delta_j`` for each later step ``j`` (``s_{-1} = 0``, where
+  ``u_0 > 0`` is the relu of ``delta_0``). Recomputed from the residues, one
+  pointwise pass a step.
+  """
+
+  def step(j, carry):
+    skeleton, weight = carry
+    delta = deltas[j]
+    grows = delta - skeleton * delta > 0
+    here = jnp.where(grows, 1 - skeleton, 0)
+    later = jnp.where(grows, 1 - delta, 1)
+    weight = weight * jnp.where(j < k, 1, jnp.where(j == k, here, later))
+    skeleton = jnp.where(j == 0, delta, _thin(skeleton, delta))
+    return skeleton, weight
+
+  init = (jnp.zeros_like(deltas[0]), jnp.ones_like(deltas[0]))
+  return lax.fori_loop(0, deltas.shape[0], step, init)[1]
+
+
+def _skeleton_tangent(spatial, deltas, codes, dx):
+  """Tangent of the skeleton, linear in ``dx``: ``sum_k w_k (d e_{k-1} -
+  D'_k d e_k)`` with ``d e_k = E'_k d e_{k-1}`` (the selections of the step's
+  winners) and ``w_k`` from :func:`_skeleton_weight`.
+
+  Each step is rematerialised from ``k``: reverse mode keeps the residues and
+  codes, and recomputes the weights and masks on its way back.
+  """
+  radix = 2 * len(spatial) + 1
+
+  def step(carry, k):
+    d_previous, d_skeleton = carry
+    code = codes[k]
+    d_eroded = _select(code % radix, d_previous, spatial)
+    d_opened, code = d_eroded, code // radix
+    for axis in spatial:
+      d_opened = _select(code % 3, d_opened, (axis,))
+      code = code // 3
+    weight = _skeleton_weight(deltas, k)
+    d_skeleton = d_skeleton + weight * (d_previous - d_opened)
+    return (d_eroded, d_skeleton), None
+
+  step = jax.checkpoint(step, prevent_cse=False)
+  init = (dx, jnp.zeros_like(dx))
+  return lax.scan(step, init, jnp.arange(deltas.shape[0]))[0][1]
 
 
 def _iterations(fn: str, iterations) -> int:
@@ -387,8 +508,10 @@ def soft_skeleton(probs: ArrayLike, *, iterations: int = 3) -> jax.Array:
     Pooling windows are clipped at the image border (as zero-padded
     ``max_pool`` with ``-inf`` padding in the authors' code): the border does
     not erode. Differentiable almost everywhere; at a tie of a min or max
-    the gradient goes to one of the tied pixels. Computed in float32 for
-    bf16/fp16 input and cast back.
+    the gradient goes to one of the tied pixels. The derivative is written
+    out (forward and reverse mode, any order): reverse mode keeps one float
+    and one byte a pixel an iteration, not the loop's intermediate maps.
+    Computed in float32 for bf16/fp16 input and cast back.
 
   Examples:
     >>> import jax.numpy as jnp
