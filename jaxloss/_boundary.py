@@ -1,4 +1,4 @@
-"""Boundary- and topology-aware losses: boundary loss, Hausdorff-DT loss, clDice.
+"""Boundary- and topology-aware losses: boundary, Hausdorff-DT, clDice.
 
 Layout ``[B, *spatial, C]``, channels last: axis 0 is the batch, the axes
 between it and the class axis are spatial (one for signals, two for images,
@@ -260,7 +260,12 @@ def hausdorff_dt_loss(
     Segmentation with Convolutional Neural Networks", IEEE TMI 2019.
     https://arxiv.org/abs/1904.10030
   """
-  fn = "hausdorff_dt_loss"
+  return _hausdorff_dt(
+    "hausdorff_dt_loss", probs, labels, alpha, axis, where, classes, sampling
+  )
+
+
+def _hausdorff_dt(fn, probs, labels, alpha, axis, where, classes, sampling):
   _checks.nonnegative(fn, "alpha", alpha)
   p, t, inside, mask, axes = _inputs(fn, probs, labels, axis, where)
   predicted = lax.stop_gradient(p) > 0.5
@@ -272,6 +277,82 @@ def hausdorff_dt_loss(
   field = _numerics.power(field, alpha)
   weight = field[..., :num_classes] + field[..., num_classes:]
   return _pixel_mean(fn, (p - t) ** 2 * weight, t, mask, axes, classes)
+
+
+def log_hausdorff_dt_loss(
+  probs: ArrayLike,
+  labels: ArrayLike,
+  *,
+  alpha: float = 2.0,
+  axis: Axis = None,
+  where: ArrayLike | None = None,
+  classes: Classes = "all",
+  sampling: Sampling = None,
+) -> jax.Array:
+  r"""Logarithm of the Hausdorff-DT loss: :math:`\log(1 + \ell_{HD})`.
+
+  .. math::
+    \ell = \log\left(1 + \ell_{HD}\right),
+
+  :math:`\ell_{HD}` the value of :func:`hausdorff_dt_loss` with the same
+  arguments (pooled and averaged over the selected classes). The log damps
+  the large values of the distance-weighted loss early in training; the
+  gradient is that of :func:`hausdorff_dt_loss` divided by
+  :math:`1 + \ell_{HD}`.
+
+  Args:
+    probs: Probabilities ``[B, *spatial, C]``, channels last.
+    labels: Integer class ids ``[B, *spatial]``, or targets of the shape of
+      ``probs``.
+    alpha: Exponent :math:`\alpha \ge 0` of the distances.
+    axis: Axes the mean is pooled over; default every axis but the class
+      axis. ``axis=(1, 2)`` on ``[B, H, W, C]`` gives one loss per image.
+    where: Optional boolean mask ``[B, *spatial]`` of valid pixels, or
+      ``[B, *spatial, C]`` of valid (pixel, class) entries.
+    classes: ``"all"``, ``"present"`` or an integer array of class ids.
+    sampling: Grid spacing of the spatial axes: one positive number or one
+      per spatial axis. Default 1.
+
+  Returns:
+    The loss with the pooled axes and the class axis removed (a scalar by
+    default), float32 (float64 for float64 probabilities).
+
+  Convention:
+    The log is taken of the reduced loss, once per output element, after
+    the pooling and the class mean, as MONAI's ``LogHausdorffDTLoss`` takes
+    ``log(HausdorffDTLoss(...) + 1)`` of its reduced value: with its default
+    ``reduction="mean"`` and the same classes (MONAI drops the background
+    by default: ``classes=jnp.arange(1, C)``) the two agree. It is not the
+    mean of per-class logs; MONAI's ``reduction="none"`` takes the log per
+    image and class instead. Everything else is :func:`hausdorff_dt_loss`'s
+    convention.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> # The strip of hausdorff_dt_loss: log(1 + 0.04).
+    >>> target = jnp.array([[0.0, 1.0, 1.0, 1.0, 0.0]])[..., None]
+    >>> probs = jnp.array([[0.2, 0.9, 1.0, 0.8, 0.1]])[..., None]
+    >>> jaxloss.log_hausdorff_dt_loss(probs, target)
+    Array(0.03922071, dtype=float32)
+
+  References:
+    Karimi, Salcudean, "Reducing the Hausdorff Distance in Medical Image
+    Segmentation with Convolutional Neural Networks", IEEE TMI 2019.
+    https://arxiv.org/abs/1904.10030
+  """
+  return jnp.log1p(
+    _hausdorff_dt(
+      "log_hausdorff_dt_loss",
+      probs,
+      labels,
+      alpha,
+      axis,
+      where,
+      classes,
+      sampling,
+    )
+  )
 
 
 def _neighbours(x: jax.Array, axes: tuple[int, ...], fill) -> list[jax.Array]:

@@ -129,6 +129,10 @@ def hausdorff_dt(
   return _pixel_mean(terms, t, valid, axes, classes)
 
 
+def log_hausdorff_dt(probs, targets, axes, **kwargs):
+  return np.log1p(hausdorff_dt(probs, targets, axes, **kwargs))
+
+
 def _window(x, offsets, reduce, fill):
   """``reduce`` over ``x`` shifted by each offset (``fill`` past the border)."""
   spatial = x.ndim - 2

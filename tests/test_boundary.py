@@ -1,4 +1,4 @@
-"""Boundary loss, Hausdorff-DT loss, soft skeleton and clDice.
+"""Boundary loss, Hausdorff-DT losses, soft skeleton and clDice.
 
 Hand cases, float64 references (tests/reference_boundary.py) for values and
 gradients, identities, every transform, edge cases, bf16 and bad input.
@@ -16,7 +16,14 @@ import jaxloss
 from tests import reference_boundary as ref
 from tests import references
 
-STATIC = ("axis", "classes", "sampling", "iterations", "alpha", "smooth")
+STATIC = (
+  "axis",
+  "classes",
+  "sampling",
+  "iterations",
+  "alpha",
+  "smooth",
+)
 
 
 def _jit(fn):
@@ -28,6 +35,7 @@ def _jit(fn):
 
 boundary_loss = _jit(jaxloss.boundary_loss)
 hausdorff_dt_loss = _jit(jaxloss.hausdorff_dt_loss)
+log_hausdorff_dt_loss = _jit(jaxloss.log_hausdorff_dt_loss)
 cldice_loss = _jit(jaxloss.cldice_loss)
 soft_skeleton = _jit(jaxloss.soft_skeleton)
 
@@ -51,6 +59,7 @@ def _batch(shape=(2, 7, 8), num_classes=C, seed=0):
 LOSSES = {
   "boundary": (boundary_loss, ref.boundary),
   "hausdorff": (hausdorff_dt_loss, ref.hausdorff_dt),
+  "log_hausdorff": (log_hausdorff_dt_loss, ref.log_hausdorff_dt),
   "cldice": (cldice_loss, ref.cldice),
 }
 
@@ -269,10 +278,21 @@ def test_hausdorff_alpha_zero_is_twice_the_mse():
   )
 
 
+def test_log_hausdorff_is_log1p_of_hausdorff():
+  probs, ids = _batch(seed=5)
+  for kwargs in ({}, {"axis": (1, 2), "alpha": 1.0, "classes": "present"}):
+    np.testing.assert_allclose(
+      log_hausdorff_dt_loss(probs, ids, **kwargs),
+      jnp.log1p(hausdorff_dt_loss(probs, ids, **kwargs)),
+      rtol=1e-6,
+    )
+
+
 def test_perfect_predictions():
   _, ids = _batch(seed=6)
   hard = jax.nn.one_hot(ids, C)
   assert float(hausdorff_dt_loss(hard, ids)) == 0.0
+  assert float(log_hausdorff_dt_loss(hard, ids)) == 0.0
   assert float(cldice_loss(hard, ids)) == 0.0
   # The boundary loss of the target itself: minus the mean inner depth.
   depth = ref.edt_groups(np.asarray(hard) > 0.5, (1, 2))
@@ -347,7 +367,7 @@ def test_cldice_empty_prediction_of_empty_target_is_zero():
 
 def test_bf16_close_to_float32():
   probs, ids = _batch(seed=12)
-  for fn in (boundary_loss, hausdorff_dt_loss, cldice_loss):
+  for fn, _ in LOSSES.values():
     got = fn(probs.astype(jnp.bfloat16), ids)
     assert got.dtype == jnp.float32
     np.testing.assert_allclose(got, fn(probs, ids), rtol=3e-2, atol=3e-3)
@@ -400,6 +420,14 @@ def test_errors_name_function_and_argument():
     ValueError, match=r"hausdorff_dt_loss: alpha must be >= 0"
   ):
     hausdorff_dt_loss(probs, ids, alpha=-1.0)
+  with pytest.raises(
+    ValueError, match=r"log_hausdorff_dt_loss: alpha must be >= 0"
+  ):
+    log_hausdorff_dt_loss(probs, ids, alpha=-1.0)
+  with pytest.raises(
+    ValueError, match=r"log_hausdorff_dt_loss: labels.shape \(2, 8\)"
+  ):
+    log_hausdorff_dt_loss(probs, ids[:, 0])
   with pytest.raises(ValueError, match=r"cldice_loss: smooth must be >= 0"):
     cldice_loss(probs, ids, smooth=-1.0)
   with pytest.raises(
