@@ -3,6 +3,7 @@
 from jaxloss._boundary import boundary_loss
 from jaxloss._boundary import cldice_loss
 from jaxloss._boundary import hausdorff_dt_loss
+from jaxloss._boundary import hausdorff_er_loss
 from jaxloss._boundary import log_hausdorff_dt_loss
 from jaxloss._boundary import soft_skeleton
 from jaxloss._boxes import box_ciou_loss
@@ -68,6 +69,7 @@ __all__ = (
   "generalized_dice_loss",
   "generalized_wasserstein_dice_loss",
   "hausdorff_dt_loss",
+  "hausdorff_er_loss",
   "iou_loss",
   "log_hausdorff_dt_loss",
   "lovasz_hinge",

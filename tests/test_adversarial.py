@@ -125,6 +125,7 @@ def test_generalized_dice_weights_come_from_the_selected_classes():
     "boundary_loss",
     "hausdorff_dt_loss",
     "log_hausdorff_dt_loss",
+    "hausdorff_er_loss",
     "cldice_loss",
   ),
 )
@@ -391,6 +392,7 @@ ELEMENT_MASKED = REGION + (
   "boundary_loss",
   "hausdorff_dt_loss",
   "log_hausdorff_dt_loss",
+  "hausdorff_er_loss",
   "cldice_loss",
 )
 
