@@ -3,6 +3,8 @@
 from jaxloss._boundary import boundary_loss
 from jaxloss._boundary import cldice_loss
 from jaxloss._boundary import hausdorff_dt_loss
+from jaxloss._boundary import hausdorff_er_loss
+from jaxloss._boundary import log_hausdorff_dt_loss
 from jaxloss._boundary import soft_skeleton
 from jaxloss._boxes import balanced_l1_loss
 from jaxloss._boxes import bounded_iou_loss
@@ -84,8 +86,10 @@ __all__ = (
   "generalized_wasserstein_dice_loss",
   "ghm_classification_loss",
   "hausdorff_dt_loss",
+  "hausdorff_er_loss",
   "iou_loss",
   "keypoint_oks_loss",
+  "log_hausdorff_dt_loss",
   "lovasz_hinge",
   "lovasz_softmax",
   "mask_bce_cost",

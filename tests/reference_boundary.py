@@ -10,6 +10,11 @@ code uses):
 * Karimi & Salcudean 2019, Hausdorff-DT loss: the field of a region is
   ``edt(fg) + edt(bg)`` (0 without a boundary), the loss the mean of
   ``(p - t)^2 (d_p^alpha + d_t^alpha)``.
+* Karimi & Salcudean 2019, Hausdorff-ER loss: the squared error of one image
+  and class convolved with the normalised cross (``scipy.ndimage.convolve``,
+  zeros past the border), minus 1/2, clipped at 0 and min-max rescaled, K
+  times; the loss the mean of ``sum_k k^alpha f_k``. Masked pixels are 0 at
+  every erosion and out of the min and max.
 * Shit et al. 2021, clDice: soft erosion = min over the 3-wide cross, soft
   dilation = max over the 3^d box (windows clipped at the border), the
   iterated soft skeleton of their Algorithm 1, and 1 - the harmonic mean of
@@ -127,6 +132,52 @@ def hausdorff_dt(
   d_p = _per_image_class(distance_field, (p > 0.5) & valid, sampling)
   terms = (p - t) ** 2 * (d_p**alpha + d_t**alpha)
   return _pixel_mean(terms, t, valid, axes, classes)
+
+
+def log_hausdorff_dt(probs, targets, axes, **kwargs):
+  return np.log1p(hausdorff_dt(probs, targets, axes, **kwargs))
+
+
+def cross_kernel(ndim):
+  """The pixel and its two neighbours along each axis, each weighing
+  ``1 / (2 ndim + 1)``."""
+  kernel = np.zeros((3,) * ndim)
+  kernel[(1,) * ndim] = 1
+  for axis in range(ndim):
+    for side in (0, 2):
+      index = [1] * ndim
+      index[axis] = side
+      kernel[tuple(index)] = 1
+  return kernel / kernel.sum()
+
+
+def eroded_errors(error, valid, alpha, erosions):
+  """``sum_k k^alpha f_k`` of one image's squared-error map ``f_0``."""
+  kernel = cross_kernel(error.ndim)
+  total = np.zeros(error.shape)
+  for k in range(1, erosions + 1):
+    error = ndimage.convolve(error, kernel, mode="constant", cval=0.0) - 0.5
+    error = np.where(valid & ~(error < 0), error, 0.0)
+    if valid.any():
+      high, low = error[valid].max(), error[valid].min()
+      if high > low:
+        error = np.where(valid, (error - low) / (high - low), 0.0)
+    total += k**alpha * error
+  return total
+
+
+def hausdorff_er(
+  probs, targets, axes, alpha=2.0, erosions=10, where=None, classes="all"
+):
+  p, t, _, valid = _prepare(probs, targets, where)
+  error = (p - t) ** 2
+  total = np.zeros(error.shape)
+  for b in range(error.shape[0]):
+    for c in range(error.shape[-1]):
+      total[b, ..., c] = eroded_errors(
+        error[b, ..., c], valid[b, ..., 0], alpha, erosions
+      )
+  return _pixel_mean(total, t, valid, axes, classes)
 
 
 def _window(x, offsets, reduce, fill):

@@ -28,6 +28,7 @@ LOSSES = {
   "boundary_loss": {},
   "hausdorff_dt_loss": {},
   "cldice_loss": {},
+  "hausdorff_er_loss": {"erosions": 3},
 }
 IDS_ONLY = {"lovasz_softmax"}
 SOFTMAX_ONLY = {"generalized_wasserstein_dice_loss"}

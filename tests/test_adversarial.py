@@ -124,6 +124,8 @@ def test_generalized_dice_weights_come_from_the_selected_classes():
     "generalized_wasserstein_dice_loss",
     "boundary_loss",
     "hausdorff_dt_loss",
+    "log_hausdorff_dt_loss",
+    "hausdorff_er_loss",
     "cldice_loss",
   ),
 )
@@ -424,7 +426,13 @@ def test_tversky_half_half_is_dice_with_twice_the_smoothing():
 # ---------------------------------------------------------------------------
 # Per-element masks (one flag a pixel and class): NaN under the mask, vmap.
 
-ELEMENT_MASKED = REGION + ("boundary_loss", "hausdorff_dt_loss", "cldice_loss")
+ELEMENT_MASKED = REGION + (
+  "boundary_loss",
+  "hausdorff_dt_loss",
+  "log_hausdorff_dt_loss",
+  "hausdorff_er_loss",
+  "cldice_loss",
+)
 
 
 @pytest.mark.parametrize("name", ELEMENT_MASKED)

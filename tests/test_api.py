@@ -254,6 +254,14 @@ CASES = {
     (_probs(k1, (2, 2, 5, 6, 3)), _ids(k2, (2, 2, 5, 6), 3)),
     {"alpha": 1.5},
   ),
+  "log_hausdorff_dt_loss": lambda k1, k2: (
+    (_probs(k1, (2, 2, 5, 6, 3)), _ids(k2, (2, 2, 5, 6), 3)),
+    {"alpha": 1.5},
+  ),
+  "hausdorff_er_loss": lambda k1, k2: (
+    (_probs(k1, (2, 2, 5, 6, 3)), _ids(k2, (2, 2, 5, 6), 3)),
+    {"alpha": 1.5, "erosions": 3},
+  ),
   "cldice_loss": lambda k1, k2: (
     (_probs(k1, (2, 2, 5, 6, 3)), _ids(k2, (2, 2, 5, 6), 3)),
     {},

@@ -1,4 +1,4 @@
-"""Boundary loss, Hausdorff-DT loss, soft skeleton and clDice.
+"""Boundary loss, Hausdorff-DT and -ER losses, soft skeleton and clDice.
 
 Hand cases, float64 references (tests/reference_boundary.py) for values and
 gradients, identities, every transform, edge cases, bf16 and bad input.
@@ -16,7 +16,15 @@ import jaxloss
 from tests import reference_boundary as ref
 from tests import references
 
-STATIC = ("axis", "classes", "sampling", "iterations", "alpha", "smooth")
+STATIC = (
+  "axis",
+  "classes",
+  "sampling",
+  "iterations",
+  "erosions",
+  "alpha",
+  "smooth",
+)
 
 
 def _jit(fn):
@@ -28,6 +36,8 @@ def _jit(fn):
 
 boundary_loss = _jit(jaxloss.boundary_loss)
 hausdorff_dt_loss = _jit(jaxloss.hausdorff_dt_loss)
+log_hausdorff_dt_loss = _jit(jaxloss.log_hausdorff_dt_loss)
+hausdorff_er_loss = _jit(jaxloss.hausdorff_er_loss)
 cldice_loss = _jit(jaxloss.cldice_loss)
 soft_skeleton = _jit(jaxloss.soft_skeleton)
 
@@ -51,6 +61,8 @@ def _batch(shape=(2, 7, 8), num_classes=C, seed=0):
 LOSSES = {
   "boundary": (boundary_loss, ref.boundary),
   "hausdorff": (hausdorff_dt_loss, ref.hausdorff_dt),
+  "log_hausdorff": (log_hausdorff_dt_loss, ref.log_hausdorff_dt),
+  "hausdorff_er": (hausdorff_er_loss, ref.hausdorff_er),
   "cldice": (cldice_loss, ref.cldice),
 }
 
@@ -100,6 +112,52 @@ def test_hand_case_prediction_off_target():
   )
 
 
+def test_hausdorff_er_hand_case():
+  # A 3 x 3 image wrong everywhere. Erosion 1: the cross means are 1 (centre),
+  # 4/5 (edges), 3/5 (corners); minus 1/2 and rescaled: 1, 1/2, 0 (sum 3).
+  # Erosion 2: 3/5, 3/10, 1/5, minus 1/2: only the centre is left (1).
+  # Erosion 3: nothing. Weights k^alpha.
+  wrong = jnp.ones((1, 3, 3, 1))
+  right = jnp.zeros_like(wrong)
+  for kwargs, total in [
+    ({}, 3 + 4),
+    ({"alpha": 1.0}, 3 + 2),
+    ({"erosions": 1}, 3),
+    ({"erosions": 0}, 0),
+  ]:
+    np.testing.assert_allclose(
+      hausdorff_er_loss(wrong, right, **kwargs), total / 9, rtol=1e-6
+    )
+  # A single wrong pixel is gone after one erosion (its mean is 1/5).
+  one = right.at[0, 1, 1, 0].set(1.0)
+  assert float(hausdorff_er_loss(one, right)) == 0.0
+
+
+@pytest.mark.parametrize("spatial", [(6, 7), (3, 4, 5)])
+def test_hausdorff_er_in_kornia_layout(spatial):
+  """The documented mapping: kornia's pred ``[B, C, *spatial]`` and integer
+  target ``[B, 1, *spatial]``, the mean over B, C and the pixels."""
+  key = jax.random.PRNGKey(len(spatial))
+  pred = jax.nn.softmax(jax.random.normal(key, (2, 3) + spatial), axis=1)
+  target = jax.random.randint(key, (2, 1) + spatial, 0, 3)
+  terms = [
+    ref.eroded_errors(
+      (np.asarray(pred[b, c], np.float64) - (np.asarray(target[b, 0]) == c))
+      ** 2,
+      np.ones(spatial, bool),
+      2.0,
+      10,
+    )
+    for b in range(2)
+    for c in range(3)
+  ]
+  np.testing.assert_allclose(
+    hausdorff_er_loss(jnp.moveaxis(pred, 1, -1), target[:, 0]),
+    np.mean(terms),
+    rtol=1e-5,
+  )
+
+
 def test_soft_skeleton_of_a_bar_and_a_tube():
   bar = jnp.zeros((1, 5, 6, 1)).at[0, 1:4, :, 0].set(1.0)
   want = np.zeros((1, 5, 6, 1))
@@ -144,7 +202,9 @@ VARIANTS = [
     (name, v)
     for name in sorted(LOSSES)
     for v in VARIANTS
-    if name != "cldice" or "sampling" not in v and "axis" not in v
+    if name not in ("cldice", "hausdorff_er")
+    or "sampling" not in v
+    and (name != "cldice" or "axis" not in v)
   ],
 )
 def test_matches_reference(name, variant):
@@ -213,6 +273,11 @@ def test_volumes_match_reference():
     ref.cldice(probs, targets, axes, iterations=2),
     rtol=1e-5,
   )
+  np.testing.assert_allclose(
+    hausdorff_er_loss(probs, ids, erosions=3, alpha=1.5),
+    ref.hausdorff_er(probs, targets, axes, erosions=3, alpha=1.5),
+    rtol=1e-5,
+  )
 
 
 @pytest.mark.parametrize("iterations", [0, 3])
@@ -269,10 +334,22 @@ def test_hausdorff_alpha_zero_is_twice_the_mse():
   )
 
 
+def test_log_hausdorff_is_log1p_of_hausdorff():
+  probs, ids = _batch(seed=5)
+  for kwargs in ({}, {"axis": (1, 2), "alpha": 1.0, "classes": "present"}):
+    np.testing.assert_allclose(
+      log_hausdorff_dt_loss(probs, ids, **kwargs),
+      jnp.log1p(hausdorff_dt_loss(probs, ids, **kwargs)),
+      rtol=1e-6,
+    )
+
+
 def test_perfect_predictions():
   _, ids = _batch(seed=6)
   hard = jax.nn.one_hot(ids, C)
   assert float(hausdorff_dt_loss(hard, ids)) == 0.0
+  assert float(log_hausdorff_dt_loss(hard, ids)) == 0.0
+  assert float(hausdorff_er_loss(hard, ids)) == 0.0
   assert float(cldice_loss(hard, ids)) == 0.0
   # The boundary loss of the target itself: minus the mean inner depth.
   depth = ref.edt_groups(np.asarray(hard) > 0.5, (1, 2))
@@ -347,7 +424,7 @@ def test_cldice_empty_prediction_of_empty_target_is_zero():
 
 def test_bf16_close_to_float32():
   probs, ids = _batch(seed=12)
-  for fn in (boundary_loss, hausdorff_dt_loss, cldice_loss):
+  for fn, _ in LOSSES.values():
     got = fn(probs.astype(jnp.bfloat16), ids)
     assert got.dtype == jnp.float32
     np.testing.assert_allclose(got, fn(probs, ids), rtol=3e-2, atol=3e-3)
@@ -400,6 +477,36 @@ def test_errors_name_function_and_argument():
     ValueError, match=r"hausdorff_dt_loss: alpha must be >= 0"
   ):
     hausdorff_dt_loss(probs, ids, alpha=-1.0)
+  with pytest.raises(
+    ValueError, match=r"log_hausdorff_dt_loss: alpha must be >= 0"
+  ):
+    log_hausdorff_dt_loss(probs, ids, alpha=-1.0)
+  with pytest.raises(
+    ValueError, match=r"log_hausdorff_dt_loss: labels.shape \(2, 8\)"
+  ):
+    log_hausdorff_dt_loss(probs, ids[:, 0])
+  with pytest.raises(
+    ValueError, match=r"hausdorff_er_loss: alpha must be >= 0"
+  ):
+    hausdorff_er_loss(probs, ids, alpha=-0.5)
+  with pytest.raises(
+    ValueError, match=r"hausdorff_er_loss: erosions must be >= 0, got -1"
+  ):
+    hausdorff_er_loss(probs, ids, erosions=-1)
+  with pytest.raises(
+    TypeError, match=r"hausdorff_er_loss: erosions must be an int, got 2.0"
+  ):
+    hausdorff_er_loss(probs, ids, erosions=2.0)
+  with pytest.raises(
+    ValueError, match=r"hausdorff_er_loss: probs must have shape \[B, \*spatial"
+  ):
+    hausdorff_er_loss(jnp.ones((2, 3)), jnp.zeros(2, jnp.int32))
+  with pytest.raises(ValueError, match=r"hausdorff_er_loss: where.shape"):
+    hausdorff_er_loss(probs, ids, where=jnp.ones((2, 7, 9), bool))
+  with pytest.raises(
+    TypeError, match=r"hausdorff_er_loss: probs must have a floating dtype"
+  ):
+    hausdorff_er_loss(ids[..., None], ids)
   with pytest.raises(ValueError, match=r"cldice_loss: smooth must be >= 0"):
     cldice_loss(probs, ids, smooth=-1.0)
   with pytest.raises(

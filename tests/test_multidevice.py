@@ -503,7 +503,7 @@ def test_every_axis_name_loss_is_checked_here():
 # One function of each family and layout, for GSPMD (which partitions XLA
 # programs, so functions built the same way behave the same): the
 # elementwise, softmax, pooled, sorted, pairwise, box, rotated-box, bin,
-# distance and matrix-product cases.
+# distance, stencil-loop and matrix-product cases.
 GSPMD = [
   "focal_loss",
   "softmax_focal_loss",
@@ -517,6 +517,7 @@ GSPMD = [
   "rotated_box_kld_loss",
   "distribution_focal_loss",
   "boundary_loss",
+  "hausdorff_er_loss",
   "distance_transform",
   "mask_dice_cost",
 ]
