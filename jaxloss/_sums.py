@@ -19,6 +19,7 @@ class ids, whose one-hot rows are rebuilt in the backward pass from the ids.
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -43,21 +44,28 @@ def _forward(x, activation):
   return e / total, m + jnp.log(total)
 
 
+def _recompute(x, lse, activation):
+  """The probabilities from the logits (and ``lse``, the softmax
+  normaliser), entry by entry."""
+  if activation is None:
+    return x
+  if activation == "sigmoid":
+    return jax.nn.sigmoid(x)
+  return jnp.exp(x - lse)
+
+
 def _tangent_of(x, lse, x_dot, activation, p=None):
   """``(p, dp)``: the probabilities and their tangent, linear in ``x_dot``;
-  ``p`` is recomputed from the logits (and ``lse``, the softmax normaliser)
-  unless given."""
+  ``p`` is recomputed from the logits unless given."""
   if activation is None:
     return x, x_dot
+  if p is None:
+    p = _recompute(x, lse, activation)
   if activation == "sigmoid":
     # sigma(x) sigma(-x) = e / (1 + e)^2 with e = exp(-|x|): no cancellation
     # at saturated logits.
     e = jnp.exp(-jnp.abs(x))
-    if p is None:
-      p = jnp.where(x >= 0, 1, e) / (1 + e)
     return p, (e / jnp.square(1 + e)) * x_dot
-  if p is None:
-    p = jnp.exp(x - lse)
   return p, p * (x_dot - jnp.sum(p * x_dot, axis=-1, keepdims=True))
 
 
@@ -158,8 +166,59 @@ def pooled_sums(
   from ``x`` and the per-pixel normaliser, and the one-hot rows from the
   ids; XLA:CPU materialises a one-hot array in either case).
   """
-  p = _forward(x, activation)[0]
-  return _sums(p, _targets(labels, x.shape[-1]), valid, axes, squared, soft)
+  p, lse = _forward(x, activation)
+  return _all_sums(x, p, lse, labels, valid, axes, activation, squared, soft)
+
+
+def _all_sums(x, p, lse, labels, valid, axes, activation, squared, soft):
+  if jnp.issubdtype(labels.dtype, jnp.floating):
+    return _sums(p, labels, valid, axes, squared, soft)
+  return _id_sums(x, lse, labels, valid, axes, activation, squared)
+
+
+def _id_sums(x, lse, ids, valid, axes, activation, squared):
+  """``(I, P, T)`` for class ids without one-hot rows: ``P`` reduces the
+  probabilities recomputed from ``x`` (one fused loop), ``I`` and ``T`` sum
+  each pixel's probability of its own class, and 1, by class (an id outside
+  ``[0, C)`` has no class)."""
+  num_classes = x.shape[-1]
+  p = _recompute(x, lse, activation)
+  if valid is not None:
+    p = jnp.where(valid, p, 0)
+  pred = jnp.sum(p * p if squared else p, axis=axes)
+  known = (ids >= 0) & (ids < num_classes)
+  ids = jnp.where(known, ids, 0)[..., None]
+  if valid is not None:  # a pixel mask, or the flag of each pixel's class
+    flags = jnp.broadcast_to(valid, x.shape[:-1] + (valid.shape[-1],))
+    known = (
+      known
+      & jnp.take_along_axis(
+        flags, jnp.minimum(ids, flags.shape[-1] - 1), axis=-1
+      )[..., 0]
+    )
+  own = _recompute(jnp.take_along_axis(x, ids, axis=-1), lse, activation)
+  own = jnp.where(known, own[..., 0], 0)
+  return (
+    _class_sums(own, ids[..., 0], axes, num_classes),
+    pred,
+    _class_sums(known.astype(x.dtype), ids[..., 0], axes, num_classes),
+  )
+
+
+def _class_sums(values, ids, axes, num_classes):
+  """``sum(values where ids == c)`` over ``axes`` for each class ``c``:
+  shape ``kept axes + [C]``."""
+  kept = tuple(a for a in range(values.ndim) if a not in axes)
+  order = kept + tuple(axes)
+  values, ids = jnp.transpose(values, order), jnp.transpose(ids, order)
+  lead = values.shape[: len(kept)]
+  rows = math.prod(lead)
+  values, ids = values.reshape(rows, -1), ids.reshape(rows, -1)
+  segments = ids + num_classes * jnp.arange(rows, dtype=ids.dtype)[:, None]
+  sums = jax.ops.segment_sum(
+    values.ravel(), segments.ravel(), num_segments=rows * num_classes
+  )
+  return sums.reshape(lead + (num_classes,))
 
 
 def _inter_slope(p, t, soft, squared):
@@ -171,6 +230,24 @@ def _inter_slope(p, t, soft, squared):
   return jnp.where(p < t, 1, jnp.where(p > t, 0, t)).astype(p.dtype)
 
 
+def _folded_x_part(p, t, valid, x_dot, axes):
+  r"""The x tangent of ``(I, P)`` for ``softmax`` and the ``min``
+  intersection, from one array: the probabilities with the sign of the
+  slope of :math:`\min(p, t)` folded in, ``r = p`` below the target and
+  ``-p`` elsewhere (0 at a tie: on 0/1 targets the gradient is 0 there
+  anyway). ``|r|`` and ``relu(r)`` are all the backward pass reads, so XLA
+  keeps that one array (a separate slope would be a second one)."""
+  if valid is not None:
+    t = jnp.where(valid, t, 0)
+  r = jnp.where(p < t, p, -p)
+  p, slope_p = jnp.abs(r), jax.nn.relu(r)
+  # The softmax tangent reads every class of a pixel, masked or not.
+  k = x_dot - jnp.sum(p * x_dot, axis=-1, keepdims=True)
+  if valid is not None:
+    k = jnp.where(valid, k, 0)
+  return jnp.sum(slope_p * k, axis=axes), jnp.sum(p * k, axis=axes)
+
+
 @functools.partial(pooled_sums.defjvp, symbolic_zeros=True)
 def _pooled_sums_jvp(axes, activation, squared, soft, primals, tangents):
   x, labels, valid = primals
@@ -178,11 +255,15 @@ def _pooled_sums_jvp(axes, activation, squared, soft, primals, tangents):
   ids = not jnp.issubdtype(labels.dtype, jnp.floating)
   p, lse = _forward(x, activation)
   # Plain operations, so a second derivative differentiates them.
-  out = _sums(p, _targets(labels, x.shape[-1]), valid, axes, squared, soft)
+  out = _all_sums(x, p, lse, labels, valid, axes, activation, squared, soft)
   zero = jnp.zeros_like(out[0])
   d_inter, d_pred, d_true = zero, zero, zero
+  # Softmax of logits against float targets with the min intersection.
+  folded = activation == "softmax" and not ids and soft and not squared
 
   def x_part(x, lse, labels, valid, x_dot, p=None):
+    if folded:
+      return _folded_x_part(p, labels, valid, x_dot, axes)
     p, p_dot = _tangent_of(x, lse, x_dot, activation, p)
     p, t = _masked(p, _targets(labels, x.shape[-1]), valid)
     if valid is not None:
