@@ -162,9 +162,11 @@ def pooled_sums(
   of float ``labels``: JAX transposes it into one elementwise expression that
   XLA fuses into the caller's backward pass. With an activation, the
   backward pass keeps one array the size of ``x`` for float targets (the
-  probabilities) and none for class ids (it recomputes the probabilities
-  from ``x`` and the per-pixel normaliser, and the one-hot rows from the
-  ids; XLA:CPU materialises a one-hot array in either case).
+  probabilities, with the sign of the ``min`` slope folded in) and none for
+  class ids: it recomputes the probabilities from ``x`` and the per-pixel
+  normaliser, and the one-hot rows from the ids (XLA:CPU writes one such
+  array in the backward pass). With class ids the forward pass builds no
+  one-hot rows either (see :func:`_id_sums`).
   """
   p, lse = _forward(x, activation)
   return _all_sums(x, p, lse, labels, valid, axes, activation, squared, soft)
