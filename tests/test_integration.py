@@ -47,7 +47,7 @@ HELPERS = {
 LOSSES = sorted(n for n in jaxloss.__all__ if n not in HELPERS)
 STEPS = 20
 NUM_CLASSES = 4
-KINDS = {"logits": "dense", "probs": "dense", "pred": "box"}
+KINDS = {"logits": "dense", "probs": "dense", "pred": "box", "loss_fn": "dense"}
 # Losses whose targets are not class ids or corner boxes.
 ROTATED = {
   "rotated_box_probiou_loss",
@@ -126,6 +126,15 @@ def _objective(name: str):
           sigmas=jnp.array([0.5, 0.5]),
         )
       )
+  elif name == "ohem_cross_entropy_loss":
+
+    def f(logits, ids):  # keeps at least a quarter of the pixels
+      return jnp.mean(fn(logits, ids, min_kept=ids.size // 4))
+  elif kind == "loss_fn":
+
+    def f(logits, ids):  # Dice from logits at full and half resolution
+      dice = functools.partial(jaxloss.dice_loss, activation="softmax")
+      return fn(dice, [logits, logits[:, ::2, ::2]], ids)
   elif kind == "logits":
 
     def f(logits, ids):
