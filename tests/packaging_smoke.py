@@ -196,6 +196,24 @@ BUILDERS = {
   "mask_dice_cost": _mask_cost(),
   "mask_bce_cost": _mask_cost(),
   "mask_focal_cost": _mask_cost(),
+  "balanced_l1_loss": _pixelwise(_quality),
+  "bounded_iou_loss": _box_pair(),
+  "ohem_cross_entropy_loss": lambda key: (
+    (_logits(key, (2, 5, 3)), _ids(jax.random.split(key)[1], (2, 5), 3)),
+    {"min_kept": 4},
+  ),
+  # Every argument a keyword: jit cannot take the loss function as an array.
+  "deep_supervision_loss": lambda key: (
+    (),
+    {
+      "loss_fn": lambda p, y: jnp.mean((p - jax.nn.one_hot(y, 3)) ** 2),
+      "outputs": [_probs(key, (2, 6, 6, 3)), _probs(key, (2, 3, 3, 3))],
+      "labels": _ids(jax.random.split(key)[1], (2, 6, 6), 3),
+    },
+  ),
+  "asymmetric_unified_focal_loss": _region(),
+  "log_hausdorff_dt_loss": _spatial(),
+  "hausdorff_er_loss": _spatial(),
 }
 
 
