@@ -186,3 +186,25 @@ def test_softmax_of_one_class_is_refused():
     )
   got = jaxloss.dice_loss(x[..., :1], mask, activation="sigmoid")
   assert np.isfinite(got)
+
+
+@jax.jit
+def _odd_ids_both_paths(x, ids):
+  out = []
+  for name in ("dice_loss", "generalized_dice_loss", "lovasz_softmax"):
+    fn = getattr(jaxloss, name)
+    logits = jax.value_and_grad(lambda x: fn(x, ids, activation="softmax"))
+    probs = jax.value_and_grad(lambda x: fn(jax.nn.softmax(x), ids))
+    out.append((logits(x), probs(x)))
+  return out
+
+
+def test_uint8_and_out_of_range_ids_equal_the_probability_path():
+  """Class ids without one-hot rows: uint8 ids, and ids outside [0, C) (no
+  class, as in the probability path; reported under value_checks)."""
+  x, ids, _, _ = _inputs(7)
+  odd = ids.at[0, 0, 0].set(-1).at[1, 2, 3].set(SHAPE[-1])
+  for labels in (ids.astype(jnp.uint8), odd):
+    for (value, grad), (want, want_grad) in _odd_ids_both_paths(x, labels):
+      np.testing.assert_allclose(value, want, rtol=2e-5, atol=1e-6)
+      np.testing.assert_allclose(grad, want_grad, rtol=1e-4, atol=1e-7)
