@@ -29,9 +29,9 @@ Two cores compute this. The XLA core (GPU, TPU, and every exported program)
 uses one two-operand stable sort for the gradient, one single-operand sort for
 the value alone. The host core (CPU) runs in NumPy through
 ``jax.pure_callback``: two stable radix passes over the 16-bit halves of the
-keys give the permutation (XLA's CPU sort is a comparison sort, several times
-slower, and slower still with a second operand), in row blocks spread over a
-thread pool of this process; rows without foreground can be skipped when
+keys give the permutation (XLA's CPU sort is a comparison sort, slower, and
+slower still with a second operand), in row blocks spread over a thread pool
+of this process; rows without foreground can be skipped when
 their loss is not used. The host core is one primitive whose lowering picks
 the core: the host callback on CPU, except when lowering for ``jax.export``
 (a host callback cannot be serialized) or when the lowering does not say
@@ -305,8 +305,8 @@ def _numpy_block(keys, valid, dtype, loss_out, total_out, grad_out):
   fg = (key & 1).astype(bool)
   key >>= 1
   errors = key.view(dtype)
-  # One running count over the whole block (a 1-D cumsum is several times
-  # faster than a row-wise one), minus the count before each row.
+  # One running count over the whole block (NumPy's 1-D cumsum is faster
+  # than a row-wise one), minus the count before each row.
   fg_count = np.cumsum(fg.reshape(-1), dtype=count_dtype).reshape(b, n)
   if b > 1:
     ends = fg_count[:, -1].copy()
