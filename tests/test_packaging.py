@@ -7,12 +7,15 @@ them, installs the wheel into a fresh virtual environment outside the checkout
 and runs ``tests/packaging_smoke.py`` there: import, ``py.typed``, and every
 public name once under ``jax.jit``.
 
-The virtual environment sees the system site-packages (so JAX is not
-downloaded again), which also hold the editable install of the checkout; the
-wheel is installed into the environment itself, whose site-packages come first
-on ``sys.path``, and the smoke script fails unless ``jaxloss`` is imported from
-the environment. It runs from a directory outside the checkout, without
-``PYTHONPATH``.
+The environment is made by the interpreter running the tests, and sees the
+packages of the running environment (so JAX is not downloaded again) through
+a ``.pth`` file that lists its package directories, whichever they are: a
+virtual environment's, the base interpreter's, the user's. Those directories
+are added as they are, their own ``.pth`` files unread, so an editable install
+of the checkout stays out of sight; the wheel is installed into the new
+environment itself, whose site-packages come first on ``sys.path``, and the
+smoke script fails unless ``jaxloss`` is imported from there. It runs from a
+directory outside the checkout, without ``PYTHONPATH``.
 """
 
 import email.parser
@@ -54,6 +57,20 @@ def _run(args, *, cwd, what, env=None):
     f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
   )
   return result
+
+
+def _running_package_dirs():
+  """The directories on the running interpreter's ``sys.path``, less the
+  checkout (which ``PYTHONPATH`` or an editable install may have put there).
+  The standard library is the new environment's own already."""
+  dirs = []
+  for entry in sys.path:
+    path = pathlib.Path(entry or os.getcwd()).resolve()
+    if (
+      path.is_dir() and not path.is_relative_to(ROOT) and str(path) not in dirs
+    ):
+      dirs.append(str(path))
+  return dirs
 
 
 def _package_modules():
@@ -160,11 +177,24 @@ def test_build_check_install_and_run_the_wheel(tmp_path):
 
   venv = tmp_path / "venv"
   _run(
-    [sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
+    [sys.executable, "-m", "venv", str(venv)],
     cwd=tmp_path,
     what="python -m venv",
   )
   python = venv / "bin" / "python"
+  site_packages = _run(
+    [
+      str(python),
+      "-c",
+      "import sysconfig; print(sysconfig.get_path('purelib'))",
+    ],
+    cwd=tmp_path,
+    what="the new environment's site-packages",
+  ).stdout.strip()
+  # Appended to the new environment's sys.path, after its own site-packages.
+  (pathlib.Path(site_packages) / "_running_environment.pth").write_text(
+    "".join(f"{d}\n" for d in _running_package_dirs())
+  )
   env = {
     k: v
     for k, v in os.environ.items()
