@@ -105,6 +105,10 @@ def _check_wheel(wheel):
   jax_floor = next(r for r in requires if r.startswith("jax>=")).split(">=")[1]
   assert f"jaxlib>={jax_floor}" in requires, requires
   assert f"JAX {jax_floor} or newer" in readme, jax_floor
+  # CI's floor job runs the declared floor.
+  floor = (ROOT / ".ci" / "floor.txt").read_text().split()
+  assert {f"jax=={jax_floor}", f"jaxlib=={jax_floor}"} <= set(floor), floor
+  assert f"python{python_floor} -m venv" in (ROOT / ".ci" / "run").read_text()
   assert metadata["Description-Content-Type"] == "text/markdown"
   assert metadata.get_payload().startswith("# jaxloss")  # the README
   classifiers = metadata.get_all("Classifier")
