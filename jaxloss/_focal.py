@@ -45,8 +45,8 @@ def _log1p(e: jax.Array, u: jax.Array, r: jax.Array) -> jax.Array:
 
   ``log(u)`` corrected by the rounding error of ``u``, ``e - (u - 1)``
   (exact, by Fast2Sum), times ``d log(u) / du = r``: accurate to a few ulps,
-  down to the smallest ``e``, and about half the cost of ``log1p`` in
-  XLA:CPU's elementwise loops. Not for differentiation (the correction's
+  down to the smallest ``e``, and cheaper than ``log1p`` in XLA:CPU's
+  elementwise loops. Not for differentiation (the correction's
   derivative would count twice): :func:`sigmoid_terms` with
   ``differentiable=True`` uses ``jnp.log1p``.
   """
@@ -95,8 +95,7 @@ def sigmoid_terms(x: jax.Array, differentiable: bool = False) -> _Sigmoid:
     # 1 / u, bit for bit, but written unlike the value's, so that XLA shares
     # only e between the value and the gradient passes: XLA:CPU writes a
     # shared division to memory and reads it back, which costs more than
-    # dividing again (a train step of focal_loss 8.4 ms instead of 11.4 ms,
-    # and one temporary the size of the logits less).
+    # dividing again, and one more temporary the size of the logits.
     r = 0.5 / (0.5 + 0.5 * e)
     log1p_e = jnp.log1p(e)
   else:
@@ -132,10 +131,9 @@ def _closed_form(value, partials):
   ``value(x, y, param)`` computes the loss; ``partials(x, y, param, f)``
   returns :math:`(\partial_x f, \partial_y f)`, written with the loss ``f``
   itself where that saves work: the gradient pass then reads the loss that
-  the value pass wrote anyway, instead of computing its ``log`` again (a
-  train step of ``focal_loss`` costs about a third less). The tangent
-  :math:`\partial_x f\,\dot x + \partial_y f\,\dot y` is linear in the
-  input tangents, so JAX transposes it for reverse mode, and it is
+  the value pass wrote anyway, instead of computing its ``log`` again. The
+  tangent :math:`\partial_x f\,\dot x + \partial_y f\,\dot y` is linear in
+  the input tangents, so JAX transposes it for reverse mode, and it is
   differentiable (``f`` through this same rule), so second derivatives
   (Hessian-vector products, ``jacfwd`` of ``grad``) come from the partials.
   """
@@ -651,8 +649,8 @@ def softmax_focal_loss(
   if labels.shape != logits.shape:
     # Class ids: only the labelled class has a target, so the loss is
     # -alpha_y (1 - p_y)^gamma log p_y with log p_y gathered from
-    # log_softmax (2x faster than the sum over one-hot rows, in a train
-    # step). An id outside [0, C) has no target: loss 0.
+    # log_softmax (cheaper than the sum over one-hot rows). An id outside
+    # [0, C) has no target: loss 0.
     _checks.debug_labels_in_range(fn, labels, num_classes, mask)
     ids = _numerics.class_ids(labels)
     inside = (ids >= 0) & (ids < num_classes)

@@ -29,13 +29,14 @@ Two cores compute this. The XLA core (GPU, TPU, and every exported program)
 uses one two-operand stable sort for the gradient, one single-operand sort for
 the value alone. The host core (CPU) runs in NumPy through
 ``jax.pure_callback``: two stable radix passes over the 16-bit halves of the
-keys give the permutation (XLA's CPU sort is a comparison sort, several times
-slower, and slower still with a second operand), in row blocks spread over a
-thread pool of this process; rows without foreground can be skipped when
+keys give the permutation (XLA's CPU sort is a comparison sort, slower, and
+slower still with a second operand), in row blocks spread over a thread pool
+of this process; rows without foreground can be skipped when
 their loss is not used. The host core is one primitive whose lowering picks
 the core: the host callback on CPU, except when lowering for ``jax.export``
-(a host callback cannot be serialized), where it is the XLA core, as on every
-other platform. Both break ties by pixel index and agree to rounding.
+(a host callback cannot be serialized) or when the lowering does not say
+whether it is for export, where it is the XLA core, as on every other
+platform. Both break ties by pixel index and agree to rounding.
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ import jax.extend
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax._src import ad_util
 from jax.interpreters import ad
 from jax.interpreters import batching
 from jax.interpreters import mlir
@@ -305,8 +305,8 @@ def _numpy_block(keys, valid, dtype, loss_out, total_out, grad_out):
   fg = (key & 1).astype(bool)
   key >>= 1
   errors = key.view(dtype)
-  # One running count over the whole block (a 1-D cumsum is several times
-  # faster than a row-wise one), minus the count before each row.
+  # One running count over the whole block (NumPy's 1-D cumsum is faster
+  # than a row-wise one), minus the count before each row.
   fg_count = np.cumsum(fg.reshape(-1), dtype=count_dtype).reshape(b, n)
   if b > 1:
     ends = fg_count[:, -1].copy()
@@ -445,9 +445,9 @@ def _callback_core(nkeys, valid, dtype, with_grad, skip_empty=False):
 # ---------------------------------------------------------------------------
 # The host engine as one primitive: its lowering picks the core. On CPU it is
 # the host callback, except when the program is lowered for jax.export, where
-# a host callback cannot be serialized: there, and on every other platform,
-# it is the XLA core. Tracing is the same for both, so a jitted or exported
-# function needs no switch.
+# a host callback cannot be serialized, or may be (JAX does not say): there,
+# and on every other platform, it is the XLA core. Tracing is the same for
+# both, so a jitted or exported function needs no switch.
 
 
 _sort_p = jax.extend.core.Primitive("jaxloss_lovasz_sort_core")
@@ -480,11 +480,23 @@ def _sort_impl(nkeys, *valid, **params):
   return jax.jit(functools.partial(_sort_p.bind, **params))(nkeys, *valid)
 
 
+def _lowering_for_export(ctx) -> bool | None:
+  """Whether ``ctx`` lowers for ``jax.export``; None if JAX does not say.
+
+  JAX records it in the lowering parameters of the module being lowered, a
+  field with no public name: read defensively, so that a JAX that moves it
+  leaves ``None`` ("unknown") instead of an error.
+  """
+  module = getattr(ctx, "module_context", None)
+  params = getattr(module, "lowering_parameters", None)
+  for_export = getattr(params, "for_export", None)
+  return for_export if isinstance(for_export, bool) else None
+
+
 def _sort_lowering(ctx, nkeys, *valid, dtype, with_grad, skip_empty, on_cpu):
-  exporting = getattr(
-    ctx.module_context.lowering_parameters, "for_export", False
-  )
-  if on_cpu and not exporting:
+  # The host callback only where the program is known not to be exported:
+  # when unsure, the XLA core, which every program can serialize.
+  if on_cpu and _lowering_for_export(ctx) is False:
     core = functools.partial(
       _callback_core, dtype=dtype, with_grad=with_grad, skip_empty=skip_empty
     )
@@ -515,7 +527,7 @@ def _sort_jvp(primals, tangents, **params):
   # supplies the derivative).
   del tangents
   out = _sort_p.bind(*primals, **params)
-  return out, [ad_util.Zero.from_primal_value(x) for x in out]
+  return out, [ad.Zero.from_primal_value(x) for x in out]
 
 
 _sort_p.def_abstract_eval(_sort_abstract)

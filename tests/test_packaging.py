@@ -7,12 +7,15 @@ them, installs the wheel into a fresh virtual environment outside the checkout
 and runs ``tests/packaging_smoke.py`` there: import, ``py.typed``, and every
 public name once under ``jax.jit``.
 
-The virtual environment sees the system site-packages (so JAX is not
-downloaded again), which also hold the editable install of the checkout; the
-wheel is installed into the environment itself, whose site-packages come first
-on ``sys.path``, and the smoke script fails unless ``jaxloss`` is imported from
-the environment. It runs from a directory outside the checkout, without
-``PYTHONPATH``.
+The environment is made by the interpreter running the tests, and sees the
+packages of the running environment (so JAX is not downloaded again) through
+a ``.pth`` file that lists its package directories, whichever they are: a
+virtual environment's, the base interpreter's, the user's. Those directories
+are added as they are, their own ``.pth`` files unread, so an editable install
+of the checkout stays out of sight; the wheel is installed into the new
+environment itself, whose site-packages come first on ``sys.path``, and the
+smoke script fails unless ``jaxloss`` is imported from there. It runs from a
+directory outside the checkout, without ``PYTHONPATH``.
 """
 
 import email.parser
@@ -56,6 +59,20 @@ def _run(args, *, cwd, what, env=None):
   return result
 
 
+def _running_package_dirs():
+  """The directories on the running interpreter's ``sys.path``, less the
+  checkout (which ``PYTHONPATH`` or an editable install may have put there).
+  The standard library is the new environment's own already."""
+  dirs = []
+  for entry in sys.path:
+    path = pathlib.Path(entry or os.getcwd()).resolve()
+    if (
+      path.is_dir() and not path.is_relative_to(ROOT) and str(path) not in dirs
+    ):
+      dirs.append(str(path))
+  return dirs
+
+
 def _package_modules():
   """The package's files in the source tree, relative to the package root."""
   return sorted(
@@ -88,11 +105,12 @@ def _check_wheel(wheel):
   jax_floor = next(r for r in requires if r.startswith("jax>=")).split(">=")[1]
   assert f"jaxlib>={jax_floor}" in requires, requires
   assert f"JAX {jax_floor} or newer" in readme, jax_floor
+  # CI's floor job runs the declared floor.
+  floor = (ROOT / ".ci" / "floor.txt").read_text().split()
+  assert {f"jax=={jax_floor}", f"jaxlib=={jax_floor}"} <= set(floor), floor
+  assert f"python{python_floor} -m venv" in (ROOT / ".ci" / "run").read_text()
   assert metadata["Description-Content-Type"] == "text/markdown"
   assert metadata.get_payload().startswith("# jaxloss")  # the README
-  urls = dict(u.split(", ", 1) for u in metadata.get_all("Project-URL"))
-  assert urls["Documentation"] == "https://jaxloss.readthedocs.io", urls
-  assert urls["Source"] == "https://github.com/jaxloss/jaxloss", urls
   classifiers = metadata.get_all("Classifier")
   assert "Typing :: Typed" in classifiers, classifiers
   assert f"Programming Language :: Python :: {python_floor}" in classifiers
@@ -163,11 +181,24 @@ def test_build_check_install_and_run_the_wheel(tmp_path):
 
   venv = tmp_path / "venv"
   _run(
-    [sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
+    [sys.executable, "-m", "venv", str(venv)],
     cwd=tmp_path,
     what="python -m venv",
   )
   python = venv / "bin" / "python"
+  site_packages = _run(
+    [
+      str(python),
+      "-c",
+      "import sysconfig; print(sysconfig.get_path('purelib'))",
+    ],
+    cwd=tmp_path,
+    what="the new environment's site-packages",
+  ).stdout.strip()
+  # Appended to the new environment's sys.path, after its own site-packages.
+  (pathlib.Path(site_packages) / "_running_environment.pth").write_text(
+    "".join(f"{d}\n" for d in _running_package_dirs())
+  )
   env = {
     k: v
     for k, v in os.environ.items()

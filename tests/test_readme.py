@@ -1,13 +1,17 @@
 """The README's code runs, and CI runs the README's test command."""
 
+import os
 import pathlib
 import re
 import textwrap
+import types
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
+
+import conftest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -17,11 +21,16 @@ def _blocks(language):
   return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
 
 
+TEST_COMMAND = (
+  'pip install -e ".[test]" && pytest -m numerics && pytest -m "not numerics"'
+)
+
+
 def test_quickstart_has_two_single_line_commands_and_ci_runs_the_second():
   demo, tests = _blocks("bash")[:2]
   assert demo.strip().startswith('pip install -e ".[examples]" && python ')
-  assert tests.strip() == 'pip install -e ".[test]" && pytest'
-  assert tests.strip() in (ROOT / ".ci" / "run").read_text()
+  assert tests.strip() == TEST_COMMAND
+  assert TEST_COMMAND in (ROOT / ".ci" / "run").read_text()
   script = demo.strip().split("&& python ")[1].split()[0]
   assert (ROOT / script).is_file()
 
@@ -68,3 +77,29 @@ def test_value_checks_snippet_reports_a_bad_label():
     assert "dice_loss: labels must lie in [0, 21)" in str(error)
   else:
     raise AssertionError("the README's snippet reported nothing")
+
+
+def test_readme_names_the_numerics_files():
+  """The README's list of the tests run under XLA's default flags is
+  conftest's, and every file in it exists."""
+  text = " ".join(README.split("The first session runs", 1)[1].split())
+  text = text.split(" under XLA's default flags", 1)[0]
+  assert sorted(re.findall(r"`(tests/[\w/]+\.py)`", text)) == sorted(
+    conftest.NUMERICS
+  )
+  for name in conftest.NUMERICS:
+    assert (ROOT / name).is_file(), name
+
+
+def test_fast_flags_only_for_a_session_without_numerics_tests(request):
+  def fast(markexpr):
+    return conftest._fast(
+      types.SimpleNamespace(getoption=lambda name, default: markexpr)
+    )
+
+  assert fast("not numerics") and fast("  not   numerics ")
+  for markexpr in ("", "numerics", "not slow", "not numerics or numerics"):
+    assert not fast(markexpr), markexpr
+  if conftest._fast(request.config):  # This session: -m "not numerics".
+    flags = os.environ.get("XLA_FLAGS", "").split()
+    assert set(conftest.FAST_XLA_FLAGS) <= set(flags), flags
