@@ -105,11 +105,12 @@ def _masked(p, t, valid):
   return jnp.where(valid, p, 0), jnp.where(valid, t, jnp.zeros((), t.dtype))
 
 
-def _sums(p, t, valid, axes, squared, soft):
+def _sums(p, t, valid, axes, squared, soft, variadic=False):
   """``(I, P, T)`` of probabilities ``p`` and targets ``t`` (float, or
-  boolean one-hot rows), masked entries dropped. Three plain reductions:
-  XLA:CPU fuses each into a vectorised loop (a variadic ``lax.reduce`` is
-  compiled as a scalar loop)."""
+  boolean one-hot rows), masked entries dropped: three plain reductions
+  (each a vectorised loop on XLA:CPU), or with ``variadic`` one variadic
+  reduction that reads the inputs once (a scalar loop, faster where a compare
+  in the terms keeps XLA:CPU from vectorising anyway)."""
   p, t = _masked(p, t, valid)
   hard = t.dtype == jnp.bool_
   if hard:
@@ -119,14 +120,21 @@ def _sums(p, t, valid, axes, squared, soft):
   else:
     inter = p * t
   pred = p * p if squared else p
-  if hard:
-    true = t.astype(p.dtype)
-  else:
-    true = t * t if squared else t
+  true = t.astype(p.dtype) if hard else (t * t if squared else t)
+  if variadic:
+    zero = jnp.zeros((), p.dtype)
+    return tuple(
+      lax.reduce(
+        (inter, pred, true),
+        (zero,) * 3,
+        lambda a, b: tuple(u + v for u, v in zip(a, b)),
+        axes,
+      )
+    )
   return (
     jnp.sum(inter, axis=axes),
     jnp.sum(pred, axis=axes),
-    jnp.sum(true, axis=axes, dtype=p.dtype),
+    jnp.sum(true, axis=axes),
   )
 
 
@@ -173,9 +181,15 @@ def pooled_sums(
 
 
 def _all_sums(x, p, lse, labels, valid, axes, activation, squared, soft):
-  if jnp.issubdtype(labels.dtype, jnp.floating):
-    return _sums(p, labels, valid, axes, squared, soft)
-  return _id_sums(x, lse, labels, valid, axes, activation, squared)
+  """Float targets, or class ids given probabilities: :func:`_sums`; class
+  ids given logits: :func:`_id_sums` (no one-hot rows)."""
+  ids = not jnp.issubdtype(labels.dtype, jnp.floating)
+  if ids and activation is not None:
+    return _id_sums(x, lse, labels, valid, axes, activation, squared)
+  # Given probabilities, one-hot rows or the min intersection compare.
+  variadic = activation is None and (ids or (soft and not squared))
+  t = _targets(labels, x.shape[-1])
+  return _sums(p, t, valid, axes, squared, soft, variadic)
 
 
 def _id_sums(x, lse, ids, valid, axes, activation, squared):
@@ -256,8 +270,9 @@ def _pooled_sums_jvp(axes, activation, squared, soft, primals, tangents):
   x_dot, labels_dot, _ = tangents
   ids = not jnp.issubdtype(labels.dtype, jnp.floating)
   p, lse = _forward(x, activation)
-  # Plain operations, so a second derivative differentiates them.
-  out = _all_sums(x, p, lse, labels, valid, axes, activation, squared, soft)
+  # The primal is the function itself, so that differentiating this rule
+  # (second order) uses this rule again (a variadic reduction has no JVP).
+  out = pooled_sums(x, labels, valid, axes, activation, squared, soft)
   zero = jnp.zeros_like(out[0])
   d_inter, d_pred, d_true = zero, zero, zero
   # Softmax of logits against float targets with the min intersection.
