@@ -1,11 +1,12 @@
 """Test-wide JAX settings: no silent upcasting, no silent broadcasting, eight
 CPU devices for the multi-device tests, and which XLA flags compile the tests.
 
-The tests that guard the numerics (the ``NUMERICS`` files below: float64
-references, saturated logits, adversarial inputs, second derivatives, the
-API table) carry the ``numerics`` marker and run under XLA's default flags,
-the compiler users get: the library's results depend on what XLA does with
-its code (a bit-exact ``u - 1``, selects placed to steer fusion).
+The tests that guard the numerics (``NUMERICS`` below: float64 references,
+saturated logits, adversarial inputs, second derivatives, the API table's
+values and derivatives) carry the ``numerics`` marker and run under XLA's
+default flags, the compiler users get: the library's results depend on what
+XLA does with its code (a bit-exact ``u - 1``, selects placed to steer
+fusion).
 
 A session run with ``-m "not numerics"`` (exactly that expression) selects
 none of them and compiles with ``FAST_XLA_FLAGS``: LLVM's optimisations off
@@ -22,25 +23,27 @@ place their results by default, so eight devices change nothing for them;
 ``tests/test_multidevice.py`` builds its meshes on all eight."""
 
 import os
-import pathlib
 
 import jax
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent
-
-# Test files run under XLA's default flags (marked ``numerics``), relative to
-# the repository root. The README names the same files.
+# The tests run under XLA's default flags (marked ``numerics``): test files,
+# or test functions (``file::function``, every parameter of it), as pytest
+# names them from the repository root. The README names the same ones. Of the
+# API table, the checks of values and derivatives; its export and checkify
+# checks test what a program carries, not what it computes.
 NUMERICS = (
   "tests/test_adversarial.py",
-  "tests/test_api.py",
+  "tests/test_api.py::test_plain_jit_vmap_agree",
+  "tests/test_api.py::test_every_derivative_agrees",
+  "tests/test_api.py::test_hessian_vector_product",
   "tests/test_detection_focal.py",
   "tests/test_focal.py",
 )
 
-# Test files whose tests compile nothing in common: under ``--dist loadfile``
-# (pyproject's default) pytest-xdist spreads their tests over the workers one
-# by one instead of keeping the file on one worker.
+# Test files whose cases compile nothing in common: under ``--dist loadfile``
+# (pyproject's default) pytest-xdist spreads them over the workers by case
+# (parameter), instead of giving the whole file to one worker.
 SPREAD = ("tests/test_api.py",)
 
 FAST_XLA_FLAGS = (
@@ -65,19 +68,26 @@ def pytest_configure(config):
     os.environ["XLA_FLAGS"] = " ".join(flags)
 
 
+def _is_numerics(nodeid):
+  return any(
+    nodeid == name or nodeid.startswith((f"{name}::", f"{name}["))
+    for name in NUMERICS
+  )
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-  """Marks the tests of the ``NUMERICS`` files, before ``-m`` selects."""
-  numerics = {ROOT / name for name in NUMERICS}
+  """Marks the ``NUMERICS`` tests, before ``-m`` selects."""
   for item in items:
-    if item.path in numerics:
+    if _is_numerics(item.nodeid):
       item.add_marker(pytest.mark.numerics)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-  """``--dist loadfile``, except that each test of a ``SPREAD`` file is its
-  own unit of work."""
+  """``--dist loadfile``, except that the tests of a ``SPREAD`` file go to
+  the workers by parameter (``test_api.py[dice_loss]``): the tests of one
+  case share its inputs."""
   if config.getvalue("dist") != "loadfile":
     return None
   from xdist.scheduler import LoadFileScheduling
@@ -85,7 +95,10 @@ def pytest_xdist_make_scheduler(config, log):
   class Scheduling(LoadFileScheduling):
     def _split_scope(self, nodeid):
       path = nodeid.split("::", 1)[0]
-      return nodeid if path in SPREAD else path
+      if path not in SPREAD:
+        return path
+      case = nodeid.partition("[")[2]
+      return f"{path}[{case}" if case else nodeid
 
   return Scheduling(config, log)
 

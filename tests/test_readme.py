@@ -79,16 +79,18 @@ def test_value_checks_snippet_reports_a_bad_label():
     raise AssertionError("the README's snippet reported nothing")
 
 
-def test_readme_names_the_numerics_files():
+def test_readme_names_the_numerics_tests():
   """The README's list of the tests run under XLA's default flags is
-  conftest's, and every file in it exists."""
-  text = " ".join(README.split("The first session runs", 1)[1].split())
-  text = text.split(" under XLA's default flags", 1)[0]
-  assert sorted(re.findall(r"`(tests/[\w/]+\.py)`", text)) == sorted(
-    conftest.NUMERICS
-  )
+  conftest's, and every file and test function in it exists."""
+  text = README.split("The first session runs", 1)[1]
+  text = text.split("The second runs", 1)[0]
+  named = re.findall(r"`(tests/[\w/]+\.py(?:::\w+)?)`", text)
+  assert sorted(named) == sorted(conftest.NUMERICS)
   for name in conftest.NUMERICS:
-    assert (ROOT / name).is_file(), name
+    path, _, function = name.partition("::")
+    assert (ROOT / path).is_file(), name
+    if function:
+      assert f"\ndef {function}(" in (ROOT / path).read_text(), name
 
 
 def test_fast_flags_only_for_a_session_without_numerics_tests(request):
