@@ -222,6 +222,12 @@ def _region_group(logits, ids, one_hot, repeats, mib):
       lambda x, y: jaxloss.dice_loss(jax.nn.softmax(x), y, **kw),
       (logits, one_hot),
     )
+    entries["jaxloss.dice_loss(softmax(x), one-hot, hard)"] = (
+      lambda x, y: jaxloss.dice_loss(
+        jax.nn.softmax(x), y, soft_labels=False, **kw
+      ),
+      (logits, one_hot),
+    )
     entries[best] = (
       lambda x, y: optax.losses.dice_loss(x, y, axis=axis),
       (logits, one_hot),
@@ -249,8 +255,14 @@ def _region_group(logits, ids, one_hot, repeats, mib):
       _ratio(f"{name} time of the CE floor", r, "<= 1.8", r <= 1.8)
       r = temps[name] / mib
       _ratio(f"{name} temporaries / logits", r, "<= 1.2", r <= 1.2)
-    r = t[best] / t["jaxloss.dice_loss(softmax(x), one-hot)"]
-    _ratio("probability path against optax, same one-hot", r, ">= 1", r >= 1)
+    for name in ("one-hot)", "one-hot, hard)"):
+      r = t[best] / t[f"jaxloss.dice_loss(softmax(x), {name}"]
+      _ratio(
+        f"probability path ({name[:-1]}) against optax, same one-hot",
+        r,
+        ">= 1",
+        r >= 1,
+      )
 
 
 if __name__ == "__main__":
