@@ -272,13 +272,12 @@ CASES = {
     {"sampling": 1.5},
   ),
   # Region losses from logits: "name[activation]" calls name. One of each
-  # code path: class ids and float targets through the pooled sums (squared
-  # too), the sort, the Wasserstein rows and a distance-map loss; the other
-  # losses share these paths (tests/test_activation.py compares them all).
+  # code path: class ids and float targets through the pooled sums, the sort,
+  # and the activation shared by the other losses (a distance-map loss); the
+  # other losses share these paths (tests/test_activation.py compares them
+  # all with the probability path).
   "dice_loss[softmax]": _from_logits("softmax"),
   "iou_loss[sigmoid]": _from_logits("sigmoid"),
-  "generalized_dice_loss[sigmoid]": _from_logits("sigmoid", squared=True),
-  "generalized_wasserstein_dice_loss[softmax]": _from_logits("softmax"),
   "lovasz_softmax[softmax]": _from_logits("softmax", classes="all"),
   "hausdorff_dt_loss[softmax]": _from_logits("softmax", (2, 2, 5, 6, 3)),
 }
