@@ -230,8 +230,8 @@ def _softmax(
       mask = _region.take_classes(mask, selection, fill_value=False)
   fg = labels[..., None] == class_ids.reshape((1,) * labels.ndim + (-1,))
   if mask is not None:
-    # Masked pixels: no value, and no gradient even for NaN probabilities.
-    p = jnp.where(mask, p, 0)
+    # Masked entries of p are 0 already (region.probabilities), so no value
+    # and no gradient even for NaN probabilities; no foreground there either.
     fg = fg & mask
   layout = Layout(
     tuple(a for a in range(p.ndim - 1) if a not in region.axes),

@@ -103,14 +103,15 @@ def inputs(
     mask = _checks.mask_for(fn, where, probs.shape[:-1])
     valid = None if mask is None else mask[..., None]
   axes = _checks.pooled_axes(fn, axis, probs.ndim)
+  targets = labels.shape == probs.shape  # else class ids
   if activation is None:
     _checks.debug_unit_interval(fn, "probs", probs, valid)
-  if labels.shape == probs.shape:
+  if targets:
     _checks.debug_unit_interval(fn, "labels", labels, valid)
   else:
     _checks.debug_labels_in_range(fn, labels, probs.shape[-1], valid)
   x = probs.astype(_numerics.accum_dtype(probs.dtype))
-  if labels.shape == probs.shape:
+  if targets:
     labels = labels.astype(x.dtype)
     if valid is not None:
       labels = jnp.where(valid, labels, 0)
