@@ -119,6 +119,17 @@ def test_focal_reduced_hand_case():
   np.testing.assert_allclose(got, np.array(want) / 1.25, rtol=1e-6)
 
 
+def _matches_reference(loss, reference, x):
+  """Values and gradients of ``loss`` against the float64 ``reference``."""
+  np.testing.assert_allclose(loss(x), reference(x), rtol=2e-5, atol=1e-7)
+  np.testing.assert_allclose(
+    jax.grad(lambda x: loss(x).sum())(x),
+    ref.numerical_grad(lambda x: reference(x).sum(), x),
+    rtol=1e-4,
+    atol=1e-6,
+  )
+
+
 SMP_CASES = [  # (options, gamma, soft labels)
   ({"normalized": True}, 2.0, False),
   ({"normalized": True}, 0.5, True),
@@ -140,13 +151,7 @@ def test_focal_normalized_and_reduced_match_reference(options, gamma, soft):
   reference = lambda x: ref.sigmoid_focal(
     x, y, np.asarray(alpha), gamma, where=np.asarray(where), **options
   )
-  np.testing.assert_allclose(loss(x), reference(x), rtol=2e-5, atol=1e-7)
-  np.testing.assert_allclose(
-    jax.grad(lambda x: loss(x).sum())(x),
-    ref.numerical_grad(lambda x: reference(x).sum(), x),
-    rtol=1e-4,
-    atol=1e-6,
-  )
+  _matches_reference(loss, reference, x)
 
 
 @pytest.mark.parametrize("options, gamma, soft", SMP_CASES)
@@ -163,13 +168,7 @@ def test_softmax_focal_normalized_and_reduced_match_reference(
     x, labels, alpha=jnp.asarray(alpha), gamma=gamma, **options
   )
   reference = lambda x: ref.softmax_focal(x, targets, alpha, gamma, **options)
-  np.testing.assert_allclose(loss(x), reference(x), rtol=2e-5, atol=1e-7)
-  np.testing.assert_allclose(
-    jax.grad(lambda x: loss(x).sum())(x),
-    ref.numerical_grad(lambda x: reference(x).sum(), x),
-    rtol=1e-4,
-    atol=1e-6,
-  )
+  _matches_reference(loss, reference, x)
 
 
 def test_per_class_alpha_equals_one_column_at_a_time():
