@@ -34,7 +34,7 @@ import pytest
 # checks test what a program carries, not what it computes.
 NUMERICS = (
   "tests/test_adversarial.py",
-  "tests/test_api.py::test_plain_jit_vmap_agree",
+  "tests/test_api.py::test_jit_and_vmap_agree",
   "tests/test_api.py::test_every_derivative_agrees",
   "tests/test_api.py::test_hessian_vector_product",
   "tests/test_detection_focal.py",
