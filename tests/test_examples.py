@@ -147,7 +147,7 @@ def test_demo_runs_a_few_steps(tmp_path, capsys):
       "--width",
       "4",
       "--depth",
-      "2",
+      "1",
       "--eval-every",
       "2",
       "--setups",
