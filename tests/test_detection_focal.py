@@ -55,12 +55,19 @@ def logits(seed, shape, scale=4.0):
 SHAPE = (6, 5)
 
 
-@functools.cache
-def compiled(name, **kwargs):
-  fn = getattr(jaxloss, name)
-  kwargs = dict(kwargs)
-  total = lambda x, y: jnp.sum(fn(x, y, **kwargs))
-  return jax.jit(functools.partial(fn, **kwargs)), jax.jit(jax.grad(total))
+@functools.partial(jax.jit, static_argnames=("name", "options"))
+def _compiled(x, y, where, *, name, options):
+  fn = lambda x, y: getattr(jaxloss, name)(x, y, where=where, **dict(options))
+  total = lambda x, y: jnp.sum(fn(x, y))
+  return fn(x, y), *jax.grad(total, argnums=(0, 1))(x, y)
+
+
+def run(name, x, y, where=None, **options):
+  """``jaxloss.<name>(x, y, where=where, **options)`` and the gradients of
+  its sum with respect to ``x`` and ``y``: one compiled program for each
+  loss, options, shapes and dtypes, the inputs its arguments."""
+  options = tuple(sorted(options.items()))
+  return jax.device_get(_compiled(x, y, where, name=name, options=options))
 
 
 REFERENCES = {
@@ -79,34 +86,35 @@ CONFIGS = [
 ]
 
 
+def f32(x):
+  return np.asarray(x, np.float32)
+
+
 # 1. Hand cases ------------------------------------------------------------------
 
 
 def test_hand_cases():
-  log2 = np.log(2.0)
-  x = jnp.zeros(3)
-  q = jnp.array([1.0, 0.5, 0.0])
-  np.testing.assert_allclose(
-    jaxloss.varifocal_loss(x, q),
-    [log2, 0.5 * log2, 0.75 * 0.25 * log2],
-    rtol=1e-6,
-  )
-  np.testing.assert_allclose(
-    jaxloss.quality_focal_loss(x, q), [0.25 * log2, 0.0, 0.25 * log2], rtol=1e-6
-  )
+  @jax.jit
+  def hand(x, q, x3):
+    return (
+      jaxloss.varifocal_loss(x, q),
+      jaxloss.quality_focal_loss(x, q),
+      jaxloss.varifocal_loss(x3, jnp.zeros(1)),
+      jaxloss.quality_focal_loss(x3, jnp.ones(1)),
+    )
+
   # logit log(3): p = 3/4. Negative: alpha p^2 log 4; QFL at y = 1:
   # (1/4)^2 log(4/3).
-  x = jnp.array([np.log(3.0)])
-  np.testing.assert_allclose(
-    jaxloss.varifocal_loss(x, jnp.zeros(1)),
-    [0.75 * 0.5625 * np.log(4.0)],
-    rtol=1e-6,
+  vfl, qfl, vfl3, qfl3 = hand(
+    np.zeros(3, np.float32), f32([1.0, 0.5, 0.0]), f32([np.log(3.0)])
   )
+  log2 = np.log(2.0)
   np.testing.assert_allclose(
-    jaxloss.quality_focal_loss(x, jnp.ones(1)),
-    [0.0625 * np.log(4 / 3)],
-    rtol=1e-6,
+    vfl, [log2, 0.5 * log2, 0.75 * 0.25 * log2], rtol=1e-6
   )
+  np.testing.assert_allclose(qfl, [0.25 * log2, 0.0, 0.25 * log2], rtol=1e-6)
+  np.testing.assert_allclose(vfl3, [0.75 * 0.5625 * np.log(4.0)], rtol=1e-6)
+  np.testing.assert_allclose(qfl3, [0.0625 * np.log(4 / 3)], rtol=1e-6)
 
 
 # 2. References: values and gradients --------------------------------------------
@@ -116,18 +124,15 @@ def test_hand_cases():
 def test_values_and_gradients_match_reference(name, kwargs):
   x, q = logits(0, SHAPE), soft_targets(1, SHAPE)
   reference = functools.partial(REFERENCES[name], **dict(kwargs))
-  value, grad = compiled(name, **dict(kwargs))
-  got = value(jnp.asarray(x, jnp.float32), jnp.asarray(q, jnp.float32))
+  got, _, _ = run(name, f32(x), f32(q), **dict(kwargs))
   assert got.shape == SHAPE and got.dtype == jnp.float32
   np.testing.assert_allclose(got, reference(x, q), rtol=2e-5, atol=1e-6)
   want = references.numerical_grad(lambda x: np.sum(reference(x, q)), x)
   with jax.enable_x64(True):
-    got64 = value(jnp.asarray(x), jnp.asarray(q))
-    assert got64.dtype == jnp.float64
-    np.testing.assert_allclose(got64, reference(x, q), rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(
-      grad(jnp.asarray(x), jnp.asarray(q)), want, rtol=1e-6, atol=1e-8
-    )
+    got64, grad, _ = run(name, x, q, **dict(kwargs))
+  assert got64.dtype == jnp.float64
+  np.testing.assert_allclose(got64, reference(x, q), rtol=1e-12, atol=1e-14)
+  np.testing.assert_allclose(grad, want, rtol=1e-6, atol=1e-8)
 
 
 @pytest.mark.parametrize("name, kwargs", CONFIGS)
@@ -135,10 +140,9 @@ def test_gradient_with_respect_to_soft_labels(name, kwargs):
   # Labels strictly inside (0, 1): the varifocal loss jumps at q = 0.
   x = logits(2, SHAPE)
   q = np.random.default_rng(3).uniform(0.05, 0.95, SHAPE)
-  fn = functools.partial(getattr(jaxloss, name), **dict(kwargs))
   reference = functools.partial(REFERENCES[name], **dict(kwargs))
   with jax.enable_x64(True):
-    got = jax.grad(lambda q: jnp.sum(fn(jnp.asarray(x), q)))(jnp.asarray(q))
+    _, _, got = run(name, x, q, **dict(kwargs))
   want = references.numerical_grad(lambda q: np.sum(reference(x, q)), q)
   np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
 
@@ -147,94 +151,97 @@ def test_gradient_with_respect_to_soft_labels(name, kwargs):
 
 
 def test_varifocal_target_zero_is_its_negative_term():
-  x = jnp.asarray(logits(2, SHAPE), jnp.float32)
-  p = jax.nn.sigmoid(x)
-  for alpha, gamma in ((0.75, 2.0), (0.5, 1.5)):
-    got = compiled("varifocal_loss", alpha=alpha, gamma=gamma)[0](
-      x, jnp.zeros(SHAPE)
-    )
+  x = f32(logits(2, SHAPE))
+  p = 1 / (1 + np.exp(-np.float64(x)))
+  for options in ({}, {"alpha": 0.5, "gamma": 1.5}):
+    alpha, gamma = options.get("alpha", 0.75), options.get("gamma", 2.0)
+    got, _, _ = run("varifocal_loss", x, np.zeros(SHAPE, np.float32), **options)
     np.testing.assert_allclose(
-      got, alpha * p**gamma * -jnp.log1p(-p), rtol=1e-5, atol=1e-7
+      got, alpha * p**gamma * -np.log1p(-p), rtol=1e-5, atol=1e-7
     )
+
+
+def bce(x, y):
+  """focal_loss without alpha at gamma 0: the binary cross-entropy."""
+  return run("focal_loss", x, y, alpha=None, gamma=0.0)[0]
 
 
 def test_varifocal_positive_is_target_weighted_bce():
-  x = jnp.asarray(logits(3, SHAPE), jnp.float32)
-  q = jnp.asarray(np.random.default_rng(4).uniform(0.1, 1, SHAPE), jnp.float32)
-  bce = jaxloss.focal_loss(x, q, alpha=None, gamma=0.0)
+  x = f32(logits(3, SHAPE))
+  q = f32(np.random.default_rng(4).uniform(0.1, 1, SHAPE))
   np.testing.assert_allclose(
-    compiled("varifocal_loss")[0](x, q), q * bce, rtol=1e-6, atol=1e-7
+    run("varifocal_loss", x, q)[0], q * bce(x, q), rtol=1e-6, atol=1e-7
   )
 
 
 def test_varifocal_unweighted_positive_is_bce():
   # iou_weighted=False: a positive's loss is the soft-target BCE itself, a
   # negative's is unchanged.
-  x = jnp.asarray(logits(12, SHAPE), jnp.float32)
-  q = jnp.asarray(soft_targets(13, SHAPE), jnp.float32)
-  bce = jaxloss.focal_loss(x, q, alpha=None, gamma=0.0)
-  got = compiled("varifocal_loss", iou_weighted=False)[0](x, q)
-  weighted = compiled("varifocal_loss")[0](x, q)
+  x = f32(logits(12, SHAPE))
+  q = f32(soft_targets(13, SHAPE))
+  got, _, _ = run("varifocal_loss", x, q, iou_weighted=False)
+  weighted, _, _ = run("varifocal_loss", x, q)
   np.testing.assert_allclose(
-    got, jnp.where(q > 0, bce, weighted), rtol=1e-6, atol=1e-7
+    got, np.where(q > 0, bce(x, q), weighted), rtol=1e-6, atol=1e-7
   )
 
 
 def test_quality_focal_identities():
-  x = jnp.asarray(logits(5, SHAPE), jnp.float32)
-  q = jnp.asarray(soft_targets(6, SHAPE), jnp.float32)
+  x = f32(logits(5, SHAPE))
+  q = f32(soft_targets(6, SHAPE))
   # beta = 0 is BCE with soft targets.
   np.testing.assert_allclose(
-    compiled("quality_focal_loss", beta=0.0)[0](x, q),
-    jaxloss.focal_loss(x, q, alpha=None, gamma=0.0),
+    run("quality_focal_loss", x, q, beta=0.0)[0],
+    bce(x, q),
     rtol=1e-6,
     atol=1e-7,
   )
   # Hard targets: the sigmoid focal loss without alpha, gamma = beta.
-  hard = (q > 0.5).astype(jnp.float32)
+  hard = (q > 0.5).astype(np.float32)
   np.testing.assert_allclose(
-    compiled("quality_focal_loss")[0](x, hard),
-    jaxloss.focal_loss(x, hard, alpha=None, gamma=2.0),
+    run("quality_focal_loss", x, hard)[0],
+    run("focal_loss", x, hard, alpha=None, gamma=2.0)[0],
     rtol=1e-5,
     atol=1e-7,
   )
   # Zero loss and zero gradient where sigma(x) equals the target.
-  y = jnp.array([0.2, 0.5, 0.9])
-  at = jnp.log(y) - jnp.log1p(-y)
-  value, grad = compiled("quality_focal_loss")
-  np.testing.assert_allclose(value(at, y), 0, atol=1e-6)
-  np.testing.assert_allclose(grad(at, y), 0, atol=1e-5)
+  y = f32([0.2, 0.5, 0.9])
+  at = np.log(y) - np.log1p(-y)
+  value, grad, _ = run("quality_focal_loss", at, y)
+  np.testing.assert_allclose(value, 0, atol=1e-6)
+  np.testing.assert_allclose(grad, 0, atol=1e-5)
   # A fractional beta: |y - sigma|^beta has an infinite slope at 0; exactly
   # there (sigma(0) = 1/2) the double-where power gives 0, not NaN.
-  value, grad = compiled("quality_focal_loss", beta=0.5)
-  half = jnp.full((3,), 0.5)
-  np.testing.assert_array_equal(value(jnp.zeros(3), half), 0)
-  np.testing.assert_array_equal(grad(jnp.zeros(3), half), 0)
+  half = np.full((3,), 0.5, np.float32)
+  value, grad, _ = run(
+    "quality_focal_loss", np.zeros(3, np.float32), half, beta=0.5
+  )
+  np.testing.assert_array_equal(value, 0)
+  np.testing.assert_array_equal(grad, 0)
 
 
 @pytest.mark.parametrize("name", ["varifocal_loss", "quality_focal_loss"])
 def test_masked_equals_sliced_and_blocks_nan(name):
-  x = jnp.asarray(logits(7, SHAPE), jnp.float32)
-  q = jnp.asarray(soft_targets(8, SHAPE), jnp.float32)
-  where = jnp.asarray(np.random.default_rng(9).uniform(size=SHAPE) < 0.6)
-  fn = jax.jit(lambda x, q, where: getattr(jaxloss, name)(x, q, where=where))
-  grad = jax.jit(jax.grad(lambda x, q, where: jnp.sum(fn(x, q, where))))
-  plain = compiled(name)[0](x, q)
-  np.testing.assert_allclose(
-    fn(x, q, where), jnp.where(where, plain, 0), rtol=1e-6
-  )
-  g = grad(jnp.where(where, x, jnp.nan), q, where)
-  assert bool(jnp.all(jnp.isfinite(g)))
-  assert bool(jnp.all(jnp.where(where, True, g == 0)))
+  x = f32(logits(7, SHAPE))
+  q = f32(soft_targets(8, SHAPE))
+  where = np.random.default_rng(9).uniform(size=SHAPE) < 0.6
+  plain, _, _ = run(name, x, q)
+  masked, _, _ = run(name, x, q, where)
+  np.testing.assert_allclose(masked, np.where(where, plain, 0), rtol=1e-6)
+  _, g, _ = run(name, np.where(where, x, np.nan), q, where)
+  assert np.all(np.isfinite(g))
+  assert np.all(np.where(where, True, g == 0))
   # A row mask broadcasts.
   row = where[:, :1]
   np.testing.assert_allclose(
-    fn(x, q, row), jnp.where(jnp.broadcast_to(row, SHAPE), plain, 0), rtol=1e-6
+    run(name, x, q, row)[0],
+    np.where(np.broadcast_to(row, SHAPE), plain, 0),
+    rtol=1e-6,
   )
   # All masked: zero loss, zero finite gradient.
-  none = jnp.zeros(SHAPE, bool)
-  assert float(jnp.abs(fn(x, q, none)).max()) == 0
-  assert float(jnp.abs(grad(x, q, none)).max()) == 0
+  value, g, _ = run(name, x, q, np.zeros(SHAPE, bool))
+  assert float(np.abs(value).max()) == 0
+  assert float(np.abs(g).max()) == 0
 
 
 # 4. Edges -----------------------------------------------------------------------
@@ -242,15 +249,19 @@ def test_masked_equals_sliced_and_blocks_nan(name):
 
 @pytest.mark.parametrize("name, kwargs", CONFIGS)
 def test_extreme_logits_are_finite(name, kwargs):
-  x = jnp.array([[-1e4, -50.0, 0.0, 50.0, 1e4]] * 3)
-  q = jnp.array([[0.0] * 5, [0.7] * 5, [1.0] * 5])
-  value, grad = compiled(name, **dict(kwargs))
-  v, g = value(x, q), grad(x, q)
-  assert bool(jnp.all(jnp.isfinite(v))) and bool(jnp.all(jnp.isfinite(g)))
+  # Of SHAPE, as the references' inputs (one compiled program): three rows
+  # of extreme logits, a row of NaN (target 1: NaN out), two rows of 0.
+  x = np.zeros(SHAPE, np.float32)
+  x[:3] = [-1e4, -50.0, 0.0, 50.0, 1e4]
+  x[3] = np.nan
+  q = np.zeros(SHAPE, np.float32)
+  q[1:3] = [[0.7], [1.0]]
+  q[3] = 1.0
+  v, g, _ = run(name, x, q, **dict(kwargs))
+  assert np.all(np.isfinite(v[:3])) and np.all(np.isfinite(g[:3]))
   # Confident and right costs nothing.
   assert float(v[0, 0]) == 0 and float(v[2, 4]) == 0
-  # NaN in, NaN out.
-  assert bool(jnp.isnan(value(jnp.full((1,), jnp.nan), jnp.ones(1))[0]))
+  assert np.all(np.isnan(v[3]))
 
 
 SATURATED = [
@@ -273,27 +284,24 @@ def test_saturated_logits_keep_relative_accuracy(name, kwargs, wider):
     {"focal_loss": references.sigmoid_focal, **REFERENCES}[name],
     **dict(kwargs),
   )
-  value, grad = compiled(name, **dict(kwargs))
   for y in (0.0, 1.0, 0.25):
     y = np.full_like(x, y)
     step = 1e-6
     slope = (reference(x + step, y) - reference(x - step, y)) / (2 * step)
-    np.testing.assert_allclose(value(x, y), reference(x, y), rtol=1e-5)
-    np.testing.assert_allclose(grad(x, y), slope, rtol=1e-4)
+    value, grad, _ = run(name, f32(x), f32(y), **dict(kwargs))
+    np.testing.assert_allclose(value, reference(x, y), rtol=1e-5)
+    np.testing.assert_allclose(grad, slope, rtol=1e-4)
 
 
 @pytest.mark.parametrize("name", ["varifocal_loss", "quality_focal_loss"])
 def test_bf16(name):
-  x = jnp.asarray(logits(10, SHAPE), jnp.bfloat16)
-  q = jnp.asarray(soft_targets(11, SHAPE), jnp.bfloat16)
-  value, grad = compiled(name)
-  got = value(x, q)
+  x = f32(logits(10, SHAPE)).astype(jnp.bfloat16)
+  q = f32(soft_targets(11, SHAPE)).astype(jnp.bfloat16)
+  got, g, _ = run(name, x, q)
   assert got.dtype == jnp.float32
-  np.testing.assert_allclose(
-    got, value(x.astype(jnp.float32), q.astype(jnp.float32)), rtol=1e-6
-  )
-  g = grad(x, q)
-  assert g.dtype == jnp.bfloat16 and bool(jnp.all(jnp.isfinite(g)))
+  want, _, _ = run(name, x.astype(np.float32), q.astype(np.float32))
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  assert g.dtype == jnp.bfloat16 and np.all(np.isfinite(g))
 
 
 # 5. Bad input -------------------------------------------------------------------
@@ -309,15 +317,15 @@ def test_bf16(name):
 )
 def test_bad_input(name, option):
   fn = getattr(jaxloss, name)
-  ok = jnp.zeros((2, 3))
+  ok = np.zeros((2, 3), np.float32)
   with pytest.raises(TypeError, match=rf"{name}: logits must have a floating"):
-    fn(jnp.zeros((2, 3), jnp.int32), ok)
+    fn(np.zeros((2, 3), np.int32), ok)
   with pytest.raises(
     ValueError,
     match=rf"{name}: labels.shape \(3,\) must "
     r"equal logits.shape \(2, 3\)",
   ):
-    fn(ok, jnp.zeros(3))
+    fn(ok, np.zeros(3, np.float32))
   with pytest.raises(ValueError, match=rf"{name}: {option} must be >= 0"):
     fn(ok, ok, **{option: -1.0})
   if name == "varifocal_loss":
@@ -326,8 +334,10 @@ def test_bad_input(name, option):
     ):
       fn(ok, ok, iou_weighted="no")
   with pytest.raises(TypeError, match=rf"{name}: where must be a boolean"):
-    fn(ok, ok, where=jnp.ones((2, 3)))
+    fn(ok, ok, where=np.ones((2, 3), np.float32))
   with jaxloss.value_checks():
-    err, _ = checkify.checkify(fn)(ok, jnp.full((2, 3), 1.5))
+    err, _ = checkify.checkify(jax.jit(fn))(
+      ok, np.full((2, 3), 1.5, np.float32)
+    )
   with pytest.raises(checkify.JaxRuntimeError, match=r"labels must lie in"):
     err.throw()

@@ -1,5 +1,9 @@
-"""focal_loss and softmax_focal_loss: hand cases, references, optax, edges."""
+"""focal_loss and softmax_focal_loss: hand cases, references, optax, edges.
 
+Each check runs on one compiled program (``jax.jit``), inputs as arguments:
+what a train step runs, fused as XLA fuses it."""
+
+import functools
 import math
 
 import jax
@@ -12,16 +16,43 @@ from jax.experimental import checkify
 import jaxloss
 from tests import references as ref
 
-KEY = jax.random.PRNGKey(42)
-
 
 def _inputs(shape, soft, scale=3.0, seed=0):
-  k1, k2 = jax.random.split(jax.random.fold_in(KEY, seed))
-  logits = scale * jax.random.normal(k1, shape)
-  labels = jax.random.uniform(k2, shape)
+  """float32 logits (``scale`` times normal) and labels, soft or hard."""
+  rng = np.random.default_rng(seed)
+  logits = (scale * rng.standard_normal(shape)).astype(np.float32)
+  labels = rng.uniform(size=shape).astype(np.float32)
   if not soft:
-    labels = (labels > 0.6).astype(jnp.float32)
+    labels = (labels > 0.6).astype(np.float32)
   return logits, labels
+
+
+def _softmax_inputs(rows, seed):
+  """float32 logits ``[rows, 3]``, class ids and soft targets (rows of a
+  softmax)."""
+  rng = np.random.default_rng(seed)
+  logits = (3 * rng.standard_normal((rows, 3))).astype(np.float32)
+  ids = rng.integers(0, 3, rows).astype(np.int32)
+  z = 2 * rng.standard_normal((rows, 3))
+  soft = np.exp(z - z.max(-1, keepdims=True))
+  return logits, ids, (soft / soft.sum(-1, keepdims=True)).astype(np.float32)
+
+
+@functools.partial(jax.jit, static_argnames=("name", "options", "wrt"))
+def _compiled(x, y, arrays, *, name, options, wrt):
+  fn = lambda x, y: getattr(jaxloss, name)(x, y, **dict(options), **arrays)
+  total = lambda x, y: fn(x, y).sum()
+  return fn(x, y), jax.grad(total, argnums=wrt)(x, y) if wrt else ()
+
+
+def _run(name, x, y, arrays=None, wrt=(0,), **options):
+  """``jaxloss.<name>(x, y, **options, **arrays)`` and the gradients of its
+  sum with respect to the arguments ``wrt`` (0: logits, 1: labels), in one
+  compiled program. ``options`` are part of the program (cases with equal
+  options and shapes share it); ``arrays`` (alpha, where) are data."""
+  options = tuple(sorted(options.items()))
+  out = _compiled(x, y, arrays or {}, name=name, options=options, wrt=wrt)
+  return jax.device_get(out)
 
 
 # 1. Hand-computed cases.
@@ -30,18 +61,17 @@ def _inputs(shape, soft, scale=3.0, seed=0):
 def test_focal_hand_case():
   # logit log 3: p = 3/4. Positive: p_t = 3/4, (1 - p_t)^2 = 1/16.
   # Negative: p_t = 1/4, (1 - p_t)^2 = 9/16, -log(1/4).
-  x = jnp.full((2,), math.log(3.0))
-  got = jaxloss.focal_loss(x, jnp.array([1.0, 0.0]), alpha=0.25, gamma=2.0)
+  x = np.full((2,), math.log(3.0), np.float32)
+  got, _ = _run("focal_loss", x, np.array([1.0, 0.0], np.float32), wrt=())
   want = [0.25 / 16 * -math.log(0.75), 0.75 * 9 / 16 * -math.log(0.25)]
   np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
 def test_softmax_focal_hand_case():
   # Logits (log 3, 0): p = (3/4, 1/4). Class 1: (3/4)^2 * log 4, times alpha_1.
-  x = jnp.array([[math.log(3.0), 0.0]])
-  got = jaxloss.softmax_focal_loss(
-    x, jnp.array([1]), alpha=jnp.array([1.0, 0.5])
-  )
+  x = np.array([[math.log(3.0), 0.0]], np.float32)
+  alpha = {"alpha": np.array([1.0, 0.5], np.float32)}
+  got, _ = _run("softmax_focal_loss", x, np.array([1]), alpha, wrt=())
   np.testing.assert_allclose(got, [0.5 * 9 / 16 * math.log(4.0)], rtol=1e-6)
 
 
@@ -53,43 +83,47 @@ def test_softmax_focal_hand_case():
 @pytest.mark.parametrize("alpha", [None, 0.25])
 def test_focal_matches_reference(soft, gamma, alpha):
   x, y = _inputs((3, 4), soft)
-  loss = lambda x: jaxloss.focal_loss(x, y, alpha=alpha, gamma=gamma)
+  value, (grad,) = _run("focal_loss", x, y, alpha=alpha, gamma=gamma)
   np.testing.assert_allclose(
-    loss(x), ref.sigmoid_focal(x, y, alpha, gamma), rtol=2e-5, atol=1e-6
+    value, ref.sigmoid_focal(x, y, alpha, gamma), rtol=2e-5, atol=1e-6
   )
   want = ref.numerical_grad(
     lambda x: ref.sigmoid_focal(x, y, alpha, gamma).sum(), x
   )
-  np.testing.assert_allclose(
-    jax.grad(lambda x: loss(x).sum())(x), want, rtol=1e-4, atol=1e-6
-  )
+  np.testing.assert_allclose(grad, want, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("soft", [False, True])
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
 @pytest.mark.parametrize("alpha", [None, 0.5, (0.2, 0.3, 0.5)])
 def test_softmax_focal_matches_reference(soft, gamma, alpha):
-  k1, k2 = jax.random.split(KEY)
-  x = 3 * jax.random.normal(k1, (4, 3))
-  ids = jax.random.randint(k2, (4,), 0, 3)
-  labels = jax.nn.softmax(2 * jax.random.normal(k2, (4, 3))) if soft else ids
-  targets = labels if soft else ref.one_hot(ids, 3)
-  a = None if alpha is None else jnp.asarray(alpha)
-  loss = lambda x: jaxloss.softmax_focal_loss(x, labels, alpha=a, gamma=gamma)
+  x, ids, soft_labels = _softmax_inputs(4, seed=0)
+  labels = soft_labels if soft else ids
+  targets = soft_labels if soft else ref.one_hot(ids, 3)
+  if isinstance(alpha, tuple):  # Per-class weights: data.
+    value, (grad,) = _run(
+      "softmax_focal_loss",
+      x,
+      labels,
+      {"alpha": np.array(alpha, np.float32)},
+      gamma=gamma,
+    )
+  else:
+    value, (grad,) = _run(
+      "softmax_focal_loss", x, labels, alpha=alpha, gamma=gamma
+    )
   want = ref.softmax_focal(x, targets, alpha, gamma)
-  np.testing.assert_allclose(loss(x), want, rtol=2e-5, atol=1e-6)
+  np.testing.assert_allclose(value, want, rtol=2e-5, atol=1e-6)
   want_grad = ref.numerical_grad(
     lambda x: ref.softmax_focal(x, targets, alpha, gamma).sum(), x
   )
-  np.testing.assert_allclose(
-    jax.grad(lambda x: loss(x).sum())(x), want_grad, rtol=1e-4, atol=1e-5
-  )
+  np.testing.assert_allclose(grad, want_grad, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("gamma", [0.0, 1.0, 2.0])
 def test_focal_gradient_with_respect_to_soft_labels(gamma):
   x, y = _inputs((3, 4), soft=True, seed=3)
-  got = jax.grad(lambda y: jaxloss.focal_loss(x, y, gamma=gamma).sum())(y)
+  _, (got,) = _run("focal_loss", x, y, wrt=(1,), gamma=gamma)
   want = ref.numerical_grad(
     lambda y: ref.sigmoid_focal(x, y, 0.25, gamma).sum(), y
   )
@@ -102,28 +136,26 @@ def test_focal_gradient_with_respect_to_soft_labels(gamma):
 def test_focal_reduced_hand_case():
   # logit log 3: p = 3/4. Positive: p_t = 3/4 >= 1/2, factor (1/4 / 1/2)^2.
   # Negative: p_t = 1/4 < 1/2, factor 1 (plain cross-entropy).
-  x = jnp.full((2,), math.log(3.0))
-  got = jaxloss.focal_loss(
-    x, jnp.array([1.0, 0.0]), alpha=None, reduced_threshold=0.5
-  )
+  @jax.jit
+  def run(x, y):
+    reduced = functools.partial(
+      jaxloss.focal_loss, alpha=None, reduced_threshold=0.5
+    )
+    return reduced(x, y), reduced(x, y, normalized=True)
+
+  x = np.full((2,), math.log(3.0), np.float32)
+  got, normalized = run(x, np.array([1.0, 0.0], np.float32))
   want = [0.25 * -math.log(0.75), -math.log(0.25)]
   np.testing.assert_allclose(got, want, rtol=1e-6)
   # Normalized: each divided by the factor sum 1/4 + 1.
-  got = jaxloss.focal_loss(
-    x,
-    jnp.array([1.0, 0.0]),
-    alpha=None,
-    reduced_threshold=0.5,
-    normalized=True,
-  )
-  np.testing.assert_allclose(got, np.array(want) / 1.25, rtol=1e-6)
+  np.testing.assert_allclose(normalized, np.array(want) / 1.25, rtol=1e-6)
 
 
-def _matches_reference(loss, reference, x):
-  """Values and gradients of ``loss`` against the float64 ``reference``."""
-  np.testing.assert_allclose(loss(x), reference(x), rtol=2e-5, atol=1e-7)
+def _matches_reference(value, grad, reference, x):
+  """Values and gradients against the float64 ``reference``."""
+  np.testing.assert_allclose(value, reference(x), rtol=2e-5, atol=1e-7)
   np.testing.assert_allclose(
-    jax.grad(lambda x: loss(x).sum())(x),
+    grad,
     ref.numerical_grad(lambda x: reference(x).sum(), x),
     rtol=1e-4,
     atol=1e-6,
@@ -143,68 +175,76 @@ SMP_CASES = [  # (options, gamma, soft labels)
 @pytest.mark.parametrize("options, gamma, soft", SMP_CASES)
 def test_focal_normalized_and_reduced_match_reference(options, gamma, soft):
   x, y = _inputs((3, 4), soft, seed=4)
-  alpha = jnp.array([0.2, 0.5, 0.7, 1.0])
-  where = jnp.arange(4) != 2
-  loss = lambda x: jaxloss.focal_loss(
-    x, y, alpha=alpha, gamma=gamma, where=where, **options
+  alpha = np.array([0.2, 0.5, 0.7, 1.0], np.float32)
+  where = np.arange(4) != 2
+  value, (grad,) = _run(
+    "focal_loss",
+    x,
+    y,
+    {"alpha": alpha, "where": where},
+    gamma=gamma,
+    **options,
   )
   reference = lambda x: ref.sigmoid_focal(
-    x, y, np.asarray(alpha), gamma, where=np.asarray(where), **options
+    x, y, alpha, gamma, where=where, **options
   )
-  _matches_reference(loss, reference, x)
+  _matches_reference(value, grad, reference, x)
 
 
 @pytest.mark.parametrize("options, gamma, soft", SMP_CASES)
 def test_softmax_focal_normalized_and_reduced_match_reference(
   options, gamma, soft
 ):
-  k1, k2 = jax.random.split(jax.random.fold_in(KEY, 5))
-  x = 3 * jax.random.normal(k1, (5, 3))
-  ids = jax.random.randint(k2, (5,), 0, 3)
-  labels = jax.nn.softmax(2 * jax.random.normal(k2, (5, 3))) if soft else ids
-  targets = labels if soft else ref.one_hot(ids, 3)
+  x, ids, soft_labels = _softmax_inputs(5, seed=5)
+  labels = soft_labels if soft else ids
+  targets = soft_labels if soft else ref.one_hot(ids, 3)
   alpha = (0.2, 0.3, 0.5)
-  loss = lambda x: jaxloss.softmax_focal_loss(
-    x, labels, alpha=jnp.asarray(alpha), gamma=gamma, **options
+  value, (grad,) = _run(
+    "softmax_focal_loss",
+    x,
+    labels,
+    {"alpha": np.array(alpha, np.float32)},
+    gamma=gamma,
+    **options,
   )
   reference = lambda x: ref.softmax_focal(x, targets, alpha, gamma, **options)
-  _matches_reference(loss, reference, x)
+  _matches_reference(value, grad, reference, x)
 
 
 def test_per_class_alpha_equals_one_column_at_a_time():
   x, y = _inputs((4, 3), soft=True, seed=6)
-  alpha = jnp.array([0.1, 0.6, 0.9])
-  got = jaxloss.focal_loss(x, y, alpha=alpha)
-  np.testing.assert_array_equal(
-    jaxloss.focal_loss(x, y, alpha=[0.1, 0.6, 0.9]), got
-  )
-  for c in range(3):
-    np.testing.assert_allclose(
-      got[:, c],
-      jaxloss.focal_loss(x[:, c], y[:, c], alpha=float(alpha[c])),
-      rtol=1e-6,
+  alpha = np.array([0.1, 0.6, 0.9], np.float32)
+
+  @jax.jit
+  def run(x, y, alpha):
+    """Traced alpha: the loss and, through the closed-form derivative, its
+    gradient; alpha a list; each column with its own scalar alpha."""
+    total = lambda x: jaxloss.focal_loss(x, y, alpha=alpha).sum()
+    return (
+      jaxloss.focal_loss(x, y, alpha=alpha),
+      jax.grad(total)(x),
+      jaxloss.focal_loss(x, y, alpha=[0.1, 0.6, 0.9]),
+      [
+        jaxloss.focal_loss(x[:, c], y[:, c], alpha=float(alpha_c))
+        for c, alpha_c in enumerate((0.1, 0.6, 0.9))
+      ],
     )
-  # Traced under jit, and through the closed-form derivative.
-  traced = jax.jit(
-    jax.grad(lambda x, a: jaxloss.focal_loss(x, y, alpha=a).sum())
-  )
+
+  got, grad, listed, columns = jax.device_get(run(x, y, alpha))
+  np.testing.assert_array_equal(listed, got)
+  for c in range(3):
+    np.testing.assert_allclose(got[:, c], columns[c], rtol=1e-6)
   np.testing.assert_allclose(
-    traced(x, alpha),
-    ref.numerical_grad(
-      lambda x: ref.sigmoid_focal(x, y, np.asarray(alpha)).sum(), x
-    ),
+    grad,
+    ref.numerical_grad(lambda x: ref.sigmoid_focal(x, y, alpha).sum(), x),
     rtol=1e-4,
     atol=1e-6,
   )
 
 
 def test_normalized_masked_equals_sliced_and_sums_to_a_weighted_mean():
-  keep = jnp.arange(6) < 4  # broadcasts over rows
-  ids = jnp.array([0, 2, 255, 1])
-  rows = jnp.array([0, 1, 3])
-
   @jax.jit
-  def run(x, y):
+  def run(x, y, keep, ids, rows):
     sigmoid = lambda x: jaxloss.focal_loss(
       x, y, where=keep, normalized=True
     ).sum()
@@ -222,11 +262,16 @@ def test_normalized_masked_equals_sliced_and_sums_to_a_weighted_mean():
     )
 
   x, y = _inputs((4, 6), soft=False, seed=7)
-  (value, grad), want, (value_s, grad_s), want_s, ce, want_ce = run(x, y)
+  keep = np.arange(6) < 4  # broadcasts over rows
+  ids = np.array([0, 2, 255, 1], np.int32)
+  rows = np.array([0, 1, 3])
+  (value, grad), want, (value_s, grad_s), want_s, ce, want_ce = jax.device_get(
+    run(x, y, keep, ids, rows)
+  )
   np.testing.assert_allclose(value, want, rtol=1e-6)
-  assert bool(jnp.all(jnp.isfinite(grad))) and not np.any(grad[:, 4:])
+  assert np.all(np.isfinite(grad)) and not np.any(grad[:, 4:])
   np.testing.assert_allclose(value_s, want_s, rtol=1e-6)
-  assert bool(jnp.all(jnp.isfinite(grad_s))) and not np.any(grad_s[2])
+  assert np.all(np.isfinite(grad_s)) and not np.any(grad_s[2])
   np.testing.assert_allclose(ce, want_ce, rtol=1e-6)
 
 
@@ -241,7 +286,7 @@ def test_smp_options_derivatives_and_edge_cases(gamma):
   )
 
   @jax.jit
-  def run(x, y, t, extreme):
+  def run(x, y, t, extreme, x_bf16, x_f32, y_hard):
     f = lambda x: sigmoid(x, y).sum()
     ys = (extreme > 0).astype(jnp.int32)
     xs = jnp.stack([extreme, -extreme], -1)
@@ -257,29 +302,39 @@ def test_smp_options_derivatives_and_edge_cases(gamma):
       jax.value_and_grad(lambda e: softmax(e, ys, where=none).sum())(xs),
       sigmoid(extreme.at[3].set(jnp.nan), ys),
       softmax(xs.at[3, 0].set(jnp.nan), ys),
+      # bf16 in, and float32 in.
+      sigmoid(x_bf16, y_hard),
+      sigmoid(x_f32, y_hard),
     )
 
   x, y = _inputs((3, 4), soft=True, seed=8)
-  t = jax.random.normal(jax.random.PRNGKey(9), x.shape)
-  extreme = jnp.array([-1e4, -100.0, -20.0, 0.0, 20.0, 100.0, 1e4])
-  grad, tangent, jac, *finite, masked, masked_soft, nan, nan_soft = run(
-    x, y, t, extreme
-  )
-  np.testing.assert_allclose(tangent, jnp.vdot(grad, t), rtol=1e-4)
+  t = np.random.default_rng(9).standard_normal(x.shape).astype(np.float32)
+  extreme = np.array([-1e4, -100.0, -20.0, 0.0, 20.0, 100.0, 1e4], np.float32)
+  x8, y8 = _inputs((8, 8), soft=False, seed=10)
+  out = jax.device_get(run(x, y, t, extreme, x8.astype(jnp.bfloat16), x8, y8))
+  grad, tangent, jac, *finite, masked, masked_soft, nan, nan_soft = out[:9]
+  np.testing.assert_allclose(tangent, np.vdot(grad, t), rtol=1e-4)
   np.testing.assert_allclose(jac, grad, rtol=1e-4, atol=1e-7)
   for value, g in finite:
-    assert np.isfinite(value) and bool(jnp.all(jnp.isfinite(g)))
+    assert np.isfinite(value) and np.all(np.isfinite(g))
   for value, g in (masked, masked_soft):
     assert float(value) == 0 and not np.any(g)
   assert np.isnan(nan[3]) and np.isnan(nan_soft[3])
   # bf16 in: float32 out, close to float32 in.
-  xs, ys = _inputs((8, 8), soft=False, seed=10)
-  got = jax.jit(sigmoid)(xs.astype(jnp.bfloat16), ys)
+  got, want = out[9:]
   assert got.dtype == jnp.float32
-  np.testing.assert_allclose(got, sigmoid(xs, ys), rtol=5e-2, atol=5e-3)
+  np.testing.assert_allclose(got, want, rtol=5e-2, atol=5e-3)
 
 
 # optax.sigmoid_focal_loss is the anchor: equal values and gradients.
+
+
+@functools.partial(jax.jit, static_argnames=("alpha", "gamma"))
+def _focal_and_optax(x, y, *, alpha, gamma):
+  """Values and gradients (of the sum) of ours and optax's."""
+  ours = lambda x: jaxloss.focal_loss(x, y, alpha=alpha, gamma=gamma)
+  theirs = lambda x: optax.sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma)
+  return [(f(x), jax.grad(lambda x: f(x).sum())(x)) for f in (ours, theirs)]
 
 
 @pytest.mark.parametrize("soft", [False, True])
@@ -287,77 +342,77 @@ def test_smp_options_derivatives_and_edge_cases(gamma):
 @pytest.mark.parametrize("alpha", [None, 0.25])
 def test_focal_equals_optax(soft, gamma, alpha):
   x, y = _inputs((64,), soft, scale=30.0, seed=1)
-  ours = lambda x: jnp.sum(jaxloss.focal_loss(x, y, alpha=alpha, gamma=gamma))
-  theirs = lambda x: jnp.sum(
-    optax.sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma)
+  (ours, grad), (theirs, their_grad) = _focal_and_optax(
+    x, y, alpha=alpha, gamma=gamma
   )
-  np.testing.assert_allclose(
-    jaxloss.focal_loss(x, y, alpha=alpha, gamma=gamma),
-    optax.sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma),
-    rtol=1e-5,
-    atol=1e-6,
-  )
-  np.testing.assert_allclose(
-    jax.grad(ours)(x), jax.grad(theirs)(x), rtol=1e-4, atol=1e-6
-  )
+  np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(grad, their_grad, rtol=1e-4, atol=1e-6)
 
 
 # 3. Identities.
 
 
 def test_focal_gamma_zero_is_binary_cross_entropy():
-  x, y = _inputs((5, 3), soft=True)
-  np.testing.assert_allclose(
-    jaxloss.focal_loss(x, y, alpha=None, gamma=0.0),
-    optax.sigmoid_binary_cross_entropy(x, y),
-    rtol=1e-5,
-    atol=1e-6,
-  )
+  @jax.jit
+  def run(x, y):
+    return (
+      jaxloss.focal_loss(x, y, alpha=None, gamma=0.0),
+      optax.sigmoid_binary_cross_entropy(x, y),
+    )
+
+  got, want = run(*_inputs((5, 3), soft=True))
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_softmax_focal_gamma_zero_is_cross_entropy():
-  x = 3 * jax.random.normal(KEY, (6, 5))
-  ids = jnp.arange(6) % 5
-  np.testing.assert_allclose(
-    jaxloss.softmax_focal_loss(x, ids, gamma=0.0),
-    optax.softmax_cross_entropy_with_integer_labels(x, ids),
-    rtol=1e-5,
-  )
-  np.testing.assert_allclose(
-    jaxloss.softmax_focal_loss(x, ids, gamma=2.0),
-    jaxloss.softmax_focal_loss(x, jax.nn.one_hot(ids, 5), gamma=2.0),
-    rtol=1e-6,
-  )
+  @jax.jit
+  def run(x, ids):
+    return (
+      jaxloss.softmax_focal_loss(x, ids, gamma=0.0),
+      optax.softmax_cross_entropy_with_integer_labels(x, ids),
+      jaxloss.softmax_focal_loss(x, ids, gamma=2.0),
+      jaxloss.softmax_focal_loss(x, jax.nn.one_hot(ids, 5), gamma=2.0),
+    )
+
+  x = (3 * np.random.default_rng(0).standard_normal((6, 5))).astype(np.float32)
+  got, want, ids_loss, one_hot_loss = run(x, np.arange(6, dtype=np.int32) % 5)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  np.testing.assert_allclose(ids_loss, one_hot_loss, rtol=1e-6)
 
 
 def test_masked_equals_sliced_and_masked_entries_are_inert():
-  x, y = _inputs((4, 6), soft=False)
-  where = jnp.arange(6) < 4  # broadcasts over rows
-  x_bad = x.at[:, 4:].set(jnp.nan)  # masked entries: NaN
-  loss = jaxloss.focal_loss(x_bad, y, where=where)
-  np.testing.assert_allclose(
-    loss[:, :4], jaxloss.focal_loss(x[:, :4], y[:, :4])
-  )
-  np.testing.assert_array_equal(loss[:, 4:], 0)
-  grad = jax.grad(lambda x: jaxloss.focal_loss(x, y, where=where).sum())(x_bad)
-  np.testing.assert_array_equal(grad[:, 4:], 0)
-  assert bool(jnp.all(jnp.isfinite(grad)))
+  @jax.jit
+  def run(x, y, where, xs, ids, rows):
+    """Sigmoid then softmax: masked loss on NaN/inf at the masked entries,
+    its gradient, and the loss of the kept entries sliced out."""
+    sigmoid = lambda x: jaxloss.focal_loss(x, y, where=where)
+    softmax = lambda x: jaxloss.softmax_focal_loss(x, ids, where=ids != 255)
+    x_bad = x.at[:, 4:].set(jnp.nan)  # masked entries: NaN
+    xs_bad = xs.at[2].set(jnp.inf)
+    return (
+      sigmoid(x_bad),
+      jax.grad(lambda x: sigmoid(x).sum())(x_bad),
+      jaxloss.focal_loss(x[:, :4], y[:, :4]),
+      softmax(xs_bad),
+      jax.grad(lambda x: softmax(x).sum())(xs_bad),
+      jaxloss.softmax_focal_loss(xs[rows], ids[rows]),
+    )
 
-  ids = jnp.array([0, 2, 255, 1])
-  xs = 2 * jax.random.normal(KEY, (4, 3))
-  xs_bad = xs.at[2].set(jnp.inf)
-  got = jaxloss.softmax_focal_loss(xs_bad, ids, where=ids != 255)
-  np.testing.assert_allclose(
-    got[jnp.array([0, 1, 3])],
-    jaxloss.softmax_focal_loss(
-      xs[jnp.array([0, 1, 3])], ids[jnp.array([0, 1, 3])]
-    ),
+  x, y = _inputs((4, 6), soft=False)
+  where = np.arange(6) < 4  # broadcasts over rows
+  xs = (2 * np.random.default_rng(1).standard_normal((4, 3))).astype(np.float32)
+  ids = np.array([0, 2, 255, 1], np.int32)
+  rows = np.array([0, 1, 3])
+  loss, grad, sliced, got, grad_s, sliced_s = jax.device_get(
+    run(x, y, where, xs, ids, rows)
   )
+  np.testing.assert_allclose(loss[:, :4], sliced)
+  np.testing.assert_array_equal(loss[:, 4:], 0)
+  np.testing.assert_array_equal(grad[:, 4:], 0)
+  assert np.all(np.isfinite(grad))
+  np.testing.assert_allclose(got[rows], sliced_s)
   assert float(got[2]) == 0
-  grad = jax.grad(
-    lambda x: jaxloss.softmax_focal_loss(x, ids, where=ids != 255).sum()
-  )(xs_bad)
-  np.testing.assert_array_equal(grad[2], 0)
+  np.testing.assert_array_equal(grad_s[2], 0)
 
 
 # 5. Edge cases.
@@ -365,53 +420,66 @@ def test_masked_equals_sliced_and_masked_entries_are_inert():
 
 @pytest.mark.parametrize("gamma", [0.5, 2.0])
 def test_extreme_logits_are_finite(gamma):
-  x = jnp.array([-1e4, -100.0, -20.0, 0.0, 20.0, 100.0, 1e4])
-  for y in (jnp.zeros_like(x), jnp.ones_like(x), jnp.full_like(x, 0.3)):
-    value, grad = jax.value_and_grad(
-      lambda x: jaxloss.focal_loss(x, y, gamma=gamma).sum()
-    )(x)
-    assert np.isfinite(value) and bool(jnp.all(jnp.isfinite(grad)))
-  xs = jnp.array([[1e4, -1e4, 0.0], [0.0, 0.0, 0.0]])
-  value, grad = jax.value_and_grad(
-    lambda x: jaxloss.softmax_focal_loss(
-      x, jnp.array([0, 1]), gamma=gamma
-    ).sum()
-  )(xs)
-  assert np.isfinite(value) and bool(jnp.all(jnp.isfinite(grad)))
+  @jax.jit
+  def run(x, ys, xs, ids):
+    """Value and gradient for each row of labels ``ys``, then softmax's."""
+    sigmoid = lambda x, y: jaxloss.focal_loss(x, y, gamma=gamma).sum()
+    softmax = lambda x: jaxloss.softmax_focal_loss(x, ids, gamma=gamma).sum()
+    return [jax.value_and_grad(sigmoid)(x, y) for y in ys] + [
+      jax.value_and_grad(softmax)(xs)
+    ]
+
+  x = np.array([-1e4, -100.0, -20.0, 0.0, 20.0, 100.0, 1e4], np.float32)
+  ys = np.array([0.0, 1.0, 0.3], np.float32)[:, None] * np.ones_like(x)
+  xs = np.array([[1e4, -1e4, 0.0], [0.0, 0.0, 0.0]], np.float32)
+  for value, grad in run(x, ys, xs, np.array([0, 1], np.int32)):
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
 
 
 def test_nan_in_nan_out():
-  x = jnp.array([0.0, jnp.nan])
-  assert np.isnan(jaxloss.focal_loss(x, jnp.ones(2))[1])
-  assert np.isnan(jaxloss.softmax_focal_loss(x[None], jnp.array([0]))[0])
+  @jax.jit
+  def run(x):
+    return (
+      jaxloss.focal_loss(x, jnp.ones(2)),
+      jaxloss.softmax_focal_loss(x[None], jnp.array([0])),
+    )
+
+  sigmoid, softmax = jax.device_get(run(np.array([0.0, np.nan], np.float32)))
+  assert np.isnan(sigmoid[1]) and np.isnan(softmax[0])
 
 
 def test_single_element_and_single_class():
-  assert jaxloss.focal_loss(jnp.float32(0.0), jnp.float32(1.0)).shape == ()
-  # One class: p = 1 always, the loss is 0.
-  np.testing.assert_array_equal(
-    jaxloss.softmax_focal_loss(jnp.ones((3, 1)), jnp.zeros(3, jnp.int32)), 0
+  @jax.jit
+  def run(x, y, xs, ids):
+    return jaxloss.focal_loss(x, y), jaxloss.softmax_focal_loss(xs, ids)
+
+  single, one_class = run(
+    np.float32(0.0),
+    np.float32(1.0),
+    np.ones((3, 1), np.float32),
+    np.zeros(3, np.int32),
   )
+  assert single.shape == ()
+  # One class: p = 1 always, the loss is 0.
+  np.testing.assert_array_equal(one_class, 0)
 
 
 # 6. Reduced precision in, float32 out.
 
 
 def test_bf16_and_fp16_inputs():
+  @jax.jit
+  def run(x, y, ids):
+    return jaxloss.focal_loss(x, y), jaxloss.softmax_focal_loss(x, ids)
+
   x, y = _inputs((8, 8), soft=False)
-  want = jaxloss.focal_loss(x, y)
+  ids = np.arange(8, dtype=np.int32) % 8
+  want, want_softmax = run(x, y, ids)
   for dtype in (jnp.bfloat16, jnp.float16):
-    got = jaxloss.focal_loss(x.astype(dtype), y.astype(dtype))
-    assert got.dtype == jnp.float32
+    got, got_softmax = run(x.astype(dtype), y.astype(dtype), ids)
+    assert got.dtype == jnp.float32 and got_softmax.dtype == jnp.float32
     np.testing.assert_allclose(got, want, rtol=5e-2, atol=5e-3)
-    got = jaxloss.softmax_focal_loss(x.astype(dtype), jnp.arange(8) % 8)
-    assert got.dtype == jnp.float32
-    np.testing.assert_allclose(
-      got,
-      jaxloss.softmax_focal_loss(x, jnp.arange(8) % 8),
-      rtol=5e-2,
-      atol=5e-3,
-    )
+    np.testing.assert_allclose(got_softmax, want_softmax, rtol=5e-2, atol=5e-3)
 
 
 # Bad input.
