@@ -51,44 +51,50 @@ def _inputs(seed=0, shape=SHAPE):
 BOTH_WAYS = {"dice_loss", "iou_loss", "tversky_loss", "generalized_dice_loss"}
 
 
-def _cases():
-  for name in LOSSES:
-    pairs = [("softmax", "ids"), ("sigmoid", "soft")]
-    if name in BOTH_WAYS:
-      pairs.append(("softmax", "soft"))
-    for activation, labels in pairs:
-      if activation == "sigmoid" and name in SOFTMAX_ONLY:
-        activation = "softmax"
-      if labels == "soft" and name in IDS_ONLY:
-        labels = "ids"
-      yield name, activation, labels
+def _cases(name):
+  """The ``(activation, labels)`` pairs of a loss."""
+  pairs = [("softmax", "ids"), ("sigmoid", "soft")]
+  if name in BOTH_WAYS:
+    pairs.append(("softmax", "soft"))
+  for activation, labels in pairs:
+    if activation == "sigmoid" and name in SOFTMAX_ONLY:
+      activation = "softmax"
+    if labels == "soft" and name in IDS_ONLY:
+      labels = "ids"
+    yield activation, labels
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _both_paths(name, activation, masked, x, labels, where):
-  """Value and gradient from logits and from the probabilities."""
-  fn = functools.partial(getattr(jaxloss, name), **LOSSES[name])
-  if masked:
-    fn = functools.partial(fn, where=where)
-  act = ACTIVATIONS[activation]
-  logits = jax.value_and_grad(lambda x: fn(x, labels, activation=activation))
-  probs = jax.value_and_grad(lambda x: fn(act(x), labels))
-  return logits(x), probs(x)
+@functools.partial(jax.jit, static_argnums=0)
+def _both_paths(name, x, ids, soft, where):
+  """For each case of the loss: value and gradient from logits and from the
+  probabilities. Masked with class ids, unmasked with soft targets."""
+  out = {}
+  for activation, labels in sorted(set(_cases(name))):
+    fn = functools.partial(getattr(jaxloss, name), **LOSSES[name])
+    if labels == "ids":
+      fn = functools.partial(fn, where=where)
+    y = ids if labels == "ids" else soft
+    act = ACTIVATIONS[activation]
+    logits = jax.value_and_grad(lambda x: fn(x, y, activation=activation))
+    probs = jax.value_and_grad(lambda x: fn(act(x), y))
+    out[activation, labels] = logits(x), probs(x)
+  return out
 
 
-@pytest.mark.parametrize("name, activation, labels", sorted(set(_cases())))
-def test_logits_equal_the_probability_path(name, activation, labels):
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_logits_equal_the_probability_path(name):
   x, ids, soft, pixels = _inputs()
-  y = ids if labels == "ids" else soft
-  # Masked with class ids, unmasked with soft targets (one program each).
-  for masked in (labels == "ids",):
-    (value, grad), (want, want_grad) = _both_paths(
-      name, activation, masked, x, y, pixels
+  for case, ((value, grad), (want, want_grad)) in _both_paths(
+    name, x, ids, soft, pixels
+  ).items():
+    np.testing.assert_allclose(
+      value, want, rtol=2e-5, atol=1e-6, err_msg=str(case)
     )
-    np.testing.assert_allclose(value, want, rtol=2e-5, atol=1e-6)
     scale = float(jnp.max(jnp.abs(want_grad)))
-    assert scale > 0
-    np.testing.assert_allclose(grad / scale, want_grad / scale, atol=2e-5)
+    assert scale > 0, case
+    np.testing.assert_allclose(
+      grad / scale, want_grad / scale, atol=2e-5, err_msg=str(case)
+    )
 
 
 @jax.jit
@@ -134,17 +140,20 @@ def test_pixel_and_class_mask_with_softmax():
   """A fully masked pixel may hold NaN logits; the softmax of a partly
   valid pixel reads all its logits, as jax.nn.softmax does."""
   x, ids, _, pixels = _inputs(3)
-  where = jnp.broadcast_to(pixels[..., None], SHAPE).at[..., 0].set(False)
-  hidden = jnp.where(pixels[..., None], x, jnp.nan)
-  fn = jax.jit(
-    jax.value_and_grad(
+
+  @jax.jit
+  def paths(x, ids, pixels):
+    where = jnp.broadcast_to(pixels[..., None], SHAPE).at[..., 0].set(False)
+    hidden = jnp.where(pixels[..., None], x, jnp.nan)
+    fn = jax.value_and_grad(
       lambda x: jaxloss.dice_loss(x, ids, where=where, activation="softmax")
     )
-  )
-  (value, grad), (want, want_grad) = fn(hidden), fn(x)
+    probs = jaxloss.dice_loss(jax.nn.softmax(x), ids, where=where)
+    return fn(hidden), fn(x), probs
+
+  (value, grad), (want, want_grad), probs = paths(x, ids, pixels)
   np.testing.assert_allclose(value, want)
   np.testing.assert_allclose(grad, want_grad)
-  probs = jaxloss.dice_loss(jax.nn.softmax(x), ids, where=where)
   np.testing.assert_allclose(value, probs, rtol=1e-6)
 
 
@@ -155,19 +164,21 @@ def test_binary_mask_from_one_logit():
   p = 1 / (1 + np.exp(-np.array([2.0, -1.0, 0.5, -3.0])))
   t = np.array([1.0, 1.0, 0.0, 0.0])
   want = 1 - 2 * np.sum(p * t) / (np.sum(p) + np.sum(t))
-  got = jaxloss.dice_loss(logits, mask, activation="sigmoid", smooth=0.0)
+  got = jax.jit(
+    functools.partial(jaxloss.dice_loss, activation="sigmoid", smooth=0.0)
+  )(logits, mask)
   np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
 def test_bf16_logits_accumulate_in_float32():
   x, ids, _, _ = _inputs(4)
-  fn = jax.jit(
-    jax.value_and_grad(
-      lambda x: jaxloss.dice_loss(x, ids, activation="softmax")
-    )
+  fn = jax.value_and_grad(
+    lambda x: jaxloss.dice_loss(x, ids, activation="softmax")
   )
-  value, grad = fn(x.astype(jnp.bfloat16))
-  want, want_grad = fn(x.astype(jnp.bfloat16).astype(jnp.float32))
+  low = x.astype(jnp.bfloat16)
+  (value, grad), (want, want_grad) = jax.jit(
+    lambda low, high: (fn(low), fn(high))
+  )(low, low.astype(jnp.float32))
   assert value.dtype == jnp.float32 and grad.dtype == jnp.bfloat16
   np.testing.assert_allclose(value, want, rtol=1e-5)
   np.testing.assert_allclose(
@@ -176,8 +187,8 @@ def test_bf16_logits_accumulate_in_float32():
 
 
 def test_float64_logits_against_the_probability_path():
+  x, ids, soft, _ = _inputs(5)
   with jax.enable_x64(True):
-    x, ids, soft, _ = _inputs(5)
 
     @jax.jit
     def both(x, labels):
@@ -190,8 +201,12 @@ def test_float64_logits_against_the_probability_path():
         )(x),
       )
 
-    for labels in (ids, soft.astype(jnp.float64)):
-      (value, grad), (want, want_grad) = both(x.astype(jnp.float64), labels)
+    x = x.astype(jnp.float64)
+    # Class ids as int64 and soft targets as float64, as drawn under x64.
+    out = jax.jit(lambda x, ids, soft: [both(x, ids), both(x, soft)])(
+      x, ids.astype(jnp.int64), soft.astype(jnp.float64)
+    )
+    for (value, grad), (want, want_grad) in out:
       assert value.dtype == jnp.float64
       np.testing.assert_allclose(value, want, rtol=1e-12)
       np.testing.assert_allclose(grad, want_grad, rtol=1e-9, atol=1e-15)
@@ -204,18 +219,21 @@ def test_softmax_of_one_class_is_refused():
     jax.jit(functools.partial(jaxloss.dice_loss, activation="softmax"))(
       x[..., :1], mask
     )
-  got = jaxloss.dice_loss(x[..., :1], mask, activation="sigmoid")
+  got = jax.jit(functools.partial(jaxloss.dice_loss, activation="sigmoid"))(
+    x[..., :1], mask
+  )
   assert np.isfinite(got)
 
 
 @jax.jit
-def _odd_ids_both_paths(x, ids):
+def _odd_ids_both_paths(x, ids_sets):
   out = []
-  for name in ("dice_loss", "generalized_dice_loss", "lovasz_softmax"):
-    fn = getattr(jaxloss, name)
-    logits = jax.value_and_grad(lambda x: fn(x, ids, activation="softmax"))
-    probs = jax.value_and_grad(lambda x: fn(jax.nn.softmax(x), ids))
-    out.append((logits(x), probs(x)))
+  for ids in ids_sets:
+    for name in ("dice_loss", "generalized_dice_loss", "lovasz_softmax"):
+      fn = getattr(jaxloss, name)
+      logits = jax.value_and_grad(lambda x: fn(x, ids, activation="softmax"))
+      probs = jax.value_and_grad(lambda x: fn(jax.nn.softmax(x), ids))
+      out.append((logits(x), probs(x)))
   return out
 
 
@@ -224,7 +242,7 @@ def test_uint8_and_out_of_range_ids_equal_the_probability_path():
   class, as in the probability path; reported under value_checks)."""
   x, ids, _, _ = _inputs(7)
   odd = ids.at[0, 0, 0].set(-1).at[1, 2, 3].set(SHAPE[-1])
-  for labels in (ids.astype(jnp.uint8), odd):
-    for (value, grad), (want, want_grad) in _odd_ids_both_paths(x, labels):
-      np.testing.assert_allclose(value, want, rtol=2e-5, atol=1e-6)
-      np.testing.assert_allclose(grad, want_grad, rtol=1e-4, atol=1e-7)
+  out = _odd_ids_both_paths(x, (ids.astype(jnp.uint8), odd))
+  for (value, grad), (want, want_grad) in out:
+    np.testing.assert_allclose(value, want, rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-4, atol=1e-7)

@@ -7,6 +7,7 @@ which on CPU is the NumPy core through ``jax.pure_callback``) and ``"xla"``
 """
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -21,51 +22,71 @@ from tests import reference_lovasz as ref
 ENGINES = ("host", "xla")
 
 
-def _value_and_grad(loss):
-  """``(value, grad)`` functions sharing one compiled program; the gradient
-  is that of the sum of the loss (per-image losses are summed)."""
+class Case(NamedTuple):
+  """The options of one Lovász-softmax call (hashable: a static argument)."""
 
-  @jax.jit
-  def both(x, *rest):
-    value, vjp = jax.vjp(lambda x: loss(x, *rest), x)
-    return value, vjp(jnp.ones_like(value))[0]
-
-  return (lambda *a: both(*a)[0]), (lambda *a: both(*a)[1])
+  engine: str
+  axis: tuple[int, ...] | None = None
+  classes: str | tuple[int, ...] = "present"
+  masked: bool = False
+  class_weights: tuple[float, ...] | None = None
 
 
-@functools.cache
-def _softmax_fn(
-  engine, axis=None, classes="present", masked=False, class_weights=None
-):
-  """Value and gradient functions; one compilation per option combination."""
-  if not isinstance(classes, str):
-    classes_arr = jnp.asarray(classes)
-  weights = (
-    None if class_weights is None else np.asarray(class_weights, np.float32)
-  )
+class HingeCase(NamedTuple):
+  engine: str
+  axis: tuple[int, ...] | None = None
+  masked: bool = False
 
-  def loss(probs, labels, where):
-    return _lovasz.softmax_with_engine(
-      probs,
+
+BOTH = tuple(Case(engine) for engine in ENGINES)
+HINGE_BOTH = tuple(HingeCase(engine) for engine in ENGINES)
+
+
+def _value_and_grad(loss, x):
+  """The loss and the gradient of its sum (per-image losses are summed)."""
+  value, vjp = jax.vjp(loss, x)
+  return value, vjp(jnp.ones_like(value))[0]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _softmax(cases, probs, labels, where):
+  """``(value, grad)`` of each case, in one program (one compilation for
+  the tests that pass the same cases and shapes)."""
+  out = []
+  for case in cases:
+    # Class ids and weights as NumPy arrays: concrete, as a caller's are.
+    classes, weights = case.classes, case.class_weights
+    if not isinstance(classes, str):
+      classes = np.asarray(classes, np.int32)
+    if weights is not None:
+      weights = np.asarray(weights, np.float32)
+    loss = lambda p: _lovasz.softmax_with_engine(
+      p,
       labels,
-      axis=axis,
-      where=where if masked else None,
-      classes=classes if isinstance(classes, str) else classes_arr,
+      axis=case.axis,
+      where=where if case.masked else None,
+      classes=classes,
       class_weights=weights,
-      engine=engine,
+      engine=case.engine,
     )
+    out.append(_value_and_grad(loss, probs))
+  return out
 
-  return _value_and_grad(loss)
 
-
-@functools.cache
-def _hinge_fn(engine, axis=None, masked=False):
-  def loss(logits, labels, where):
-    return _lovasz.hinge_with_engine(
-      logits, labels, axis=axis, where=where if masked else None, engine=engine
+@functools.partial(jax.jit, static_argnums=0)
+def _hinge(cases, logits, labels, where):
+  """``(value, grad)`` of each ``HingeCase``, in one program."""
+  out = []
+  for case in cases:
+    loss = lambda x: _lovasz.hinge_with_engine(
+      x,
+      labels,
+      axis=case.axis,
+      where=where if case.masked else None,
+      engine=case.engine,
     )
-
-  return _value_and_grad(loss)
+    out.append(_value_and_grad(loss, logits))
+  return out
 
 
 def _softmax_inputs(seed, shape=(2, 5, 6, 4), scale=3.0):
@@ -86,174 +107,192 @@ def _hinge_inputs(seed, shape=(3, 5, 7)):
   return logits, labels, where
 
 
-def _close(actual, expected):
+def _close(actual, expected, case=""):
   np.testing.assert_allclose(
-    np.asarray(actual, np.float64), expected, rtol=1e-5, atol=1e-5
+    np.asarray(actual, np.float64),
+    expected,
+    rtol=1e-5,
+    atol=1e-5,
+    err_msg=str(case),
   )
+
+
+def _classes(classes):
+  """The class selection as the reference takes it."""
+  return classes if isinstance(classes, str) else list(classes)
 
 
 # ---------------------------------------------------------------------------
 # 1. Hand-computed cases.
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_softmax_three_pixels_by_hand(engine):
+def test_softmax_three_pixels_by_hand():
   # Class 0: errors (0.1, 0.6, 0.3), fg (1, 1, 0), T = 2. Sorted: 0.6 (fg,
   # g = 1/2), 0.3 (bg, g = 1/(2*3)), 0.1 (fg, g = 1/3): loss 23/60.
   # Class 1: errors (0.1, 0.6, 0.3), fg (0, 0, 1), T = 1. Sorted: 0.6 (bg,
   # g = 1/2), 0.3 (fg, g = 1/2), 0.1 (bg, g = 0): loss 27/60. Mean 25/60.
   probs = jnp.array([[0.9, 0.1], [0.4, 0.6], [0.3, 0.7]])
   labels = jnp.array([0, 0, 1])
-  loss, grad = _softmax_fn(engine)
-  _close(loss(probs, labels, None), 25 / 60)
-  # d/dp = g * sign(p - fg) / 2 (two classes in the mean).
-  _close(
-    grad(probs, labels, None),
-    np.array([[-1 / 3, 0.0], [-1 / 2, 1 / 2], [1 / 6, -1 / 2]]) / 2,
-  )
+  for case, (value, grad) in zip(BOTH, _softmax(BOTH, probs, labels, None)):
+    _close(value, 25 / 60, case)
+    # d/dp = g * sign(p - fg) / 2 (two classes in the mean).
+    _close(
+      grad,
+      np.array([[-1 / 3, 0.0], [-1 / 2, 1 / 2], [1 / 6, -1 / 2]]) / 2,
+      case,
+    )
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_hinge_by_hand(engine):
+def test_hinge_by_hand():
   # Errors 1 - s x: (0.5, 1.5, -1.0); T = 1. Sorted: 1.5 (bg, g = 1/2),
   # 0.5 (fg, g = 1/2), then a negative error (relu 0): loss 1.
   logits = jnp.array([0.5, 0.5, -2.0])
   labels = jnp.array([1, 0, 0])
-  loss, grad = _hinge_fn(engine)
-  _close(loss(logits, labels, None), 1.0)
-  _close(grad(logits, labels, None), [-0.5, 0.5, 0.0])
+  out = _hinge(HINGE_BOTH, logits, labels, None)
+  for case, (value, grad) in zip(HINGE_BOTH, out):
+    _close(value, 1.0, case)
+    _close(grad, [-0.5, 0.5, 0.0], case)
 
 
 # ---------------------------------------------------------------------------
 # 2. The float64 reference, values and gradients.
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("masked", [False, True])
-@pytest.mark.parametrize("per_image", [False, True])
-@pytest.mark.parametrize("classes", ["present", "all", (3, 0, 3)])
-def test_softmax_matches_reference(engine, masked, per_image, classes):
+def test_softmax_matches_reference():
+  """Both engines, masked or not, pooled or per image, every selection."""
   probs, labels, where = _softmax_inputs(1)
   labels[0][labels[0] == 2] = 1  # class 2 absent from the first image
-  axis = (1, 2) if per_image else None
-  loss, grad = _softmax_fn(engine, axis, classes, masked)
-  want, want_grad = ref.lovasz_softmax(
-    probs,
-    labels,
-    where if masked else None,
-    classes if isinstance(classes, str) else list(classes),
-    per_image,
+  cases = tuple(
+    Case(engine, axis, classes, masked)
+    for engine in ENGINES
+    for masked in (False, True)
+    for axis in (None, (1, 2))
+    for classes in ("present", "all", (3, 0, 3))
   )
-  _close(loss(probs, labels, where), want)
-  _close(grad(probs, labels, where), want_grad)
+  for case, (value, grad) in zip(cases, _softmax(cases, probs, labels, where)):
+    want, want_grad = ref.lovasz_softmax(
+      probs,
+      labels,
+      where if case.masked else None,
+      _classes(case.classes),
+      case.axis is not None,
+    )
+    _close(value, want, case)
+    _close(grad, want_grad, case)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("masked", [False, True])
-@pytest.mark.parametrize("per_image", [False, True])
-def test_hinge_matches_reference(engine, masked, per_image):
+def test_hinge_matches_reference():
   logits, labels, where = _hinge_inputs(2)
   labels[1] = 0  # an image without foreground
-  axis = (1, 2) if per_image else None
-  loss, grad = _hinge_fn(engine, axis, masked)
-  want, want_grad = ref.lovasz_hinge(
-    logits, labels, where if masked else None, per_image
+  cases = tuple(
+    HingeCase(engine, axis, masked)
+    for engine in ENGINES
+    for masked in (False, True)
+    for axis in (None, (1, 2))
   )
-  _close(loss(logits, labels, where), want)
-  _close(grad(logits, labels, where), want_grad)
+  for case, (value, grad) in zip(cases, _hinge(cases, logits, labels, where)):
+    want, want_grad = ref.lovasz_hinge(
+      logits, labels, where if case.masked else None, case.axis is not None
+    )
+    _close(value, want, case)
+    _close(grad, want_grad, case)
 
 
 def test_larger_pooled_group_matches_reference():
   # A few thousand pixels: the closed-form weights keep their precision.
   probs, labels, _ = _softmax_inputs(3, shape=(4, 32, 32, 5), scale=1.0)
   want, want_grad = ref.lovasz_softmax(probs, labels)
-  for engine in ENGINES:
-    loss, grad = _softmax_fn(engine, None, "present", False)
-    _close(loss(probs, labels, None), want)
+  for case, (value, grad) in zip(BOTH, _softmax(BOTH, probs, labels, None)):
+    _close(value, want, case)
     np.testing.assert_allclose(
-      grad(probs, labels, None), want_grad, rtol=1e-4, atol=1e-8
+      grad, want_grad, rtol=1e-4, atol=1e-8, err_msg=str(case)
     )
 
 
 WEIGHTS = (0.5, 2.0, 0.0, 1.5)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("per_image", [False, True])
-@pytest.mark.parametrize("classes", ["present", "all", (3, 0, 3)])
-def test_class_weights_match_reference(engine, per_image, classes):
+def test_class_weights_match_reference():
   probs, labels, where = _softmax_inputs(21)
   labels[0][labels[0] == 3] = 1  # class 3 absent from the first image
-  axis = (1, 2) if per_image else None
-  loss, grad = _softmax_fn(engine, axis, classes, True, WEIGHTS)
-  want, want_grad = ref.lovasz_softmax(
-    probs,
-    labels,
-    where,
-    classes if isinstance(classes, str) else list(classes),
-    per_image,
-    class_weights=WEIGHTS,
+  cases = tuple(
+    Case(engine, axis, classes, True, WEIGHTS)
+    for engine in ENGINES
+    for axis in (None, (1, 2))
+    for classes in ("present", "all", (3, 0, 3))
   )
-  _close(loss(probs, labels, where), want)
-  _close(grad(probs, labels, where), want_grad)
+  for case, (value, grad) in zip(cases, _softmax(cases, probs, labels, where)):
+    want, want_grad = ref.lovasz_softmax(
+      probs,
+      labels,
+      where,
+      _classes(case.classes),
+      case.axis is not None,
+      class_weights=WEIGHTS,
+    )
+    _close(value, want, case)
+    _close(grad, want_grad, case)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_unit_class_weights_give_the_unweighted_loss(engine):
+def test_unit_class_weights_give_the_unweighted_loss():
   probs, labels, where = _softmax_inputs(22)
-  for classes in ("present", "all"):
-    plain = _softmax_fn(engine, None, classes, True)
-    ones = _softmax_fn(engine, None, classes, True, (1.0,) * 4)
-    for a, b in zip(plain, ones):
-      np.testing.assert_array_equal(
-        a(probs, labels, where), b(probs, labels, where)
-      )
+  plain = tuple(
+    Case(engine, None, classes, True)
+    for engine in ENGINES
+    for classes in ("present", "all")
+  )
+  ones = tuple(case._replace(class_weights=(1.0,) * 4) for case in plain)
+  out = _softmax(plain + ones, probs, labels, where)
+  for case, a, b in zip(plain, out[: len(plain)], out[len(plain) :]):
+    for x, y in zip(a, b):
+      np.testing.assert_array_equal(x, y, err_msg=str(case))
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_a_zero_class_weight_drops_the_class(engine):
+def test_a_zero_class_weight_drops_the_class():
   probs, labels, _ = _softmax_inputs(23)
-  dropped = _softmax_fn(engine, None, "all", False, (1.0, 0.0, 1.0, 1.0))
-  kept = _softmax_fn(engine, None, (0, 2, 3), False)
-  _close(dropped[0](probs, labels, None), kept[0](probs, labels, None))
-  grad = np.asarray(dropped[1](probs, labels, None))
-  _close(grad, kept[1](probs, labels, None))
-  assert np.all(grad[..., 1] == 0)
-  # Scaling every weight changes nothing.
-  scaled = _softmax_fn(engine, None, "all", False, (3.0, 0.0, 3.0, 3.0))
-  _close(scaled[0](probs, labels, None), kept[0](probs, labels, None))
+  for engine in ENGINES:
+    cases = (
+      Case(engine, None, "all", False, (1.0, 0.0, 1.0, 1.0)),  # dropped
+      Case(engine, None, (0, 2, 3)),  # kept
+      Case(engine, None, "all", False, (3.0, 0.0, 3.0, 3.0)),  # scaled
+    )
+    dropped, kept, scaled = _softmax(cases, probs, labels, None)
+    _close(dropped[0], kept[0], engine)
+    grad = np.asarray(dropped[1])
+    _close(grad, kept[1], engine)
+    assert np.all(grad[..., 1] == 0)
+    # Scaling every weight changes nothing.
+    _close(scaled[0], kept[0], engine)
 
 
 def test_no_selected_class_weight_gives_zero_and_zero_gradient():
   probs, labels, _ = _softmax_inputs(24)
   labels[labels == 2] = 0  # class 2 absent
   # Only the absent class weighs: nothing is selected with "present".
+  weights = jnp.array([0.0, 0.0, 1.0, 0.0])
   f = jax.value_and_grad(
-    lambda p: jaxloss.lovasz_softmax(
-      p, labels, class_weights=jnp.array([0.0, 0.0, 1.0, 0.0])
-    )
+    lambda p, y: jaxloss.lovasz_softmax(p, y, class_weights=weights)
   )
-  value, grad = f(probs)
+  value, grad = jax.jit(f)(probs, labels)
   assert float(value) == 0.0 and np.all(np.asarray(grad) == 0)
 
 
 def test_traced_class_weights_and_their_gradient():
   probs, labels, _ = _softmax_inputs(25)
-  f = jax.jit(
-    lambda w: jaxloss.lovasz_softmax(
-      probs, labels, classes="all", class_weights=w
-    )
+  f = lambda w, p, y: jaxloss.lovasz_softmax(
+    p, y, classes="all", class_weights=w
   )
   weights = jnp.array([1.0, 2.0, 3.0, 4.0])
+  value, grad = jax.jit(jax.value_and_grad(f))(weights, probs, labels)
   _close(
-    f(weights),
+    value,
     ref.lovasz_softmax(probs, labels, classes="all", class_weights=weights)[0],
   )
   # d/dw_c of sum_c w_c l_c / sum_c w_c = (l_c - loss) / sum_c w_c.
   per_class = np.array(
     [ref.lovasz_softmax(probs, labels, classes=[c])[0] for c in range(4)]
   )
-  _close(jax.grad(f)(weights), (per_class - f(weights)) / 10.0)
+  _close(grad, (per_class - value) / 10.0)
 
 
 # ---------------------------------------------------------------------------
@@ -289,40 +328,49 @@ def _rows_loss(preds, fg, hinge, engine):
   )[0]
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_custom_vjp_equals_autodiff_through_sort(engine):
+@jax.jit
+def _rows_and_plain_sort(probs, logits, fg, cot):
+  """For each engine, softmax rows then hinge rows: ``(value, grad)`` of
+  the custom_vjp and of autodiff through the plain sort."""
+  errors = {
+    # Softmax rows: probabilities, errors |fg - p| (tie-free).
+    False: lambda p: jnp.abs(fg.astype(p.dtype) - p),
+    # Hinge rows: logits, errors relu(1 - s x).
+    True: lambda x: jax.nn.relu(jnp.where(fg, 1 - x, 1 + x)),
+  }
+  out = []
+  for engine in ENGINES:
+    for hinge, x in ((False, probs), (True, logits)):
+      ours = lambda x: jnp.sum(cot * _rows_loss(x, fg, hinge, engine))
+      plain = lambda x: jnp.sum(cot * _plain_lovasz_rows(errors[hinge](x), fg))
+      out.append((jax.value_and_grad(ours)(x), jax.value_and_grad(plain)(x)))
+  return out
+
+
+def test_custom_vjp_equals_autodiff_through_sort():
   rng = np.random.default_rng(4)
-  cot = jnp.asarray(rng.standard_normal((3, 4)), jnp.float32)
-  fg = jnp.asarray(rng.random((3, 4, 50)) < 0.3)
-  # Softmax rows: probabilities, errors |fg - p| (tie-free).
-  probs = jnp.asarray(rng.random((3, 4, 50)), jnp.float32)
-  ours = lambda p: jnp.sum(cot * _rows_loss(p, fg, False, engine))
-  plain = lambda p: jnp.sum(
-    cot * _plain_lovasz_rows(jnp.abs(fg.astype(p.dtype) - p), fg)
-  )
-  np.testing.assert_allclose(ours(probs), plain(probs), rtol=1e-5)
-  np.testing.assert_allclose(
-    jax.grad(ours)(probs), jax.grad(plain)(probs), rtol=1e-5, atol=1e-6
-  )
-  # Hinge rows: logits, errors relu(1 - s x).
-  logits = jnp.asarray(2 * rng.standard_normal((3, 4, 50)), jnp.float32)
-  ours = lambda x: jnp.sum(cot * _rows_loss(x, fg, True, engine))
-  plain = lambda x: jnp.sum(
-    cot * _plain_lovasz_rows(jax.nn.relu(jnp.where(fg, 1 - x, 1 + x)), fg)
-  )
-  np.testing.assert_allclose(ours(logits), plain(logits), rtol=1e-5)
-  np.testing.assert_allclose(
-    jax.grad(ours)(logits), jax.grad(plain)(logits), rtol=1e-5, atol=1e-6
-  )
+  cot = rng.standard_normal((3, 4)).astype(np.float32)
+  fg = rng.random((3, 4, 50)) < 0.3
+  probs = rng.random((3, 4, 50)).astype(np.float32)
+  logits = (2 * rng.standard_normal((3, 4, 50))).astype(np.float32)
+  out = _rows_and_plain_sort(probs, logits, fg, cot)
+  cases = [(e, rows) for e in ENGINES for rows in ("softmax", "hinge")]
+  for case, ((value, grad), (want, want_grad)) in zip(cases, out):
+    np.testing.assert_allclose(value, want, rtol=1e-5, err_msg=str(case))
+    np.testing.assert_allclose(
+      grad, want_grad, rtol=1e-5, atol=1e-6, err_msg=str(case)
+    )
 
 
 def test_gradient_sorts_once_and_keeps_one_array():
   probs, labels, _ = _softmax_inputs(5)
-  f = lambda p: _lovasz.softmax_with_engine(p, labels, engine="xla")
-  text = str(jax.make_jaxpr(jax.grad(f))(probs))
+  f = lambda p, y: _lovasz.softmax_with_engine(p, y, engine="xla")
+  text = str(jax.make_jaxpr(jax.grad(f))(probs, labels))
   assert text.count(" sort[") == 1, text
   # The residual of the custom_vjp: one float per pixel and class.
-  _, f_vjp = jax.vjp(f, probs)
+  f_vjp = jax.eval_shape(
+    lambda p, y: jax.vjp(lambda p: f(p, y), p)[1], probs, labels
+  )
   leaves = jax.tree_util.tree_leaves(f_vjp)
   sizes = sorted(x.size for x in leaves if hasattr(x, "size"))
   assert sum(s for s in sizes if s >= probs.size) <= 3 * probs.size, sizes
@@ -332,43 +380,66 @@ def test_gradient_sorts_once_and_keeps_one_array():
 # 4. Identities.
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_per_image_equals_vmap(engine):
+@jax.jit
+def _per_image_and_vmap(probs, labels, where, logits, hlabels, hwhere):
+  """For each engine and loss: ``axis=(1, 2)``, and the pooled loss under
+  ``vmap``."""
+  out = []
+  for engine in ENGINES:
+    f = functools.partial(_lovasz.softmax_with_engine, engine=engine)
+    h = functools.partial(_lovasz.hinge_with_engine, engine=engine)
+    out.append(
+      (
+        f(probs, labels, where=where, axis=(1, 2)),
+        jax.vmap(lambda p, y, w: f(p, y, where=w))(probs, labels, where),
+      )
+    )
+    out.append(
+      (
+        h(logits, hlabels, where=hwhere, axis=(1, 2)),
+        jax.vmap(lambda x, y, w: h(x, y, where=w))(logits, hlabels, hwhere),
+      )
+    )
+  return out
+
+
+def test_per_image_equals_vmap():
   probs, labels, where = _softmax_inputs(6)
-  f = lambda p, y, w: _lovasz.softmax_with_engine(p, y, where=w, engine=engine)
-  per_image = _softmax_fn(engine, (1, 2), "present", True)[0]
-  _close(
-    per_image(probs, labels, where), jax.jit(jax.vmap(f))(probs, labels, where)
-  )
   logits, hlabels, hwhere = _hinge_inputs(7)
-  h = lambda x, y, w: _lovasz.hinge_with_engine(x, y, where=w, engine=engine)
-  _close(
-    _hinge_fn(engine, (1, 2), True)[0](logits, hlabels, hwhere),
-    jax.jit(jax.vmap(h))(logits, hlabels, hwhere),
-  )
+  out = _per_image_and_vmap(probs, labels, where, logits, hlabels, hwhere)
+  cases = [(e, loss) for e in ENGINES for loss in ("softmax", "hinge")]
+  for case, (per_image, mapped) in zip(cases, out):
+    _close(per_image, mapped, case)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_masked_equals_sliced(engine):
+@jax.jit
+def _masked_and_sliced(dirty, labels, where, sliced, sliced_labels):
+  out = []
+  for engine in ENGINES:
+    f = functools.partial(_lovasz.softmax_with_engine, engine=engine)
+    out.append(
+      (
+        jax.value_and_grad(lambda p: f(p, labels, where=where))(dirty),
+        jax.value_and_grad(lambda p: f(p, sliced_labels))(sliced),
+      )
+    )
+  return out
+
+
+def test_masked_equals_sliced():
   probs, labels, _ = _softmax_inputs(8, shape=(1, 4, 6, 3))
   where = np.zeros(labels.shape, bool)
   where[:, :, :4] = True
   # Garbage (NaN) at masked pixels changes nothing, gradient there is 0.
   dirty = probs.copy()
   dirty[~where] = np.nan
-  f = jax.value_and_grad(
-    lambda p: _lovasz.softmax_with_engine(p, labels, where=where, engine=engine)
+  out = _masked_and_sliced(
+    dirty, labels, where, probs[:, :, :4], labels[:, :, :4]
   )
-  g = jax.value_and_grad(
-    lambda p: _lovasz.softmax_with_engine(p, labels[:, :, :4], engine=engine)
-  )
-  (value, grad), (want, want_grad) = (
-    jax.jit(f)(dirty),
-    jax.jit(g)(probs[:, :, :4]),
-  )
-  _close(value, want)
-  _close(grad[:, :, :4], want_grad)
-  assert np.all(np.asarray(grad)[:, :, 4:] == 0)
+  for engine, ((value, grad), (want, want_grad)) in zip(ENGINES, out):
+    _close(value, want, engine)
+    _close(grad[:, :, :4], want_grad, engine)
+    assert np.all(np.asarray(grad)[:, :, 4:] == 0)
 
 
 def test_the_two_cores_agree_on_ties():
@@ -376,175 +447,207 @@ def test_the_two_cores_agree_on_ties():
   # by pixel index in both cores, so the subgradients are identical.
   probs = jnp.full((2, 3, 4, 3), 1 / 3)
   labels = jnp.asarray(np.random.default_rng(9).integers(0, 3, (2, 3, 4)))
-  grads = [
-    jax.grad(lambda p: _lovasz.softmax_with_engine(p, labels, engine=e))(probs)
-    for e in ENGINES
-  ]
-  np.testing.assert_array_equal(grads[0], grads[1])
+  (_, host), (_, xla) = _softmax(BOTH, probs, labels, None)
+  np.testing.assert_array_equal(host, xla)
 
 
 # ---------------------------------------------------------------------------
 # 5. Edge cases.
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_ties_give_reference_value_and_a_subgradient(engine):
+def test_ties_give_reference_value_and_a_subgradient():
   labels = np.random.default_rng(10).integers(0, 3, (2, 3, 4))
   probs = np.full((2, 3, 4, 3), 1 / 3, np.float32)
-  f = lambda p: _lovasz.softmax_with_engine(p, labels, engine=engine)
-  _close(f(probs), ref.lovasz_softmax(probs, labels)[0])
-  grad = np.asarray(jax.grad(f)(probs), np.float64)
-  assert np.all(np.isfinite(grad))
-  # The loss is convex in probs (errors are affine in p on [0, 1]), so a
-  # subgradient satisfies L(p + d) >= L(p) + <grad, d>.
-  rng = np.random.default_rng(11)
   base = ref.lovasz_softmax(probs, labels)[0]
-  for _ in range(20):
-    d = 0.05 * rng.standard_normal(probs.shape)
-    moved = ref.lovasz_softmax(probs + d, labels)[0]
-    assert moved >= base + np.sum(grad * d) - 1e-6
+  for case, (value, grad) in zip(BOTH, _softmax(BOTH, probs, labels, None)):
+    _close(value, base, case)
+    grad = np.asarray(grad, np.float64)
+    assert np.all(np.isfinite(grad))
+    # The loss is convex in probs (errors are affine in p on [0, 1]), so a
+    # subgradient satisfies L(p + d) >= L(p) + <grad, d>.
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+      d = 0.05 * rng.standard_normal(probs.shape)
+      moved = ref.lovasz_softmax(probs + d, labels)[0]
+      assert moved >= base + np.sum(grad * d) - 1e-6
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_no_valid_pixel_gives_zero_and_zero_gradient(engine):
+def test_no_valid_pixel_gives_zero_and_zero_gradient():
   probs, labels, _ = _softmax_inputs(12)
+  # Pooled with "present", then per image with "all": one program.
+  cases = tuple(Case(e, masked=True) for e in ENGINES) + tuple(
+    Case(e, (1, 2), "all", True) for e in ENGINES
+  )
   where = np.zeros(labels.shape, bool)
-  loss, grad = _softmax_fn(engine, None, "present", True)
-  assert float(loss(probs, labels, where)) == 0.0
-  assert np.all(np.asarray(grad(probs, labels, where)) == 0)
-  per_image = _softmax_fn(engine, (1, 2), "all", True)
+  for value, grad in _softmax(cases, probs, labels, where)[:2]:
+    assert float(value) == 0.0
+    assert np.all(np.asarray(grad) == 0)
   where[1, 0, 0] = True
-  np.testing.assert_array_equal(per_image[0](probs, labels, where)[0], 0.0)
+  for value, _ in _softmax(cases, probs, labels, where)[2:]:
+    np.testing.assert_array_equal(value[0], 0.0)
   logits, hlabels, _ = _hinge_inputs(13)
-  hloss, hgrad = _hinge_fn(engine, None, True)
   none = np.zeros(hlabels.shape, bool)
-  assert float(hloss(logits, hlabels, none)) == 0.0
-  assert np.all(np.asarray(hgrad(logits, hlabels, none)) == 0)
+  cases = tuple(HingeCase(e, masked=True) for e in ENGINES)
+  for value, grad in _hinge(cases, logits, hlabels, none):
+    assert float(value) == 0.0
+    assert np.all(np.asarray(grad) == 0)
 
 
 def test_uint8_labels_with_many_classes():
   rng = np.random.default_rng(20)
   probs = rng.dirichlet(np.ones(300), size=(40,)).astype(np.float32)
   labels = rng.integers(250, 300, 40)
-  want = ref.lovasz_softmax(probs[None], labels[None])[0]
-  _close(jaxloss.lovasz_softmax(probs, labels.astype(np.int32)), want)
   small = rng.integers(0, 256, 40)
-  _close(
-    jaxloss.lovasz_softmax(probs, small.astype(np.uint8)),
-    ref.lovasz_softmax(probs[None], small[None])[0],
-  )
+  got, got_small = jax.jit(
+    lambda p, y, small: (
+      jaxloss.lovasz_softmax(p, y),
+      jaxloss.lovasz_softmax(p, small),
+    )
+  )(probs, labels.astype(np.int32), small.astype(np.uint8))
+  _close(got, ref.lovasz_softmax(probs[None], labels[None])[0])
+  _close(got_small, ref.lovasz_softmax(probs[None], small[None])[0])
+
+
+@jax.jit
+def _empty(probs, labels, logits, hlabels):
+  out = []
+  for engine in ENGINES:
+    f = lambda p: _lovasz.softmax_with_engine(p, labels, engine=engine)
+    h = _lovasz.hinge_with_engine(logits, hlabels, axis=1, engine=engine)
+    out.append((jax.value_and_grad(f)(probs), h))
+  return out
 
 
 def test_empty_input_gives_zero():
-  for engine in ENGINES:
-    f = lambda p: _lovasz.softmax_with_engine(
-      p, jnp.zeros((0,), int), engine=engine
-    )
-    value, grad = jax.value_and_grad(f)(jnp.zeros((0, 3)))
+  out = _empty(
+    jnp.zeros((0, 3)),
+    jnp.zeros((0,), int),
+    jnp.zeros((2, 0)),
+    jnp.zeros((2, 0)),
+  )
+  for (value, grad), hinge in out:
     assert float(value) == 0.0 and grad.shape == (0, 3)
-    h = lambda x: _lovasz.hinge_with_engine(
-      x, jnp.zeros((2, 0)), axis=1, engine=engine
-    )
-    np.testing.assert_array_equal(h(jnp.zeros((2, 0))), [0.0, 0.0])
+    np.testing.assert_array_equal(hinge, [0.0, 0.0])
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_absent_selected_class_is_its_largest_probability(engine):
+def test_absent_selected_class_is_its_largest_probability():
   probs, labels, _ = _softmax_inputs(14, shape=(1, 3, 3, 3))
   labels[:] = 0
-  loss = _lovasz.softmax_with_engine(
-    probs, labels, classes=jnp.array([1]), engine=engine
-  )
-  _close(loss, probs[..., 1].max())
+  one = jnp.array([1])  # concrete under jit: checked at trace time
+  out = jax.jit(
+    lambda p, y: [
+      _lovasz.softmax_with_engine(p, y, classes=one, engine=engine)
+      for engine in ENGINES
+    ]
+  )(probs, labels)
+  for engine, loss in zip(ENGINES, out):
+    _close(loss, probs[..., 1].max(), engine)
 
 
 def test_one_class_and_one_pixel():
-  for engine in ENGINES:
-    # One class: every pixel is foreground, errors 1 - p.
-    probs = jnp.array([[0.2], [0.7]])
-    want = ref.lovasz_softmax(probs[None], jnp.zeros((1, 2), int))[0]
-    _close(_softmax_fn(engine)[0](probs, jnp.zeros(2, int), None), want)
-    # One pixel: the loss is its error.
-    _close(_hinge_fn(engine)[0](jnp.array([0.25]), jnp.array([1]), None), 0.75)
+  # One class: every pixel is foreground, errors 1 - p.
+  probs = jnp.array([[0.2], [0.7]])
+  want = ref.lovasz_softmax(probs[None], jnp.zeros((1, 2), int))[0]
+  out = _softmax(BOTH, probs, jnp.zeros(2, int), None)
+  for case, (value, _) in zip(BOTH, out):
+    _close(value, want, case)
+  # One pixel: the loss is its error.
+  out = _hinge(HINGE_BOTH, jnp.array([0.25]), jnp.array([1]), None)
+  for case, (value, _) in zip(HINGE_BOTH, out):
+    _close(value, 0.75, case)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_extreme_logits_are_finite_and_nan_propagates(engine):
+def test_extreme_logits_are_finite_and_nan_propagates():
   logits = jnp.array([1e4, -1e4, 1e4, -1e4])
   labels = jnp.array([1, 0, 0, 1])
-  f = jax.jit(
-    jax.value_and_grad(
-      lambda x: _lovasz.hinge_with_engine(x, labels, engine=engine)
-    )
-  )
-  value, grad = f(logits)
-  assert np.isfinite(value) and np.all(np.isfinite(grad))
-  _close(value, ref.lovasz_hinge(logits, labels)[0])
-  assert np.isnan(f(logits.at[0].set(jnp.nan))[0])
-  probs = jax.nn.softmax(jnp.array([[1e4, -1e4], [-1e4, 1e4]]), axis=-1)
-  g = jax.jit(
-    jax.value_and_grad(
-      lambda p: _lovasz.softmax_with_engine(p, jnp.array([1, 1]), engine=engine)
-    )
-  )
-  assert np.all(np.isfinite(g(probs)[1]))
-  assert np.isnan(g(probs.at[0, 1].set(jnp.nan))[0])  # a present class
+  want = ref.lovasz_hinge(logits, labels)[0]
+  nan = _hinge(HINGE_BOTH, logits.at[0].set(jnp.nan), labels, None)
+  for case, (value, grad), (nan_value, _) in zip(
+    HINGE_BOTH, _hinge(HINGE_BOTH, logits, labels, None), nan
+  ):
+    assert np.isfinite(value) and np.all(np.isfinite(grad)), case
+    _close(value, want, case)
+    assert np.isnan(nan_value), case
+  # The softmax of +-1e4 logits: exactly one-hot.
+  probs = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+  labels = jnp.array([1, 1])
+  nan = _softmax(BOTH, probs.at[0, 1].set(jnp.nan), labels, None)
+  for case, (_, grad), (nan_value, _) in zip(
+    BOTH, _softmax(BOTH, probs, labels, None), nan
+  ):
+    assert np.all(np.isfinite(grad)), case
+    assert np.isnan(nan_value), case  # a present class
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_bf16_accumulates_in_float32(engine):
+def test_bf16_accumulates_in_float32():
   probs, labels, _ = _softmax_inputs(15)
   low = jnp.asarray(probs, jnp.bfloat16)
-  out = _lovasz.softmax_with_engine(low, labels, engine=engine)
-  assert out.dtype == jnp.float32
-  # Equal to the float32 loss of the rounded probabilities.
-  _close(out, ref.lovasz_softmax(np.asarray(low, np.float32), labels)[0])
   logits, hlabels, _ = _hinge_inputs(16)
-  out = _lovasz.hinge_with_engine(
-    jnp.asarray(logits, jnp.float16), hlabels, engine=engine
-  )
-  assert out.dtype == jnp.float32
-  np.testing.assert_allclose(
-    out, ref.lovasz_hinge(logits, hlabels)[0], rtol=1e-2
-  )
+  out = jax.jit(
+    lambda p, y, x, hy: [
+      (
+        _lovasz.softmax_with_engine(p, y, engine=engine),
+        _lovasz.hinge_with_engine(x, hy, engine=engine),
+      )
+      for engine in ENGINES
+    ]
+  )(low, labels, jnp.asarray(logits, jnp.float16), hlabels)
+  for engine, (softmax, hinge) in zip(ENGINES, out):
+    assert softmax.dtype == jnp.float32 and hinge.dtype == jnp.float32
+    # Equal to the float32 loss of the rounded probabilities.
+    _close(softmax, ref.lovasz_softmax(np.asarray(low, np.float32), labels)[0])
+    np.testing.assert_allclose(
+      hinge, ref.lovasz_hinge(logits, hlabels)[0], rtol=1e-2, err_msg=engine
+    )
 
 
 def test_float64_inputs_when_x64_is_enabled():
   with jax.enable_x64(True):
     probs, labels, where = _softmax_inputs(17)
     probs = probs.astype(np.float64)
-    for engine in ENGINES:
-      f = lambda p: _lovasz.softmax_with_engine(
-        p, labels, where=where, engine=engine
+    out = jax.jit(
+      lambda p, y, w: [
+        jax.value_and_grad(
+          lambda p: _lovasz.softmax_with_engine(p, y, where=w, engine=e)
+        )(p)
+        for e in ENGINES
+      ]
+    )(probs, labels, where)
+    want, want_grad = ref.lovasz_softmax(probs, labels, where)
+    for engine, (value, grad) in zip(ENGINES, out):
+      assert value.dtype == jnp.float64
+      np.testing.assert_allclose(value, want, rtol=1e-12, err_msg=engine)
+      np.testing.assert_allclose(
+        grad, want_grad, rtol=1e-10, atol=1e-14, err_msg=engine
       )
-      out, grad = jax.jit(jax.value_and_grad(f))(probs)
-      assert out.dtype == jnp.float64
-      want, want_grad = ref.lovasz_softmax(probs, labels, where)
-      np.testing.assert_allclose(out, want, rtol=1e-12)
-      np.testing.assert_allclose(grad, want_grad, rtol=1e-10, atol=1e-14)
 
 
 def test_bool_and_float_hinge_labels():
   logits, labels, _ = _hinge_inputs(18)
-  want = jaxloss.lovasz_hinge(logits, labels)
-  _close(jaxloss.lovasz_hinge(logits, labels.astype(bool)), want)
-  _close(jaxloss.lovasz_hinge(logits, labels.astype(np.float32)), want)
+  want, as_bool, as_float = jax.jit(
+    lambda x, *ys: [jaxloss.lovasz_hinge(x, y) for y in ys]
+  )(logits, labels, labels.astype(bool), labels.astype(np.float32))
+  _close(as_bool, want)
+  _close(as_float, want)
 
 
 def test_public_default_is_the_cpu_core_and_matches():
   probs, labels, where = _softmax_inputs(19)
-  _close(
-    jaxloss.lovasz_softmax(probs, labels, where=where),
-    ref.lovasz_softmax(probs, labels, where)[0],
+  fn = jax.jit(
+    jax.value_and_grad(lambda p, y, w: jaxloss.lovasz_softmax(p, y, where=w))
   )
-  fn = jax.jit(jax.value_and_grad(lambda p: jaxloss.lovasz_softmax(p, labels)))
+  _close(
+    fn(probs, labels, where)[0], ref.lovasz_softmax(probs, labels, where)[0]
+  )
   # Lowered for this CPU: the host sort (a callback); lowered for export
   # (which cannot serialize a callback): the XLA sort, with the same values.
-  assert "callback" in fn.lower(probs).as_text()
-  exported = jax.export.export(fn)(probs)
+  assert "callback" in fn.lower(probs, labels, where).as_text()
+  exported = jax.export.export(fn)(probs, labels, where)
   assert "callback" not in exported.mlir_module()
   assert "sort" in exported.mlir_module()
-  for got, want in zip(exported.call(probs), fn(probs)):
+  for got, want in zip(
+    exported.call(probs, labels, where), fn(probs, labels, where)
+  ):
     _close(got, want)
 
 
@@ -682,47 +785,67 @@ def test_bad_input_names_function_and_argument(call, error, match):
 def test_labels_out_of_range_reported_under_checkify():
   with jaxloss.value_checks():
     probs = jnp.full((3, 2), 0.5)
-    checked = checkify.checkify(
-      lambda y, w: jaxloss.lovasz_softmax(probs, y, where=w)
+    checked = jax.jit(
+      checkify.checkify(lambda p, y, w: jaxloss.lovasz_softmax(p, y, where=w))
     )
-    err, _ = checked(jnp.array([0, 2, 1]), jnp.ones(3, bool))
+    err, _ = checked(probs, jnp.array([0, 2, 1]), jnp.ones(3, bool))
     with pytest.raises(
       checkify.JaxRuntimeError, match="lovasz_softmax: labels"
     ):
       err.throw()
-    err, _ = checked(jnp.array([0, -1, 1]), jnp.array([True, False, True]))
+    err, _ = checked(
+      probs, jnp.array([0, -1, 1]), jnp.array([True, False, True])
+    )
     err.throw()  # the bad label is masked: nothing to report
-    hinge = checkify.checkify(lambda y: jaxloss.lovasz_hinge(jnp.zeros(3), y))
-    err, _ = hinge(jnp.array([0, 2, 1]))
+    hinge = jax.jit(checkify.checkify(jaxloss.lovasz_hinge))
+    err, _ = hinge(jnp.zeros(3), jnp.array([0, 2, 1]))
     with pytest.raises(checkify.JaxRuntimeError, match="lovasz_hinge: labels"):
       err.throw()
 
 
-@pytest.mark.parametrize("engine", _lovasz.ENGINES)
-def test_per_element_mask_is_each_class_on_its_own_pixels(engine):
+@jax.jit
+def _per_element_mask(probs, labels, where):
+  """For each engine: the loss of each class under the per-element mask and
+  under its own pixel mask; a pixel mask given per element and per pixel;
+  the value and gradient at NaN masked entries."""
+  out = []
+  for engine in _lovasz.ENGINES:
+    loss = functools.partial(_lovasz.softmax_with_engine, engine=engine)
+    per_class = [
+      (
+        loss(probs, labels, where=where, classes=np.array([c])),
+        loss(probs, labels, where=where[..., c], classes=np.array([c])),
+      )
+      for c in range(3)
+    ]
+    pixel = where[..., 0]
+    per_pixel = (
+      loss(
+        probs, labels, where=jnp.broadcast_to(pixel[..., None], probs.shape)
+      ),
+      loss(probs, labels, where=pixel),
+    )
+    bad = jnp.where(where, probs, jnp.nan)
+    nan = jax.value_and_grad(
+      lambda p: loss(p, labels, where=where, classes="all")
+    )(bad)
+    out.append((per_class, per_pixel, nan))
+  return out
+
+
+def test_per_element_mask_is_each_class_on_its_own_pixels():
   rng = np.random.default_rng(41)
   probs = jax.nn.softmax(
     jnp.asarray(rng.normal(size=(2, 4, 5, 3)), jnp.float32)
   )
   labels = jnp.asarray(rng.integers(0, 3, (2, 4, 5)), jnp.int32)
   where = jnp.asarray(rng.random(probs.shape) < 0.7)
-  loss = functools.partial(_lovasz.softmax_with_engine, engine=engine)
-  for c in range(3):
-    np.testing.assert_allclose(
-      loss(probs, labels, where=where, classes=jnp.array([c])),
-      loss(probs, labels, where=where[..., c], classes=jnp.array([c])),
-      rtol=1e-6,
-    )
-  pixel = where[..., 0]
-  np.testing.assert_allclose(
-    loss(probs, labels, where=jnp.broadcast_to(pixel[..., None], probs.shape)),
-    loss(probs, labels, where=pixel),
-    rtol=1e-6,
-  )
-  # Masked entries may hold NaN: no value, no gradient.
-  bad = jnp.where(where, probs, jnp.nan)
-  value, grad = jax.value_and_grad(
-    lambda p: loss(p, labels, where=where, classes="all")
-  )(bad)
-  assert np.isfinite(value) and np.all(np.isfinite(grad))
-  assert np.all(np.asarray(grad)[~np.asarray(where)] == 0)
+  for engine, (per_class, per_pixel, nan) in zip(
+    _lovasz.ENGINES, _per_element_mask(probs, labels, where)
+  ):
+    for got, want in [*per_class, per_pixel]:
+      np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=engine)
+    # Masked entries may hold NaN: no value, no gradient.
+    value, grad = nan
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
+    assert np.all(np.asarray(grad)[~np.asarray(where)] == 0)

@@ -56,48 +56,49 @@ PROBS_2X2 = jnp.array([[1.0, 0.0], [1.0, 0.0]])[..., None]
 MASK_2X2 = jnp.array([[1.0, 1.0], [0.0, 0.0]])[..., None]
 
 
-@pytest.mark.parametrize(
-  "fn, kwargs, want",
-  [
-    (jaxloss.dice_loss, {}, 1 - 2 / 4),
-    (jaxloss.dice_loss, {"smooth": 1.0}, 1 - 3 / 5),
-    (jaxloss.iou_loss, {}, 1 - 1 / 3),
-    (jaxloss.dice_loss, {"log_loss": True}, -np.log(2 / 4)),
-    (jaxloss.iou_loss, {"log_loss": True, "smooth": 1.0}, -np.log(2 / 4)),
-    (jaxloss.tversky_loss, {"alpha": 1.0, "beta": 0.0}, 1 - 1 / 2),
-    (jaxloss.tversky_loss, {"gamma": 2.0}, (1 - 2 / 4) ** 2),
-    (jaxloss.generalized_dice_loss, {}, 1 - 2 / 4),  # one class: weights cancel
-  ],
-)
-def test_hand_cases(fn, kwargs, want):
-  kwargs = {"smooth": 0.0, **kwargs}
-  np.testing.assert_allclose(fn(PROBS_2X2, MASK_2X2, **kwargs), want, rtol=1e-6)
+HAND_CASES = [
+  (jaxloss.dice_loss, {}, 1 - 2 / 4),
+  (jaxloss.dice_loss, {"smooth": 1.0}, 1 - 3 / 5),
+  (jaxloss.iou_loss, {}, 1 - 1 / 3),
+  (jaxloss.dice_loss, {"log_loss": True}, -np.log(2 / 4)),
+  (jaxloss.iou_loss, {"log_loss": True, "smooth": 1.0}, -np.log(2 / 4)),
+  (jaxloss.tversky_loss, {"alpha": 1.0, "beta": 0.0}, 1 - 1 / 2),
+  (jaxloss.tversky_loss, {"gamma": 2.0}, (1 - 2 / 4) ** 2),
+  (jaxloss.generalized_dice_loss, {}, 1 - 2 / 4),  # one class: weights cancel
+]
+
+
+def test_hand_cases():
+  got = jax.jit(
+    lambda p, t: [
+      fn(p, t, **{"smooth": 0.0, **kwargs}) for fn, kwargs, _ in HAND_CASES
+    ]
+  )(PROBS_2X2, MASK_2X2)
+  for (fn, kwargs, want), value in zip(HAND_CASES, got):
+    np.testing.assert_allclose(
+      value, want, rtol=1e-6, err_msg=f"{fn.__name__} {kwargs}"
+    )
 
 
 def test_hand_case_two_classes_with_ids():
   # Pixels labelled (0, 1, 1, 1), predicted (0, 1, 0, 1) with hard probs.
   labels = jnp.array([0, 1, 1, 1])
-  probs = jax.nn.one_hot(jnp.array([0, 1, 0, 1]), 2)
+  weights = jnp.array([1.0, 3.0])
+  plain, weighted = jax.jit(
+    lambda predicted, y: [
+      jaxloss.dice_loss(jax.nn.one_hot(predicted, 2), y, smooth=0.0, **kw)
+      for kw in ({}, {"class_weights": weights})
+    ]
+  )(jnp.array([0, 1, 0, 1]), labels)
   # Class 0: I=1, P=2, T=1 -> 2/3. Class 1: I=2, P=2, T=3 -> 4/5.
-  want = 1 - (2 / 3 + 4 / 5) / 2
-  np.testing.assert_allclose(
-    jaxloss.dice_loss(probs, labels, smooth=0.0), want, rtol=1e-6
-  )
+  np.testing.assert_allclose(plain, 1 - (2 / 3 + 4 / 5) / 2, rtol=1e-6)
   # Weighted: class 1 counts three times as much.
-  want = 1 - (2 / 3 + 3 * 4 / 5) / 4
-  np.testing.assert_allclose(
-    jaxloss.dice_loss(
-      probs, labels, smooth=0.0, class_weights=jnp.array([1.0, 3.0])
-    ),
-    want,
-    rtol=1e-6,
-  )
+  np.testing.assert_allclose(weighted, 1 - (2 / 3 + 3 * 4 / 5) / 4, rtol=1e-6)
 
 
 # 2. Float64 references, values and gradients.
 
 
-@pytest.mark.parametrize("name", sorted(LOSSES))
 @pytest.mark.parametrize(
   "variant",
   [
@@ -110,8 +111,8 @@ def test_hand_case_two_classes_with_ids():
     {"where": "element", "axis": (1, 2), "classes": "present"},
   ],
 )
-def test_matches_reference(name, variant):
-  fn, reference, options = LOSSES[name]
+def test_matches_reference(variant):
+  """Every loss of ``LOSSES`` in the variant, in one program."""
   variant = dict(variant)
   probs, ids = _batch(seed=1)
   ids = ids.at[0].set(
@@ -125,7 +126,9 @@ def test_matches_reference(name, variant):
   where = variant.pop("where", False)
   if where:
     shape = probs.shape if where == "element" else ids.shape
-    variant["where"] = jax.random.bernoulli(KEY, 0.7, shape)
+    where = jax.random.bernoulli(KEY, 0.7, shape)
+  else:
+    where = None
   if "classes" in variant and not isinstance(variant["classes"], str):
     variant["classes"] = jnp.array(variant["classes"])
   if "class_weights" in variant:
@@ -134,22 +137,34 @@ def test_matches_reference(name, variant):
   axes = (
     (0, 1, 2) if axis is None else ((axis,) if isinstance(axis, int) else axis)
   )
-  kwargs = {**options, **variant}
-  np_kwargs = {
-    k: (np.asarray(v) if isinstance(v, jax.Array) else v)
-    for k, v in kwargs.items()
-  }
 
-  loss = lambda p, y: fn(p, y, axis=axis, **kwargs)
-  value, grad = jax.jit(
-    lambda p, y: (loss(p, y), jax.grad(lambda p: loss(p, y).sum())(p))
-  )(probs, labels)
-  want = reference(probs, targets, axes, **np_kwargs)
-  np.testing.assert_allclose(value, want, rtol=1e-5, atol=1e-6)
-  want_grad = ref.numerical_grad(
-    lambda p: reference(p, targets, axes, **np_kwargs).sum(), probs
-  )
-  np.testing.assert_allclose(grad, want_grad, rtol=1e-3, atol=1e-5)
+  @jax.jit
+  def values_and_grads(p, y, where):
+    masked = {} if where is None else {"where": where}
+    out = {}
+    for name, (fn, _, options) in LOSSES.items():
+      loss = lambda p: fn(p, y, axis=axis, **options, **variant, **masked)
+      out[name] = loss(p), jax.grad(lambda p: loss(p).sum())(p)
+    return out
+
+  out = values_and_grads(probs, labels, where)
+  for name, (_, reference, options) in LOSSES.items():
+    kwargs = {**options, **variant}
+    if where is not None:
+      kwargs["where"] = where
+    np_kwargs = {
+      k: (np.asarray(v) if isinstance(v, jax.Array) else v)
+      for k, v in kwargs.items()
+    }
+    value, grad = out[name]
+    want = reference(probs, targets, axes, **np_kwargs)
+    np.testing.assert_allclose(value, want, rtol=1e-5, atol=1e-6, err_msg=name)
+    want_grad = ref.numerical_grad(
+      lambda p: reference(p, targets, axes, **np_kwargs).sum(), probs
+    )
+    np.testing.assert_allclose(
+      grad, want_grad, rtol=1e-3, atol=1e-5, err_msg=name
+    )
 
 
 @pytest.mark.parametrize(
@@ -192,34 +207,45 @@ def test_mcc_matches_reference(variant):
   )
 
 
+@jax.jit
+def _mcc_hand_cases(mask, empty, nothing, probs, ids):
+  mcc = functools.partial(jaxloss.mcc_loss, smooth=0.0)
+  return {
+    "perfect": mcc(mask, mask),
+    "inverted": mcc(1 - mask, mask),
+    "absent": jax.value_and_grad(lambda p: mcc(p, empty))(mask),
+    "masked": jax.value_and_grad(lambda p: mcc(p, mask, where=nothing))(
+      mask * jnp.nan
+    ),
+    "ids": jaxloss.mcc_loss(probs, ids),
+    "one_hot": jaxloss.mcc_loss(probs, jax.nn.one_hot(ids, C)),
+    "present": jaxloss.mcc_loss(probs, ids, classes="present"),
+    "classes": jaxloss.mcc_loss(probs, ids, classes=CLASSES_01),
+  }
+
+
+CLASSES_01 = jnp.array([0, 1])  # concrete: checked at trace time
+
+
 def test_mcc_hand_cases():
   mask = jnp.array([1.0, 1.0, 0.0, 0.0, 0.0])[:, None]
-  mcc = functools.partial(jaxloss.mcc_loss, smooth=0.0)
-  np.testing.assert_allclose(mcc(mask, mask), 0.0, atol=1e-7)  # perfect
-  np.testing.assert_allclose(mcc(1 - mask, mask), 2.0, rtol=1e-6)  # inverted
-  # An absent class has correlation 0 (loss 1), with zero gradient.
   empty = jnp.zeros_like(mask)
-  np.testing.assert_allclose(mcc(mask, empty), 1.0)
-  assert not np.any(jax.grad(lambda p: mcc(p, empty))(mask))
-  # Every pixel masked: loss 0, zero gradient, even with NaN underneath.
   nothing = jnp.zeros(mask.shape[:-1], bool)
-  value, grad = jax.value_and_grad(lambda p: mcc(p, mask, where=nothing))(
-    mask * jnp.nan
-  )
-  assert value == 0 and not np.any(grad)
-  # Two classes as ids equal the one-hot targets; "present" drops class 2.
   probs, ids = _batch((6,), seed=6)
   ids = ids.at[:].set(jnp.where(ids == 2, 0, ids))
-  np.testing.assert_allclose(
-    jaxloss.mcc_loss(probs, ids),
-    jaxloss.mcc_loss(probs, jax.nn.one_hot(ids, C)),
-    rtol=1e-6,
-  )
-  np.testing.assert_allclose(
-    jaxloss.mcc_loss(probs, ids, classes="present"),
-    jaxloss.mcc_loss(probs, ids, classes=jnp.array([0, 1])),
-    rtol=1e-6,
-  )
+  out = _mcc_hand_cases(mask, empty, nothing, probs, ids)
+  np.testing.assert_allclose(out["perfect"], 0.0, atol=1e-7)
+  np.testing.assert_allclose(out["inverted"], 2.0, rtol=1e-6)
+  # An absent class has correlation 0 (loss 1), with zero gradient.
+  value, grad = out["absent"]
+  np.testing.assert_allclose(value, 1.0)
+  assert not np.any(grad)
+  # Every pixel masked: loss 0, zero gradient, even with NaN underneath.
+  value, grad = out["masked"]
+  assert value == 0 and not np.any(grad)
+  # Two classes as ids equal the one-hot targets; "present" drops class 2.
+  np.testing.assert_allclose(out["ids"], out["one_hot"], rtol=1e-6)
+  np.testing.assert_allclose(out["present"], out["classes"], rtol=1e-6)
 
 
 # Soft labels (Wang et al. 2023): 0 and minimal at p = t, equal on hard labels.
@@ -241,14 +267,39 @@ def test_soft_labels_hand_case():
   # One pixel, target 0.5: the product form is 0.5 at p = t but 1/3 at p = 1.
   t = jnp.array([[0.5]])
   dice = functools.partial(jaxloss.dice_loss, smooth=0.0)
-  np.testing.assert_allclose(dice(t, t, soft_labels=False), 0.5)
-  np.testing.assert_allclose(
-    dice(jnp.ones_like(t), t, soft_labels=False), 1 / 3, rtol=1e-6
-  )
-  np.testing.assert_allclose(dice(t, t), 0.0)
-  np.testing.assert_allclose(dice(jnp.ones_like(t), t), 1 / 3, rtol=1e-6)
+  out = jax.jit(
+    lambda t, one, low: (
+      dice(t, t, soft_labels=False),
+      dice(one, t, soft_labels=False),
+      dice(t, t),
+      dice(one, t),
+      dice(low, t),
+    )
+  )(t, jnp.ones_like(t), jnp.array([[0.2]]))
+  product_at_t, product_at_one, at_t, at_one, at_low = out
+  np.testing.assert_allclose(product_at_t, 0.5)
+  np.testing.assert_allclose(product_at_one, 1 / 3, rtol=1e-6)
+  np.testing.assert_allclose(at_t, 0.0)
+  np.testing.assert_allclose(at_one, 1 / 3, rtol=1e-6)
   # |p - t| / (P + T): p = 0.2 gives 0.3 / 0.7.
-  np.testing.assert_allclose(dice(jnp.array([[0.2]]), t), 3 / 7, rtol=1e-6)
+  np.testing.assert_allclose(at_low, 3 / 7, rtol=1e-6)
+
+
+@jax.jit
+def _soft_labels_checks(targets, other, hard, smooth):
+  """For each loss: the soft form at the target and elsewhere, and value and
+  gradient of the soft and product forms on hard targets."""
+  out = {}
+  for name, fn in SOFT_LOSSES.items():
+    soft = functools.partial(fn, smooth=smooth, soft_labels=True)
+    prod = functools.partial(fn, smooth=smooth, soft_labels=False)
+    out[name] = (
+      soft(targets, targets),
+      soft(other, targets),
+      jax.value_and_grad(soft)(other, hard),
+      jax.value_and_grad(prod)(other, hard),
+    )
+  return out
 
 
 @hypothesis.settings(max_examples=25, deadline=None)
@@ -260,17 +311,12 @@ def test_soft_labels_zero_and_minimal_at_target(seed, smooth):
   targets = jnp.asarray(rng.random((2, 5, 3)), jnp.float32)
   other = jnp.asarray(rng.random((2, 5, 3)), jnp.float32)
   hard = jnp.asarray(rng.random((2, 5, 3)) < 0.5, jnp.float32)
-  for name, fn in SOFT_LOSSES.items():
-    at_target = fn(targets, targets, smooth=smooth, soft_labels=True)
+  out = _soft_labels_checks(targets, other, hard, smooth)
+  for name, (at_target, elsewhere, soft, prod) in out.items():
     np.testing.assert_allclose(at_target, 0.0, atol=1e-6, err_msg=name)
-    assert fn(other, targets, smooth=smooth, soft_labels=True) >= at_target
+    assert elsewhere >= at_target
     # Hard targets: value and gradient equal the product form.
-    soft, grad_soft = jax.value_and_grad(fn)(
-      other, hard, smooth=smooth, soft_labels=True
-    )
-    prod, grad_prod = jax.value_and_grad(fn)(
-      other, hard, smooth=smooth, soft_labels=False
-    )
+    (soft, grad_soft), (prod, grad_prod) = soft, prod
     np.testing.assert_allclose(soft, prod, rtol=1e-6, err_msg=name)
     np.testing.assert_allclose(
       grad_soft, grad_prod, rtol=1e-5, atol=1e-7, err_msg=name
@@ -280,13 +326,31 @@ def test_soft_labels_zero_and_minimal_at_target(seed, smooth):
 def test_soft_labels_gradient_at_exact_hard_predictions():
   # A tie p == t in {0, 1} takes the product's derivative t.
   hard = jnp.array([[1.0], [0.0], [1.0]])
-  for name, fn in SOFT_LOSSES.items():
-    np.testing.assert_allclose(
-      jax.grad(fn)(hard, hard, smooth=1.0, soft_labels=True),
-      jax.grad(fn)(hard, hard, smooth=1.0, soft_labels=False),
-      rtol=1e-6,
-      err_msg=name,
-    )
+  out = jax.jit(
+    lambda hard: {
+      name: [
+        jax.grad(fn)(hard, hard, smooth=1.0, soft_labels=soft)
+        for soft in (True, False)
+      ]
+      for name, fn in SOFT_LOSSES.items()
+    }
+  )(hard)
+  for name, (soft, prod) in out.items():
+    np.testing.assert_allclose(soft, prod, rtol=1e-6, err_msg=name)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _per_element_mask(fn, probs, ids, where):
+  """Class 1 under the per-element mask and alone on its own pixels; a
+  per-element mask that repeats the pixel mask, and the pixel mask."""
+  targets = jax.nn.one_hot(ids, C)
+  pixel = where[..., 0]
+  return (
+    fn(probs, ids, where=where, axis=(1, 2), classes=np.array([1])),
+    fn(probs[..., 1:2], targets[..., 1:2], where=where[..., 1], axis=(1, 2)),
+    fn(probs, ids, where=jnp.broadcast_to(pixel[..., None], probs.shape)),
+    fn(probs, ids, where=pixel),
+  )
 
 
 @pytest.mark.parametrize(
@@ -295,19 +359,10 @@ def test_soft_labels_gradient_at_exact_hard_predictions():
 def test_per_element_mask_is_each_class_on_its_own_pixels(fn):
   probs, ids = _batch(seed=8)
   where = jax.random.bernoulli(KEY, 0.6, probs.shape)
-  targets = jax.nn.one_hot(ids, C)
-  got = fn(probs, ids, where=where, axis=(1, 2), classes=jnp.array([1]))
-  want = fn(
-    probs[..., 1:2], targets[..., 1:2], where=where[..., 1], axis=(1, 2)
-  )
+  got, want, repeated, pixel = _per_element_mask(fn, probs, ids, where)
   np.testing.assert_allclose(got, want, rtol=1e-6)
   # A per-element mask that repeats the pixel mask is the pixel mask.
-  pixel = where[..., 0]
-  np.testing.assert_allclose(
-    fn(probs, ids, where=jnp.broadcast_to(pixel[..., None], probs.shape)),
-    fn(probs, ids, where=pixel),
-    rtol=1e-6,
-  )
+  np.testing.assert_allclose(repeated, pixel, rtol=1e-6)
 
 
 # 3. Identities.
@@ -318,48 +373,82 @@ def test_log_loss_gradient_is_the_loss_gradient_over_the_score(fn):
   """d(-log s) = d(1 - s) / s per class (one class here), and no overlap at
   smooth=0 gives -log(1e-7), finite with zero gradient."""
   probs = jax.random.uniform(KEY, (2, 3, 4, 1))
-  ids = (probs > 0.3).astype(jnp.float32)  # targets [..., 1]
-  f = lambda p, log: fn(p, ids, smooth=0.0, log_loss=log)
-  score = 1 - f(probs, False)
-  grad = jax.grad(f)(probs, True)
-  np.testing.assert_allclose(grad, jax.grad(f)(probs, False) / score, rtol=1e-5)
-  empty = jnp.zeros_like(probs)
-  value, grad = jax.value_and_grad(f)(empty, True)
+
+  @jax.jit
+  def both(probs, empty):
+    ids = (probs > 0.3).astype(jnp.float32)  # targets [..., 1]
+    f = lambda p, log: fn(p, ids, smooth=0.0, log_loss=log)
+    return (
+      1 - f(probs, False),
+      jax.grad(f)(probs, True),
+      jax.grad(f)(probs, False),
+      jax.value_and_grad(f)(empty, True),
+    )
+
+  score, grad, plain_grad, (value, empty_grad) = both(
+    probs, jnp.zeros_like(probs)
+  )
+  np.testing.assert_allclose(grad, plain_grad / score, rtol=1e-5)
   np.testing.assert_allclose(value, -np.log(1e-7), rtol=1e-6)
-  assert np.all(grad == 0)
+  assert np.all(empty_grad == 0)
 
 
 def test_tversky_half_half_is_dice_and_one_one_is_iou():
   probs, ids = _batch(seed=2)
-  dice = jaxloss.dice_loss(probs, ids, smooth=0.0)
-  np.testing.assert_allclose(
-    jaxloss.tversky_loss(probs, ids, alpha=0.5, beta=0.5, smooth=0.0),
-    dice,
-    rtol=1e-6,
-  )
-  np.testing.assert_allclose(
-    jaxloss.tversky_loss(probs, ids, alpha=1.0, beta=1.0, smooth=0.0),
-    jaxloss.iou_loss(probs, ids, smooth=0.0),
-    rtol=1e-6,
-  )
+  t = functools.partial(jaxloss.tversky_loss, smooth=0.0)
+  half, dice, one, iou = jax.jit(
+    lambda p, y: (
+      t(p, y, alpha=0.5, beta=0.5),
+      jaxloss.dice_loss(p, y, smooth=0.0),
+      t(p, y, alpha=1.0, beta=1.0),
+      jaxloss.iou_loss(p, y, smooth=0.0),
+    )
+  )(probs, ids)
+  np.testing.assert_allclose(half, dice, rtol=1e-6)
+  np.testing.assert_allclose(one, iou, rtol=1e-6)
 
 
 def test_iou_is_dice_over_two_minus_dice_on_hard_labels():
   probs, ids = _batch(seed=3)
-  hard = jax.nn.one_hot(jnp.argmax(probs, -1), C)
-  for c in range(C):
-    d = 1 - jaxloss.dice_loss(hard, ids, smooth=0.0, classes=jnp.array([c]))
-    j = 1 - jaxloss.iou_loss(hard, ids, smooth=0.0, classes=jnp.array([c]))
+
+  @jax.jit
+  def per_class(probs, ids):
+    hard = jax.nn.one_hot(jnp.argmax(probs, -1), C)
+    return [
+      (
+        1 - jaxloss.dice_loss(hard, ids, smooth=0.0, classes=np.array([c])),
+        1 - jaxloss.iou_loss(hard, ids, smooth=0.0, classes=np.array([c])),
+      )
+      for c in range(C)
+    ]
+
+  for d, j in per_class(probs, ids):
     np.testing.assert_allclose(j, d / (2 - d), rtol=1e-6)
 
 
 def test_generalized_dice_uniform_one_class_is_dice():
   probs = jax.random.uniform(KEY, (2, 5, 1))
   mask = jax.random.bernoulli(KEY, 0.4, (2, 5, 1)).astype(jnp.float32)
-  np.testing.assert_allclose(
-    jaxloss.generalized_dice_loss(probs, mask, weighting="uniform"),
-    jaxloss.dice_loss(probs, mask),
-    rtol=1e-6,
+  uniform, dice = jax.jit(
+    lambda p, t: (
+      jaxloss.generalized_dice_loss(p, t, weighting="uniform"),
+      jaxloss.dice_loss(p, t),
+    )
+  )(probs, mask)
+  np.testing.assert_allclose(uniform, dice, rtol=1e-6)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _masked_sliced_vmap(fn, bad, probs, ids, where, valid_probs, valid_ids):
+  """The masked loss of NaN-filled probabilities and its gradient, the loss
+  of the valid pixels alone; per image, and under ``vmap``."""
+  loss = lambda p: fn(p, ids, where=where, classes="present")
+  return (
+    loss(bad),
+    fn(valid_probs, valid_ids, classes="present"),
+    jax.grad(loss)(bad),
+    fn(probs, ids, where=where, axis=(1, 2)),
+    jax.vmap(lambda p, y, w: fn(p, y, where=w))(probs, ids, where),
   )
 
 
@@ -370,76 +459,83 @@ def test_masked_equals_sliced_and_axis_equals_vmap(fn):
   where = ids != 255
   bad = probs.at[0, 0].set(jnp.nan)  # ignored pixels may hold anything
   valid = np.asarray(where)
-  got = fn(bad, ids, where=where, classes="present")
-  want = fn(probs[valid], ids[valid], classes="present")
-  np.testing.assert_allclose(got, want, rtol=1e-6)
-  grad = jax.grad(lambda p: fn(p, ids, where=where, classes="present"))(bad)
-  assert bool(jnp.all(grad[0, 0] == 0)) and bool(jnp.all(jnp.isfinite(grad)))
-
-  per_image = fn(probs, ids, where=where, axis=(1, 2))
-  np.testing.assert_allclose(
-    per_image,
-    jax.vmap(lambda p, y, w: fn(p, y, where=w))(probs, ids, where),
-    rtol=1e-6,
+  got, want, grad, per_image, mapped = _masked_sliced_vmap(
+    fn, bad, probs, ids, where, probs[valid], ids[valid]
   )
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  assert bool(jnp.all(grad[0, 0] == 0)) and bool(jnp.all(jnp.isfinite(grad)))
+  np.testing.assert_allclose(per_image, mapped, rtol=1e-6)
   assert per_image.shape == (2,)
 
 
 # 5. Edge cases.
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _empty_cases(fn, probs, ids, none, zeros):
+  """Value and gradient with every pixel masked (three ways), then of an
+  empty prediction of an empty target (smooth 0 and 1)."""
+  masked = [
+    jax.value_and_grad(lambda p: fn(p, ids, where=none, **kwargs))(probs)
+    for kwargs in ({}, {"smooth": 0.0}, {"classes": "present"})
+  ]
+  empty = [
+    jax.value_and_grad(lambda p: fn(p, zeros, smooth=smooth))(zeros)
+    for smooth in (0.0, 1.0)
+  ]
+  return masked, empty
+
+
 @pytest.mark.parametrize("fn", DICE_FAMILY)
 def test_empty_cases_give_zero_with_finite_gradients(fn):
   probs, ids = _batch(seed=5)
   none = jnp.zeros(ids.shape, bool)
-  for kwargs in (
-    {"where": none},
-    {"where": none, "smooth": 0.0},
-    {"where": none, "classes": "present"},
-  ):
-    value, grad = jax.value_and_grad(lambda p: fn(p, ids, **kwargs))(probs)
+  masked, empty = _empty_cases(fn, probs, ids, none, jnp.zeros((4, 1)))
+  for value, grad in masked:
     assert float(value) == 0.0
     np.testing.assert_array_equal(grad, 0)
   # Empty target, empty prediction: perfect, not NaN.
-  zeros = jnp.zeros((4, 1))
-  for smooth in (0.0, 1.0):
-    value, grad = jax.value_and_grad(lambda p: fn(p, zeros, smooth=smooth))(
-      zeros
-    )
+  for value, grad in empty:
     assert float(value) == 0.0 and bool(jnp.all(jnp.isfinite(grad)))
 
 
 def test_absent_class_and_present_selection():
   # Class 2 absent from target and prediction: loss 0 for it with smooth=0.
   labels = jnp.array([0, 1, 1, 0])
-  probs = jnp.pad(jax.nn.one_hot(labels, 2), ((0, 0), (0, 1)))
-  per_class = jaxloss.dice_loss(
-    probs, labels, smooth=0.0, classes=jnp.array([2])
-  )
+
+  @jax.jit
+  def cases(labels):
+    probs = jnp.pad(jax.nn.one_hot(labels, 2), ((0, 0), (0, 1)))
+    fp = probs.at[:, 2].set(0.5)
+    return (
+      jaxloss.dice_loss(probs, labels, smooth=0.0, classes=np.array([2])),
+      jax.grad(lambda p: jaxloss.dice_loss(p, labels, smooth=0.0))(probs),
+      jaxloss.dice_loss(fp, labels, classes="present"),
+      jaxloss.dice_loss(fp, labels, classes=np.array([0, 1])),
+    )
+
+  per_class, grad, present, selected = cases(labels)
   assert float(per_class) == 0.0
-  grad = jax.grad(lambda p: jaxloss.dice_loss(p, labels, smooth=0.0))(probs)
   assert bool(jnp.all(jnp.isfinite(grad)))
   # "present" skips class 2 even when it is predicted.
-  fp = probs.at[:, 2].set(0.5)
-  np.testing.assert_allclose(
-    jaxloss.dice_loss(fp, labels, classes="present"),
-    jaxloss.dice_loss(fp, labels, classes=jnp.array([0, 1])),
-    rtol=1e-6,
-  )
+  np.testing.assert_allclose(present, selected, rtol=1e-6)
 
 
 def test_single_pixel_single_class_and_nan():
   # Class 1: I = 0.75, P = 0.75, T = 1. Class 0: I = 0, P = 0.25, T = 0.
   one = jnp.array([[0.25, 0.75]])
+  two_classes, one_class, nan = jax.jit(
+    lambda one, y, nan: (
+      jaxloss.dice_loss(one, y, smooth=0.0),
+      jaxloss.iou_loss(jnp.ones((5, 1)), jnp.zeros(5, jnp.int32)),
+      jaxloss.dice_loss(nan, y),
+    )
+  )(one, jnp.array([1]), one.at[0, 0].set(jnp.nan))
   np.testing.assert_allclose(
-    jaxloss.dice_loss(one, jnp.array([1]), smooth=0.0),
-    1 - (1.5 / 1.75 + 0 / 0.25) / 2,
-    rtol=1e-6,
+    two_classes, 1 - (1.5 / 1.75 + 0 / 0.25) / 2, rtol=1e-6
   )
-  np.testing.assert_allclose(
-    jaxloss.iou_loss(jnp.ones((5, 1)), jnp.zeros(5, jnp.int32)), 0.0
-  )
-  assert np.isnan(jaxloss.dice_loss(one.at[0, 0].set(jnp.nan), jnp.array([1])))
+  np.testing.assert_allclose(one_class, 0.0)
+  assert np.isnan(nan)
 
 
 # 6. Reduced precision.
@@ -447,8 +543,10 @@ def test_single_pixel_single_class_and_nan():
 
 def test_fp16_volume_does_not_overflow():
   # 8 x 512 x 512 pixels: every sum is far above fp16's 65504.
-  labels = jnp.zeros((8, 512, 512), jnp.int32).at[:, :256].set(1)
-  probs = jax.nn.one_hot(labels, 2, dtype=jnp.float16) * 0.75 + 0.125
+  labels = np.zeros((8, 512, 512), np.int32)
+  labels[:, :256] = 1
+  probs = np.eye(2, dtype=np.float16)[labels] * 0.75 + 0.125
+  assert probs.dtype == np.float16
   got = jax.jit(jaxloss.dice_loss)(probs, labels)
   assert got.dtype == jnp.float32
   # Per class I = 0.875 N/2, P = N/2, T = N/2: Dice = 0.875 exactly.
@@ -457,10 +555,14 @@ def test_fp16_volume_does_not_overflow():
 
 def test_bf16_close_to_float32():
   probs, ids = _batch(seed=6)
-  for fn in DICE_FAMILY:
-    got = fn(probs.astype(jnp.bfloat16), ids)
+  out = jax.jit(
+    lambda low, p, y: [(fn(low, y), fn(p, y)) for fn in DICE_FAMILY]
+  )(probs.astype(jnp.bfloat16), probs, ids)
+  for fn, (got, want) in zip(DICE_FAMILY, out):
     assert got.dtype == jnp.float32
-    np.testing.assert_allclose(got, fn(probs, ids), rtol=2e-2, atol=2e-3)
+    np.testing.assert_allclose(
+      got, want, rtol=2e-2, atol=2e-3, err_msg=fn.__name__
+    )
 
 
 # Bad input.
@@ -515,15 +617,15 @@ def test_errors_name_function_and_argument():
 def test_checkify_reports_out_of_range_labels_at_valid_pixels_only():
   with jaxloss.value_checks():
     probs, ids = _batch()
-    checked = checkify.checkify(jax.jit(jaxloss.dice_loss))
+    checked = jax.jit(checkify.checkify(jaxloss.dice_loss))
     err, _ = checked(probs, ids.at[0, 0, 0].set(3))
     with pytest.raises(
       checkify.JaxRuntimeError, match=r"dice_loss: labels must lie in \[0, 3\)"
     ):
       err.throw()
     bad = ids.at[0, 0, 0].set(255)
-    err, _ = checkify.checkify(
-      jax.jit(lambda p, y: jaxloss.dice_loss(p, y, where=y != 255))
+    err, _ = jax.jit(
+      checkify.checkify(lambda p, y: jaxloss.dice_loss(p, y, where=y != 255))
     )(probs, bad)
     err.throw()  # Ignored pixels are not checked.
     err, _ = checked(probs * 2, ids)
