@@ -67,6 +67,15 @@ def _oks(**kwargs):
 
 
 OKS, OKS_GRAD = _oks()
+# The gradients in every float argument: coordinates, area and sigmas.
+OKS_GRADS = jax.jit(
+  jax.grad(
+    lambda p, t, v, a, s: jnp.sum(
+      jaxloss.keypoint_oks_loss(p, t, visible=v, area=a, sigmas=s)
+    ),
+    argnums=(0, 1, 3, 4),
+  )
+)
 SEESAW = jax.jit(
   lambda x, y, n, **kw: jaxloss.seesaw_loss(x, y, class_counts=n, **kw),
   static_argnames=("p", "q", "eps"),
@@ -151,8 +160,11 @@ def test_keypoint_oks_matches_reference():
     with jax.enable_x64(True):
       args = [jnp.asarray(a) for a in (pred, target, v, area, sigmas)]
       _close(OKS(*args), want, rtol=1e-12, atol=1e-14)
+      grads = OKS_GRADS(*args)
       # Gradients in every float argument: coordinates, area and sigmas.
-      for i, a in ((0, pred), (1, target), (3, area), (4, sigmas)):
+      for grad, (i, a) in zip(
+        grads, ((0, pred), (1, target), (3, area), (4, sigmas))
+      ):
         rest = [pred, target, v, area, sigmas]
 
         def total(value, i=i, rest=rest):
@@ -160,9 +172,8 @@ def test_keypoint_oks_matches_reference():
           rest[i] = value
           return ref.keypoint_oks_loss(*rest).sum()
 
-        grad = jax.grad(lambda a, i=i: OKS(*args[:i], a, *args[i + 1 :]).sum())
         _close(
-          grad(args[i]),
+          grad,
           references.numerical_grad(total, a),
           rtol=1e-6,
           atol=1e-9,
@@ -223,12 +234,13 @@ def test_ghm_matches_reference(bins):
 
 
 def test_gaussian_focal_on_hard_targets_is_focal_without_alpha():
-  x = jnp.asarray(logits(10), jnp.float32)
-  hard = jnp.asarray(heatmap(11) == 1, jnp.float32)
+  x = logits(10).astype(np.float32)
+  hard = (heatmap(11) == 1).astype(np.float32)
   for alpha in (0.0, 2.0):
+    focal = functools.partial(jaxloss.focal_loss, alpha=None, gamma=alpha)
     _close(
       compiled("gaussian_focal_loss", alpha=alpha)[0](x, hard),
-      jaxloss.focal_loss(x, hard, alpha=None, gamma=alpha),
+      jax.jit(focal)(x, hard),
     )
 
 
@@ -278,9 +290,9 @@ def test_keypoint_oks_no_visible_keypoint_and_nan_invisible():
 
 
 def test_seesaw_identities():
-  x = jnp.asarray(logits(14, (6, C)), jnp.float32)
-  y = jnp.asarray(ids(15))
-  ce = jaxloss.softmax_focal_loss(x, y, gamma=0.0)
+  x = logits(14, (6, C)).astype(np.float32)
+  y = ids(15)
+  ce = jax.jit(jaxloss.softmax_focal_loss)(x, y, gamma=0.0)
   n = class_counts()
   _close(SEESAW(x, y, n, p=0.0, q=0.0), ce)
   # Equal counts, no compensation: cross-entropy; counts below 1 count as 1.
@@ -289,68 +301,76 @@ def test_seesaw_identities():
   # Mitigation only lowers the loss, compensation only raises it.
   assert np.all(SEESAW(x, y, n, q=0.0) <= ce + 1e-6)
   assert np.all(SEESAW(x, y, np.ones(C)) >= ce - 1e-6)
-  # The gradient is softmax of the re-balanced logits minus the one-hot.
-  n32 = jnp.asarray(n, jnp.float32)
-  log_n = jnp.log(n32)
-  log_p = jax.nn.log_softmax(x)
-  own = jnp.take_along_axis(log_p, y[:, None], -1)
+  # The gradient is softmax of the re-balanced logits minus the one-hot
+  # (in float64 NumPy).
+  x64 = x.astype(np.float64)
+  log_n = np.log(n)
+  log_p = x64 - np.log(np.exp(x64).sum(-1, keepdims=True))
+  own = np.take_along_axis(log_p, y[:, None], -1)
   z = (
-    x
-    + 0.8 * jnp.minimum(log_n[None, :] - log_n[y][:, None], 0)
-    + 2.0 * jnp.maximum(log_p - jnp.maximum(own, jnp.log(0.01)), 0)
+    x64
+    + 0.8 * np.minimum(log_n[None, :] - log_n[y][:, None], 0)
+    + 2.0 * np.maximum(log_p - np.maximum(own, np.log(0.01)), 0)
   )
-  _close(SEESAW_GRAD(x, y, n), jax.nn.softmax(z) - jax.nn.one_hot(y, C))
+  softmax = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+  _close(SEESAW_GRAD(x, y, n), softmax - (y[:, None] == np.arange(C)))
 
 
 def test_ghm_identities():
-  x = jnp.asarray(logits(16, (6, C)), jnp.float32)
-  y = jnp.asarray(np.random.default_rng(17).uniform(size=(6, C)) < 0.3)
-  bce = jaxloss.focal_loss(x, y, alpha=None, gamma=0.0)
+  x = logits(16, (6, C)).astype(np.float32)
+  y = np.random.default_rng(17).uniform(size=(6, C)) < 0.3
+  bce = np.asarray(
+    jax.jit(functools.partial(jaxloss.focal_loss, alpha=None, gamma=0.0))(x, y)
+  )
   # One bin: the mean cross-entropy.
   _close(compiled("ghm_classification_loss", bins=1)[0](x, y), bce / bce.size)
   # The weights sum to 1: a constant cross-entropy sums to it.
   value = compiled("ghm_classification_loss")[0]
-  _close(jnp.sum(value(x, y) / bce), 1.0)
+  _close(np.sum(np.asarray(value(x, y)) / bce), 1.0)
   # vmap: one histogram a row.
-  rows = jax.vmap(value)(x, y)
+  rows = np.asarray(jax.jit(jax.vmap(value))(x, y))
   _close(rows[2], value(x[2], y[2]))
 
 
-@pytest.mark.parametrize(
-  "name", ["gaussian_focal_loss", "seesaw_loss", "ghm_classification_loss"]
-)
+MASKED = {
+  "gaussian_focal_loss": jaxloss.gaussian_focal_loss,
+  "seesaw_loss": functools.partial(
+    jaxloss.seesaw_loss, class_counts=class_counts()
+  ),
+  "ghm_classification_loss": jaxloss.ghm_classification_loss,
+}
+
+
+@functools.partial(jax.jit, static_argnames="name")
+def masked_program(x, y, where, bad, none, *, name):
+  """The masked loss; the gradient of its sum at ``bad`` (NaN where
+  masked); the loss and gradient with every entry masked."""
+  loss = lambda x, w: MASKED[name](x, y, where=w)
+  grad = jax.grad(lambda x, w: jnp.sum(loss(x, w)))
+  return loss(x, where), grad(bad, where), loss(x, none), grad(x, none)
+
+
+@pytest.mark.parametrize("name", sorted(MASKED))
 def test_masked_equals_sliced_and_blocks_nan(name):
   rng = np.random.default_rng(18)
   if name == "seesaw_loss":
     x, y = logits(19, (6, C)), ids(20)
     where = rng.uniform(size=6) < 0.6
-    fn = lambda x, y, w: SEESAW(x, y, class_counts(), where=w)
-    grad = jax.jit(jax.grad(lambda x, y, w: jnp.sum(fn(x, y, w))))
-    keep = where
   else:
     x = logits(19, (6, C))
     y = (rng.uniform(size=(6, C)) < 0.3).astype(np.float32)
     where = rng.uniform(size=(6, C)) < 0.6
-    fn = jax.jit(lambda x, y, w: getattr(jaxloss, name)(x, y, where=w))
-    grad = jax.jit(jax.grad(lambda x, y, w: jnp.sum(fn(x, y, w))))
-    keep = where
-  x = jnp.asarray(x, jnp.float32)
-  got = fn(x, y, where)
-  assert float(jnp.abs(jnp.where(keep, 0, got)).max()) == 0
-  if name == "ghm_classification_loss":  # the valid entries alone
-    _close(got[where], jaxloss.ghm_classification_loss(x[where], y[where]))
-  else:
-    _close(got[where], getattr(jaxloss, name)(
-      x[where], y[where], **({"class_counts": class_counts()}
-                             if name == "seesaw_loss" else {})))  # fmt: skip
-  bad = jnp.where(
-    where[..., None] if x.ndim > where.ndim else where, x, jnp.nan
-  )
-  g = grad(bad, y, where)
-  assert bool(jnp.all(jnp.isfinite(g)))
+  x = x.astype(np.float32)
+  bad = np.where(where[..., None] if x.ndim > where.ndim else where, x, np.nan)
   none = np.zeros_like(where)
-  assert float(jnp.abs(fn(x, y, none)).max()) == 0
-  assert float(jnp.abs(grad(x, y, none)).max()) == 0
+  out = masked_program(x, y, where, bad, none, name=name)
+  got, g, zero, g_zero = jax.device_get(out)
+  assert float(np.abs(np.where(where, 0, got)).max()) == 0
+  # The valid entries alone (for GHM-C, a histogram of those alone).
+  _close(got[where], jax.jit(MASKED[name])(x[where], y[where]))
+  assert bool(np.all(np.isfinite(g)))
+  assert float(np.abs(zero).max()) == 0
+  assert float(np.abs(g_zero).max()) == 0
 
 
 # 4. Edges ---------------------------------------------------------------------------
@@ -458,7 +478,8 @@ def test_bad_input_gaussian_and_ghm():
   ):
     jaxloss.ghm_classification_loss(ok, jnp.zeros(2))
   with jaxloss.value_checks():
-    err, _ = checkify.checkify(jaxloss.gaussian_focal_loss)(ok, ok + 2)
+    fn = jax.jit(checkify.checkify(jaxloss.gaussian_focal_loss))
+    err, _ = fn(ok, np.full((2, 3), 2.0, np.float32))
   with pytest.raises(checkify.JaxRuntimeError, match=r"heatmap must lie in"):
     err.throw()
 
@@ -503,9 +524,8 @@ def test_bad_input_keypoints():
   with pytest.raises(TypeError, match=rf"{name}: area must be real"):
     fn(p, p, **{**kw, "area": jnp.ones(3, bool)})
   with jaxloss.value_checks():
-    err, _ = checkify.checkify(lambda a: fn(p, p, **{**kw, "area": a}))(
-      -jnp.ones(3)
-    )
+    checked = checkify.checkify(lambda a: fn(p, p, **{**kw, "area": a}))
+    err, _ = jax.jit(checked)(-np.ones(3, np.float32))
   with pytest.raises(checkify.JaxRuntimeError, match=r"area must be > 0"):
     err.throw()
 
@@ -542,7 +562,9 @@ def test_bad_input_seesaw():
   with pytest.raises(ValueError, match=rf"{name}: where.shape"):
     fn(x, y, class_counts=n, where=jnp.ones(3, bool))
   with jaxloss.value_checks():
-    err, _ = checkify.checkify(fn)(x, y + C, class_counts=n)
+    err, _ = jax.jit(checkify.checkify(fn))(
+      x, np.array([C, C + 1]), class_counts=n
+    )
   with pytest.raises(
     checkify.JaxRuntimeError, match=rf"labels must lie in \[0, {C}\)"
   ):
