@@ -1,4 +1,7 @@
-"""Pairwise matching costs: references, identities, edges, bad input."""
+"""Pairwise matching costs: references, identities, edges, bad input.
+
+Each check runs on one compiled program (``jax.jit``), inputs as arguments;
+inputs are drawn and outputs checked in NumPy."""
 
 import functools
 
@@ -33,6 +36,12 @@ def masks(seed, shape=(M, P)):
 
 def boxes(seed, n):
   return np.random.default_rng(seed).uniform(0, 1, (n, 4))
+
+
+def f32(a):
+  """float32 for float inputs; class ids as they are."""
+  a = np.asarray(a)
+  return a if a.dtype.kind in "iub" else a.astype(np.float32)
 
 
 # name: (function, reference, make args: seed -> (pred, target), options)
@@ -113,25 +122,18 @@ def test_values_and_gradients_match_reference(name):
   fn, reference, make, options = COSTS[name]
   pred, target = make(0)
   want = reference(pred, target, **options)
-  target32 = (
-    jnp.asarray(target)
-    if target.dtype.kind == "i"
-    else jnp.asarray(target, jnp.float32)
-  )
   weights = np.random.default_rng(1).normal(size=(N, M))
-  got, _ = compiled(name)(
-    jnp.asarray(pred, jnp.float32), target32, jnp.asarray(weights, jnp.float32)
-  )
+  got, _ = compiled(name)(f32(pred), f32(target), f32(weights))
   assert got.shape == (N, M) and got.dtype == jnp.float32
+  got = jax.device_get(got)
   np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
   scalar = lambda x: np.sum(weights * reference(x, target, **options))
   want_grad = references.numerical_grad(scalar, pred)
   with jax.enable_x64(True):
-    got64, g = compiled(name)(
-      jnp.asarray(pred), jnp.asarray(target), jnp.asarray(weights)
-    )
+    got64, g = compiled(name)(pred, target, weights)
     assert got64.dtype == jnp.float64
-    np.testing.assert_allclose(got64, want, rtol=1e-11, atol=1e-12)
+    got64, g = jax.device_get((got64, g))
+  np.testing.assert_allclose(got64, want, rtol=1e-11, atol=1e-12)
   np.testing.assert_allclose(g, want_grad, rtol=1e-6, atol=1e-8)
   assert np.abs(want_grad).max() > 0
 
@@ -143,23 +145,23 @@ def test_batch_axes_broadcast(name):
   fn, _, make, options = COSTS[name]
   pred0, target0 = make(2)
   pred1, _ = make(3)
-  pred = jnp.asarray(np.stack([pred0, pred1]), jnp.float32)  # [2, N, K]
-  target = (
-    jnp.asarray(target0)
-    if target0.dtype.kind == "i"
-    else jnp.asarray(target0, jnp.float32)
-  )  # shared
-  got, vmapped = jax.jit(
-    lambda p, t: (
-      fn(p, t, **options),
-      jax.vmap(lambda q: fn(q, t, **options))(p),
-    )
-  )(pred, target)
+  pred = f32(np.stack([pred0, pred1]))  # [2, N, K]
+  target = f32(target0)  # shared
+  got, vmapped = jax.device_get(
+    jax.jit(
+      lambda p, t: (
+        fn(p, t, **options),
+        jax.vmap(lambda q: fn(q, t, **options))(p),
+      )
+    )(pred, target)
+  )
   assert got.shape == (2, N, M)
+  # Each example alone: the program of the reference test.
+  ones = np.ones((N, M), np.float32)
   for i in range(2):
     np.testing.assert_allclose(
       got[i],
-      compiled(name)(pred[i], target, jnp.ones((N, M)))[0],
+      jax.device_get(compiled(name)(pred[i], target, ones)[0]),
       rtol=1e-6,
       atol=1e-7,
     )
@@ -208,9 +210,8 @@ def _mask_identities(x, t):
 
 
 def test_mask_costs_are_the_elementwise_losses_of_each_pair():
-  x = jnp.asarray(logits(4, (N, P)), jnp.float32)
-  t = jnp.asarray(masks(5), jnp.float32)
-  for what, (got, want) in _mask_identities(x, t).items():
+  x, t = f32(logits(4, (N, P))), f32(masks(5))
+  for what, (got, want) in jax.device_get(_mask_identities(x, t)).items():
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=what)
 
 
@@ -242,64 +243,84 @@ def test_costs_recover_a_permutation_through_the_hungarian_solver():
 
   corners_p = corners(pred_boxes)
   corners_t = corners(target_boxes)
-  rows, cols = match(
-    pred_logits,
-    target_labels,
-    pred_boxes,
-    target_boxes,
-    mask_logits,
-    target_masks,
+  rows, cols = jax.device_get(
+    match(
+      pred_logits,
+      target_labels,
+      pred_boxes,
+      target_boxes,
+      mask_logits,
+      target_masks,
+    )
   )
-  np.testing.assert_array_equal(np.asarray(cols)[np.argsort(rows)], perm)
+  np.testing.assert_array_equal(cols[np.argsort(rows)], perm)
 
 
 # 3. Edge cases -----------------------------------------------------------------------
 
 
 def test_extreme_logits_nan_and_empty():
-  x = jnp.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 3.0]])
-  y = jnp.array([0, 1, 2])
-  t = jnp.array([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
-  for fn, target in (
-    (jaxloss.softmax_class_cost, y),
-    (jaxloss.focal_class_cost, y),
-    (functools.partial(jaxloss.focal_class_cost, gamma=0.5), y),
-    (jaxloss.mask_dice_cost, t),
-    (jaxloss.mask_bce_cost, t),
-    (jaxloss.mask_focal_cost, t),
-  ):
-    check = jax.jit(
-      lambda a, b: (
-        jax.value_and_grad(lambda a: jnp.sum(fn(a, b)))(a),
-        fn(a.at[0, 0].set(jnp.nan), b),
-      )
-    )
-    (value, grad), with_nan = check(x, target)
-    assert bool(jnp.isfinite(value)) and bool(jnp.all(jnp.isfinite(grad)))
-    # NaN in a prediction's logits: NaN in its row (its class, for the
-    # class costs, which read one logit per target).
-    assert bool(jnp.isnan(with_nan[0, 0])) and bool(
-      jnp.all(jnp.isfinite(with_nan[1]))
-    )
-  for fn in (
+  x = f32([[1e4, -1e4, 0.0], [-1e4, 1e4, 3.0]])
+  y = np.array([0, 1, 2], np.int32)
+  t = f32([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+  mask_costs = (
     jaxloss.mask_dice_cost,
     jaxloss.mask_bce_cost,
     jaxloss.mask_focal_cost,
-  ):
+  )
+  costs = (
+    (jaxloss.softmax_class_cost, "y"),
+    (jaxloss.focal_class_cost, "y"),
+    (functools.partial(jaxloss.focal_class_cost, gamma=0.5), "y"),
+  ) + tuple((fn, "t") for fn in mask_costs)
+
+  @jax.jit
+  def run(x, targets, no_points, no_points_t, no_targets, low, zeros, boxes):
+    """Per cost: value and gradient of the sum, and the cost with a NaN
+    logit; per mask cost: no points, no targets; a -1e4 mask against an
+    empty one; no boxes."""
+    with_nan = x.at[0, 0].set(jnp.nan)
+    finite = [
+      (
+        jax.value_and_grad(lambda a: jnp.sum(fn(a, targets[b])))(x),
+        fn(with_nan, targets[b]),
+      )
+      for fn, b in costs
+    ]
+    empty = [
+      (fn(no_points, no_points_t), fn(x, no_targets)) for fn in mask_costs
+    ]
+    return (
+      finite,
+      empty,
+      jaxloss.mask_dice_cost(low, zeros, smooth=0.0),
+      jaxloss.box_l1_cost(boxes, np.zeros((3, 4), np.float32)),
+    )
+
+  finite, empty, dice, no_boxes = jax.device_get(
+    run(
+      x,
+      {"y": y, "t": t},
+      np.zeros((2, 0), np.float32),
+      np.zeros((3, 0), np.float32),
+      np.zeros((0, 3), np.float32),
+      np.full((1, 3), -1e4, np.float32),
+      np.zeros((1, 3), np.float32),
+      np.zeros((0, 4), np.float32),
+    )
+  )
+  for (value, grad), with_nan in finite:
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
+    # NaN in a prediction's logits: NaN in its row (its class, for the
+    # class costs, which read one logit per target).
+    assert np.isnan(with_nan[0, 0]) and np.all(np.isfinite(with_nan[1]))
+  for no_points, no_targets in empty:
     # No points, no targets, no predictions.
-    assert fn(jnp.zeros((2, 0)), jnp.zeros((3, 0))).shape == (2, 3)
-    np.testing.assert_allclose(fn(jnp.zeros((2, 0)), jnp.zeros((3, 0))), 0)
-    assert fn(x, jnp.zeros((0, 3))).shape == (2, 0)
-  np.testing.assert_allclose(
-    jaxloss.mask_dice_cost(
-      jnp.full((1, 3), -1e4), jnp.zeros((1, 3)), smooth=0.0
-    ),
-    [[0.0]],
-  )
-  assert jaxloss.box_l1_cost(jnp.zeros((0, 4)), jnp.zeros((3, 4))).shape == (
-    0,
-    3,
-  )
+    assert no_points.shape == (2, 3)
+    np.testing.assert_allclose(no_points, 0)
+    assert no_targets.shape == (2, 0)
+  np.testing.assert_allclose(dice, [[0.0]])
+  assert no_boxes.shape == (0, 3)
 
 
 @pytest.mark.parametrize("name", ["mask_bce_cost", "mask_focal_cost"])
@@ -309,7 +330,7 @@ def test_confident_right_masks_keep_their_small_cost(name):
   t = masks(6)
   x = 17.0 * (2 * t - 1)
   fn, reference, _, options = COSTS[name]
-  got = fn(jnp.asarray(x, jnp.float32), jnp.asarray(t, jnp.float32), **options)
+  got = jax.device_get(jax.jit(fn)(f32(x), f32(t), **options))
   want = reference(x, t, **options)
   assert np.all(np.diag(want) > 0)
   np.testing.assert_allclose(np.diag(got), np.diag(want), rtol=1e-5, atol=0)
@@ -317,11 +338,11 @@ def test_confident_right_masks_keep_their_small_cost(name):
 
 
 def test_bf16_inputs():
-  x = jnp.asarray(logits(10, (N, P)), jnp.bfloat16)
-  t = jnp.asarray(masks(11), jnp.bfloat16)
-  c = jnp.asarray(logits(12, (N, C)), jnp.bfloat16)
-  y = jnp.asarray(labels(13))
-  b = jnp.asarray(boxes(14, N), jnp.bfloat16)
+  x = logits(10, (N, P)).astype(jnp.bfloat16)
+  t = masks(11).astype(jnp.bfloat16)
+  c = logits(12, (N, C)).astype(jnp.bfloat16)
+  y = labels(13)
+  b = boxes(14, N).astype(jnp.bfloat16)
 
   @jax.jit
   def run(x, t, c, y, b):
@@ -341,30 +362,30 @@ def test_bf16_inputs():
       masks + classes + [(jaxloss.box_l1_cost(b, b), jaxloss.box_l1_cost(b, b))]
     )
 
-  for got, want in run(x, t, c, y, b):
-    assert got.dtype == jnp.float32
+  for got, want in jax.device_get(run(x, t, c, y, b)):
+    assert got.dtype == np.float32
     np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
 def test_value_checks_report_bad_labels_and_targets():
-  x = jnp.zeros((2, C))
-  checked = checkify.checkify(jax.jit(jaxloss.softmax_class_cost))
+  x = np.zeros((2, C), np.float32)
+  checked = jax.jit(checkify.checkify(jaxloss.softmax_class_cost))
   with jaxloss.value_checks():
-    err, _ = checked(x, jnp.array([0, C]))
+    err, _ = checked(x, np.array([0, C], np.int32))
     assert f"softmax_class_cost: labels must lie in [0, {C})" in str(err.get())
-    err, _ = checked(x, jnp.array([0, C - 1]))
+    err, _ = checked(x, np.array([0, C - 1], np.int32))
     assert err.get() is None
     # uint8 class ids with more than 256 classes are compared as integers.
-    err, value = checkify.checkify(jax.jit(jaxloss.focal_class_cost))(
-      jnp.zeros((2, 300)), jnp.array([1, 255], jnp.uint8)
+    err, value = jax.jit(checkify.checkify(jaxloss.focal_class_cost))(
+      np.zeros((2, 300), np.float32), np.array([1, 255], np.uint8)
     )
     assert err.get() is None and value.shape == (2, 2)
-    err, _ = checkify.checkify(jax.jit(jaxloss.focal_class_cost))(
-      jnp.zeros((2, 3)), jnp.array([1, -3], jnp.int8)
+    err, _ = jax.jit(checkify.checkify(jaxloss.focal_class_cost))(
+      np.zeros((2, 3), np.float32), np.array([1, -3], np.int8)
     )
     assert "focal_class_cost: labels must lie in [0, 3)" in str(err.get())
-    err, _ = checkify.checkify(jax.jit(jaxloss.mask_dice_cost))(
-      jnp.zeros((2, 3)), jnp.array([[0.0, 1.0, 2.0]])
+    err, _ = jax.jit(checkify.checkify(jaxloss.mask_dice_cost))(
+      np.zeros((2, 3), np.float32), f32([[0.0, 1.0, 2.0]])
     )
     assert "mask_dice_cost: labels must lie in [0, 1]" in str(err.get())
 
@@ -373,6 +394,7 @@ def test_value_checks_report_bad_labels_and_targets():
 
 
 def test_bad_input_names_function_and_argument():
+  zeros = lambda *shape: np.zeros(shape, np.float32)
   for fn in (jaxloss.softmax_class_cost, jaxloss.focal_class_cost):
     name = fn.__name__
     with pytest.raises(
@@ -380,27 +402,27 @@ def test_bad_input_names_function_and_argument():
       match=rf"{name}: logits must have shape "
       r"\[\.\.\., N, C\]",
     ):
-      fn(jnp.zeros(C), jnp.zeros(3, jnp.int32))
+      fn(zeros(C), np.zeros(3, np.int32))
     with pytest.raises(TypeError, match=rf"{name}: labels must be integer"):
-      fn(jnp.zeros((N, C)), jnp.zeros(3))
+      fn(zeros(N, C), zeros(3))
     with pytest.raises(
       ValueError,
       match=rf"{name}: labels must have shape "
       r"\[\.\.\., M\]",
     ):
-      fn(jnp.zeros((N, C)), jnp.int32(3))
+      fn(zeros(N, C), np.int32(3))
     with pytest.raises(
       ValueError,
       match=rf"{name}: the batch axes of logits.shape "
       r"and labels.shape must broadcast",
     ):
-      fn(jnp.zeros((2, N, C)), jnp.zeros((3, M), jnp.int32))
+      fn(zeros(2, N, C), np.zeros((3, M), np.int32))
     with pytest.raises(
       TypeError,
       match=rf"{name}: logits must have a "
       "floating",
     ):
-      fn(jnp.zeros((N, C), jnp.int32), jnp.zeros(3, jnp.int32))
+      fn(np.zeros((N, C), np.int32), np.zeros(3, np.int32))
   for fn in (
     jaxloss.mask_dice_cost,
     jaxloss.mask_bce_cost,
@@ -412,49 +434,49 @@ def test_bad_input_names_function_and_argument():
       match=rf"{name}: logits must have shape "
       r"\[\.\.\., N, P\]",
     ):
-      fn(jnp.zeros(P), jnp.zeros((M, P)))
+      fn(zeros(P), zeros(M, P))
     with pytest.raises(
       ValueError,
       match=rf"{name}: labels must have shape "
       r"\[\.\.\., M, P\]",
     ):
-      fn(jnp.zeros((N, P)), jnp.zeros(P))
+      fn(zeros(N, P), zeros(P))
     with pytest.raises(
       ValueError,
       match=rf"{name}: the last axes of "
       r"logits.shape \(4, 6\) and labels.shape \(3, 5\)",
     ):
-      fn(jnp.zeros((N, P)), jnp.zeros((M, P - 1)))
+      fn(zeros(N, P), zeros(M, P - 1))
     with pytest.raises(
       TypeError,
       match=rf"{name}: labels must be float or "
       "bool",
     ):
-      fn(jnp.zeros((N, P)), jnp.zeros((M, P), jnp.int32))
+      fn(zeros(N, P), np.zeros((M, P), np.int32))
     with pytest.raises(ValueError, match=rf"{name}: the batch axes"):
-      fn(jnp.zeros((2, N, P)), jnp.zeros((3, M, P)))
+      fn(zeros(2, N, P), zeros(3, M, P))
   with pytest.raises(
     ValueError,
     match=r"box_l1_cost: boxes1 must have shape "
     r"\[\.\.\., N, 4\]",
   ):
-    jaxloss.box_l1_cost(jnp.zeros((N, 5)), jnp.zeros((M, 4)))
+    jaxloss.box_l1_cost(zeros(N, 5), zeros(M, 4))
   with pytest.raises(
     ValueError,
     match=r"box_l1_cost: boxes2 must have shape "
     r"\[\.\.\., M, 4\]",
   ):
-    jaxloss.box_l1_cost(jnp.zeros((N, 4)), jnp.zeros(4))
+    jaxloss.box_l1_cost(zeros(N, 4), zeros(4))
   with pytest.raises(
     TypeError, match=r"box_l1_cost: boxes2 must have a floating"
   ):
-    jaxloss.box_l1_cost(jnp.zeros((N, 4)), jnp.zeros((M, 4), jnp.int32))
+    jaxloss.box_l1_cost(zeros(N, 4), np.zeros((M, 4), np.int32))
   for fn in (jaxloss.focal_class_cost, jaxloss.mask_focal_cost):
     name = fn.__name__
     args = (
-      (jnp.zeros((N, C)), jnp.zeros(M, jnp.int32))
+      (zeros(N, C), np.zeros(M, np.int32))
       if fn is jaxloss.focal_class_cost
-      else (jnp.zeros((N, P)), jnp.zeros((M, P)))
+      else (zeros(N, P), zeros(M, P))
     )
     with pytest.raises(ValueError, match=rf"{name}: alpha must be <= 1"):
       fn(*args, alpha=1.5)
@@ -467,4 +489,4 @@ def test_bad_input_names_function_and_argument():
     ):
       fn(*args, alpha=None)
   with pytest.raises(ValueError, match=r"mask_dice_cost: smooth must be >= 0"):
-    jaxloss.mask_dice_cost(jnp.zeros((N, P)), jnp.zeros((M, P)), smooth=-1.0)
+    jaxloss.mask_dice_cost(zeros(N, P), zeros(M, P), smooth=-1.0)
