@@ -1,5 +1,6 @@
 """asymmetric_unified_focal_loss: hand case, reference, identities, edges."""
 
+import functools
 import math
 
 import jax
@@ -12,21 +13,23 @@ from tests import reference_segmentation as ref
 from tests import references
 from tests.test_docs import _recipes
 
-KEY = jax.random.PRNGKey(21)
 loss_fn = jaxloss.asymmetric_unified_focal_loss
 
 
 def _inputs(shape=(2, 3, 4, 4), seed=0):
-  k1, k2 = jax.random.split(jax.random.fold_in(KEY, seed))
-  probs = jax.nn.softmax(2 * jax.random.normal(k1, shape), axis=-1)
-  ids = jax.random.randint(k2, shape[:-1], 0, shape[-1])
-  return probs, ids
+  """float32 softmax probabilities and int32 class ids, drawn with NumPy."""
+  rng = np.random.default_rng(seed)
+  logits = 2 * rng.standard_normal(shape)
+  probs = np.exp(logits - logits.max(-1, keepdims=True))
+  probs /= probs.sum(-1, keepdims=True)
+  ids = rng.integers(0, shape[-1], shape[:-1])
+  return probs.astype(np.float32), ids.astype(np.int32)
 
 
 def test_hand_case():
   # Pixel 0: background, p_0 = 0.8; pixel 1: foreground, p_1 = 0.6.
-  probs = jnp.array([[0.8, 0.2], [0.4, 0.6]])
-  labels = jnp.array([0, 1])
+  probs = np.array([[0.8, 0.2], [0.4, 0.6]], np.float32)
+  labels = np.array([0, 1], np.int32)
   focal = (0.4 * math.sqrt(1 - 0.8) * -math.log(0.8) + 0.6 * -math.log(0.6)) / 2
   # Class 0: TP 0.8, FN 0.2, FP 0.4; class 1: TP 0.6, FN 0.4, FP 0.2.
   ti_0 = 0.8 / (0.8 + 0.6 * 0.2 + 0.4 * 0.4)
@@ -44,28 +47,35 @@ CASES = [  # axis, masked, soft targets, (weight, delta, gamma)
 ]
 
 
+@functools.partial(jax.jit, static_argnames=("axis", "options"))
+def _value_and_grad(probs, labels, where, *, axis, options):
+  """The loss and the gradient of its sum. ``options`` (weight, delta,
+  gamma) stay static: a whole ``gamma`` takes its own code path."""
+  weight, delta, gamma = options
+  f = lambda p: loss_fn(
+    p, labels, axis=axis, where=where, weight=weight, delta=delta, gamma=gamma
+  )
+  return f(probs), jax.grad(lambda p: f(p).sum())(probs)
+
+
 @pytest.mark.parametrize("axis, masked, soft, options", CASES)
 def test_matches_reference(axis, masked, soft, options):
   probs, ids = _inputs(seed=1)
   weight, delta, gamma = options
-  where = jax.random.bernoulli(jax.random.PRNGKey(2), 0.7, ids.shape)
+  where = np.random.default_rng(2).random(ids.shape) < 0.7
   where = where if masked else None
   targets = references.one_hot(ids, 4)
   if soft:
     targets = 0.8 * targets + 0.05
-  labels = jnp.asarray(targets, jnp.float32) if soft else ids
+  labels = targets.astype(np.float32) if soft else ids
   kwargs = {"weight": weight, "delta": delta, "gamma": gamma}
 
-  @jax.jit
-  def run(p):
-    f = lambda p: loss_fn(p, labels, axis=axis, where=where, **kwargs)
-    return f(p), jax.grad(lambda p: f(p).sum())(p)
-
-  value, grad = run(probs)
+  value, grad = jax.device_get(
+    _value_and_grad(probs, labels, where, axis=axis, options=options)
+  )
   axes = (0, 1, 2) if axis is None else axis
-  mask = None if where is None else np.asarray(where)
   reference = lambda p: ref.asymmetric_unified_focal(
-    p, targets, axes, where=mask, **kwargs
+    p, targets, axes, where=where, **kwargs
   )
   np.testing.assert_allclose(value, reference(probs), rtol=1e-5, atol=1e-7)
   np.testing.assert_allclose(
@@ -78,10 +88,11 @@ def test_matches_reference(axis, masked, soft, options):
 
 def test_identities():
   probs, ids = _inputs(seed=3)
-  keep = jnp.ones(ids.shape, bool).at[0].set(False)
+  keep = np.ones(ids.shape, bool)
+  keep[0] = False
 
   @jax.jit
-  def run(probs, ids):
+  def run(probs, ids, keep):
     per_image = loss_fn(probs, ids, axis=(1, 2))
     bad = probs.at[0].set(jnp.nan)
     return (
@@ -94,20 +105,21 @@ def test_identities():
       loss_fn(probs, jax.nn.one_hot(ids, 4), weight=1.0),
     )
 
-  per_image, mapped, masked, sliced, grad, ids_focal, hot_focal = run(
-    probs, ids
+  per_image, mapped, masked, sliced, grad, ids_focal, hot_focal = (
+    jax.device_get(run(probs, ids, keep))
   )
   np.testing.assert_allclose(per_image, mapped, rtol=1e-6)
   np.testing.assert_allclose(masked, sliced, rtol=1e-6)
-  assert bool(jnp.all(jnp.isfinite(grad))) and not np.any(grad[0])
+  assert np.all(np.isfinite(grad)) and not np.any(grad[0])
   np.testing.assert_allclose(ids_focal, hot_focal, rtol=1e-6)
 
 
 def test_equals_the_binary_recipe_of_the_docs():
   # The recipe gives `weight` to the Tversky term, as the authors' code.
   recipe = _recipes()["unified_focal_loss"]
-  logits = 2 * jax.random.normal(KEY, (2, 4, 5, 2))
-  labels = jax.random.randint(KEY, (2, 4, 5), 0, 2)
+  rng = np.random.default_rng(21)
+  logits = (2 * rng.standard_normal((2, 4, 5, 2))).astype(np.float32)
+  labels = rng.integers(0, 2, (2, 4, 5)).astype(np.int32)
   want, got = jax.jit(
     lambda x, y: (
       recipe(x, y, weight=0.7),
@@ -121,7 +133,8 @@ def test_equals_the_binary_recipe_of_the_docs():
 
 def test_edge_cases():
   @jax.jit
-  def run(probs, ids, p, y):
+  def run(logits, ids, p, y):
+    probs = jax.nn.softmax(logits)
     f = lambda p, w: loss_fn(p, ids, where=w)
     none = jnp.zeros(ids.shape, bool)
     return (
@@ -137,13 +150,15 @@ def test_edge_cases():
     )
 
   # Saturated softmax: exact zeros and ones.
-  logits = jnp.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0], [0.0, 1e4, -1e4]])
-  ids = jnp.array([0, 1, 2])
-  saturated, empty, perfect, nan, bf16, f32 = run(
-    jax.nn.softmax(logits), ids, *_inputs(seed=4)
+  logits = np.array(
+    [[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0], [0.0, 1e4, -1e4]], np.float32
+  )
+  ids = np.array([0, 1, 2], np.int32)
+  saturated, empty, perfect, nan, bf16, f32 = jax.device_get(
+    run(logits, ids, *_inputs(seed=4))
   )
   for value, grad in (saturated, perfect):
-    assert np.isfinite(value) and bool(jnp.all(jnp.isfinite(grad)))
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
   assert float(empty[0]) == 0 and not np.any(empty[1])
   assert float(perfect[0]) == 0
   assert np.isnan(nan)
@@ -154,16 +169,20 @@ def test_edge_cases():
 @pytest.mark.parametrize(
   "kwargs, error, message",
   [
-    ({"probs": jnp.ones((2, 3, 1))}, ValueError, "probs must have at least 2"),
+    (
+      {"probs": np.ones((2, 3, 1), np.float32)},
+      ValueError,
+      "probs must have at least 2",
+    ),
     ({"weight": 1.5}, ValueError, "weight must be <= 1"),
     ({"delta": -0.1}, ValueError, "delta must be >= 0"),
     ({"gamma": 2.0}, ValueError, "gamma must be <= 1"),
     ({"smooth": "1"}, TypeError, "smooth must be a real number"),
-    ({"where": jnp.ones((2, 3, 4), bool)}, ValueError, r"where.shape"),
-    ({"labels": jnp.zeros((2, 4), jnp.int32)}, ValueError, r"labels.shape"),
-    ({"labels": jnp.zeros((2, 3))}, TypeError, "labels of shape"),
+    ({"where": np.ones((2, 3, 4), bool)}, ValueError, r"where.shape"),
+    ({"labels": np.zeros((2, 4), np.int32)}, ValueError, r"labels.shape"),
+    ({"labels": np.zeros((2, 3), np.float32)}, TypeError, "labels of shape"),
     (
-      {"probs": jnp.ones((2, 3, 4), jnp.int32)},
+      {"probs": np.ones((2, 3, 4), np.int32)},
       TypeError,
       "probs must have a floating",
     ),
@@ -171,8 +190,8 @@ def test_edge_cases():
 )
 def test_bad_input_is_named_at_trace_time(kwargs, error, message):
   kwargs = dict(kwargs)
-  probs = kwargs.pop("probs", jnp.full((2, 3, 4), 0.25))
-  labels = kwargs.pop("labels", jnp.zeros((2, 3), jnp.int32))
+  probs = kwargs.pop("probs", np.full((2, 3, 4), 0.25, np.float32))
+  labels = kwargs.pop("labels", np.zeros((2, 3), np.int32))
   call = jax.jit(lambda p, y: loss_fn(p, y, **kwargs))
   with pytest.raises(error, match=f"asymmetric_unified_focal_loss: {message}"):
     call(probs, labels)

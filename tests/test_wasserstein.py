@@ -22,36 +22,25 @@ SKEWED_3 = np.array([[0.0, 2.0, 0.4], [1.0, 0.0, 0.3], [1.5, 0.7, 0.0]])
 
 
 def _batch(shape=(2, 3, 4), num_classes=C, seed=0):
-  """Softmax probabilities and class ids, drawn with NumPy (no compilation)."""
+  """float32 softmax probabilities and int32 class ids, drawn with NumPy."""
   rng = np.random.default_rng(seed)
   logits = 2 * rng.standard_normal(shape + (num_classes,))
   probs = np.exp(logits - logits.max(-1, keepdims=True))
   probs /= probs.sum(-1, keepdims=True)
   ids = rng.integers(0, num_classes, shape)
-  return jnp.asarray(probs, jnp.float32), jnp.asarray(ids, jnp.int32)
+  return probs.astype(np.float32), ids.astype(np.int32)
 
 
 def _one_hot(ids, num_classes=C):
-  return jnp.asarray(ref.one_hot(ids, num_classes), jnp.float32)
+  return ref.one_hot(ids, num_classes).astype(np.float32)
 
 
 def _close(got, want, rtol=1e-5, atol=1e-6):
-  np.testing.assert_allclose(
-    np.asarray(got), np.asarray(want), rtol=rtol, atol=atol
-  )
+  np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
 
 
-@functools.partial(jax.jit, static_argnames=("axis", "smooth", "weighting"))
-def _value_and_grad(
-  probs,
-  labels,
-  matrix=None,
-  where=None,
-  axis=None,
-  smooth=1.0,
-  weighting="default",
-):
-  """The loss and the gradient of its sum; ``matrix`` is traced here."""
+@functools.partial(jax.jit, static_argnames=("axis", "weighting", "grad"))
+def _compiled(probs, labels, matrix, where, smooth, *, axis, weighting, grad):
   loss = lambda p: FN(
     p,
     labels,
@@ -61,15 +50,45 @@ def _value_and_grad(
     smooth=smooth,
     weighting=weighting,
   )
+  if not grad:
+    return loss(probs)
   return loss(probs), jax.grad(lambda p: jnp.sum(loss(p)))(probs)
 
 
-# Shared compiled programs: one per shape and static option.
-_loss = jax.jit(FN, static_argnames=("axis", "smooth", "weighting"))
-_dice = jax.jit(jaxloss.dice_loss, static_argnames=("smooth",))
+def _run(
+  probs,
+  labels,
+  matrix=None,
+  where=None,
+  *,
+  smooth=1.0,
+  axis=None,
+  weighting="default",
+  grad=False,
+):
+  """The loss (and, with ``grad``, the gradient of its sum) in one compiled
+  program: ``matrix``, ``where`` and ``smooth`` are traced arguments, so the
+  cases of equal shapes, ``axis`` and ``weighting`` share it."""
+  out = _compiled(
+    probs,
+    labels,
+    matrix,
+    where,
+    smooth,
+    axis=axis,
+    weighting=weighting,
+    grad=grad,
+  )
+  return jax.device_get(out)
 
 
 # 1. Hand-computed cases with the default matrix.
+
+HAND_LABELS = np.array([1, 2, 0], np.int32)
+
+
+def _hard(predicted):
+  return np.eye(3, dtype=np.float32)[predicted]
 
 
 @pytest.mark.parametrize(
@@ -85,25 +104,22 @@ _dice = jax.jit(jaxloss.dice_loss, static_argnames=("smooth",))
   ],
 )
 def test_hand_cases_hard(predicted, smooth, want):
-  labels = jnp.array([1, 2, 0])
-  probs = jnp.eye(3)[jnp.array(predicted)]
-  _close(_loss(probs, labels, smooth=smooth), want)
+  _close(_run(_hard(predicted), HAND_LABELS, smooth=smooth), want)
 
 
 def test_hand_case_gdl_weighting():
   # Every class once: alpha_l = 1 / (1 + 1). W = (1/2, 0, 0), so
   # TP = (1/2 + 1 + 1) / 2 and the weighted error is (1/2) / 2.
-  labels = jnp.array([1, 2, 0])
-  probs = jnp.eye(3)[jnp.array([2, 2, 0])]
-  got = _loss(probs, labels, weighting="gdl", smooth=0.0)
+  got = _run(_hard([2, 2, 0]), HAND_LABELS, weighting="gdl", smooth=0.0)
   _close(got, 1 - 2.5 / (2.5 + 0.25))
 
 
 def test_hand_case_soft_prediction():
   # One pixel of class 1 predicted (0.2, 0.3, 0.5):
   # W = 0.2 * 1 + 0.3 * 0 + 0.5 * 0.5 = 0.45, TP = 1 - W = 0.55.
-  probs = jnp.array([[0.2, 0.3, 0.5]])
-  _close(_loss(probs, jnp.array([1]), smooth=0.0), 1 - 1.1 / (1.1 + 0.45))
+  probs = np.array([[0.2, 0.3, 0.5]], np.float32)
+  got = _run(probs, np.array([1], np.int32), smooth=0.0)
+  _close(got, 1 - 1.1 / (1.1 + 0.45))
 
 
 # 2. Float64 reference: values and gradients.
@@ -127,13 +143,13 @@ def test_matches_reference(variant):
   variant = dict(variant)
   probs, ids = _batch(seed=1)
   if variant.pop("soft", False):
-    targets = np.asarray(_batch(seed=2)[0], np.float64)  # soft targets
-    labels = jnp.asarray(targets, jnp.float32)
+    labels = _batch(seed=2)[0]  # soft targets
+    targets = labels.astype(np.float64)
   else:
     labels, targets = ids, ref.one_hot(ids, C)
   where = None
   if variant.pop("where", False):
-    where = jnp.asarray(np.random.default_rng(3).random(ids.shape) < 0.7)
+    where = np.random.default_rng(3).random(ids.shape) < 0.7
   matrix = variant.pop("matrix", DEFAULT_3)
   axis = variant.pop("axis", None)
   smooth = variant.pop("smooth", 1.0)
@@ -143,23 +159,18 @@ def test_matches_reference(variant):
     (0, 1, 2) if axis is None else ((axis,) if isinstance(axis, int) else axis)
   )
   reference = lambda p: ref.generalized_wasserstein_dice(
-    p,
-    targets,
-    matrix,
-    axes,
-    weighting,
-    where=None if where is None else np.asarray(where),
-    smooth=smooth,
+    p, targets, matrix, axes, weighting, where=where, smooth=smooth
   )
 
-  value, grad = _value_and_grad(
+  value, grad = _run(
     probs,
     labels,
-    jnp.asarray(matrix),
+    matrix.astype(np.float32),
     where,
     axis=axis,
     smooth=smooth,
     weighting=weighting,
+    grad=True,
   )
   _close(value, reference(probs))
   want_grad = ref.numerical_grad(lambda p: reference(p).sum(), probs)
@@ -174,21 +185,30 @@ def test_matches_reference(variant):
 )
 def test_perfect_prediction_is_zero(matrix, weighting):
   _, ids = _batch(seed=2)
-  value, grad = _value_and_grad(
-    _one_hot(ids), ids, matrix, smooth=0.0, weighting=weighting
+  if matrix is not None:
+    matrix = matrix.astype(np.float32)
+  value, grad = _run(
+    _one_hot(ids), ids, matrix, smooth=0.0, weighting=weighting, grad=True
   )
   _close(value, 0.0)
-  assert bool(jnp.all(jnp.isfinite(grad)))
+  assert np.all(np.isfinite(grad))
 
 
 def test_one_minus_identity_with_two_classes_is_foreground_dice():
-  smooth = 0.5
+  @jax.jit
+  def run(probs, ids, matrix):
+    """With M = 1 - I, with the default matrix, and class 1's Dice loss."""
+    return (
+      FN(probs, ids, distance_matrix=matrix, smooth=0.5),
+      FN(probs, ids, smooth=0.5),
+      jaxloss.dice_loss(probs, ids, classes=jnp.array([1]), smooth=0.5),
+    )
+
   probs, ids = _batch(num_classes=2, seed=3)
-  got = _loss(probs, ids, distance_matrix=1 - np.eye(2), smooth=smooth)
-  want = _dice(probs, ids, classes=jnp.array([1]), smooth=smooth)
+  got, default, want = run(probs, ids, 1 - np.eye(2, dtype=np.float32))
   _close(got, want)
   # With two classes the default matrix is 1 - I.
-  _close(_loss(probs, ids, smooth=smooth), got)
+  _close(default, got)
 
 
 def test_one_minus_identity_from_the_dice_statistics():
@@ -198,34 +218,41 @@ def test_one_minus_identity_from_the_dice_statistics():
   inter, _, true = ref.overlap_stats(probs, ref.one_hot(ids, 4), (0, 1))
   true_pos = inter[1:].sum()
   want = 1 - 2 * true_pos / (2 * true_pos + (true - inter).sum())
-  _close(_loss(probs, ids, distance_matrix=1 - np.eye(4), smooth=0.0), want)
+  got = _run(probs, ids, 1 - np.eye(4, dtype=np.float32), smooth=0.0)
+  _close(got, want)
 
 
 def test_where_equals_slicing():
-  probs, ids = _batch(shape=(2, 3, 5), seed=5)
-  where = jnp.broadcast_to(jnp.arange(5) < 3, ids.shape)
-  poisoned = jnp.where(where[..., None], probs, jnp.nan)  # hidden NaN
-  masked, grad = _value_and_grad(poisoned, ids, where=where)
-  sliced, sliced_grad = _value_and_grad(probs[:, :, :3], ids[:, :, :3])
+  probs, ids = _batch(seed=5)
+  where = np.broadcast_to(np.arange(4) < 3, ids.shape)
+  poisoned = np.where(where[..., None], probs, np.nan)  # hidden NaN
+  matrix = DEFAULT_3.astype(np.float32)
+  masked, grad = _run(poisoned, ids, matrix, where, grad=True)
+  sliced, sliced_grad = _run(probs[:, :, :3], ids[:, :, :3], matrix, grad=True)
   _close(masked, sliced)
   _close(grad[:, :, :3], sliced_grad)
-  assert float(jnp.max(jnp.abs(grad[:, :, 3:]))) == 0
+  assert np.max(np.abs(grad[:, :, 3:])) == 0
 
 
 def test_per_image_axis_equals_vmap():
+  @jax.jit
+  def run(probs, labels):
+    return FN(probs, labels, axis=(1, 2)), jax.vmap(FN)(probs, labels)
+
   probs, ids = _batch(seed=6)
   labels = _one_hot(ids) * 0.8 + 0.2 / C  # soft targets
-  per_image = _loss(probs, labels, axis=(1, 2))
+  per_image, mapped = run(probs, labels)
   assert per_image.shape == (2,)
-  _close(per_image, jax.jit(jax.vmap(FN))(probs, labels))
+  _close(per_image, mapped)
 
 
 def test_class_ids_equal_one_hot_targets():
   probs, ids = _batch(seed=7)
   for matrix, weighting in ((DEFAULT_3, "default"), (SKEWED_3, "gdl")):
-    by_id = _value_and_grad(probs, ids, matrix, weighting=weighting)
-    by_target = _value_and_grad(
-      probs, _one_hot(ids), matrix, weighting=weighting
+    matrix = matrix.astype(np.float32)
+    by_id = _run(probs, ids, matrix, weighting=weighting, grad=True)
+    by_target = _run(
+      probs, _one_hot(ids), matrix, weighting=weighting, grad=True
     )
     for got, want in zip(by_id, by_target):
       _close(got, want)
@@ -233,29 +260,31 @@ def test_class_ids_equal_one_hot_targets():
 
 def test_class_id_out_of_range_counts_for_nothing():
   probs, ids = _batch(seed=8)
-  bad = ids.at[0, 0, 0].set(9).at[1, 2, 3].set(-1)
+  bad = ids.copy()
+  bad[0, 0, 0], bad[1, 2, 3] = 9, -1
   keep = (bad >= 0) & (bad < C)
+  matrix = DEFAULT_3.astype(np.float32)
   _close(
-    _value_and_grad(probs, bad, DEFAULT_3)[0],
-    _value_and_grad(probs, ids, DEFAULT_3, keep)[0],
+    _run(probs, bad, matrix, grad=True)[0],
+    _run(probs, ids, matrix, keep, grad=True)[0],
   )
 
 
 def test_default_matrix_and_scale():
   probs, ids = _batch(seed=9)
-  loss = _loss(probs, ids)
-  with_matrix = lambda m: _value_and_grad(probs, ids, m)[0]
-  _close(with_matrix(DEFAULT_3), loss)
-  _close(with_matrix(4 * DEFAULT_3), loss)  # normalised
+  loss = _run(probs, ids, grad=True)[0]
+  with_matrix = lambda m: _run(probs, ids, m, grad=True)[0]
+  _close(with_matrix(DEFAULT_3.astype(np.float32)), loss)
+  _close(with_matrix(4 * DEFAULT_3.astype(np.float32)), loss)  # normalised
   _close(
-    with_matrix(np.array([[0, 2, 2], [2, 0, 1], [2, 1, 0]])),  # integer
+    with_matrix(np.array([[0, 2, 2], [2, 0, 1], [2, 1, 0]], np.int32)),
     loss,
   )
 
 
 def test_traced_matrix_is_not_checked_by_value():
   probs, ids = _batch(seed=10)
-  value, _ = _value_and_grad(probs, ids, jnp.asarray(SKEWED_3))
+  value, _ = _run(probs, ids, SKEWED_3.astype(np.float32), grad=True)
   _close(
     value,
     ref.generalized_wasserstein_dice(
@@ -275,30 +304,32 @@ def test_traced_matrix_is_not_checked_by_value():
 def test_empty_inputs_give_zero_with_zero_gradient():
   smooth = 0.0  # no smoothing to hide a 0 / 0
   probs, ids = _batch(seed=11)
-  none = jnp.zeros(ids.shape, bool)
-  value, grad = _value_and_grad(probs, ids, DEFAULT_3, none, smooth=smooth)
+  none = np.zeros(ids.shape, bool)
+  matrix = DEFAULT_3.astype(np.float32)
+  value, grad = _run(probs, ids, matrix, none, smooth=smooth, grad=True)
   _close(value, 0.0)
-  assert bool(jnp.all(grad == 0))
+  assert np.all(grad == 0)
   # Only background, predicted as such: nothing to find, nothing wrong.
-  background = jnp.zeros_like(ids)
-  value, grad = _value_and_grad(_one_hot(background), background, smooth=smooth)
+  background = np.zeros_like(ids)
+  value, grad = _run(_one_hot(background), background, smooth=smooth, grad=True)
   _close(value, 0.0)
-  assert bool(jnp.all(grad == 0))
+  assert np.all(grad == 0)
 
 
 def test_errors_on_an_image_without_foreground_cost_almost_everything():
   probs, _ = _batch(seed=12)
-  _close(_loss(probs, jnp.zeros(probs.shape[:-1], jnp.int32), smooth=0.0), 1.0)
+  background = np.zeros(probs.shape[:-1], np.int32)
+  _close(_run(probs, background, smooth=0.0, grad=True)[0], 1.0)
 
 
 def test_bfloat16_input_is_accumulated_in_float32():
   probs, ids = _batch(shape=(2, 8, 8), seed=13)
   low = probs.astype(jnp.bfloat16)
-  value, grad = _value_and_grad(low, ids)
+  value, grad = _run(low, ids, grad=True)
   assert value.dtype == jnp.float32 and grad.dtype == jnp.bfloat16
-  assert bool(jnp.isfinite(value)) and bool(jnp.all(jnp.isfinite(grad)))
+  assert np.isfinite(value) and np.all(np.isfinite(grad.astype(np.float32)))
   reference = lambda p: ref.generalized_wasserstein_dice(
-    p.astype(jnp.float32), ref.one_hot(ids, C), DEFAULT_3, (0, 1, 2)
+    p.astype(np.float32), ref.one_hot(ids, C), DEFAULT_3, (0, 1, 2)
   )
   _close(value, reference(low), rtol=1e-5)  # float32 sums of bf16 input
   _close(value, reference(probs), rtol=2e-2, atol=1e-2)
@@ -307,7 +338,7 @@ def test_bfloat16_input_is_accumulated_in_float32():
 def test_float64_input_gives_float64():
   with jax.enable_x64(True):
     probs, ids = _batch(seed=14)
-    value = jax.eval_shape(FN, probs.astype(jnp.float64), ids)
+    value = jax.eval_shape(FN, probs.astype(np.float64), ids)
     assert value.dtype == jnp.float64
 
 
@@ -365,11 +396,11 @@ def test_bad_inputs_raise_named_errors(change, error, match):
   probs, ids = _batch()
   change = dict(change)
   if change.pop("probs", None):
-    probs = (probs > 0.5).astype(jnp.int32)
-  labels = {"short": ids[:, :, 0], "float": ids.astype(jnp.float32), None: ids}[
+    probs = (probs > 0.5).astype(np.int32)
+  labels = {"short": ids[:, :, 0], "float": ids.astype(np.float32), None: ids}[
     change.pop("labels", None)
   ]
   if change.get("where") == "short":
-    change["where"] = jnp.ones((2, 3), bool)
+    change["where"] = np.ones((2, 3), bool)
   with pytest.raises(error, match=f"{NAME}: {match}"):
     FN(probs, labels, **change)
