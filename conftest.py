@@ -13,7 +13,8 @@ none of them and compiles with ``FAST_XLA_FLAGS``: LLVM's optimisations off
 and XLA:CPU's older fusion emitters, which compile the many small test
 programs faster; XLA's own passes are unchanged. Any other session (``pytest``
 alone, ``-m numerics``, a file, ``-k``) keeps the flags of the environment,
-XLA's defaults unless ``XLA_FLAGS`` says otherwise. The README's test command
+XLA's defaults unless ``XLA_FLAGS`` says otherwise; ``-m numerics`` (exactly)
+collects only the files that hold numerics tests. The README's test command
 runs the two sessions. XLA reads its flags once, when JAX starts a backend,
 so they are set here, before any test module is imported.
 
@@ -52,9 +53,27 @@ FAST_XLA_FLAGS = (
 )
 
 
+def _markexpr(config):
+  return " ".join(config.getoption("markexpr", "").split())
+
+
 def _fast(config):
   """Whether the session selects no numerics test: ``-m "not numerics"``."""
-  return " ".join(config.getoption("markexpr", "").split()) == "not numerics"
+  return _markexpr(config) == "not numerics"
+
+
+def pytest_ignore_collect(collection_path, config):
+  """A session run with ``-m numerics`` (exactly) collects only the files
+  that hold ``NUMERICS`` tests: importing the others costs each worker
+  seconds, and selects nothing."""
+  if (
+    _markexpr(config) != "numerics"
+    or collection_path.suffix != ".py"
+    or not collection_path.is_relative_to(config.rootpath)
+  ):
+    return None
+  path = collection_path.relative_to(config.rootpath).as_posix()
+  return True if path not in {n.split("::")[0] for n in NUMERICS} else None
 
 
 def pytest_configure(config):
