@@ -1512,7 +1512,7 @@ def test_box_convert_3d():
 
 
 @jax.jit
-def BOUNDED(pred, target, beta=0.2, eps=1e-3):  # options traced: one program
+def BOUNDED(pred, target, beta=0.2, eps=1e-3):  # beta, eps when passed: traced
   return jaxloss.bounded_iou_loss(pred, target, beta=beta, eps=eps)
 
 
