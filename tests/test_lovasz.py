@@ -158,6 +158,22 @@ def test_hinge_by_hand():
 # 2. The float64 reference, values and gradients.
 
 
+def _softmax_matches_reference(cases, probs, labels, where):
+  """Each case's value and gradient against the float64 reference, which
+  takes the same options (mask, selection, pooling, class weights)."""
+  for case, (value, grad) in zip(cases, _softmax(cases, probs, labels, where)):
+    want, want_grad = ref.lovasz_softmax(
+      probs,
+      labels,
+      where if case.masked else None,
+      _classes(case.classes),
+      case.axis is not None,
+      class_weights=case.class_weights,
+    )
+    _close(value, want, case)
+    _close(grad, want_grad, case)
+
+
 def test_softmax_matches_reference():
   """Both engines, masked or not, pooled or per image, every selection."""
   probs, labels, where = _softmax_inputs(1)
@@ -169,16 +185,7 @@ def test_softmax_matches_reference():
     for axis in (None, (1, 2))
     for classes in ("present", "all", (3, 0, 3))
   )
-  for case, (value, grad) in zip(cases, _softmax(cases, probs, labels, where)):
-    want, want_grad = ref.lovasz_softmax(
-      probs,
-      labels,
-      where if case.masked else None,
-      _classes(case.classes),
-      case.axis is not None,
-    )
-    _close(value, want, case)
-    _close(grad, want_grad, case)
+  _softmax_matches_reference(cases, probs, labels, where)
 
 
 def test_hinge_matches_reference():
@@ -221,17 +228,7 @@ def test_class_weights_match_reference():
     for axis in (None, (1, 2))
     for classes in ("present", "all", (3, 0, 3))
   )
-  for case, (value, grad) in zip(cases, _softmax(cases, probs, labels, where)):
-    want, want_grad = ref.lovasz_softmax(
-      probs,
-      labels,
-      where,
-      _classes(case.classes),
-      case.axis is not None,
-      class_weights=WEIGHTS,
-    )
-    _close(value, want, case)
-    _close(grad, want_grad, case)
+  _softmax_matches_reference(cases, probs, labels, where)
 
 
 def test_unit_class_weights_give_the_unweighted_loss():
